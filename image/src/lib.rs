@@ -1,1 +1,6 @@
-//! placeholder
+//! `image`: every step from a declarative spec to a bootable artifact.
+//!
+//! Data flow: spec (TOML) -> package source (apt index) -> resolved package set -> .deb cache ->
+//! rootfs [`rootfs::Tree`] (a value) -> archives (cpio, tar layers) -> images (ISO, OCI).
+
+pub mod rootfs;
