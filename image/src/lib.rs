@@ -3,4 +3,8 @@
 //! Data flow: spec (TOML) -> package source (apt index) -> resolved package set -> .deb cache ->
 //! rootfs [`rootfs::Tree`] (a value) -> archives (cpio, tar layers) -> images (ISO, OCI).
 
+pub mod apt;
+pub mod fetch;
+pub mod resolve;
 pub mod rootfs;
+pub mod spec;

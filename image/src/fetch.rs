@@ -1,0 +1,333 @@
+//! Downloads: one HTTP client with bounded timeouts, a content-addressed cache (files named by
+//! their SHA256), and parallel fetching with progress on a terminal.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot reach {url}: {message} (check the mirror in your apt sources, or pass --mirror)")]
+    Unreachable { url: String, message: String },
+    #[error("{url}: HTTP status {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: expected sha256 {expected} ({size} bytes), got {actual} ({got} bytes)")]
+    Checksum { url: String, expected: String, actual: String, size: u64, got: u64 },
+    #[error("cache {path}: {source}")]
+    Cache { path: PathBuf, source: std::io::Error },
+}
+
+/// A blocking HTTP client with timeouts, so an unreachable mirror fails instead of hanging.
+#[derive(Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(10), Duration::from_secs(30))
+    }
+}
+
+impl Http {
+    /// `connect`: TCP/TLS connect timeout; `read`: longest pause between two reads.
+    pub fn new(connect: Duration, read: Duration) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(connect))
+            .timeout_per_read(Some(read))
+            .timeout_recv_response(Some(read))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Http { agent }
+    }
+
+    fn open(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
+        let resp = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(FetchError::Status { url: url.into(), status });
+        }
+        Ok(resp)
+    }
+
+    /// Fetch a whole (small) resource into memory.
+    pub fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        let mut resp = self.open(url)?;
+        let mut buf = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .read_to_end(&mut buf)
+            .map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+        Ok(buf)
+    }
+
+    /// Stream a resource into `out`, returning (sha256 hex, bytes). `tick` gets byte counts.
+    pub fn download(
+        &self,
+        url: &str,
+        out: &mut impl Write,
+        tick: &dyn Fn(u64),
+    ) -> Result<(String, u64), FetchError> {
+        let mut resp = self.open(url)?;
+        let mut reader = resp.body_mut().as_reader();
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+            total += n as u64;
+            tick(n as u64);
+        }
+        Ok((hex::encode(hasher.finalize()), total))
+    }
+}
+
+/// Hex SHA256 of a byte slice.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Hex SHA256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        n_total += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), n_total))
+}
+
+/// A content-addressed store: `<root>/sha256/<hex>`. Entries are written beside their final
+/// name and renamed after their hash was checked, so a partial download never has a valid name.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// One thing to download and check.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub name: String,
+    pub url: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl Cache {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Cache { root: root.into() }
+    }
+
+    /// `$MINIKUBE_IMAGE_CACHE`, else the XDG cache dir (`~/.cache/minikube-image`).
+    pub fn default_location() -> Self {
+        if let Some(p) = std::env::var_os("MINIKUBE_IMAGE_CACHE") {
+            return Cache::new(PathBuf::from(p));
+        }
+        let base = dirs::cache_dir().unwrap_or_else(|| std::env::temp_dir());
+        Cache::new(base.join("minikube-image"))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path_of(&self, sha256: &str) -> PathBuf {
+        self.root.join("sha256").join(sha256)
+    }
+
+    /// The cached file for `item` if present and intact. A corrupt or partial file is removed
+    /// (with a warning) so that it is fetched again.
+    pub fn lookup(&self, item: &Item) -> Option<PathBuf> {
+        let p = self.path_of(&item.sha256);
+        let meta = std::fs::metadata(&p).ok()?;
+        if meta.len() == item.size {
+            if let Ok((h, _)) = sha256_file(&p) {
+                if h == item.sha256 {
+                    return Some(p);
+                }
+            }
+        }
+        tracing::warn!(package = %item.name, path = %p.display(), "cached file is corrupt or partial; fetching it again");
+        let _ = std::fs::remove_file(&p);
+        None
+    }
+
+    /// Store bytes under their hash (used for indexes).
+    pub fn put(&self, data: &[u8]) -> Result<PathBuf, FetchError> {
+        let h = sha256_hex(data);
+        let p = self.path_of(&h);
+        if p.exists() {
+            return Ok(p);
+        }
+        let dir = p.parent().unwrap();
+        let ctx = |source| FetchError::Cache { path: dir.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(ctx)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(ctx)?;
+        tmp.write_all(data).map_err(ctx)?;
+        tmp.persist(&p).map_err(|e| ctx(e.error))?;
+        Ok(p)
+    }
+
+    /// Download one item into the cache (or find it there), checking size and SHA256.
+    pub fn fetch(&self, http: &Http, item: &Item, tick: &dyn Fn(u64)) -> Result<PathBuf, FetchError> {
+        if let Some(p) = self.lookup(item) {
+            tick(item.size);
+            return Ok(p);
+        }
+        let p = self.path_of(&item.sha256);
+        let dir = p.parent().unwrap();
+        let ctx = |source| FetchError::Cache { path: dir.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(ctx)?;
+        let mut last = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(500 << attempt));
+            }
+            let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(ctx)?;
+            let got = {
+                let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+                let r = http.download(&item.url, &mut w, tick);
+                w.flush().map_err(ctx)?;
+                r
+            };
+            match got {
+                Ok((h, n)) if h == item.sha256 && n == item.size => {
+                    tmp.persist(&p).map_err(|e| ctx(e.error))?;
+                    return Ok(p);
+                }
+                Ok((h, n)) => {
+                    last = Some(FetchError::Checksum {
+                        url: item.url.clone(),
+                        expected: item.sha256.clone(),
+                        actual: h,
+                        size: item.size,
+                        got: n,
+                    })
+                }
+                // A definite answer from the server is not retried.
+                Err(e @ FetchError::Status { .. }) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+            tracing::warn!(package = %item.name, attempt, "download failed; retrying");
+        }
+        Err(last.unwrap())
+    }
+
+    /// Fetch many items with `jobs` parallel workers. Results keep the input order.
+    pub fn fetch_all(&self, http: &Http, items: &[Item], jobs: usize) -> Result<Vec<PathBuf>, FetchError> {
+        let total: u64 = items.iter().map(|i| i.size).sum();
+        let bar = progress_bar(total, "download");
+        let queue: Mutex<VecDeque<usize>> = Mutex::new((0..items.len()).collect());
+        let results: Mutex<Vec<Option<Result<PathBuf, FetchError>>>> =
+            Mutex::new((0..items.len()).map(|_| None).collect());
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..jobs.max(1) {
+                s.spawn(|| loop {
+                    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let Some(i) = queue.lock().unwrap().pop_front() else { break };
+                    let r = self.fetch(http, &items[i], &|n| bar.inc(n));
+                    if r.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    results.lock().unwrap()[i] = Some(r);
+                });
+            }
+        });
+        bar.finish_and_clear();
+        let mut out = Vec::with_capacity(items.len());
+        for r in results.into_inner().unwrap() {
+            match r {
+                Some(r) => out.push(r?),
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A byte progress bar drawn only on an interactive terminal (quiet in CI logs).
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("CI").is_none();
+    if !interactive {
+        return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_host_fails_fast_with_clear_error() {
+        // Port 9 on loopback: nothing listens, the connect is refused at once.
+        let http = Http::new(Duration::from_secs(2), Duration::from_secs(2));
+        let t = std::time::Instant::now();
+        let e = http.get("http://127.0.0.1:9/debian/dists/bookworm/InRelease").unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(10));
+        let s = e.to_string();
+        assert!(s.contains("cannot reach http://127.0.0.1:9/debian"), "{s}");
+    }
+
+    #[test]
+    fn silent_server_times_out() {
+        // A listener that accepts but never answers: the read timeout must end the request.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let _h = std::thread::spawn(move || {
+            let _c = l.accept();
+            std::thread::sleep(Duration::from_secs(5));
+        });
+        let http = Http::new(Duration::from_secs(1), Duration::from_secs(1));
+        let t = std::time::Instant::now();
+        assert!(http.get(&format!("http://{addr}/x")).is_err());
+        assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn corrupt_cache_entry_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let data = b"package bytes";
+        let item = Item { name: "p".into(), url: "http://127.0.0.1:9/p.deb".into(), sha256: sha256_hex(data), size: data.len() as u64 };
+        let p = cache.put(data).unwrap();
+        assert_eq!(cache.lookup(&item), Some(p.clone()));
+        std::fs::write(&p, b"package bytez").unwrap();
+        assert_eq!(cache.lookup(&item), None);
+        assert!(!p.exists(), "corrupt entry must be removed");
+    }
+}

@@ -1,0 +1,305 @@
+//! Dependency resolution over an [`Index`]: Depends and Pre-Depends, alternatives, virtual
+//! packages through Provides, and version constraints. Recommends are not followed (like
+//! `--no-install-recommends`). Choices are deterministic: the same index and request always give
+//! the same set.
+
+use crate::apt::{Dep, Index, Package};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("package {name:?} is not in {suite}/{arch} (requested by {by})")]
+    Unknown { name: String, suite: String, arch: String, by: String },
+    #[error("{package}: cannot satisfy dependency \"{dep}\" in {suite}/{arch}: {why}")]
+    Unsatisfiable { package: String, dep: String, suite: String, arch: String, why: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub include: Vec<String>,
+    /// Add every `Priority: required` package.
+    pub required: bool,
+    pub exclude: Vec<String>,
+    /// virtual name -> preferred provider
+    pub prefer: BTreeMap<String, String>,
+}
+
+/// The resolved set, sorted by package name.
+pub fn resolve<'a>(index: &'a Index, req: &Request) -> Result<Vec<&'a Package>, ResolveError> {
+    let mut r = Resolver { index, req, chosen: BTreeMap::new(), queue: VecDeque::new() };
+    let mut roots: Vec<(String, String)> = req.include.iter().map(|n| (n.clone(), "the spec".to_string())).collect();
+    if req.required {
+        let mut req_names: BTreeSet<&str> = BTreeSet::new();
+        for p in &index.packages {
+            if p.priority == "required" {
+                req_names.insert(&p.name);
+            }
+        }
+        roots.extend(req_names.into_iter().map(|n| (n.to_string(), "Priority: required".to_string())));
+    }
+    for (name, by) in &roots {
+        if req.exclude.contains(name) {
+            continue;
+        }
+        let cands = index.by_name(name);
+        let pick = match cands.first() {
+            Some(p) => *p,
+            None => match r.pick_provider(name, None) {
+                Some(p) => p,
+                None => {
+                    return Err(ResolveError::Unknown {
+                        name: name.clone(),
+                        suite: index.suite.clone(),
+                        arch: index.arch.clone(),
+                        by: by.clone(),
+                    })
+                }
+            },
+        };
+        r.choose(pick);
+    }
+    while let Some(p) = r.queue.pop_front() {
+        for group in p.pre_depends.iter().chain(p.depends.iter()) {
+            if group.iter().any(|d| r.satisfied(d)) {
+                continue;
+            }
+            let mut picked = None;
+            let mut why = Vec::new();
+            for d in group {
+                if r.req.exclude.contains(&d.name) {
+                    why.push(format!("{} is excluded by the spec", d.name));
+                    continue;
+                }
+                if let Some(c) = r.candidate(d) {
+                    picked = Some(c);
+                    break;
+                }
+                why.push(format!("no candidate for {d}"));
+            }
+            match picked {
+                Some(c) => r.choose(c),
+                None => {
+                    return Err(ResolveError::Unsatisfiable {
+                        package: p.name.clone(),
+                        dep: group.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" | "),
+                        suite: index.suite.clone(),
+                        arch: index.arch.clone(),
+                        why: why.join("; "),
+                    })
+                }
+            }
+        }
+    }
+    Ok(r.chosen.into_values().collect())
+}
+
+struct Resolver<'a, 'r> {
+    index: &'a Index,
+    req: &'r Request,
+    chosen: BTreeMap<String, &'a Package>,
+    queue: VecDeque<&'a Package>,
+}
+
+impl<'a> Resolver<'a, '_> {
+    fn choose(&mut self, p: &'a Package) {
+        if self.chosen.contains_key(&p.name) {
+            return;
+        }
+        self.chosen.insert(p.name.clone(), p);
+        self.queue.push_back(p);
+    }
+
+    /// Already satisfied by a chosen package (directly or through Provides)?
+    fn satisfied(&self, d: &Dep) -> bool {
+        if let Some(p) = self.chosen.get(&d.name) {
+            if d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&p.version, v)) {
+                return true;
+            }
+        }
+        self.chosen.values().any(|p| {
+            p.provides.iter().any(|(n, pv)| {
+                n == &d.name
+                    && match (&d.constraint, pv) {
+                        (None, _) => true,
+                        (Some((op, v)), Some(pv)) => op.holds(pv, v),
+                        (Some(_), None) => false,
+                    }
+            })
+        })
+    }
+
+    /// Best package that satisfies `d`, if any. A candidate whose own dependencies cannot
+    /// possibly be met (one level of look-ahead) is passed over, so an alternative is tried
+    /// instead of failing later.
+    fn candidate(&self, d: &Dep) -> Option<&'a Package> {
+        for p in self.index.by_name(&d.name) {
+            if d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&p.version, v)) && self.plausible(p) {
+                return Some(p);
+            }
+        }
+        self.pick_provider(&d.name, d.constraint.as_ref())
+    }
+
+    /// Every dependency group of `p` has at least one alternative present in the index.
+    fn plausible(&self, p: &Package) -> bool {
+        p.pre_depends.iter().chain(p.depends.iter()).all(|group| {
+            group.iter().any(|d| {
+                self.satisfied(d)
+                    || self
+                        .index
+                        .by_name(&d.name)
+                        .iter()
+                        .any(|c| d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&c.version, v)))
+                    || !self.index.providers(&d.name).is_empty()
+            })
+        })
+    }
+
+    fn pick_provider(&self, name: &str, cons: Option<&(crate::apt::Op, debversion::Version)>) -> Option<&'a Package> {
+        let provs: Vec<&'a Package> = self
+            .index
+            .providers(name)
+            .into_iter()
+            .filter(|(p, pv)| {
+                !self.req.exclude.contains(&p.name)
+                    && self.plausible(p)
+                    && match (cons, pv) {
+                        (None, _) => true,
+                        (Some((op, v)), Some(pv)) => op.holds(pv, v),
+                        (Some(_), None) => false,
+                    }
+            })
+            .map(|(p, _)| p)
+            .collect();
+        if let Some(pref) = self.req.prefer.get(name) {
+            if let Some(p) = provs.iter().find(|p| &p.name == pref) {
+                return Some(p);
+            }
+        }
+        // Prefer a provider the spec asked for, then one of higher priority, then by name.
+        let rank = |p: &Package| match p.priority.as_str() {
+            "required" => 0,
+            "important" => 1,
+            "standard" => 2,
+            _ => 3,
+        };
+        provs
+            .iter()
+            .copied()
+            .min_by_key(|p| (!self.req.include.contains(&p.name), rank(p), p.name.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idx() -> Index {
+        let text = "\
+Package: app
+Version: 1.0
+Architecture: amd64
+Depends: libc6 (>= 2.30), mail-transport-agent | sendmail-lite, awk
+Filename: pool/a/app.deb
+Size: 1
+SHA256: 00
+
+Package: libc6
+Version: 2.36-9
+Architecture: amd64
+Priority: required
+Filename: pool/l/libc6.deb
+Size: 1
+SHA256: 01
+
+Package: postfix
+Version: 3.7
+Architecture: amd64
+Provides: mail-transport-agent
+Depends: libc6 (>= 2.40)
+Filename: pool/p/postfix.deb
+Size: 1
+SHA256: 02
+
+Package: sendmail-lite
+Version: 1
+Architecture: amd64
+Filename: pool/s/s.deb
+Size: 1
+SHA256: 03
+
+Package: mawk
+Version: 1.3.4
+Architecture: amd64
+Priority: required
+Provides: awk
+Filename: pool/m/mawk.deb
+Size: 1
+SHA256: 04
+
+Package: gawk
+Version: 5.2
+Architecture: amd64
+Provides: awk
+Filename: pool/g/gawk.deb
+Size: 1
+SHA256: 05
+";
+        Index::parse(text, "http://m", "bookworm", "amd64").unwrap()
+    }
+
+    fn names(v: &[&Package]) -> Vec<String> {
+        v.iter().map(|p| p.name.clone()).collect()
+    }
+
+    #[test]
+    fn resolves_alternatives_virtuals_and_versions() {
+        let i = idx();
+        let got = resolve(&i, &Request { include: vec!["app".into()], ..Default::default() }).unwrap();
+        // postfix provides the MTA but needs libc6 >= 2.40, which the index lacks: the resolver
+        // passes over it to the next alternative. awk is virtual: mawk (required) beats gawk.
+        assert_eq!(names(&got), ["app", "libc6", "mawk", "sendmail-lite"]);
+        assert_eq!(got[1].version.to_string(), "2.36-9");
+    }
+
+    #[test]
+    fn unknown_package_names_the_suite() {
+        let i = idx();
+        let e = resolve(&i, &Request { include: vec!["nosuch".into()], ..Default::default() }).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("\"nosuch\"") && s.contains("bookworm/amd64"), "{s}");
+    }
+
+    #[test]
+    fn exclusion_moves_to_next_alternative_and_priority_picks_provider() {
+        let i = idx();
+        let got = resolve(
+            &i,
+            &Request { include: vec!["app".into()], exclude: vec!["postfix".into()], ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!(names(&got), ["app", "libc6", "mawk", "sendmail-lite"]);
+    }
+
+    #[test]
+    fn preferred_provider_wins() {
+        let i = idx();
+        let mut prefer = BTreeMap::new();
+        prefer.insert("awk".to_string(), "gawk".to_string());
+        let got = resolve(
+            &i,
+            &Request { include: vec!["app".into()], exclude: vec!["postfix".into()], prefer, ..Default::default() },
+        )
+        .unwrap();
+        assert!(names(&got).contains(&"gawk".to_string()));
+        assert!(!names(&got).contains(&"mawk".to_string()));
+    }
+
+    #[test]
+    fn unsatisfiable_version_is_reported_with_package_and_dep() {
+        let i = idx();
+        let e = resolve(&i, &Request { include: vec!["postfix".into()], ..Default::default() }).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("postfix") && s.contains("libc6 (>= 2.40)"), "{s}");
+    }
+}
