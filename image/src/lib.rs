@@ -4,6 +4,7 @@
 //! rootfs [`rootfs::Tree`] (a value) -> archives (cpio, tar layers) -> images (ISO, OCI).
 
 pub mod apt;
+pub mod deb;
 pub mod fetch;
 pub mod resolve;
 pub mod rootfs;
