@@ -207,11 +207,14 @@ pub fn parse_relations(field: &str) -> Result<Vec<Vec<Dep>>, String> {
         let mut alts = Vec::new();
         for alt in group.split('|') {
             let alt = alt.trim();
-            // Drop architecture and build-profile restrictions (not used in binary indexes).
-            let alt = alt.split(['[', '<']).next().unwrap_or("").trim();
-            let (name_part, cons) = match alt.find('(') {
-                Some(i) => (&alt[..i], Some(alt[i + 1..].trim_end_matches(')').trim())),
-                None => (alt, None),
+            // name [(constraint)] [arch restriction] [<build profile>]: the restrictions are
+            // not used in binary indexes and are dropped.
+            let name_end = alt.find(['(', '[', '<', ' ']).unwrap_or(alt.len());
+            let name_part = &alt[..name_end];
+            let cons = match (alt.find('('), alt.find(')')) {
+                (Some(i), Some(j)) if j > i => Some(alt[i + 1..j].trim()),
+                (Some(_), _) => return Err(format!("unclosed parenthesis in {alt:?}")),
+                _ => None,
             };
             let name = name_part.trim().split(':').next().unwrap_or("").to_string();
             if name.is_empty() {
@@ -532,8 +535,9 @@ mod tests {
 
     #[test]
     fn parses_relations() {
-        let r = parse_relations("libc6 (>= 2.34), debconf (>= 0.5) | debconf-2.0, python3:any, foo [amd64]").unwrap();
-        assert_eq!(r.len(), 4);
+        let r = parse_relations("libc6 (>= 2.34), debconf (>= 0.5) | debconf-2.0, python3:any, foo [amd64], bar (<< 2.0) <!nocheck>").unwrap();
+        assert_eq!(r.len(), 5);
+        assert_eq!(r[4][0].to_string(), "bar (<< 2.0)");
         assert_eq!(r[1].len(), 2);
         assert_eq!(r[1][1].name, "debconf-2.0");
         assert_eq!(r[2][0].name, "python3");
