@@ -8,4 +8,5 @@ pub mod deb;
 pub mod fetch;
 pub mod resolve;
 pub mod rootfs;
+pub mod oci;
 pub mod spec;
