@@ -10,3 +10,6 @@ pub mod resolve;
 pub mod rootfs;
 pub mod oci;
 pub mod spec;
+pub mod cpio;
+pub mod compress;
+pub mod iso;
