@@ -4,12 +4,16 @@
 //! rootfs [`rootfs::Tree`] (a value) -> archives (cpio, tar layers) -> images (ISO, OCI).
 
 pub mod apt;
+pub mod assemble;
 pub mod deb;
 pub mod fetch;
+pub mod isobuild;
+pub mod kernel;
 pub mod resolve;
 pub mod rootfs;
 pub mod oci;
 pub mod spec;
+pub mod system;
 pub mod cpio;
 pub mod compress;
 pub mod iso;

@@ -1,1 +1,158 @@
-fn main() {}
+//! `cargo xtask`: the project's command line. Thin: it parses arguments, finds the workspace and
+//! calls the `image` (and other) libraries, where the logic lives.
+
+mod agent_build;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build minikube's node images: ISO, kicbase, agent")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Flavor {
+    /// Rootfs from Debian packages, unpacked by our own code (default).
+    Debian,
+    /// Buildroot with our BR2_EXTERNAL tree (buildroot-external/).
+    Buildroot,
+}
+
+#[derive(clap::Args)]
+struct IsoArgs {
+    #[arg(long, value_enum, default_value = "debian")]
+    flavor: Flavor,
+    /// The image spec (Debian flavor).
+    #[arg(long, default_value = "iso/spec.toml")]
+    spec: PathBuf,
+    /// Output file.
+    #[arg(long, short, default_value = "out/minikube.iso")]
+    out: PathBuf,
+    /// Initramfs compression: gzip, bzip2, xz, zstd or none (default: the spec's).
+    #[arg(long)]
+    compression: Option<String>,
+    /// Compression level (default: the spec's, else the format's default).
+    #[arg(long)]
+    level: Option<i32>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct CommonArgs {
+    /// Debian mirror URL (default: read from this machine's apt sources).
+    #[arg(long)]
+    mirror: Option<String>,
+    /// Package cache directory (default: $MINIKUBE_IMAGE_CACHE or ~/.cache/minikube-image).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Parallel downloads.
+    #[arg(long, default_value_t = 6)]
+    jobs: usize,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the bootable minikube ISO (out/minikube.iso).
+    Iso(IsoArgs),
+    /// Build the static in-guest agent (minikube-agent) and print its path.
+    Agent,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
+    match cli.cmd {
+        Cmd::Iso(a) => iso(a),
+        Cmd::Agent => {
+            let p = agent_build::build_static()?;
+            println!("{}", p.display());
+            Ok(())
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// SOURCE_DATE_EPOCH, else the time of the last commit (so builds of one commit are identical).
+pub fn source_date_epoch() -> Result<u64> {
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+        return v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
+    }
+    let out = std::process::Command::new("git").args(["log", "-1", "--format=%ct"]).output();
+    match out {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)),
+        _ => Ok(0),
+    }
+}
+
+pub fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub fn options(common: &CommonArgs) -> Result<image::assemble::Options> {
+    let mut o = image::assemble::Options::new(source_date_epoch()?);
+    o.mirror = common.mirror.clone();
+    if let Some(c) = &common.cache {
+        o.cache = image::fetch::Cache::new(c);
+    }
+    o.jobs = common.jobs;
+    o.commit = git_commit();
+    Ok(o)
+}
+
+fn iso(a: IsoArgs) -> Result<()> {
+    if a.flavor == Flavor::Buildroot {
+        bail!("--flavor buildroot: not wired yet");
+    }
+    let spec = image::spec::Spec::load(&a.spec)?;
+    let mut opts = options(&a.common)?;
+    let agent = agent_build::build_static()?;
+    let bin = std::fs::read(&agent).with_context(|| format!("read {}", agent.display()))?;
+    opts.extra_files.insert("/usr/bin/minikube-agent".into(), (bin, 0o755));
+    let comp = match &a.compression {
+        None => None,
+        Some(c) => Some((c.parse::<image::compress::Compression>().map_err(|e| anyhow::anyhow!("--compression: {e}"))?, a.level)),
+    };
+    let comp = comp.or(a.level.map(|l| {
+        let c = spec.boot.as_ref().map(|b| b.compression.clone()).unwrap_or_else(|| "zstd".into());
+        (c.parse().unwrap_or(image::compress::Compression::Zstd), Some(l))
+    }));
+    let t = std::time::Instant::now();
+    let r = image::isobuild::build(&spec, &opts, comp, &a.out)?;
+    println!(
+        "{}: {} MB (initrd {} MB, rootfs {} MB, {} packages, kernel {}) in {:.1?} [assemble {:.1?}, compress {:.1?}, iso {:.1?}]",
+        a.out.display(),
+        r.size / 1_000_000,
+        r.initrd_size / 1_000_000,
+        r.rootfs_bytes / 1_000_000,
+        r.packages.len(),
+        r.kernel_version,
+        t.elapsed(),
+        r.assemble_time,
+        r.compress_time,
+        r.iso_time
+    );
+    Ok(())
+}

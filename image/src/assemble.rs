@@ -1,0 +1,288 @@
+//! Spec -> rootfs: resolve the spec's packages, fetch them into the cache, unpack them into one
+//! [`Tree`], then do declaratively what maintainer scripts would do ([`crate::system`]), add the
+//! overlays, enable units and add the kernel's modules. The result is a value; writing it out as
+//! an initramfs, ISO or OCI layers is the job of other modules.
+
+use crate::apt::{ArchiveConfig, Index, Package};
+use crate::fetch::{Cache, Http};
+use crate::resolve::{resolve, Request};
+use crate::rootfs::{Entry, Kind, Tree};
+use crate::spec::Spec;
+use crate::{deb, kernel, system};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error(transparent)]
+    Apt(#[from] crate::apt::AptError),
+    #[error(transparent)]
+    Resolve(#[from] crate::resolve::ResolveError),
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error(transparent)]
+    Deb(#[from] crate::deb::DebError),
+    #[error(transparent)]
+    System(#[from] crate::system::SystemError),
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::KernelError),
+    #[error("overlay {path}: {source}")]
+    Overlay { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Build-wide settings that are not part of the spec.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mirror: Option<String>,
+    /// SOURCE_DATE_EPOCH: every mtime is clamped to it; dates in files derive from it.
+    pub epoch: u64,
+    pub cache: Cache,
+    /// Parallel downloads.
+    pub jobs: usize,
+    pub version: String,
+    pub commit: String,
+    /// Extra files to install (e.g. the agent binary): path -> (content, mode).
+    pub extra_files: BTreeMap<String, (Vec<u8>, u32)>,
+}
+
+impl Options {
+    pub fn new(epoch: u64) -> Self {
+        Options {
+            mirror: None,
+            epoch,
+            cache: Cache::default_location(),
+            jobs: 6,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            commit: "unknown".into(),
+            extra_files: BTreeMap::new(),
+        }
+    }
+}
+
+/// One installed package, for the package list and the SBOM.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Installed {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub sha256: String,
+    pub size: u64,
+    pub filename: String,
+}
+
+pub struct Assembly {
+    pub tree: Tree,
+    pub packages: Vec<Installed>,
+    /// Which package brought each path (first one wins), for layer splitting.
+    pub owner: BTreeMap<String, String>,
+    pub kernel: Option<kernel::Kernel>,
+    pub index: Index,
+}
+
+/// Open the package index the spec names.
+pub fn open_index(spec: &Spec, opts: &Options, http: &Http) -> Result<Index, AssembleError> {
+    let mirror = opts.mirror.as_deref().or(spec.source.mirror.as_deref());
+    let cfg = ArchiveConfig::from_machine(mirror, &spec.source.suite, &spec.source.arch, &spec.source.components)?;
+    tracing::info!(mirror = %cfg.mirror, suite = %cfg.suite, arch = %cfg.arch, "package source");
+    Ok(crate::apt::load_index(&cfg, http, &opts.cache)?)
+}
+
+/// Fetch packages by exact name (no dependencies), e.g. bootloader or kernel packages, and unpack
+/// them into a fresh tree.
+pub fn fetch_unpacked(index: &Index, names: &[String], opts: &Options, http: &Http) -> Result<Tree, AssembleError> {
+    let mut pkgs = Vec::new();
+    for n in names {
+        let p = index.by_name(n).into_iter().next().ok_or_else(|| crate::resolve::ResolveError::Unknown {
+            name: n.clone(),
+            suite: index.suite.clone(),
+            arch: index.arch.clone(),
+            by: "the boot configuration".into(),
+        })?;
+        pkgs.push(p);
+    }
+    let items: Vec<_> = pkgs.iter().map(|p| index.item(p)).collect();
+    let paths = opts.cache.fetch_all(http, &items, opts.jobs)?;
+    let mut t = Tree::new();
+    deb::add_merged_usr_links(&mut t, opts.epoch);
+    for (p, path) in pkgs.iter().zip(paths) {
+        deb::unpack(&path, &p.name, &mut t)?;
+    }
+    Ok(t)
+}
+
+/// Read an overlay directory into a tree (root-owned; 0755 for executables and dirs, else 0644).
+pub fn read_overlay(dir: &Path, epoch: u64) -> Result<Tree, AssembleError> {
+    let mut t = Tree::new();
+    fn walk(base: &Path, dir: &Path, t: &mut Tree, epoch: u64) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().to_string();
+            let key = format!("/{rel}");
+            let ft = e.file_type()?;
+            let mut entry = if ft.is_symlink() {
+                Entry::symlink(std::fs::read_link(&p)?.to_string_lossy().to_string())
+            } else if ft.is_dir() {
+                Entry::dir(0o755)
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                let exec = e.metadata()?.permissions().mode() & 0o111 != 0;
+                Entry::file(std::fs::read(&p)?, if exec { 0o755 } else { 0o644 })
+            };
+            entry.mtime = epoch;
+            t.insert(&key, entry);
+            if ft.is_dir() {
+                walk(base, &p, t, epoch)?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, dir, &mut t, epoch).map_err(|source| AssembleError::Overlay { path: dir.to_path_buf(), source })?;
+    Ok(t)
+}
+
+/// Put `layer` on top of `tree`: files and links replace, existing directories keep their entry.
+fn layer_onto(tree: &mut Tree, layer: &Tree) {
+    for (k, e) in layer.iter() {
+        if k == "/" {
+            continue;
+        }
+        if matches!(e.kind, Kind::Dir) && matches!(tree.get(k).map(|x| &x.kind), Some(Kind::Dir)) {
+            continue;
+        }
+        tree.insert(k, e.clone());
+    }
+}
+
+/// The package set of a spec.
+pub fn resolve_spec<'i>(spec: &Spec, index: &'i Index) -> Result<Vec<&'i Package>, AssembleError> {
+    let req = Request {
+        include: spec.packages.include.clone(),
+        required: spec.packages.required,
+        exclude: spec.packages.exclude.clone(),
+        prefer: spec.packages.prefer.clone(),
+    };
+    Ok(resolve(index, &req)?)
+}
+
+/// Spec -> rootfs tree, as described in the module docs.
+pub fn assemble(spec: &Spec, opts: &Options) -> Result<Assembly, AssembleError> {
+    let http = Http::default();
+    let index = open_index(spec, opts, &http)?;
+    let set = resolve_spec(spec, &index)?;
+    tracing::info!(packages = set.len(), bytes = set.iter().map(|p| p.size).sum::<u64>(), "resolved");
+    let items: Vec<_> = set.iter().map(|p| index.item(p)).collect();
+    let paths = opts.cache.fetch_all(&http, &items, opts.jobs)?;
+
+    // Unpack in parallel (one tree per package), then stack in name order.
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<(Tree, Vec<String>), deb::DebError>>>> =
+        std::sync::Mutex::new((0..set.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= set.len() {
+                    break;
+                }
+                let mut t = Tree::new();
+                let r = deb::unpack(&paths[i], &set[i].name, &mut t).map(|l| (t, l));
+                results.lock().unwrap()[i] = Some(r);
+            });
+        }
+    });
+    let mut tree = Tree::new();
+    deb::add_merged_usr_links(&mut tree, opts.epoch);
+    let mut owner = BTreeMap::new();
+    let mut installed_lists = Vec::new();
+    for (p, r) in set.iter().zip(results.into_inner().unwrap()) {
+        let (t, list) = r.expect("every package was unpacked")?;
+        for (k, _) in t.iter() {
+            owner.entry(k.clone()).or_insert_with(|| p.name.clone());
+        }
+        layer_onto(&mut tree, &t);
+        installed_lists.push((*p, list));
+    }
+    let epoch = opts.epoch;
+
+    let dropped = system::drop_paths(&mut tree, &spec.files.drop, &spec.files.keep);
+    tracing::debug!(dropped, "dropped docs and locales");
+
+    let mut acc = system::Accounts::from_base_passwd(&tree)?;
+    acc.apply_sysusers(&tree);
+    acc.apply_spec(spec)?;
+    acc.write(&mut tree, epoch);
+    system::make_homes(&mut tree, spec, &acc, epoch);
+    system::apply_alternatives(&mut tree, &spec.alternatives, epoch)?;
+    let hash = |pem: &[u8]| {
+        use pki::rustls_pki_types::{pem::PemObject, CertificateDer};
+        let der = CertificateDer::from_pem_slice(pem).ok()?;
+        pki::subject_hash_hex(&der).ok()
+    };
+    system::ca_certificates(&mut tree, epoch, Some(&hash));
+    let base = format!("Debian {}", spec.source.suite);
+    system::identity(&mut tree, spec, &opts.version, &opts.commit, &base, epoch);
+    system::dpkg_database(&mut tree, &installed_lists, epoch);
+
+    for o in &spec.files.overlays {
+        let dir = spec.resolve_path(o);
+        let t = read_overlay(&dir, epoch)?;
+        layer_onto(&mut tree, &t);
+    }
+    for (path, (content, mode)) in &opts.extra_files {
+        let mut e = Entry::file(content.clone(), *mode);
+        e.mtime = epoch;
+        tree.insert(path, e);
+    }
+
+    let kernel = match &spec.kernel {
+        None => None,
+        Some(k) => {
+            let img = kernel::image_package_name(&index, &k.package).ok_or_else(|| {
+                AssembleError::Other(format!("kernel.package: {:?} is not in {}/{}", k.package, index.suite, index.arch))
+            })?;
+            let kt = fetch_unpacked(&index, &[img.clone()], opts, &http)?;
+            let kern = kernel::from_package_tree(&kt, &img, &k.modules, epoch)?;
+            layer_onto(&mut tree, &kern.modules);
+            let mut e = Entry::file(kernel::modules_load(&k.load), 0o644);
+            e.mtime = epoch;
+            tree.insert("/etc/modules-load.d/minikube.conf", e);
+            Some(kern)
+        }
+    };
+
+    system::enable_units(&mut tree, &spec.systemd.enable, epoch)?;
+    system::mask_units(&mut tree, &spec.systemd.mask, epoch);
+    if let Some(t) = &spec.systemd.default_target {
+        let mut e = Entry::symlink(format!("/usr/lib/systemd/system/{t}"));
+        e.mtime = epoch;
+        tree.insert("/etc/systemd/system/default.target", e);
+    }
+    tree.clamp_mtime(epoch);
+
+    let packages = set
+        .iter()
+        .map(|p| Installed {
+            name: p.name.clone(),
+            version: p.version.to_string(),
+            arch: p.arch.clone(),
+            sha256: p.sha256.clone(),
+            size: p.size,
+            filename: p.filename.clone(),
+        })
+        .collect();
+    Ok(Assembly { tree, packages, owner, kernel, index })
+}
+
+/// `dpkg -l`-like text listing of installed packages.
+pub fn package_list(pkgs: &[Installed]) -> String {
+    let mut s = String::from("Desired=Install/Status=Installed\n||/ Name Version Architecture\n");
+    for p in pkgs {
+        s.push_str(&format!("ii  {} {} {}\n", p.name, p.version, p.arch));
+    }
+    s
+}
