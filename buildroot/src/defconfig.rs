@@ -63,6 +63,44 @@ pub fn package_symbols_in(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// An option of a defconfig that did not come through into a `.config` as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    pub symbol: String,
+    /// 1-based line in the defconfig.
+    pub line: usize,
+    /// What the defconfig says (`None`: `is not set`).
+    pub wanted: Option<String>,
+    /// What the .config has (`None`: absent or not set).
+    pub got: Option<String>,
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".into());
+        write!(f, "line {}: {} wanted {} got {}", self.line, self.symbol, show(&self.wanted), show(&self.got))
+    }
+}
+
+/// The options of `defconfig` that `config` (a `.config` made from it) does not carry as
+/// written: kconfig silently drops unknown symbols and options whose dependencies are unmet.
+/// An `is not set` option is kept if the .config has it unset or absent.
+pub fn lost_options(defconfig: &[ConfigOption], config: &[ConfigOption]) -> Vec<Lost> {
+    let value_in_config = |sym: &str| config.iter().find(|o| o.symbol == sym).and_then(|o| o.value.clone());
+    let mut lost = Vec::new();
+    for opt in defconfig {
+        let got = value_in_config(&opt.symbol);
+        let kept = match &opt.value {
+            None => got.is_none() || got.as_deref() == Some("n"),
+            Some(v) => got.as_deref() == Some(v.as_str()),
+        };
+        if !kept {
+            lost.push(Lost { symbol: opt.symbol.clone(), line: opt.line, wanted: opt.value.clone(), got });
+        }
+    }
+    lost
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +113,16 @@ mod tests {
         assert_eq!(opts[1].string_value(), Some("a b"));
         assert_eq!(opts[2].value, None);
         assert_eq!(opts[2].line, 5);
+    }
+
+    #[test]
+    fn lost_options_are_the_dropped_and_changed_ones() {
+        let def = parse("BR2_A=y\nBR2_B=\"x\"\nBR2_UNKNOWN=y\n# BR2_C is not set\n# BR2_D is not set\n");
+        let cfg = parse("BR2_A=y\nBR2_B=\"y\"\n# BR2_C is not set\nBR2_D=y\nBR2_E=y\n");
+        let lost = lost_options(&def, &cfg);
+        let names: Vec<&str> = lost.iter().map(|l| l.symbol.as_str()).collect();
+        assert_eq!(names, ["BR2_B", "BR2_UNKNOWN", "BR2_D"]);
+        assert_eq!(lost[1].to_string(), "line 3: BR2_UNKNOWN wanted y got (not set)");
     }
 
     #[test]
