@@ -1,1 +1,24 @@
-//! placeholder
+//! minikube-agent: provisions a minikube node over HTTPS with mutual TLS.
+//!
+//! The agent replaces SSH provisioning: the host's launcher calls [`client::Client`], the
+//! guest runs `minikube-agent serve` ([`server::Server`]). Each operation in [`ops`] is
+//! idempotent. [`boot`] prepares the persistent disk at first boot; [`trust`] finds the TLS
+//! material. Everything that touches the running system outside the file tree goes through
+//! [`host::Host`].
+
+pub mod accounts;
+pub mod api;
+pub mod audit;
+pub mod client;
+pub mod host;
+pub mod http;
+pub mod ops;
+pub mod paths;
+pub mod process;
+pub mod server;
+pub mod tls;
+
+/// The default TCP port.
+pub const DEFAULT_PORT: u16 = 7443;
+/// The agent's state directory on the persistent disk (guest path).
+pub const STATE_DIR: &str = "/var/lib/minikube-agent";

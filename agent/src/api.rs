@@ -1,0 +1,269 @@
+//! The wire protocol: JSON bodies shared by the server and [`crate::client::Client`].
+//!
+//! | operation | request | response |
+//! | --- | --- | --- |
+//! | info | `GET /v1/info` | [`InfoResponse`] |
+//! | hostname | `POST /v1/hostname` [`HostnameRequest`] | [`Changed`] |
+//! | certs | `POST /v1/certs` [`CertsRequest`] | [`Changed`] |
+//! | runtime | `POST /v1/runtime` [`RuntimeRequest`] | [`RuntimeResponse`] |
+//! | binary upload | `PUT /v1/binaries?version=V&name=N&sha256=H` raw body | [`Changed`] |
+//! | kubelet | `POST /v1/kubelet` [`KubeletRequest`] | [`KubeletResponse`] |
+//! | file upload | `PUT /v1/files?path=P&sha256=H&mode=0644&owner=U:G` raw body | [`Changed`] |
+//! | file stat | `POST /v1/files/stat` [`PathRequest`] | [`FileStat`] |
+//! | file download | `GET /v1/files?path=P` | raw body |
+//! | exec | `POST /v1/exec` [`ExecRequest`] | [`ExecResponse`] |
+//! | logs | `POST /v1/logs` [`LogsRequest`] | [`LogsResponse`] |
+//!
+//! Errors are 4xx/5xx with an [`ErrorResponse`] naming the offending field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Every error body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorResponse {
+    pub error: String,
+    /// The request field at fault, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Result of an idempotent operation: `changed` is false when the node already matched.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Changed {
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InfoResponse {
+    pub agent_version: String,
+    pub hostname: String,
+    /// `uname -r`
+    pub kernel: String,
+    /// `uname -m`
+    pub arch: String,
+    /// PRETTY_NAME of /etc/os-release, if present.
+    pub os: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HostnameRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertsRequest {
+    /// Certificates and keys to place (e.g. /var/lib/minikube/certs/apiserver.crt).
+    #[serde(default)]
+    pub files: Vec<CertFile>,
+    /// CA certificates to trust system-wide.
+    #[serde(default)]
+    pub trust: Vec<TrustedCa>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertFile {
+    /// Absolute guest path.
+    pub path: String,
+    pub pem: String,
+    /// A private key: written 0600 (certificates 0644).
+    #[serde(default)]
+    pub private: bool,
+}
+
+/// A CA written to /usr/share/ca-certificates/NAME, linked as /etc/ssl/certs/NAME and
+/// /etc/ssl/certs/HASH.0 (OpenSSL subject hash).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedCa {
+    /// File name, e.g. `minikubeCA.pem`.
+    pub name: String,
+    pub pem: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Docker,
+    Containerd,
+    #[serde(rename = "cri-o")]
+    CriO,
+}
+
+impl Runtime {
+    pub const ALL: [Runtime; 3] = [Runtime::Docker, Runtime::Containerd, Runtime::CriO];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Docker => "docker",
+            Runtime::Containerd => "containerd",
+            Runtime::CriO => "cri-o",
+        }
+    }
+
+    /// The CRI socket kubelet talks to.
+    pub fn cri_socket(self) -> &'static str {
+        match self {
+            Runtime::Docker => "/var/run/cri-dockerd.sock",
+            Runtime::Containerd => "/run/containerd/containerd.sock",
+            Runtime::CriO => "/var/run/crio/crio.sock",
+        }
+    }
+
+    /// systemd units of the runtime (started in this order).
+    pub fn units(self) -> &'static [&'static str] {
+        match self {
+            Runtime::Docker => &["containerd.service", "docker.socket", "docker.service", "cri-docker.socket", "cri-docker.service"],
+            Runtime::Containerd => &["containerd.service"],
+            Runtime::CriO => &["crio.service"],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    Systemd,
+    Cgroupfs,
+}
+
+impl CgroupDriver {
+    pub fn name(self) -> &'static str {
+        match self {
+            CgroupDriver::Systemd => "systemd",
+            CgroupDriver::Cgroupfs => "cgroupfs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeRequest {
+    pub runtime: Runtime,
+    /// e.g. `registry.k8s.io/pause:3.10`
+    pub pause_image: String,
+    pub cgroup_driver: CgroupDriver,
+    /// `host:port` registries reachable without TLS.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// Docker's TLS listener on tcp 2376 (docker runtime only).
+    #[serde(default)]
+    pub docker_tls: Option<DockerTls>,
+    /// How long to wait for the CRI socket (default 60 s).
+    #[serde(default)]
+    pub socket_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuntimeResponse {
+    pub changed: bool,
+    pub socket: String,
+    /// What the runtime reports (`docker version`, `containerd --version`, `crio --version`).
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KubeletRequest {
+    /// Kubernetes version, e.g. `v1.35.0`: the binary is /var/lib/minikube/binaries/VERSION/kubelet.
+    pub version: String,
+    pub node_name: String,
+    pub node_ip: String,
+    pub runtime: Runtime,
+    /// More `--flag=value` arguments for kubelet.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KubeletResponse {
+    pub changed: bool,
+    /// `systemctl is-active kubelet` after the operation.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PathRequest {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileStat {
+    pub exists: bool,
+    pub size: u64,
+    /// Lowercase hex; empty when the file does not exist.
+    pub sha256: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Metadata of a file upload (sent in the query string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub path: String,
+    pub sha256: String,
+    /// Permission bits, e.g. 0o644.
+    pub mode: u32,
+    /// `user:group`, names or numbers; default root.
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub argv: Vec<String>,
+    /// Added to a minimal environment (PATH, HOME=/root, LANG=C.UTF-8).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Absolute guest directory; default `/`.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Killed after this many seconds (default 60, at most 3600).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// Bytes given on standard input (UTF-8).
+    #[serde(default)]
+    pub stdin: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecResponse {
+    /// None when killed by a signal.
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    /// Output, lossily UTF-8, each bounded (see `truncated`).
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogsRequest {
+    /// A systemd unit, e.g. `kubelet` or `docker.service`.
+    pub unit: String,
+    /// Last N lines (default 200, at most 10000).
+    #[serde(default)]
+    pub lines: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogsResponse {
+    pub text: String,
+    pub truncated: bool,
+}

@@ -1,0 +1,233 @@
+//! The host side: a keep-alive mTLS client with one typed method per operation.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), agent::client::ClientError> {
+//! # let (ca_pem, identity): (String, pki::Identity) = unimplemented!();
+//! let addr = "127.0.0.1:7443".parse().unwrap();
+//! let mut c = agent::client::Client::connect(addr, "127.0.0.1", &ca_pem, &identity)?;
+//! println!("{}", c.info()?.kernel);
+//! c.hostname("minikube")?;
+//! # Ok(()) }
+//! ```
+
+use std::io::{self, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls_pki_types::ServerName;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::api::*;
+use crate::http::{self, percent_encode, HttpError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("agent at {addr}: {source}")]
+    Io { addr: SocketAddr, source: io::Error },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("server name {0:?} is neither a DNS name nor an IP address")]
+    ServerName(String),
+    #[error("agent response: {0}")]
+    Http(#[from] HttpError),
+    /// The agent refused or failed the operation.
+    #[error("agent answered {status}: {}", error.error)]
+    Status { status: u16, error: ErrorResponse },
+    #[error("agent response body: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+type Conn = BufReader<StreamOwned<ClientConnection, TcpStream>>;
+
+/// A connection to one agent, re-established when the agent closes it.
+pub struct Client {
+    addr: SocketAddr,
+    server_name: ServerName<'static>,
+    config: Arc<ClientConfig>,
+    conn: Option<Conn>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connect to the agent at `addr`, whose certificate must be valid for `server_name` (an IP
+    /// address or DNS name) and issued by `ca_pem`; authenticate with `identity`.
+    pub fn connect(addr: SocketAddr, server_name: &str, ca_pem: &str, identity: &pki::Identity) -> Result<Client, ClientError> {
+        Client::with_config(addr, server_name, crate::tls::client_config(ca_pem, identity)?)
+    }
+
+    /// Connect with a prepared rustls configuration.
+    pub fn with_config(addr: SocketAddr, server_name: &str, config: Arc<ClientConfig>) -> Result<Client, ClientError> {
+        let server_name = ServerName::try_from(server_name.to_string()).map_err(|_| ClientError::ServerName(server_name.to_string()))?;
+        let mut c = Client { addr, server_name, config, conn: None, timeout: Duration::from_secs(600) };
+        c.connection()?;
+        Ok(c)
+    }
+
+    /// Limit for each read and write on the socket (default 600 s).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+        self.conn = None;
+    }
+
+    fn io(&self, source: io::Error) -> ClientError {
+        ClientError::Io { addr: self.addr, source }
+    }
+
+    fn connection(&mut self) -> Result<&mut Conn, ClientError> {
+        if self.conn.is_none() {
+            let mut sock = TcpStream::connect_timeout(&self.addr, Duration::from_secs(30)).map_err(|e| self.io(e))?;
+            sock.set_nodelay(true).map_err(|e| self.io(e))?;
+            sock.set_read_timeout(Some(self.timeout)).map_err(|e| self.io(e))?;
+            sock.set_write_timeout(Some(self.timeout)).map_err(|e| self.io(e))?;
+            let mut tls = ClientConnection::new(self.config.clone(), self.server_name.clone()).map_err(|e| self.io(io::Error::other(e)))?;
+            while tls.is_handshaking() {
+                tls.complete_io(&mut sock).map_err(|e| self.io(e))?;
+            }
+            self.conn = Some(BufReader::with_capacity(64 * 1024, StreamOwned::new(tls, sock)));
+        }
+        Ok(self.conn.as_mut().expect("just connected"))
+    }
+
+    /// Send one request with a body of `len` bytes from `body`; read the response head.
+    fn send(&mut self, method: &str, target: &str, content_type: &str, body: &mut dyn Read, len: u64) -> Result<http::ResponseHead, ClientError> {
+        let host = self.addr.to_string();
+        let addr = self.addr;
+        let conn = self.connection()?;
+        let result = (|| -> Result<http::ResponseHead, ClientError> {
+            let io = |source| ClientError::Io { addr, source };
+            let out = conn.get_mut();
+            let mut head = Vec::new();
+            http::write_request_head(&mut head, method, target, &host, content_type, len).map_err(io)?;
+            out.write_all(&head).map_err(io)?;
+            let sent = io::copy(&mut body.take(len), out).map_err(io)?;
+            if sent != len {
+                return Err(io(io::Error::new(io::ErrorKind::UnexpectedEof, format!("request body ended after {sent} of {len} bytes"))));
+            }
+            out.flush().map_err(io)?;
+            Ok(http::read_response_head(conn)?)
+        })();
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    fn read_body(&mut self, head: &http::ResponseHead) -> Result<Vec<u8>, ClientError> {
+        let addr = self.addr;
+        let conn = self.conn.as_mut().expect("connected");
+        let mut buf = Vec::with_capacity(head.content_length.min(16 << 20) as usize);
+        let r = conn.by_ref().take(head.content_length).read_to_end(&mut buf);
+        if r.is_err() || !head.keep_alive {
+            self.conn = None;
+        }
+        r.map_err(|source| ClientError::Io { addr, source })?;
+        Ok(buf)
+    }
+
+    fn finish<T: DeserializeOwned>(&mut self, head: http::ResponseHead) -> Result<T, ClientError> {
+        let body = self.read_body(&head)?;
+        if head.status != 200 {
+            let error = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| ErrorResponse { error: String::from_utf8_lossy(&body).into_owned(), field: None });
+            return Err(ClientError::Status { status: head.status, error });
+        }
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    fn call<Req: Serialize, Resp: DeserializeOwned>(&mut self, method: &str, path: &str, req: Option<&Req>) -> Result<Resp, ClientError> {
+        let body = match req {
+            Some(r) => serde_json::to_vec(r)?,
+            None => Vec::new(),
+        };
+        let head = self.send(method, path, "application/json", &mut body.as_slice(), body.len() as u64)?;
+        self.finish(head)
+    }
+
+    /// `GET /v1/info`
+    pub fn info(&mut self) -> Result<InfoResponse, ClientError> {
+        self.call::<(), _>("GET", "/v1/info", None)
+    }
+
+    /// Set the hostname (kernel, /etc/hostname, /etc/hosts).
+    pub fn hostname(&mut self, name: &str) -> Result<Changed, ClientError> {
+        self.call("POST", "/v1/hostname", Some(&HostnameRequest { name: name.to_string() }))
+    }
+
+    /// Place certificates/keys and trust CAs.
+    pub fn certs(&mut self, req: &CertsRequest) -> Result<Changed, ClientError> {
+        self.call("POST", "/v1/certs", Some(req))
+    }
+
+    /// Configure and (re)start the container runtime.
+    pub fn runtime(&mut self, req: &RuntimeRequest) -> Result<RuntimeResponse, ClientError> {
+        self.call("POST", "/v1/runtime", Some(req))
+    }
+
+    /// Upload a Kubernetes binary (`kubelet`, `kubeadm`, `kubectl`) of `version`.
+    pub fn upload_binary(&mut self, version: &str, name: &str, sha256: &str, body: &mut dyn Read, len: u64) -> Result<Changed, ClientError> {
+        let target = format!("/v1/binaries?version={}&name={}&sha256={}", percent_encode(version), percent_encode(name), percent_encode(sha256));
+        let head = self.send("PUT", &target, "application/octet-stream", body, len)?;
+        self.finish(head)
+    }
+
+    /// Install the kubelet unit and drop-in, enable and start it.
+    pub fn kubelet(&mut self, req: &KubeletRequest) -> Result<KubeletResponse, ClientError> {
+        self.call("POST", "/v1/kubelet", Some(req))
+    }
+
+    /// Upload a file of `len` bytes read from `body`, whose SHA-256 is `up.sha256`.
+    pub fn upload_file(&mut self, up: &Upload, body: &mut dyn Read, len: u64) -> Result<Changed, ClientError> {
+        let mut target = format!("/v1/files?path={}&sha256={}&mode={:o}", percent_encode(&up.path), percent_encode(&up.sha256), up.mode);
+        if let Some(o) = &up.owner {
+            target.push_str(&format!("&owner={}", percent_encode(o)));
+        }
+        let head = self.send("PUT", &target, "application/octet-stream", body, len)?;
+        self.finish(head)
+    }
+
+    /// Upload a file held in memory.
+    pub fn upload_bytes(&mut self, path: &str, bytes: &[u8], mode: u32, owner: Option<&str>) -> Result<Changed, ClientError> {
+        let sha256 = crate::ops::files::hex(&Sha256::digest(bytes));
+        let up = Upload { path: path.to_string(), sha256, mode, owner: owner.map(str::to_string) };
+        self.upload_file(&up, &mut &bytes[..], bytes.len() as u64)
+    }
+
+    /// Size, SHA-256, mode and owner of a file (or `exists: false`).
+    pub fn stat(&mut self, path: &str) -> Result<FileStat, ClientError> {
+        self.call("POST", "/v1/files/stat", Some(&PathRequest { path: path.to_string() }))
+    }
+
+    /// Download a file into `out`; returns its length.
+    pub fn download(&mut self, path: &str, out: &mut dyn Write) -> Result<u64, ClientError> {
+        let target = format!("/v1/files?path={}", percent_encode(path));
+        let head = self.send("GET", &target, "application/json", &mut io::empty(), 0)?;
+        if head.status != 200 {
+            return self.finish::<serde_json::Value>(head).map(|_| 0);
+        }
+        let addr = self.addr;
+        let conn = self.conn.as_mut().expect("connected");
+        let r = io::copy(&mut conn.by_ref().take(head.content_length), out);
+        if !head.keep_alive || !matches!(r, Ok(n) if n == head.content_length) {
+            self.conn = None;
+        }
+        let n = r.map_err(|source| ClientError::Io { addr, source })?;
+        if n != head.content_length {
+            return Err(ClientError::Io { addr, source: io::Error::new(io::ErrorKind::UnexpectedEof, "download cut short") });
+        }
+        Ok(n)
+    }
+
+    /// Run a command on the node.
+    pub fn exec(&mut self, req: &ExecRequest) -> Result<ExecResponse, ClientError> {
+        self.call("POST", "/v1/exec", Some(req))
+    }
+
+    /// The last `lines` lines of a unit's journal.
+    pub fn logs(&mut self, unit: &str, lines: Option<u32>) -> Result<LogsResponse, ClientError> {
+        self.call("POST", "/v1/logs", Some(&LogsRequest { unit: unit.to_string(), lines }))
+    }
+}

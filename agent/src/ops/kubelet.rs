@@ -1,0 +1,132 @@
+//! `kubelet`: Kubernetes binaries (streamed, SHA-256 checked) into
+//! /var/lib/minikube/binaries/VERSION/, the kubelet unit and its 10-kubeadm.conf drop-in,
+//! enabled and started.
+
+use std::io::Read;
+use std::time::Duration;
+
+use crate::api::{Changed, KubeletRequest, KubeletResponse, Runtime};
+use crate::host::systemctl;
+use crate::ops::{ensure, files, plain_text, Node, OpError};
+
+pub const BINARIES_DIR: &str = "/var/lib/minikube/binaries";
+pub const BINARY_NAMES: &[&str] = &["kubelet", "kubeadm", "kubectl"];
+pub const UNIT_PATH: &str = "/lib/systemd/system/kubelet.service";
+pub const DROP_IN_PATH: &str = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf";
+
+/// The directories minikube's provisioner creates before Kubernetes starts.
+pub const NODE_DIRS: &[&str] = &[
+    "/etc/kubernetes/addons",
+    "/etc/kubernetes/manifests",
+    "/var/tmp/minikube",
+    "/var/lib/minikube/certs",
+    "/var/lib/minikube/images",
+    "/var/lib/minikube/binaries",
+    "/usr/share/ca-certificates",
+    "/etc/ssl/certs",
+];
+
+/// `v1.35.0`, `v1.36.0-alpha.1`...
+pub fn check_version(field: &str, v: &str) -> Result<(), OpError> {
+    let ok = v.len() <= 64
+        && v.strip_prefix('v').is_some_and(|rest| {
+            rest.starts_with(|c: char| c.is_ascii_digit()) && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b))
+        });
+    if !ok {
+        return Err(OpError::bad(field, format!("{v:?} is not a Kubernetes version like v1.35.0")));
+    }
+    Ok(())
+}
+
+/// Receive a binary for `version` (0755 root:root).
+pub fn upload_binary(node: &Node, version: &str, name: &str, sha256: &str, body: &mut dyn Read, len: u64) -> Result<Changed, OpError> {
+    check_version("version", version)?;
+    if !BINARY_NAMES.contains(&name) {
+        return Err(OpError::bad("name", format!("{name:?} is not one of {}", BINARY_NAMES.join(", "))));
+    }
+    let sha = files::check_sha256("sha256", sha256)?;
+    let target = node.root.host(&format!("{BINARIES_DIR}/{version}/{name}"));
+    let _w = node.lock_writes();
+    Ok(Changed { changed: files::receive(&target, &sha, 0o755, Some((0, 0)), body, len)? })
+}
+
+fn runtime_unit(r: Runtime) -> &'static str {
+    match r {
+        Runtime::Docker => "docker.socket",
+        Runtime::Containerd => "containerd.service",
+        Runtime::CriO => "crio.service",
+    }
+}
+
+pub fn unit_text() -> String {
+    "[Unit]\nDescription=kubelet: The Kubernetes Node Agent\nDocumentation=https://kubernetes.io/docs/home/\n\
+     Wants=network-online.target\nAfter=network-online.target\n\n\
+     [Service]\nExecStart=/usr/bin/kubelet\nRestart=always\nStartLimitInterval=0\nRestartSec=600ms\n\n\
+     [Install]\nWantedBy=multi-user.target\n"
+        .to_string()
+}
+
+pub fn drop_in_text(req: &KubeletRequest) -> String {
+    let mut args = vec![
+        format!("{BINARIES_DIR}/{}/kubelet", req.version),
+        "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf".to_string(),
+        "--config=/var/lib/kubelet/config.yaml".to_string(),
+        format!("--hostname-override={}", req.node_name),
+        "--kubeconfig=/etc/kubernetes/kubelet.conf".to_string(),
+        format!("--node-ip={}", req.node_ip),
+    ];
+    args.extend(req.extra_args.iter().cloned());
+    format!(
+        "[Unit]\nWants={}\n\n[Service]\nExecStart=\nExecStart={}\n\n[Install]\n",
+        runtime_unit(req.runtime),
+        args.join(" ")
+    )
+}
+
+pub fn validate(req: &KubeletRequest) -> Result<(), OpError> {
+    check_version("version", &req.version)?;
+    plain_text("node_name", &req.node_name)?;
+    if !req.node_name.bytes().all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b)) {
+        return Err(OpError::bad("node_name", format!("{:?} is not a node name", req.node_name)));
+    }
+    req.node_ip.parse::<std::net::IpAddr>().map_err(|_| OpError::bad("node_ip", format!("{:?} is not an IP address", req.node_ip)))?;
+    for (i, a) in req.extra_args.iter().enumerate() {
+        if !a.starts_with("--") || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(OpError::bad(&format!("extra_args[{i}]"), format!("{a:?} must be one --flag=value without spaces")));
+        }
+    }
+    Ok(())
+}
+
+fn state(node: &Node) -> Result<String, OpError> {
+    let out = node.host.run(&["systemctl", "is-active", "kubelet"], None, Duration::from_secs(30))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+pub fn apply(node: &Node, req: &KubeletRequest) -> Result<KubeletResponse, OpError> {
+    validate(req)?;
+    let binary = node.root.host(&format!("{BINARIES_DIR}/{}/kubelet", req.version));
+    if !binary.is_file() {
+        return Err(OpError::unprocessable("version", format!("{BINARIES_DIR}/{}/kubelet is missing: upload it first", req.version)));
+    }
+    let _w = node.lock_writes();
+    let mut changed = false;
+    for d in NODE_DIRS {
+        let host = node.root.host(d);
+        changed |= ensure::dir(&host).map_err(|e| OpError::io(&host, e))?;
+    }
+    for (path, text) in [(UNIT_PATH, unit_text()), (DROP_IN_PATH, drop_in_text(req))] {
+        let host = node.root.host(path);
+        changed |= ensure::file(&host, text.as_bytes(), 0o644, None).map_err(|e| OpError::io(&host, e))?;
+    }
+    let h = node.host.as_ref();
+    if changed {
+        systemctl(h, &["daemon-reload"])?;
+        systemctl(h, &["enable", "kubelet.service"])?;
+        systemctl(h, &["restart", "kubelet.service"])?;
+    } else if !matches!(state(node)?.as_str(), "active" | "activating") {
+        systemctl(h, &["start", "kubelet.service"])?;
+        changed = true;
+    }
+    Ok(KubeletResponse { changed, state: state(node)? })
+}

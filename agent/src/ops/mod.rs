@@ -1,0 +1,89 @@
+//! The provisioning operations. Each is idempotent: a repeat with the same input reports
+//! `changed: false` and touches nothing.
+
+pub mod certs;
+pub mod ensure;
+pub mod exec;
+pub mod files;
+pub mod hostname;
+pub mod info;
+pub mod kubelet;
+pub mod logs;
+pub mod runtime;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::api::ErrorResponse;
+use crate::host::{Host, HostError};
+use crate::paths::GuestRoot;
+
+/// The node being provisioned: its file tree, its services, and the lock that serialises
+/// mutations (readers do not take it).
+pub struct Node {
+    pub root: GuestRoot,
+    pub host: Arc<dyn Host>,
+    writes: Mutex<()>,
+}
+
+impl Node {
+    pub fn new(root: GuestRoot, host: Arc<dyn Host>) -> Node {
+        Node { root, host, writes: Mutex::new(()) }
+    }
+
+    /// Hold this while mutating the node.
+    pub fn lock_writes(&self) -> MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An operation's failure: an HTTP status, the request field at fault, and a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct OpError {
+    pub status: u16,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl OpError {
+    pub fn bad(field: &str, message: impl Into<String>) -> OpError {
+        OpError { status: 400, field: Some(field.to_string()), message: format!("{field}: {}", message.into()) }
+    }
+    pub fn forbidden(field: &str, message: impl Into<String>) -> OpError {
+        OpError { status: 403, field: Some(field.to_string()), message: format!("{field}: {}", message.into()) }
+    }
+    pub fn unprocessable(field: &str, message: impl Into<String>) -> OpError {
+        OpError { status: 422, field: Some(field.to_string()), message: format!("{field}: {}", message.into()) }
+    }
+    pub fn not_found(field: &str, message: impl Into<String>) -> OpError {
+        OpError { status: 404, field: Some(field.to_string()), message: format!("{field}: {}", message.into()) }
+    }
+    pub fn internal(message: impl Into<String>) -> OpError {
+        OpError { status: 500, field: None, message: message.into() }
+    }
+    /// An I/O failure on `path`.
+    pub fn io(path: &std::path::Path, e: std::io::Error) -> OpError {
+        OpError::internal(format!("{}: {e}", path.display()))
+    }
+
+    pub fn body(&self) -> ErrorResponse {
+        ErrorResponse { error: self.message.clone(), field: self.field.clone() }
+    }
+}
+
+impl From<HostError> for OpError {
+    fn from(e: HostError) -> OpError {
+        OpError::internal(e.to_string())
+    }
+}
+
+/// Reject empty strings and strings with control characters (they end up in config files).
+pub fn plain_text<'a>(field: &str, value: &'a str) -> Result<&'a str, OpError> {
+    if value.trim().is_empty() {
+        return Err(OpError::bad(field, "must not be empty"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(OpError::bad(field, "must not contain control characters"));
+    }
+    Ok(value)
+}

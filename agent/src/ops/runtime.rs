@@ -1,0 +1,239 @@
+//! `runtime`: configure docker, containerd or cri-o the way minikube's provisioner does, restart
+//! it through systemd only when its configuration changed, wait for its CRI socket, report its
+//! version.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivateKeyDer;
+
+use crate::api::{CgroupDriver, DockerTls, Runtime, RuntimeRequest, RuntimeResponse};
+use crate::host::{run_ok, systemctl};
+use crate::ops::{ensure, plain_text, Node, OpError};
+
+/// Docker's TLS listener.
+pub const DOCKER_TLS_PORT: u16 = 2376;
+/// Kernel modules the runtimes need for pod networking.
+pub const NETWORK_MODULES: &[&str] = &["overlay", "br_netfilter"];
+
+/// One file the runtime configuration consists of (guest path, content, mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    pub path: String,
+    pub content: String,
+    pub mode: u32,
+}
+
+fn file(path: &str, content: String, mode: u32) -> ConfigFile {
+    ConfigFile { path: path.to_string(), content, mode }
+}
+
+fn check_image(field: &str, v: &str) -> Result<(), OpError> {
+    plain_text(field, v)?;
+    if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"./:-_@".contains(&b)) {
+        return Err(OpError::bad(field, format!("{v:?} is not an image reference")));
+    }
+    Ok(())
+}
+
+fn check_registry(field: &str, v: &str) -> Result<(), OpError> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b)) {
+        return Err(OpError::bad(field, format!("{v:?} is not host[:port]")));
+    }
+    Ok(())
+}
+
+fn check_tls(tls: &DockerTls) -> Result<(), OpError> {
+    pki::certs_from_pem(tls.ca_pem.as_bytes(), "docker_tls.ca_pem").map_err(|e| OpError::bad("docker_tls.ca_pem", e.to_string()))?;
+    pki::certs_from_pem(tls.cert_pem.as_bytes(), "docker_tls.cert_pem").map_err(|e| OpError::bad("docker_tls.cert_pem", e.to_string()))?;
+    PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).map_err(|e| OpError::bad("docker_tls.key_pem", format!("not a PEM private key: {e}")))?;
+    Ok(())
+}
+
+/// Validate a request (every error names its field).
+pub fn validate(req: &RuntimeRequest) -> Result<(), OpError> {
+    check_image("pause_image", &req.pause_image)?;
+    for (i, r) in req.insecure_registries.iter().enumerate() {
+        check_registry(&format!("insecure_registries[{i}]"), r)?;
+    }
+    if let Some(tls) = &req.docker_tls {
+        if req.runtime != Runtime::Docker {
+            return Err(OpError::bad("docker_tls", format!("only for the docker runtime, not {}", req.runtime.name())));
+        }
+        check_tls(tls)?;
+    }
+    if req.socket_timeout_secs.is_some_and(|s| s == 0 || s > 600) {
+        return Err(OpError::bad("socket_timeout_secs", "must be 1..=600"));
+    }
+    Ok(())
+}
+
+/// The files that make up the configuration for `req` (and the paths of the other runtimes'
+/// files to remove).
+pub fn config_files(req: &RuntimeRequest) -> (Vec<ConfigFile>, Vec<&'static str>) {
+    let mut files = vec![file("/etc/crictl.yaml", format!("runtime-endpoint: unix://{}\n", req.runtime.cri_socket()), 0o644)];
+    let mut absent = Vec::new();
+    let driver = req.cgroup_driver.name();
+    match req.runtime {
+        Runtime::Docker => {
+            let mut daemon = serde_json::json!({
+                "exec-opts": [format!("native.cgroupdriver={driver}")],
+                "log-driver": "json-file",
+                "log-opts": {"max-size": "100m"},
+                "storage-driver": "overlay2",
+            });
+            if !req.insecure_registries.is_empty() {
+                daemon["insecure-registries"] = serde_json::json!(req.insecure_registries);
+            }
+            let mut json = serde_json::to_string_pretty(&daemon).expect("JSON value");
+            json.push('\n');
+            files.push(file("/etc/docker/daemon.json", json, 0o644));
+            files.push(file(
+                "/etc/systemd/system/cri-docker.service.d/10-cni.conf",
+                format!(
+                    "[Service]\nExecStart=\nExecStart=/usr/bin/cri-dockerd --container-runtime-endpoint fd:// \
+                     --pod-infra-container-image={} --network-plugin=cni --hairpin-mode=hairpin-veth\n",
+                    req.pause_image
+                ),
+                0o644,
+            ));
+            match &req.docker_tls {
+                Some(tls) => {
+                    files.push(file("/etc/docker/ca.pem", tls.ca_pem.clone(), 0o644));
+                    files.push(file("/etc/docker/server.pem", tls.cert_pem.clone(), 0o644));
+                    files.push(file("/etc/docker/server-key.pem", tls.key_pem.clone(), 0o600));
+                    files.push(file(
+                        "/etc/systemd/system/docker.service.d/10-tls.conf",
+                        format!(
+                            "[Service]\nExecStart=\nExecStart=/usr/bin/dockerd -H tcp://0.0.0.0:{DOCKER_TLS_PORT} \
+                             -H unix:///var/run/docker.sock --tlsverify --tlscacert /etc/docker/ca.pem \
+                             --tlscert /etc/docker/server.pem --tlskey /etc/docker/server-key.pem \
+                             --default-ulimit=nofile=1048576:1048576\n"
+                        ),
+                        0o644,
+                    ));
+                }
+                None => absent.push("/etc/systemd/system/docker.service.d/10-tls.conf"),
+            }
+        }
+        Runtime::Containerd => {
+            let systemd = req.cgroup_driver == CgroupDriver::Systemd;
+            files.push(file(
+                "/etc/containerd/config.toml",
+                format!(
+                    "version = 3\nroot = \"/var/lib/containerd\"\nstate = \"/run/containerd\"\n\n\
+                     [grpc]\n  address = \"/run/containerd/containerd.sock\"\n\n\
+                     [plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = {:?}\n\n\
+                     [plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n\n\
+                     [plugins.\"io.containerd.cri.v1.runtime\"]\n  enable_unprivileged_ports = true\n  enable_unprivileged_icmp = true\n\n\
+                     [plugins.\"io.containerd.cri.v1.runtime\".containerd]\n  default_runtime_name = \"runc\"\n\n\
+                     [plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n\
+                     [plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc.options]\n  SystemdCgroup = {systemd}\n\n\
+                     [plugins.\"io.containerd.cri.v1.runtime\".cni]\n  bin_dirs = [\"/opt/cni/bin\"]\n  conf_dir = \"/etc/cni/net.d\"\n",
+                    req.pause_image
+                ),
+                0o644,
+            ));
+            for r in &req.insecure_registries {
+                files.push(ConfigFile {
+                    path: format!("/etc/containerd/certs.d/{r}/hosts.toml"),
+                    content: format!(
+                        "server = \"http://{r}\"\n\n[host.\"http://{r}\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n  skip_verify = true\n"
+                    ),
+                    mode: 0o644,
+                });
+            }
+        }
+        Runtime::CriO => {
+            files.push(file(
+                "/etc/crio/crio.conf.d/02-crio.conf",
+                format!(
+                    "[crio.image]\npause_image = {:?}\n\n[crio.runtime]\ncgroup_manager = \"{driver}\"\nconmon_cgroup = \"pod\"\n\
+                     default_sysctls = [\n  \"net.ipv4.ip_unprivileged_port_start=0\",\n]\n",
+                    req.pause_image
+                ),
+                0o644,
+            ));
+            if !req.insecure_registries.is_empty() {
+                let regs: String = req.insecure_registries.iter().map(|r| format!("[[registry]]\nlocation = {r:?}\ninsecure = true\n\n")).collect();
+                files.push(file("/etc/containers/registries.conf.d/99-minikube-insecure.conf", regs, 0o644));
+            } else {
+                absent.push("/etc/containers/registries.conf.d/99-minikube-insecure.conf");
+            }
+        }
+    }
+    // Pod networking: forwarding and bridge netfilter, now and at every boot.
+    files.push(file("/etc/modules-load.d/minikube-runtime.conf", format!("{}\n", NETWORK_MODULES.join("\n")), 0o644));
+    files.push(file(
+        "/etc/sysctl.d/99-minikube-runtime.conf",
+        "net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n".to_string(),
+        0o644,
+    ));
+    (files, absent)
+}
+
+fn version_command(runtime: Runtime) -> &'static [&'static str] {
+    match runtime {
+        Runtime::Docker => &["docker", "version", "--format", "{{.Server.Version}}"],
+        Runtime::Containerd => &["containerd", "--version"],
+        Runtime::CriO => &["crio", "--version"],
+    }
+}
+
+fn wait_for(path: PathBuf, timeout: Duration) -> Result<(), OpError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    while !path.exists() {
+        if start.elapsed() > timeout {
+            return Err(OpError::internal(format!("{} did not appear within {} s", path.display(), timeout.as_secs())));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+    Ok(())
+}
+
+pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpError> {
+    validate(req)?;
+    let (files, absent) = config_files(req);
+    let _w = node.lock_writes();
+    let mut changed = false;
+    for f in &files {
+        let host = node.root.host(&f.path);
+        changed |= ensure::file(&host, f.content.as_bytes(), f.mode, None).map_err(|e| OpError::io(&host, e))?;
+    }
+    for p in absent {
+        let host = node.root.host(p);
+        changed |= ensure::absent(&host).map_err(|e| OpError::io(&host, e))?;
+    }
+    let host = node.host.as_ref();
+    if changed {
+        let ours = req.runtime.units();
+        // Stop and mask the other runtimes' units (they may not be installed: failures are fine).
+        for other in Runtime::ALL.iter().filter(|r| **r != req.runtime) {
+            for unit in other.units().iter().filter(|u| !ours.contains(u)) {
+                let _ = host.run(&["systemctl", "stop", unit], None, Duration::from_secs(120));
+                let _ = host.run(&["systemctl", "mask", unit], None, Duration::from_secs(30));
+            }
+        }
+        for module in NETWORK_MODULES {
+            run_ok(host, &["modprobe", module], None, Duration::from_secs(30))?;
+        }
+        run_ok(host, &["sysctl", "--load", "/etc/sysctl.d/99-minikube-runtime.conf"], None, Duration::from_secs(30))?;
+        systemctl(host, &["unmask"].iter().chain(ours).copied().collect::<Vec<_>>())?;
+        systemctl(host, &["daemon-reload"])?;
+        systemctl(host, &["enable"].iter().chain(ours).copied().collect::<Vec<_>>())?;
+        for unit in ours {
+            systemctl(host, &["restart", unit])?;
+        }
+    }
+    let timeout = Duration::from_secs(req.socket_timeout_secs.unwrap_or(60));
+    wait_for(node.root.host(req.runtime.cri_socket()), timeout)?;
+    let out = run_ok(host, version_command(req.runtime), None, Duration::from_secs(30))?;
+    Ok(RuntimeResponse {
+        changed,
+        socket: req.runtime.cri_socket().to_string(),
+        version: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    })
+}

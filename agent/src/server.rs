@@ -1,0 +1,407 @@
+//! The HTTPS server: std `TcpListener`, a thread per connection, rustls `StreamOwned`, keep-alive
+//! HTTP/1.1 with JSON bodies. Routing and request decoding are separate from I/O so that they
+//! can be fuzzed.
+
+use std::io::{self, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::*;
+use crate::audit::AuditLog;
+use crate::http::{self, HttpError, RequestHead};
+use crate::ops::{self, Node, OpError};
+
+/// Largest JSON request body.
+pub const MAX_JSON_BODY: u64 = 8 * 1024 * 1024;
+/// Largest upload.
+pub const MAX_UPLOAD: u64 = 16 * 1024 * 1024 * 1024;
+/// Most connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection idle this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What a request asks for, decoded from its head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Info,
+    Hostname,
+    Certs,
+    Runtime,
+    Kubelet,
+    FileStat,
+    Exec,
+    Logs,
+    UploadFile(Upload),
+    UploadBinary { version: String, name: String, sha256: String },
+    Download { path: String },
+}
+
+/// A decoded JSON request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonRequest {
+    Hostname(HostnameRequest),
+    Certs(CertsRequest),
+    Runtime(RuntimeRequest),
+    Kubelet(KubeletRequest),
+    FileStat(PathRequest),
+    Exec(ExecRequest),
+    Logs(LogsRequest),
+}
+
+fn required<'a>(head: &'a RequestHead, name: &str) -> Result<&'a str, OpError> {
+    head.query_param(name).ok_or_else(|| OpError::bad(name, "missing query parameter"))
+}
+
+impl Route {
+    pub fn from_head(head: &RequestHead) -> Result<Route, OpError> {
+        let m = head.method.as_str();
+        let route = match (m, head.path.as_str()) {
+            ("GET", "/v1/info") => Route::Info,
+            ("POST", "/v1/hostname") => Route::Hostname,
+            ("POST", "/v1/certs") => Route::Certs,
+            ("POST", "/v1/runtime") => Route::Runtime,
+            ("POST", "/v1/kubelet") => Route::Kubelet,
+            ("POST", "/v1/files/stat") => Route::FileStat,
+            ("POST", "/v1/exec") => Route::Exec,
+            ("POST", "/v1/logs") => Route::Logs,
+            ("PUT", "/v1/files") => {
+                let mode_text = head.query_param("mode").unwrap_or("0644");
+                let mode = u32::from_str_radix(mode_text, 8).map_err(|_| OpError::bad("mode", format!("{mode_text:?} is not octal")))?;
+                Route::UploadFile(Upload {
+                    path: required(head, "path")?.to_string(),
+                    sha256: required(head, "sha256")?.to_string(),
+                    mode,
+                    owner: head.query_param("owner").map(str::to_string),
+                })
+            }
+            ("PUT", "/v1/binaries") => Route::UploadBinary {
+                version: required(head, "version")?.to_string(),
+                name: required(head, "name")?.to_string(),
+                sha256: required(head, "sha256")?.to_string(),
+            },
+            ("GET", "/v1/files") => Route::Download { path: required(head, "path")?.to_string() },
+            (_, "/v1/info" | "/v1/hostname" | "/v1/certs" | "/v1/runtime" | "/v1/kubelet" | "/v1/files/stat" | "/v1/exec" | "/v1/logs" | "/v1/files" | "/v1/binaries") => {
+                return Err(OpError { status: 405, field: None, message: format!("{m} not allowed on {}", head.path) })
+            }
+            _ => return Err(OpError { status: 404, field: None, message: format!("no operation at {}", head.path) }),
+        };
+        let limit = if route.streams_body() { MAX_UPLOAD } else { MAX_JSON_BODY };
+        if head.content_length > limit {
+            return Err(OpError { status: 413, field: Some("body".into()), message: format!("body: larger than {limit} bytes") });
+        }
+        Ok(route)
+    }
+
+    /// The body is a raw upload, not JSON.
+    pub fn streams_body(&self) -> bool {
+        matches!(self, Route::UploadFile(_) | Route::UploadBinary { .. })
+    }
+
+    /// The body is JSON to decode.
+    pub fn has_json_body(&self) -> bool {
+        !self.streams_body() && !matches!(self, Route::Info | Route::Download { .. })
+    }
+
+    /// Operations recorded in the audit log (everything that may change the node).
+    pub fn audited(&self) -> bool {
+        !matches!(self, Route::Info | Route::FileStat | Route::Download { .. } | Route::Logs)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Info => "info",
+            Route::Hostname => "hostname",
+            Route::Certs => "certs",
+            Route::Runtime => "runtime",
+            Route::Kubelet => "kubelet",
+            Route::FileStat => "files.stat",
+            Route::Exec => "exec",
+            Route::Logs => "logs",
+            Route::UploadFile(_) => "files.upload",
+            Route::UploadBinary { .. } => "binaries.upload",
+            Route::Download { .. } => "files.download",
+        }
+    }
+}
+
+/// Decode a JSON body; errors name the field serde complained about.
+pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, OpError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        let field = if msg.starts_with("missing field") || msg.starts_with("unknown field") || msg.starts_with("unknown variant") {
+            msg.split('`').nth(1).unwrap_or("body").to_string()
+        } else {
+            "body".to_string()
+        };
+        OpError::bad(&field, msg)
+    })
+}
+
+impl JsonRequest {
+    pub fn decode(route: &Route, body: &[u8]) -> Result<Option<JsonRequest>, OpError> {
+        Ok(Some(match route {
+            Route::Hostname => JsonRequest::Hostname(decode_json(body)?),
+            Route::Certs => JsonRequest::Certs(decode_json(body)?),
+            Route::Runtime => JsonRequest::Runtime(decode_json(body)?),
+            Route::Kubelet => JsonRequest::Kubelet(decode_json(body)?),
+            Route::FileStat => JsonRequest::FileStat(decode_json(body)?),
+            Route::Exec => JsonRequest::Exec(decode_json(body)?),
+            Route::Logs => JsonRequest::Logs(decode_json(body)?),
+            _ => return Ok(None),
+        }))
+    }
+}
+
+/// Decode a whole request held in memory (head and, for JSON operations, body): the fuzz
+/// target's entry point. Nothing is executed.
+pub fn decode_request(bytes: &[u8]) -> Result<Option<(Route, Option<JsonRequest>)>, OpError> {
+    let mut reader = BufReader::new(bytes);
+    let head = match http::read_request_head(&mut reader) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(OpError { status: e.status(), field: None, message: e.to_string() }),
+    };
+    let route = Route::from_head(&head)?;
+    let mut body = Vec::new();
+    if route.has_json_body() {
+        reader.take(head.content_length).read_to_end(&mut body).map_err(|e| OpError::bad("body", e.to_string()))?;
+    }
+    let json = JsonRequest::decode(&route, &body)?;
+    Ok(Some((route, json)))
+}
+
+/// The agent: the node plus its audit log. Shared by every connection.
+pub struct Agent {
+    pub node: Node,
+    audit: Option<AuditLog>,
+}
+
+/// What a handler answered.
+enum Reply {
+    Json(u16, Vec<u8>, Option<bool>),
+    File(std::fs::File, u64),
+}
+
+fn json<T: Serialize>(v: &T) -> Reply {
+    Reply::Json(200, serde_json::to_vec(v).expect("serialisable"), None)
+}
+
+fn changed<T: Serialize>(v: &T, changed: bool) -> Reply {
+    Reply::Json(200, serde_json::to_vec(v).expect("serialisable"), Some(changed))
+}
+
+impl Agent {
+    pub fn new(node: Node, audit: Option<AuditLog>) -> Agent {
+        Agent { node, audit }
+    }
+
+    fn dispatch(&self, route: &Route, json_req: Option<JsonRequest>, body: &mut dyn Read, len: u64) -> Result<Reply, OpError> {
+        let node = &self.node;
+        Ok(match (route, json_req) {
+            (Route::Info, _) => json(&ops::info::info(node)?),
+            (Route::Hostname, Some(JsonRequest::Hostname(r))) => {
+                let c = ops::hostname::apply(node, &r)?;
+                changed(&c, c.changed)
+            }
+            (Route::Certs, Some(JsonRequest::Certs(r))) => {
+                let c = ops::certs::apply(node, &r)?;
+                changed(&c, c.changed)
+            }
+            (Route::Runtime, Some(JsonRequest::Runtime(r))) => {
+                let c = ops::runtime::apply(node, &r)?;
+                changed(&c, c.changed)
+            }
+            (Route::Kubelet, Some(JsonRequest::Kubelet(r))) => {
+                let c = ops::kubelet::apply(node, &r)?;
+                changed(&c, c.changed)
+            }
+            (Route::FileStat, Some(JsonRequest::FileStat(r))) => json(&ops::files::stat(node, &r.path)?),
+            (Route::Exec, Some(JsonRequest::Exec(r))) => json(&ops::exec::run(node, &r)?),
+            (Route::Logs, Some(JsonRequest::Logs(r))) => json(&ops::logs::read(node, &r)?),
+            (Route::UploadFile(up), _) => {
+                let c = ops::files::upload(node, up, body, len)?;
+                changed(&c, c.changed)
+            }
+            (Route::UploadBinary { version, name, sha256 }, _) => {
+                let c = ops::kubelet::upload_binary(node, version, name, sha256, body, len)?;
+                changed(&c, c.changed)
+            }
+            (Route::Download { path }, _) => {
+                let (f, len) = ops::files::open_download(node, path)?;
+                Reply::File(f, len)
+            }
+            _ => return Err(OpError::internal("request body does not match the route")),
+        })
+    }
+
+    /// Serve HTTP requests on an authenticated stream until the peer closes it. `caller` is the
+    /// authenticated client's certificate subject (for the audit log). The caller of this
+    /// function is responsible for authentication.
+    pub fn serve_connection<S: Read + Write>(&self, stream: S, caller: &str) -> io::Result<()> {
+        let mut reader = BufReader::with_capacity(64 * 1024, stream);
+        loop {
+            let head = match http::read_request_head(&mut reader) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(()),
+                Err(HttpError::Io(e)) => return Err(e),
+                Err(e) => {
+                    let err = OpError { status: e.status(), field: None, message: e.to_string() };
+                    write_json(reader.get_mut(), err.status, &serde_json::to_vec(&err.body()).unwrap_or_default(), false)?;
+                    return Ok(());
+                }
+            };
+            let keep_alive = self.serve_request(&head, &mut reader, caller)?;
+            if !keep_alive {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Serve one request; returns whether the connection may carry another.
+    fn serve_request<S: Read + Write>(&self, head: &RequestHead, reader: &mut BufReader<S>, caller: &str) -> io::Result<bool> {
+        let mut body = reader.by_ref().take(head.content_length);
+        let result = Route::from_head(head).and_then(|route| {
+            let json_req = if route.has_json_body() {
+                let mut buf = Vec::with_capacity(head.content_length as usize);
+                body.read_to_end(&mut buf).map_err(|e| OpError::bad("body", e.to_string()))?;
+                JsonRequest::decode(&route, &buf)?
+            } else {
+                None
+            };
+            let detail = match (&route, &json_req) {
+                (Route::UploadFile(u), _) => u.path.clone(),
+                (Route::UploadBinary { version, name, .. }, _) => format!("{version}/{name}"),
+                (_, Some(JsonRequest::Exec(e))) => e.argv.first().cloned().unwrap_or_default(),
+                (_, Some(JsonRequest::Hostname(h))) => h.name.clone(),
+                _ => String::new(),
+            };
+            let reply = self.dispatch(&route, json_req, &mut body, head.content_length);
+            Ok((route, detail, reply))
+        });
+        let (route, detail, reply) = match result {
+            Ok((route, detail, reply)) => (Some(route), detail, reply),
+            Err(e) => (None, String::new(), Err(e)),
+        };
+        // Whatever the handler left of the body must be skipped to find the next request.
+        let left = body.limit();
+        let mut keep_alive = head.keep_alive;
+        if left > 0 {
+            if left <= 1024 * 1024 {
+                io::copy(&mut body, &mut io::sink())?;
+            } else {
+                keep_alive = false;
+            }
+        }
+        let (status, changed) = match &reply {
+            Ok(Reply::Json(s, _, c)) => (*s, *c),
+            Ok(Reply::File(..)) => (200, None),
+            Err(e) => (e.status, None),
+        };
+        if let (Some(audit), Some(route)) = (&self.audit, &route) {
+            if route.audited() {
+                audit.record(caller, route.name(), &detail, status, changed);
+            }
+        }
+        let out = reader.get_mut();
+        match reply {
+            Ok(Reply::Json(s, body, _)) => write_json(out, s, &body, keep_alive)?,
+            Ok(Reply::File(mut f, len)) => {
+                http::write_response_head(out, 200, "application/octet-stream", len, keep_alive)?;
+                let copied = io::copy(&mut (&mut f).take(len), out)?;
+                if copied != len {
+                    // The file shrank under us: the framing is broken, close.
+                    keep_alive = false;
+                }
+                out.flush()?;
+            }
+            Err(e) => {
+                if e.status >= 500 {
+                    tracing::warn!(operation = route.as_ref().map_or("?", Route::name), "{}", e.message);
+                }
+                write_json(out, e.status, &serde_json::to_vec(&e.body()).unwrap_or_default(), keep_alive)?;
+            }
+        }
+        Ok(keep_alive)
+    }
+}
+
+fn write_json(out: &mut impl Write, status: u16, body: &[u8], keep_alive: bool) -> io::Result<()> {
+    let mut msg = Vec::with_capacity(body.len() + 128);
+    http::write_response_head(&mut msg, status, "application/json", body.len() as u64, keep_alive)?;
+    msg.extend_from_slice(body);
+    out.write_all(&msg)?;
+    out.flush()
+}
+
+/// A listening agent.
+pub struct Server {
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    agent: Arc<Agent>,
+}
+
+impl Server {
+    pub fn bind(addr: SocketAddr, tls: Arc<ServerConfig>, agent: Arc<Agent>) -> io::Result<Server> {
+        Ok(Server { listener: TcpListener::bind(addr)?, tls, agent })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accept connections forever, one thread each.
+    pub fn run(self) -> io::Result<()> {
+        let active = Arc::new(AtomicUsize::new(0));
+        for conn in self.listener.incoming() {
+            let sock = match conn {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    continue;
+                }
+            };
+            if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                tracing::warn!("refusing a connection: {MAX_CONNECTIONS} already open");
+                continue;
+            }
+            active.fetch_add(1, Ordering::SeqCst);
+            let (tls, agent, active) = (self.tls.clone(), self.agent.clone(), active.clone());
+            std::thread::spawn(move || {
+                let peer = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                if let Err(e) = serve_tls(sock, tls, &agent) {
+                    tracing::info!(%peer, "connection ended: {e}");
+                }
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        Ok(())
+    }
+
+    /// Run in a background thread (tests, benchmarks).
+    pub fn spawn(self) -> std::thread::JoinHandle<io::Result<()>> {
+        std::thread::spawn(move || self.run())
+    }
+}
+
+/// TLS handshake (client certificate required), then HTTP.
+fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent) -> io::Result<()> {
+    sock.set_nodelay(true)?;
+    sock.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    sock.set_write_timeout(Some(IDLE_TIMEOUT))?;
+    let mut conn = ServerConnection::new(tls).map_err(io::Error::other)?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)?;
+    }
+    let caller = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| pki::subject_string(c).unwrap_or_else(|e| format!("<unreadable subject: {e}>")))
+        .ok_or_else(|| io::Error::other("no client certificate"))?;
+    agent.serve_connection(StreamOwned::new(conn, sock), &caller)
+}
