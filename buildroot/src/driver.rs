@@ -233,6 +233,8 @@ pub fn ensure_checkout(explicit: Option<&Path>, layout: &Layout, git_url: &str) 
         let _ = std::fs::remove_dir_all(&tmp);
         info!(url = git_url, tag = PINNED_RELEASE, dir = %dir.display(), "cloning buildroot");
         let output = Command::new("git")
+            // Give up on a stalled transfer instead of hanging for hours.
+            .args(["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60"])
             .args(["clone", "--quiet", "--depth", "1", "--branch", PINNED_RELEASE, git_url])
             .arg(&tmp)
             .output()

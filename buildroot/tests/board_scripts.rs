@@ -1,13 +1,13 @@
 //! The board's post-build.sh run for real (bash, the host's systemctl) on a small target tree.
 
+mod common;
+
+use common::{copy_dir, repo};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn write_unit(target: &Path, name: &str) {
     let p = target.join("usr/lib/systemd/system").join(name);
@@ -83,16 +83,3 @@ fn post_build_fails_loudly_without_the_init_script() {
     assert!(err.contains("iso/init.sh is missing"), "{err}");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    let Ok(rd) = fs::read_dir(from) else { return };
-    for e in rd {
-        let e = e.unwrap();
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            fs::copy(&src, &dst).unwrap();
-        }
-    }
-}

@@ -1,12 +1,12 @@
 //! The lint on the real tree, and on broken copies of it (each must fail, naming file and symbol).
 
 use buildroot::lint::{self, Finding};
-use std::fs;
-use std::path::{Path, PathBuf};
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use common::{copy_dir, repo};
+use std::fs;
+use std::path::PathBuf;
+
 
 #[test]
 fn the_real_tree_is_clean() {
@@ -27,8 +27,8 @@ struct Copy {
 impl Copy {
     fn new() -> Copy {
         let dir = tempfile::tempdir().unwrap();
+        let src = repo();
         let repo = dir.path().join("repo");
-        let src = repo_root_files();
         copy_dir(&src.join("buildroot-external"), &repo.join("buildroot-external"));
         copy_dir(&src.join("iso"), &repo.join("iso"));
         copy_dir(&src.join("overlay"), &repo.join("overlay"));
@@ -72,23 +72,7 @@ impl Copy {
     }
 }
 
-fn repo_root_files() -> PathBuf {
-    repo()
-}
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    let Ok(rd) = fs::read_dir(from) else { return };
-    for e in rd {
-        let e = e.unwrap();
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
 
 const X86: &str = "configs/minikube_rs_x86_64_defconfig";
 
