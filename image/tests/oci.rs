@@ -10,7 +10,7 @@ use std::process::Command;
 
 use image::oci::{
     build_image, split_layers, stack_layers, write_archive, write_layer, write_layout, BlobStore, Compression,
-    Image, ImageConfig, ImageMeta,
+    Image, GZIP_CHUNK, ImageConfig, ImageMeta,
 };
 use image::rootfs::{Entry, Kind, Tree};
 use sha2::{Digest, Sha256};
@@ -61,6 +61,10 @@ fn test_tree(cat: Vec<u8>) -> Tree {
     }
     t.insert(&long_file(), timed(Entry::file(b"long\n".to_vec(), 0o644)));
     t.insert("/usr/bin/long-link", timed(Entry::symlink(long_target())));
+    // Spans several members of a parallel gzip layer, so every consumer reads multi-member gzip.
+    let big: Vec<u8> =
+        (0..(GZIP_CHUNK * 5 / 2) as u32).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 27) as u8).collect();
+    t.insert("/usr/share/big", timed(Entry::file(big, 0o644)));
     t
 }
 
@@ -178,7 +182,7 @@ fn layer_tar_has_exact_headers_and_hashes() {
     let tmp = tempfile::tempdir().unwrap();
     let store = BlobStore::open(tmp.path()).unwrap();
     let tree = test_tree(b"cat".to_vec());
-    let layer = write_layer(&store, &tree, Compression::Gzip { level: 6 }, "all").unwrap();
+    let layer = write_layer(&store, &tree, Compression::Gzip { level: 6, threads: 0 }, "all").unwrap();
     assert_eq!(layer.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
     let blob = fs::read(store.blob_path(&layer.digest)).unwrap();
     assert_eq!(format!("sha256:{}", sha256_hex(&blob)), layer.digest);
@@ -274,7 +278,7 @@ fn verify_archive(path: &Path) -> (String, serde_json::Value) {
         let mut tar_bytes = Vec::new();
         match l["mediaType"].as_str().unwrap() {
             "application/vnd.oci.image.layer.v1.tar+gzip" => {
-                flate2::read::GzDecoder::new(data.as_slice()).read_to_end(&mut tar_bytes).unwrap();
+                flate2::read::MultiGzDecoder::new(data.as_slice()).read_to_end(&mut tar_bytes).unwrap();
             }
             "application/vnd.oci.image.layer.v1.tar+zstd" => tar_bytes = zstd::decode_all(data.as_slice()).unwrap(),
             other => panic!("unexpected layer media type {other}"),
@@ -323,18 +327,27 @@ fn archive_hashes_check_out_and_config_has_the_fields() {
 
 #[test]
 fn same_inputs_give_identical_bytes() {
-    for compression in [Compression::Gzip { level: 6 }, Compression::Zstd { level: 3, threads: 2 }] {
+    // Pairs built in separate stores; parallel modes also vary the worker count, which must not
+    // change a byte.
+    let tree = test_tree(b"cat".to_vec());
+    for (first, second) in [
+        (Compression::Gzip { level: 6, threads: 0 }, Compression::Gzip { level: 6, threads: 0 }),
+        (Compression::Gzip { level: 6, threads: 1 }, Compression::Gzip { level: 6, threads: 3 }),
+        (Compression::Zstd { level: 3, threads: 1 }, Compression::Zstd { level: 3, threads: 2 }),
+        (Compression::Zstd { level: 3, threads: 0 }, Compression::Zstd { level: 3, threads: 0 }),
+    ] {
         let mut results = Vec::new();
-        for _ in 0..2 {
+        for compression in [first, second] {
             let tmp = tempfile::tempdir().unwrap();
-            let image = build(&tmp.path().join("store"), &test_tree(b"cat".to_vec()), compression, "v1");
+            let image = build(&tmp.path().join("store"), &tree, compression, "v1");
             let out = tmp.path().join("image.tar");
             let summary = write_archive(&image, &out).unwrap();
+            verify_archive(&out);
             results.push((image.manifest_digest.clone(), summary.sha256, fs::read(&out).unwrap()));
         }
-        assert_eq!(results[0].0, results[1].0, "{compression:?}: manifest digest");
-        assert_eq!(results[0].1, results[1].1, "{compression:?}: archive digest");
-        assert!(results[0].2 == results[1].2, "{compression:?}: archive bytes");
+        assert_eq!(results[0].0, results[1].0, "{first:?} vs {second:?}: manifest digest");
+        assert_eq!(results[0].1, results[1].1, "{first:?} vs {second:?}: archive digest");
+        assert!(results[0].2 == results[1].2, "{first:?} vs {second:?}: archive bytes");
     }
     // A different epoch changes the image (the config's created time), not the layers.
     let tmp = tempfile::tempdir().unwrap();

@@ -1,7 +1,9 @@
 //! Layer blobs: a [`Tree`] written as a deterministic tar, compressed, hashed twice on the fly
 //! (diff_id over the tar, digest over the compressed bytes) and streamed into a [`BlobStore`].
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::sync::{mpsc, Arc, Mutex};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -62,7 +64,14 @@ pub enum Compression {
     /// Plain tar (`digest == diff_id`).
     None,
     /// gzip at `level` 0..=9: the format every Docker and podman accepts.
-    Gzip { level: u32 },
+    ///
+    /// `threads == 0`: one gzip member, single-threaded. `threads >= 1`: the tar is cut into
+    /// [`GZIP_CHUNK`]-byte pieces compressed on `threads` workers and written as consecutive gzip
+    /// members (RFC 1952 multi-member, as pigz/bgzip do; Go's gzip reader, hence Docker,
+    /// containerd, podman, skopeo and umoci, reads them, as do GNU gzip and tar). The bytes depend
+    /// on the chunk size, never on the worker count. Readers in Rust must use
+    /// `flate2::read::MultiGzDecoder` (`GzDecoder` stops after the first member).
+    Gzip { level: u32, threads: u32 },
     /// zstd at `level` 1..=22 with `threads` workers (0 = single-threaded). Needs Docker >= 23 /
     /// containerd >= 1.5 / podman >= 2 on the consumer side. Output is reproducible for a given
     /// `threads == 0` vs `threads >= 1` choice (zstd's multi-threaded framing is independent of
@@ -71,10 +80,15 @@ pub enum Compression {
 }
 
 impl Default for Compression {
+    /// gzip level 6, parallel on every available core (reproducible on any core count).
     fn default() -> Self {
-        Compression::Gzip { level: 6 }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        Compression::Gzip { level: 6, threads }
     }
 }
+
+/// Input bytes per gzip member in parallel gzip mode.
+pub const GZIP_CHUNK: usize = 4 << 20;
 
 impl Compression {
     pub fn media_type(&self) -> &'static str {
@@ -135,6 +149,7 @@ impl<W: Write> Write for HashingWriter<W> {
 enum Compressor<W: Write> {
     None(W),
     Gzip(flate2::write::GzEncoder<W>),
+    ParallelGzip(ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -143,9 +158,10 @@ impl<W: Write> Compressor<W> {
         Ok(match c {
             Compression::None => Compressor::None(w),
             // No file name, no mtime, OS byte "unknown": the header is constant.
-            Compression::Gzip { level } => Compressor::Gzip(
+            Compression::Gzip { level, threads: 0 } => Compressor::Gzip(
                 flate2::GzBuilder::new().operating_system(255).write(w, flate2::Compression::new(level.min(9))),
             ),
+            Compression::Gzip { level, threads } => Compressor::ParallelGzip(ParallelGzip::new(w, level.min(9), threads)?),
             Compression::Zstd { level, threads } => {
                 let mut e = zstd::stream::write::Encoder::new(w, level)?;
                 e.include_checksum(true)?;
@@ -160,6 +176,7 @@ impl<W: Write> Compressor<W> {
         match self {
             Compressor::None(w) => Ok(w),
             Compressor::Gzip(e) => e.finish(),
+            Compressor::ParallelGzip(e) => e.finish(),
             Compressor::Zstd(e) => e.finish(),
         }
     }
@@ -170,6 +187,7 @@ impl<W: Write> Write for Compressor<W> {
         match self {
             Compressor::None(w) => w.write(buf),
             Compressor::Gzip(e) => e.write(buf),
+            Compressor::ParallelGzip(e) => e.write(buf),
             Compressor::Zstd(e) => e.write(buf),
         }
     }
@@ -177,9 +195,127 @@ impl<W: Write> Write for Compressor<W> {
         match self {
             Compressor::None(w) => w.flush(),
             Compressor::Gzip(e) => e.flush(),
+            Compressor::ParallelGzip(e) => e.flush(),
             Compressor::Zstd(e) => e.flush(),
         }
     }
+}
+
+/// One gzip member per [`GZIP_CHUNK`] of input, compressed by a pool of worker threads and
+/// written in input order. At most `2 * threads` chunks are in flight, so memory stays bounded.
+struct ParallelGzip<W: Write> {
+    /// `None` only after `finish` took it.
+    out: Option<W>,
+    buf: Vec<u8>,
+    jobs: Option<mpsc::SyncSender<(u64, Vec<u8>)>>,
+    results: mpsc::Receiver<(u64, io::Result<Vec<u8>>)>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    pending: BTreeMap<u64, Vec<u8>>,
+    submitted: u64,
+    written: u64,
+    max_in_flight: u64,
+}
+
+impl<W: Write> ParallelGzip<W> {
+    fn new(out: W, level: u32, threads: u32) -> io::Result<Self> {
+        let threads = threads.max(1) as usize;
+        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (res_tx, results) = mpsc::channel();
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let job_rx = Arc::clone(&job_rx);
+            let res_tx = res_tx.clone();
+            let worker = std::thread::Builder::new().name(format!("gzip-{i}")).spawn(move || loop {
+                let job = job_rx.lock().map(|rx| rx.recv());
+                let Ok(Ok((seq, chunk))) = job else { return };
+                if res_tx.send((seq, gzip_member(&chunk, level))).is_err() {
+                    return;
+                }
+            })?;
+            workers.push(worker);
+        }
+        Ok(ParallelGzip {
+            out: Some(out),
+            buf: Vec::with_capacity(GZIP_CHUNK),
+            jobs: Some(job_tx),
+            results,
+            workers,
+            pending: BTreeMap::new(),
+            submitted: 0,
+            written: 0,
+            max_in_flight: 2 * threads as u64,
+        })
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        while self.submitted - self.written >= self.max_in_flight {
+            self.collect_one()?;
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
+        let jobs = self.jobs.as_ref().ok_or_else(|| io::Error::other("gzip workers are gone"))?;
+        jobs.send((self.submitted, chunk)).map_err(|_| io::Error::other("gzip workers are gone"))?;
+        self.submitted += 1;
+        Ok(())
+    }
+
+    /// Wait for one result, then write every member that is next in order.
+    fn collect_one(&mut self) -> io::Result<()> {
+        let (seq, member) = self.results.recv().map_err(|_| io::Error::other("gzip worker died"))?;
+        self.pending.insert(seq, member?);
+        let out = self.out.as_mut().ok_or_else(|| io::Error::other("gzip stream already finished"))?;
+        while let Some(member) = self.pending.remove(&self.written) {
+            out.write_all(&member)?;
+            self.written += 1;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        if !self.buf.is_empty() || self.submitted == 0 {
+            self.submit()?;
+        }
+        self.jobs = None;
+        while self.written < self.submitted {
+            self.collect_one()?;
+        }
+        for w in std::mem::take(&mut self.workers) {
+            w.join().map_err(|_| io::Error::other("gzip worker panicked"))?;
+        }
+        self.out.take().ok_or_else(|| io::Error::other("gzip stream already finished"))
+    }
+}
+
+impl<W: Write> Drop for ParallelGzip<W> {
+    fn drop(&mut self) {
+        // Closing the job channel lets idle workers exit; busy ones exit after their chunk.
+        self.jobs = None;
+    }
+}
+
+impl<W: Write> Write for ParallelGzip<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(GZIP_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == GZIP_CHUNK {
+            self.submit()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn gzip_member(chunk: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let mut e = flate2::GzBuilder::new()
+        .operating_system(255)
+        .write(Vec::with_capacity(chunk.len() / 2 + 64), flate2::Compression::new(level));
+    e.write_all(chunk)?;
+    e.finish()
 }
 
 /// Write `tree` as one layer blob into `store`.
