@@ -9,7 +9,9 @@
 pub mod accounts;
 pub mod api;
 pub mod audit;
+pub mod boot;
 pub mod client;
+pub mod console;
 pub mod host;
 pub mod http;
 pub mod ops;
@@ -17,8 +19,12 @@ pub mod paths;
 pub mod process;
 pub mod server;
 pub mod tls;
+pub mod trust;
+pub mod userdata;
 
 /// The default TCP port.
 pub const DEFAULT_PORT: u16 = 7443;
 /// The agent's state directory on the persistent disk (guest path).
 pub const STATE_DIR: &str = "/var/lib/minikube-agent";
+/// The audit log (guest path).
+pub const AUDIT_LOG: &str = "/var/lib/minikube-agent/audit.log";

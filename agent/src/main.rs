@@ -1,1 +1,134 @@
-fn main() {}
+//! `minikube-agent`: `serve` (the mTLS provisioning server) and `boot` (first-boot disk work).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use agent::console::announce;
+use agent::host::{Host, RecordingHost, SystemHost};
+use agent::paths::GuestRoot;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "minikube-agent", version, about = "Provisions a minikube node over mutual TLS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Treat DIR as the guest's root directory (tests, image builds).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Where messages for the operator go.
+    #[arg(long, default_value = "/dev/console")]
+    console: PathBuf,
+    /// Do not run system tools (systemctl, modprobe, mount...): record them in memory instead.
+    /// For tests against --root only.
+    #[arg(long)]
+    no_host_commands: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the provisioning API over HTTPS with client certificates.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on.
+        #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], agent::DEFAULT_PORT)))]
+        listen: SocketAddr,
+        /// A directory holding ca.crt, agent.crt and agent.key (takes precedence over fw_cfg).
+        #[arg(long)]
+        trust_dir: Option<PathBuf>,
+    },
+    /// First-boot work: data disk, bind mounts, userdata, kernel modules, SSH host keys.
+    Boot {
+        #[command(flatten)]
+        common: Common,
+        /// Skip the data disk (implied in containers, when $container is set).
+        #[arg(long)]
+        no_disk: bool,
+    },
+}
+
+fn host_for(common: &Common) -> Arc<dyn Host> {
+    if common.no_host_commands {
+        Arc::new(RecordingHost::new("minikube"))
+    } else {
+        Arc::new(SystemHost)
+    }
+}
+
+fn in_container() -> bool {
+    std::env::var_os("container").is_some_and(|v| !v.is_empty())
+}
+
+fn serve(common: Common, listen: SocketAddr, trust_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let console = Some(common.console.as_path());
+    let root = GuestRoot::new(&common.root);
+    let host = host_for(&common);
+    let (trust, source) = match agent::trust::locate(&root, trust_dir.as_deref(), host.as_ref(), !in_container()) {
+        Ok(found) => found,
+        Err(e) => {
+            announce(console, &format!("minikube-agent: not serving: {e}"));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    tracing::info!("trust material from {source}");
+    let tls = match agent::tls::server_config(&trust.ca_pem, &trust.identity) {
+        Ok(t) => t,
+        Err(e) => {
+            announce(console, &format!("minikube-agent: not serving: trust material from {source}: {e}"));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let audit = agent::audit::AuditLog::open(&root.host(agent::AUDIT_LOG))?;
+    let node = agent::ops::Node::new(root, host);
+    let server = agent::server::Server::bind(listen, tls, Arc::new(agent::server::Agent::new(node, Some(audit))))?;
+    announce(console, &format!("minikube-agent: ready {}", server.local_addr()?));
+    server.run()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn boot(common: Common, no_disk: bool) -> anyhow::Result<ExitCode> {
+    let console = Some(common.console.as_path());
+    let root = GuestRoot::new(&common.root);
+    let host = host_for(&common);
+    let container = in_container();
+    let opts = agent::boot::BootOptions { skip_disk: no_disk || container, skip_modules: container };
+    match agent::boot::run(&root, host.as_ref(), opts) {
+        Ok(report) => {
+            if !report.modules_failed.is_empty() {
+                tracing::warn!("modules not loaded (built in or missing): {}", report.modules_failed.join(" "));
+            }
+            announce(
+                console,
+                &format!(
+                    "minikube-agent: boot done ({}; userdata files changed: {}; ssh host keys generated: {})",
+                    report.plan, report.userdata_files_changed, report.ssh_keys_generated
+                ),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            announce(console, &format!("minikube-agent: boot failed: {e}"));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    // MINIKUBE_AGENT_LOG=debug|info|warn|error (default info).
+    let level = std::env::var("MINIKUBE_AGENT_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing::level_filters::LevelFilter>().ok())
+        .unwrap_or(tracing::level_filters::LevelFilter::INFO);
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_ansi(false).init();
+    match Cli::parse().command {
+        Command::Serve { common, listen, trust_dir } => serve(common, listen, trust_dir),
+        Command::Boot { common, no_disk } => boot(common, no_disk),
+    }
+}

@@ -1,0 +1,371 @@
+//! `minikube-agent boot`: the persistent data disk (minikube's scheme), bind mounts onto it, the
+//! userdata tar, kernel modules for the runtimes, SSH host keys.
+//!
+//! Disk detection reads `/sys/block` and the device nodes under the root, so it runs against a
+//! temporary directory of fake entries in tests; every tool (sfdisk, mkfs.ext4, mount, modprobe,
+//! ssh-keygen) goes through [`Host`].
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::host::{run_ok, Host, HostError};
+use crate::ops::ensure;
+use crate::paths::GuestRoot;
+use crate::userdata::{self, MAGIC};
+
+/// The label of the data partition.
+pub const DATA_LABEL: &str = "boot2docker-data";
+/// Directories kept on the data disk (bind-mounted from /mnt/PART/...).
+pub const PERSISTENT_DIRS: &[&str] = &[
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/minikube",
+    "/var/lib/kubelet",
+    "/var/lib/cni",
+    "/var/lib/boot2docker",
+    "/var/lib/buildkit",
+    "/var/lib/containers",
+    "/var/lib/minikube-agent",
+    "/var/tmp",
+    "/data",
+    "/tmp/hostpath_pv",
+    "/tmp/hostpath-provisioner",
+];
+/// The userdata tar kept on the data disk (guest path, after the bind mounts).
+pub const USERDATA_TAR: &str = "/var/lib/boot2docker/userdata.tar";
+/// Kernel modules the container runtimes and Kubernetes networking need; missing ones (built
+/// into the kernel, or absent) are reported, not fatal.
+pub const RUNTIME_MODULES: &[&str] = &[
+    "overlay",
+    "br_netfilter",
+    "bridge",
+    "veth",
+    "nf_conntrack",
+    "nf_nat",
+    "nf_tables",
+    "nft_compat",
+    "nft_chain_nat",
+    "nft_masq",
+    "nft_nat",
+    "nft_ct",
+    "ip_tables",
+    "iptable_nat",
+    "iptable_filter",
+    "iptable_mangle",
+    "ip6_tables",
+    "ip6table_nat",
+    "ip6table_filter",
+    "xt_conntrack",
+    "xt_MASQUERADE",
+    "xt_addrtype",
+    "xt_mark",
+    "xt_comment",
+    "ebtables",
+    "ebtable_filter",
+    "ebtable_nat",
+    "nf_conntrack_netlink",
+    "vxlan",
+];
+/// uid/gid of the `docker` user.
+pub const DOCKER_UID: u32 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("{0}")]
+    Host(#[from] HostError),
+    #[error("{0}")]
+    Userdata(#[from] userdata::TarError),
+    #[error("{0} did not appear after partitioning")]
+    NoPartition(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BootError + '_ {
+    move |source| BootError::Io { path: path.display().to_string(), source }
+}
+
+/// A whole disk under /sys/block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub name: String,
+    pub sectors: u64,
+    pub removable: bool,
+    pub read_only: bool,
+    /// Partition names (`vda1`, `nvme0n1p1`...), sorted.
+    pub partitions: Vec<String>,
+}
+
+fn read_number(path: &Path) -> u64 {
+    std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Disks listed in `/sys/block` (loop, ram, zram, optical, floppy and device-mapper skipped),
+/// sorted by name.
+pub fn scan_disks(root: &GuestRoot) -> io::Result<Vec<Disk>> {
+    let sys_block = root.host("/sys/block");
+    let mut disks = Vec::new();
+    for entry in std::fs::read_dir(&sys_block)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if ["loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd"].iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let dir = entry.path();
+        let mut partitions: Vec<String> = std::fs::read_dir(&dir)?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("partition").exists())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        partitions.sort();
+        disks.push(Disk {
+            sectors: read_number(&dir.join("size")),
+            removable: read_number(&dir.join("removable")) == 1,
+            read_only: read_number(&dir.join("ro")) == 1,
+            partitions,
+            name,
+        });
+    }
+    disks.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(disks)
+}
+
+/// The ext2/3/4 volume label of a block device (or image file), if it has one.
+pub fn ext4_label(device: &Path) -> Option<String> {
+    let mut f = File::open(device).ok()?;
+    let mut sb = [0u8; 1024];
+    f.seek(SeekFrom::Start(1024)).ok()?;
+    f.read_exact(&mut sb).ok()?;
+    if u16::from_le_bytes([sb[0x38], sb[0x39]]) != 0xEF53 {
+        return None;
+    }
+    let name = &sb[0x78..0x88];
+    let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+    Some(String::from_utf8_lossy(&name[..end]).into_owned())
+}
+
+fn read_head(device: &Path, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len);
+    File::open(device)?.take(len as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// The device name of partition `n` of `disk` (`vda` → `vda1`, `nvme0n1` → `nvme0n1p1`).
+pub fn partition_name(disk: &str, n: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{n}")
+    } else {
+        format!("{disk}{n}")
+    }
+}
+
+/// What to do with the disks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskPlan {
+    /// A partition labelled `boot2docker-data` exists: mount it.
+    Use { partition: String },
+    /// A disk asks to be formatted: it starts with the magic; `userdata` is its tar.
+    FormatMagic { disk: String, userdata: Vec<u8> },
+    /// No data disk yet: format the first empty disk.
+    FormatEmpty { disk: String },
+    /// Nothing usable: run from memory.
+    None,
+}
+
+/// Decide from `/sys/block` and the device contents under the root.
+pub fn plan(root: &GuestRoot) -> io::Result<DiskPlan> {
+    let disks = scan_disks(root)?;
+    let dev = |name: &str| root.host(&format!("/dev/{name}"));
+    for d in &disks {
+        for p in d.partitions.iter().chain(std::iter::once(&d.name)) {
+            if ext4_label(&dev(p)).as_deref() == Some(DATA_LABEL) {
+                return Ok(DiskPlan::Use { partition: p.clone() });
+            }
+        }
+    }
+    let candidates = disks.iter().filter(|d| d.partitions.is_empty() && !d.read_only && !d.removable && d.sectors > 0);
+    let mut empty = None;
+    for d in candidates {
+        let Ok(head) = read_head(&dev(&d.name), userdata::MAX_TAR) else { continue };
+        if head.starts_with(MAGIC.as_bytes()) {
+            let len = userdata::archive_len(&head).unwrap_or(head.len().min(4096));
+            return Ok(DiskPlan::FormatMagic { disk: d.name.clone(), userdata: head[..len].to_vec() });
+        }
+        if empty.is_none() && head.iter().take(1024 * 1024).all(|b| *b == 0) {
+            empty = Some(d.name.clone());
+        }
+    }
+    Ok(empty.map_or(DiskPlan::None, |disk| DiskPlan::FormatEmpty { disk }))
+}
+
+/// Whether `guest` (mapped under the root) is a mount point, per /proc/self/mountinfo.
+pub fn is_mounted(root: &GuestRoot, guest: &str) -> bool {
+    let target = root.host(guest);
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(&m.replace("\\040", " ")) == target))
+}
+
+fn wait_for_node(path: &Path, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    path.exists()
+}
+
+/// Partition `disk` (one GPT partition over the whole disk) and format it; returns the partition.
+pub fn format(root: &GuestRoot, host: &dyn Host, disk: &str) -> Result<String, BootError> {
+    let disk_dev = root.host(&format!("/dev/{disk}"));
+    let disk_arg = disk_dev.to_string_lossy().into_owned();
+    tracing::info!("partitioning {disk_arg}");
+    run_ok(host, &["sfdisk", "--wipe", "always", &disk_arg], Some(b"label: gpt\n,,L\n"), Duration::from_secs(60))?;
+    let _ = host.run(&["udevadm", "settle"], None, Duration::from_secs(30));
+    let part = partition_name(disk, 1);
+    let part_dev = root.host(&format!("/dev/{part}"));
+    if !wait_for_node(&part_dev, Duration::from_secs(10)) {
+        return Err(BootError::NoPartition(part_dev.display().to_string()));
+    }
+    let part_arg = part_dev.to_string_lossy().into_owned();
+    run_ok(host, &["mkfs.ext4", "-F", "-i", "2048", "-L", DATA_LABEL, &part_arg], None, Duration::from_secs(600))?;
+    Ok(part)
+}
+
+/// Mount the data partition on /mnt/PART and bind-mount the persistent directories onto it.
+pub fn mount_data(root: &GuestRoot, host: &dyn Host, partition: &str) -> Result<(), BootError> {
+    let mnt_guest = format!("/mnt/{partition}");
+    let mnt = root.host(&mnt_guest);
+    ensure::dir(&mnt).map_err(io_err(&mnt))?;
+    if !is_mounted(root, &mnt_guest) {
+        let dev = root.host(&format!("/dev/{partition}")).to_string_lossy().into_owned();
+        run_ok(host, &["mount", "-t", "ext4", &dev, &mnt.to_string_lossy()], None, Duration::from_secs(60))?;
+    }
+    for dir in PERSISTENT_DIRS {
+        let persistent = root.host(&format!("{mnt_guest}{dir}"));
+        let target = root.host(dir);
+        ensure::dir(&persistent).map_err(io_err(&persistent))?;
+        ensure::dir(&target).map_err(io_err(&target))?;
+        if !is_mounted(root, dir) {
+            run_ok(host, &["mount", "--bind", &persistent.to_string_lossy(), &target.to_string_lossy()], None, Duration::from_secs(60))?;
+        }
+    }
+    Ok(())
+}
+
+/// Install what the userdata tar carries: `.ssh/authorized_keys` for the docker user, and the
+/// agent's trust files. Returns the number of files that changed.
+pub fn apply_userdata(root: &GuestRoot, tar: &[u8]) -> Result<usize, BootError> {
+    let mut changed = 0;
+    let owner = Some((DOCKER_UID, DOCKER_UID));
+    for entry in userdata::parse(tar)? {
+        let Some(data) = entry.data else { continue };
+        if entry.path == ".ssh/authorized_keys" {
+            let ssh = root.host("/home/docker/.ssh");
+            ensure::dir(&ssh).map_err(io_err(&ssh))?;
+            let meta = std::fs::metadata(&ssh).map_err(io_err(&ssh))?;
+            ensure::attributes(&ssh, &meta, 0o700, owner).map_err(io_err(&ssh))?;
+            let keys = ssh.join("authorized_keys");
+            changed += usize::from(ensure::file(&keys, &data, 0o600, owner).map_err(io_err(&keys))?);
+        } else if let Some(name) = entry.path.strip_prefix("minikube-agent/") {
+            if [crate::trust::CA_FILE, crate::trust::CERT_FILE, crate::trust::KEY_FILE].contains(&name) {
+                let mode = if name == crate::trust::KEY_FILE { 0o600 } else { 0o644 };
+                let path = root.host(&format!("{}/{name}", crate::trust::STATE_TRUST_DIR));
+                changed += usize::from(ensure::file(&path, &data, mode, None).map_err(io_err(&path))?);
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Load each module; returns those that failed (built in or missing), for the log.
+pub fn load_modules(host: &dyn Host, modules: &[&str]) -> Vec<String> {
+    modules
+        .iter()
+        .filter(|m| run_ok(host, &["modprobe", m], None, Duration::from_secs(30)).is_err())
+        .map(|m| m.to_string())
+        .collect()
+}
+
+/// Generate missing SSH host keys (never shipped in the image).
+pub fn ssh_host_keys(root: &GuestRoot, host: &dyn Host) -> Result<bool, BootError> {
+    let ssh = root.host("/etc/ssh");
+    if !ssh.is_dir() {
+        return Ok(false);
+    }
+    let has_keys = std::fs::read_dir(&ssh)
+        .map_err(io_err(&ssh))?
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("ssh_host_") && e.file_name().to_string_lossy().ends_with("_key"));
+    if has_keys {
+        return Ok(false);
+    }
+    if root.dir() == Path::new("/") {
+        run_ok(host, &["ssh-keygen", "-A"], None, Duration::from_secs(120))?;
+    } else {
+        run_ok(host, &["ssh-keygen", "-A", "-f", &root.dir().to_string_lossy()], None, Duration::from_secs(120))?;
+    }
+    Ok(true)
+}
+
+/// Options of `minikube-agent boot`.
+#[derive(Debug, Clone, Copy)]
+pub struct BootOptions {
+    /// Skip the disk (containers, `--no-disk`).
+    pub skip_disk: bool,
+    /// Skip kernel modules (containers cannot load them).
+    pub skip_modules: bool,
+}
+
+/// A summary for the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootReport {
+    pub plan: String,
+    pub userdata_files_changed: usize,
+    pub modules_failed: Vec<String>,
+    pub ssh_keys_generated: bool,
+}
+
+/// Run the whole boot step.
+pub fn run(root: &GuestRoot, host: &dyn Host, opts: BootOptions) -> Result<BootReport, BootError> {
+    let mut fresh_userdata = None;
+    let plan_text;
+    if opts.skip_disk {
+        plan_text = "disk skipped".to_string();
+    } else {
+        let p = plan(root).map_err(io_err(&root.host("/sys/block")))?;
+        plan_text = format!("{p:?}").chars().take(120).collect();
+        let partition = match p {
+            DiskPlan::Use { partition } => Some(partition),
+            DiskPlan::FormatMagic { disk, userdata } => {
+                fresh_userdata = Some(userdata);
+                Some(format(root, host, &disk)?)
+            }
+            DiskPlan::FormatEmpty { disk } => Some(format(root, host, &disk)?),
+            DiskPlan::None => {
+                tracing::warn!("no data disk: state lives in memory and is lost at shutdown");
+                None
+            }
+        };
+        if let Some(part) = partition {
+            mount_data(root, host, &part)?;
+        }
+    }
+    let tar_path = root.host(USERDATA_TAR);
+    if let Some(tar) = &fresh_userdata {
+        ensure::file(&tar_path, tar, 0o600, None).map_err(io_err(&tar_path))?;
+    }
+    let userdata_files_changed = match std::fs::read(&tar_path) {
+        Ok(tar) => apply_userdata(root, &tar)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io_err(&tar_path)(e)),
+    };
+    let modules_failed = if opts.skip_modules { Vec::new() } else { load_modules(host, RUNTIME_MODULES) };
+    let ssh_keys_generated = ssh_host_keys(root, host)?;
+    Ok(BootReport { plan: plan_text, userdata_files_changed, modules_failed, ssh_keys_generated })
+}

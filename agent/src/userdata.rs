@@ -1,0 +1,197 @@
+//! The userdata tar at the start of a new minikube data disk.
+//!
+//! Its first entry is named [`MAGIC`], so the raw disk starts with the magic string; then come
+//! `.ssh/authorized_keys` and the agent's trust files `minikube-agent/{ca.crt,agent.crt,agent.key}`.
+//! [`build`] writes such a tar (for the host side and tests); [`parse`] reads one.
+
+/// The first bytes of a data disk that asks to be formatted.
+pub const MAGIC: &str = "boot2docker, please format-me";
+/// Largest userdata tar read from a disk.
+pub const MAX_TAR: usize = 4 * 1024 * 1024;
+
+const BLOCK: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative path inside the tar (no leading `./`).
+    pub path: String,
+    /// Regular file content; `None` for a directory.
+    pub data: Option<Vec<u8>>,
+    pub mode: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TarError {
+    #[error("userdata tar: {0}")]
+    Malformed(String),
+}
+
+fn octal(field: &[u8]) -> Result<u64, TarError> {
+    let text: String = field.iter().take_while(|b| **b != 0).map(|b| *b as char).collect();
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(0);
+    }
+    u64::from_str_radix(text, 8).map_err(|_| TarError::Malformed(format!("bad octal field {text:?}")))
+}
+
+fn text(field: &[u8]) -> String {
+    String::from_utf8_lossy(&field[..field.iter().position(|b| *b == 0).unwrap_or(field.len())]).into_owned()
+}
+
+/// Length of the tar archive at the start of `bytes` (through its end-of-archive blocks), if
+/// `bytes` starts with a tar header.
+pub fn archive_len(bytes: &[u8]) -> Result<usize, TarError> {
+    let mut off = 0;
+    loop {
+        let Some(header) = bytes.get(off..off + BLOCK) else {
+            return Err(TarError::Malformed("archive ends without end-of-archive blocks".into()));
+        };
+        if header.iter().all(|b| *b == 0) {
+            return Ok((off + 2 * BLOCK).min(bytes.len()));
+        }
+        let size = octal(&header[124..136])? as usize;
+        off = off
+            .checked_add(BLOCK)
+            .and_then(|o| o.checked_add(size.div_ceil(BLOCK) * BLOCK))
+            .ok_or_else(|| TarError::Malformed("size overflow".into()))?;
+    }
+}
+
+/// Read every file and directory of a ustar/GNU tar (links and devices are skipped).
+pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, TarError> {
+    let mut entries = Vec::new();
+    let mut off = 0;
+    let mut long_name: Option<String> = None;
+    while let Some(header) = bytes.get(off..off + BLOCK) {
+        if header.iter().all(|b| *b == 0) {
+            break;
+        }
+        let stored: u64 = octal(&header[148..156])?;
+        let sum: u64 = header.iter().enumerate().map(|(i, b)| if (148..156).contains(&i) { 32 } else { u64::from(*b) }).sum();
+        if stored != sum {
+            return Err(TarError::Malformed(format!("bad header checksum at offset {off}")));
+        }
+        let size = octal(&header[124..136])? as usize;
+        let data_start = off + BLOCK;
+        let data = bytes
+            .get(data_start..data_start.checked_add(size).ok_or_else(|| TarError::Malformed("size overflow".into()))?)
+            .ok_or_else(|| TarError::Malformed(format!("entry at offset {off} runs past the end")))?;
+        off = data_start + size.div_ceil(BLOCK) * BLOCK;
+        let kind = header[156];
+        if kind == b'L' {
+            long_name = Some(text(data));
+            continue;
+        }
+        let mut name = long_name.take().unwrap_or_else(|| {
+            let prefix = if &header[257..262] == b"ustar" { text(&header[345..500]) } else { String::new() };
+            let n = text(&header[..100]);
+            if prefix.is_empty() { n } else { format!("{prefix}/{n}") }
+        });
+        while let Some(rest) = name.strip_prefix("./") {
+            name = rest.to_string();
+        }
+        let name = name.trim_end_matches('/').to_string();
+        let mode = octal(&header[100..108])? as u32 & 0o7777;
+        match kind {
+            b'0' | 0 => entries.push(Entry { path: name, data: Some(data.to_vec()), mode }),
+            b'5' => entries.push(Entry { path: name, data: None, mode }),
+            _ => {}
+        }
+    }
+    Ok(entries)
+}
+
+fn header(path: &str, size: usize, mode: u32, kind: u8) -> [u8; BLOCK] {
+    let mut h = [0u8; BLOCK];
+    let name = path.as_bytes();
+    h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
+    let put = |h: &mut [u8; BLOCK], at: usize, width: usize, v: u64| {
+        let s = format!("{v:0w$o}\0", w = width - 1);
+        h[at..at + width].copy_from_slice(s.as_bytes());
+    };
+    put(&mut h, 100, 8, u64::from(mode));
+    put(&mut h, 108, 8, 0);
+    put(&mut h, 116, 8, 0);
+    put(&mut h, 124, 12, size as u64);
+    put(&mut h, 136, 12, 0);
+    h[156] = kind;
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u64 = h.iter().map(|b| u64::from(*b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// A userdata tar: the magic entry first, then `entries` (paths at most 100 bytes).
+pub fn build(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let magic = Entry { path: MAGIC.to_string(), data: Some(MAGIC.as_bytes().to_vec()), mode: 0o644 };
+    for e in std::iter::once(&magic).chain(entries) {
+        match &e.data {
+            Some(d) => {
+                out.extend_from_slice(&header(&e.path, d.len(), e.mode, b'0'));
+                out.extend_from_slice(d);
+                out.resize(out.len().div_ceil(BLOCK) * BLOCK, 0);
+            }
+            None => out.extend_from_slice(&header(&format!("{}/", e.path), 0, e.mode, b'5')),
+        }
+    }
+    out.resize(out.len() + 2 * BLOCK, 0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_then_parse() {
+        let entries = vec![
+            Entry { path: ".ssh".into(), data: None, mode: 0o700 },
+            Entry { path: ".ssh/authorized_keys".into(), data: Some(b"ssh-ed25519 AAAA test\n".to_vec()), mode: 0o644 },
+            Entry { path: "minikube-agent/ca.crt".into(), data: Some(vec![b'x'; 1500]), mode: 0o644 },
+        ];
+        let tar = build(&entries);
+        assert!(tar.starts_with(MAGIC.as_bytes()), "the disk starts with the magic");
+        let parsed = parse(&tar).unwrap();
+        assert_eq!(parsed[0].path, MAGIC);
+        assert_eq!(&parsed[1..], &entries[..]);
+        assert_eq!(archive_len(&[tar.clone(), vec![7u8; 4096]].concat()).unwrap(), tar.len());
+    }
+
+    #[test]
+    fn gnu_tar_output_is_read() {
+        // A tar made by GNU tar, as the host tools would.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("src/.ssh")).unwrap();
+        std::fs::write(d.path().join("src").join(MAGIC), MAGIC).unwrap();
+        std::fs::write(d.path().join("src/.ssh/authorized_keys"), "key\n").unwrap();
+        let out = d.path().join("u.tar");
+        let st = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(d.path().join("src"))
+            .arg("-cf")
+            .arg(&out)
+            .args([MAGIC, ".ssh"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let bytes = std::fs::read(&out).unwrap();
+        let parsed = parse(&bytes).unwrap();
+        assert!(parsed.iter().any(|e| e.path == ".ssh/authorized_keys" && e.data.as_deref() == Some(&b"key\n"[..])));
+    }
+
+    #[test]
+    fn corrupt_input_is_an_error_not_a_panic() {
+        let tar = build(&[Entry { path: "a".into(), data: Some(vec![1; 700]), mode: 0o644 }]);
+        for cut in [1usize, 100, 511, 600, 1100] {
+            let _ = parse(&tar[..cut]);
+            let _ = archive_len(&tar[..cut]);
+        }
+        let mut bad = tar.clone();
+        bad[0] ^= 1;
+        assert!(parse(&bad).is_err(), "checksum catches a flipped bit");
+    }
+}
