@@ -99,10 +99,20 @@ impl Client {
         let conn = self.connection()?;
         let result = (|| -> Result<http::ResponseHead, ClientError> {
             let io = |source| ClientError::Io { addr, source };
+            // Streamed uploads wait for the server's go-ahead: a refusal then costs no upload.
+            let expect_continue = method == "PUT" && len > 0;
             let out = conn.get_mut();
             let mut head = Vec::new();
-            http::write_request_head(&mut head, method, target, &host, content_type, len).map_err(io)?;
+            http::write_request_head(&mut head, method, target, &host, content_type, len, expect_continue).map_err(io)?;
             out.write_all(&head).map_err(io)?;
+            if expect_continue {
+                out.flush().map_err(io)?;
+                let interim = http::read_response_head(conn)?;
+                if interim.status != 100 {
+                    return Ok(interim);
+                }
+            }
+            let out = conn.get_mut();
             let sent = io::copy(&mut body.take(len), out).map_err(io)?;
             if sent != len {
                 return Err(io(io::Error::new(io::ErrorKind::UnexpectedEof, format!("request body ended after {sent} of {len} bytes"))));

@@ -262,11 +262,13 @@ pub fn write_response_head(w: &mut impl Write, status: u16, content_type: &str, 
     )
 }
 
-/// Write a request head (client side).
-pub fn write_request_head(w: &mut impl Write, method: &str, target: &str, host: &str, content_type: &str, content_length: u64) -> io::Result<()> {
+/// Write a request head (client side); `expect_continue` asks the server to confirm before the
+/// body is sent.
+pub fn write_request_head(w: &mut impl Write, method: &str, target: &str, host: &str, content_type: &str, content_length: u64, expect_continue: bool) -> io::Result<()> {
+    let expect = if expect_continue { "Expect: 100-continue\r\n" } else { "" };
     write!(
         w,
-        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n{expect}\r\n"
     )
 }
 

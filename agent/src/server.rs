@@ -265,7 +265,8 @@ impl Agent {
 
     /// Serve one request; returns whether the connection may carry another.
     fn serve_request<S: Read + Write>(&self, head: &RequestHead, reader: &mut BufReader<S>, caller: &str) -> io::Result<bool> {
-        let mut body = reader.by_ref().take(head.content_length);
+        let expect_continue = head.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        let mut body = Body { inner: reader, left: head.content_length, continue_pending: expect_continue && head.content_length > 0 };
         let result = Route::from_head(head).and_then(|route| {
             let json_req = if route.has_json_body() {
                 let mut buf = Vec::with_capacity(head.content_length as usize);
@@ -288,11 +289,11 @@ impl Agent {
             Ok((route, detail, reply)) => (Some(route), detail, reply),
             Err(e) => (None, String::new(), Err(e)),
         };
-        // Whatever the handler left of the body must be skipped to find the next request.
-        let left = body.limit();
+        // Skip what the handler left of the body to find the next request. A client that
+        // asked for 100-continue and got none sends no body at all.
         let mut keep_alive = head.keep_alive;
-        if left > 0 {
-            if left <= 1024 * 1024 {
+        if !body.continue_pending && body.left > 0 {
+            if body.left <= 1024 * 1024 {
                 io::copy(&mut body, &mut io::sink())?;
             } else {
                 keep_alive = false;
@@ -328,6 +329,36 @@ impl Agent {
             }
         }
         Ok(keep_alive)
+    }
+}
+
+/// A request body: `left` bytes of the connection. With `Expect: 100-continue`, the interim
+/// response is sent at the first read, so that a handler that refuses the request without
+/// reading spares the client from sending the body.
+struct Body<'a, S: Read + Write> {
+    inner: &'a mut BufReader<S>,
+    left: u64,
+    continue_pending: bool,
+}
+
+impl<S: Read + Write> Read for Body<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.continue_pending {
+            self.continue_pending = false;
+            let out = self.inner.get_mut();
+            out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            out.flush()?;
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("request body ended {} bytes early", self.left)));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 

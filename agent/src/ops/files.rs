@@ -47,12 +47,11 @@ fn refuse_temp_names(clean: &str, field: &str) -> Result<(), OpError> {
 }
 
 /// Stream `len` bytes of `body` into `target` (host path) if its content is not already the
-/// one with `sha256`. The body is always consumed in full. The old file stays in place until
-/// the new one is complete and verified.
+/// one with `sha256` (then the body is left unread). The old file stays in place until the new
+/// one is complete and verified.
 pub fn receive(target: &Path, sha256: &str, mode: u32, owner: Option<(u32, u32)>, body: &mut dyn Read, len: u64) -> Result<bool, OpError> {
     if let Ok(meta) = fs::symlink_metadata(target) {
         if meta.is_file() && meta.len() == len && sha256_file(target).map_err(|e| OpError::io(target, e))? == sha256 {
-            io::copy(&mut body.take(len), &mut io::sink()).map_err(|e| OpError::internal(format!("request body: {e}")))?;
             return ensure::attributes(target, &meta, mode, owner).map_err(|e| OpError::io(target, e));
         }
     }
