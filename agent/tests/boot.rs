@@ -1,0 +1,178 @@
+//! `minikube-agent boot` against a temporary root with fake /sys/block entries and device
+//! files; the disk tools are observed through the recording host.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use agent::boot::{self, BootOptions, DiskPlan};
+use agent::host::RecordingHost;
+use agent::paths::GuestRoot;
+use agent::userdata::{self, Entry};
+
+/// Add a disk `name` with `partitions` and write `content` as its device node.
+fn fake_disk(root: &Path, name: &str, partitions: &[&str], content: &[u8]) {
+    let sys = root.join("sys/block").join(name);
+    std::fs::create_dir_all(&sys).unwrap();
+    std::fs::write(sys.join("size"), "41943040\n").unwrap();
+    std::fs::write(sys.join("removable"), "0\n").unwrap();
+    std::fs::write(sys.join("ro"), "0\n").unwrap();
+    for p in partitions {
+        std::fs::create_dir_all(sys.join(p)).unwrap();
+        std::fs::write(sys.join(p).join("partition"), "1\n").unwrap();
+    }
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    std::fs::write(root.join("dev").join(name), content).unwrap();
+}
+
+/// An ext4 superblock with a label, at byte 1024 of a fake partition.
+fn ext4_image(label: &str) -> Vec<u8> {
+    let mut img = vec![0u8; 4096];
+    img[1024 + 0x38..1024 + 0x3a].copy_from_slice(&0xEF53u16.to_le_bytes());
+    img[1024 + 0x78..1024 + 0x78 + label.len()].copy_from_slice(label.as_bytes());
+    img
+}
+
+fn userdata_tar(pki: &pki::Ca) -> Vec<u8> {
+    let agent_id = pki.issue_server("minikube-agent", &["localhost"], &[], pki::Validity::days_from_now(1)).unwrap();
+    userdata::build(&[
+        Entry { path: ".ssh".into(), data: None, mode: 0o700 },
+        Entry { path: ".ssh/authorized_keys".into(), data: Some(b"ssh-ed25519 AAAAC3 minikube\n".to_vec()), mode: 0o644 },
+        Entry { path: "minikube-agent/ca.crt".into(), data: Some(pki.cert_pem().as_bytes().to_vec()), mode: 0o644 },
+        Entry { path: "minikube-agent/agent.crt".into(), data: Some(agent_id.cert_pem.into_bytes()), mode: 0o644 },
+        Entry { path: "minikube-agent/agent.key".into(), data: Some(agent_id.key_pem.into_bytes()), mode: 0o600 },
+    ])
+}
+
+#[test]
+fn labelled_partition_wins() {
+    let d = tempfile::tempdir().unwrap();
+    fake_disk(d.path(), "vda", &[], &vec![0u8; 8192]);
+    fake_disk(d.path(), "vdb", &["vdb1"], &[0u8; 512]);
+    std::fs::write(d.path().join("dev/vdb1"), ext4_image("boot2docker-data")).unwrap();
+    fake_disk(d.path(), "loop0", &[], &ext4_image("boot2docker-data"));
+    let root = GuestRoot::new(d.path());
+    assert_eq!(boot::plan(&root).unwrap(), DiskPlan::Use { partition: "vdb1".into() });
+}
+
+#[test]
+fn other_labels_and_partitioned_disks_are_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    fake_disk(d.path(), "sda", &["sda1"], &[1u8; 8192]);
+    std::fs::write(d.path().join("dev/sda1"), ext4_image("root")).unwrap();
+    let root = GuestRoot::new(d.path());
+    assert_eq!(boot::plan(&root).unwrap(), DiskPlan::None);
+    // An empty disk is the fallback.
+    fake_disk(d.path(), "sdb", &[], &vec![0u8; 65536]);
+    assert_eq!(boot::plan(&root).unwrap(), DiskPlan::FormatEmpty { disk: "sdb".into() });
+}
+
+#[test]
+fn magic_disk_is_formatted_and_its_userdata_installed() {
+    let d = tempfile::tempdir().unwrap();
+    let ca = pki::Ca::generate("minikubeCA", pki::Validity::days_from_now(10)).unwrap();
+    let tar = userdata_tar(&ca);
+    let mut disk = tar.clone();
+    disk.resize(1024 * 1024, 0);
+    fake_disk(d.path(), "vda", &[], &vec![0u8; 65536]);
+    fake_disk(d.path(), "vdb", &[], &disk);
+    std::fs::create_dir_all(d.path().join("etc/ssh")).unwrap();
+    let root = GuestRoot::new(d.path());
+    match boot::plan(&root).unwrap() {
+        DiskPlan::FormatMagic { disk, userdata } => {
+            assert_eq!(disk, "vdb", "the magic disk is preferred over an empty one");
+            assert_eq!(userdata, tar, "the tar is kept exactly, without the zero padding");
+        }
+        other => panic!("{other:?}"),
+    }
+    let host = RecordingHost::new("minikube");
+    let dev = |n: &str| d.path().join("dev").join(n).display().to_string();
+    // The partition node appears when sfdisk runs (udev would make it).
+    host.creates("sfdisk", &d.path().join("dev/vdb1"));
+    let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: false }).unwrap();
+    let cmds = host.commands();
+    let mnt = d.path().join("mnt/vdb1").display().to_string();
+    assert_eq!(cmds[0], format!("sfdisk --wipe always {}", dev("vdb")));
+    assert!(cmds.contains(&format!("mkfs.ext4 -F -i 2048 -L boot2docker-data {}", dev("vdb1"))), "{cmds:?}");
+    assert!(cmds.contains(&format!("mount -t ext4 {} {mnt}", dev("vdb1"))), "{cmds:?}");
+    for dir in boot::PERSISTENT_DIRS {
+        let bind = format!("mount --bind {mnt}{dir} {}", d.path().join(dir.trim_start_matches('/')).display());
+        assert!(cmds.contains(&bind), "missing {bind}");
+    }
+    assert!(cmds.contains(&"modprobe br_netfilter".to_string()) && cmds.contains(&"modprobe overlay".to_string()));
+    assert!(cmds.contains(&format!("ssh-keygen -A -f {}", d.path().display())));
+    assert!(report.ssh_keys_generated);
+    assert_eq!(report.userdata_files_changed, 4);
+    // userdata: authorized_keys for docker, trust for the agent.
+    let keys = d.path().join("home/docker/.ssh/authorized_keys");
+    let meta = std::fs::metadata(&keys).unwrap();
+    assert_eq!((meta.uid(), meta.gid(), meta.permissions().mode() & 0o777), (1000, 1000, 0o600));
+    assert_eq!(std::fs::metadata(d.path().join("home/docker/.ssh")).unwrap().permissions().mode() & 0o777, 0o700);
+    let trust_key = d.path().join("var/lib/minikube-agent/trust/agent.key");
+    assert_eq!(std::fs::metadata(&trust_key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read(d.path().join("var/lib/boot2docker/userdata.tar")).unwrap(), tar);
+    // The agent's trust lookup finds what the disk brought.
+    let (trust, source) = agent::trust::locate(&root, None, &host, false).unwrap();
+    assert_eq!(source, agent::trust::Source::StateDir);
+    assert_eq!(trust.ca_pem, ca.cert_pem());
+
+    // Next boot: nothing to format, userdata already in place.
+    host.clear();
+    let report = boot::run(&root, &host, BootOptions { skip_disk: true, skip_modules: true }).unwrap();
+    assert_eq!(report.userdata_files_changed, 0);
+    assert!(!host.commands().iter().any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs")));
+}
+
+#[test]
+fn nvme_partitions_are_named_with_p() {
+    assert_eq!(boot::partition_name("nvme0n1", 1), "nvme0n1p1");
+    assert_eq!(boot::partition_name("vda", 1), "vda1");
+    assert_eq!(boot::partition_name("mmcblk0", 2), "mmcblk0p2");
+}
+
+#[test]
+fn no_disk_runs_from_memory() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("sys/block")).unwrap();
+    let host = RecordingHost::new("minikube");
+    let report = boot::run(&GuestRoot::new(d.path()), &host, BootOptions { skip_disk: false, skip_modules: true }).unwrap();
+    assert_eq!(report.plan, "None");
+    assert!(host.commands().is_empty(), "{:?}", host.commands());
+}
+
+#[test]
+fn boot_binary_in_a_container_skips_disk_and_modules() {
+    let d = tempfile::tempdir().unwrap();
+    // A disk that would be formatted outside a container.
+    fake_disk(d.path(), "vdb", &[], &vec![0u8; 65536]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_minikube-agent"))
+        .args(["boot", "--console", "/dev/null", "--no-host-commands", "--root"])
+        .arg(d.path())
+        .env("container", "docker")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("minikube-agent: boot done (disk skipped"), "{text}");
+}
+
+#[test]
+fn systemd_units_order_boot_before_the_runtimes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../overlay/usr/lib/systemd/system");
+    let boot_unit = std::fs::read_to_string(dir.join("minikube-agent-boot.service")).unwrap();
+    for line in [
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "ExecStart=/usr/bin/minikube-agent boot",
+        "After=systemd-udevd.service systemd-udev-settle.service local-fs.target",
+    ] {
+        assert!(boot_unit.lines().any(|l| l == line), "boot unit lacks {line}");
+    }
+    let before = boot_unit.lines().find_map(|l| l.strip_prefix("Before=")).unwrap();
+    for unit in ["docker.service", "containerd.service", "crio.service", "kubelet.service", "minikube-agent.service"] {
+        assert!(before.split(' ').any(|u| u == unit), "boot unit not Before={unit}");
+    }
+    let serve_unit = std::fs::read_to_string(dir.join("minikube-agent.service")).unwrap();
+    for line in ["ExecStart=/usr/bin/minikube-agent serve", "Restart=always", "StandardOutput=journal+console"] {
+        assert!(serve_unit.lines().any(|l| l == line), "serve unit lacks {line}");
+    }
+}
