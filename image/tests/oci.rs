@@ -558,3 +558,70 @@ fn peak_rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// A private dockerd (Debian's docker.io, classic image store: it reads `manifest.json`), stopped
+/// and its state removed when dropped.
+struct Dockerd {
+    child: std::process::Child,
+    sock: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let dir = tempfile::Builder::new().prefix("oci-dockerd").tempdir_in("/tmp").unwrap();
+        let sock = format!("unix://{}/sock", dir.path().display());
+        let log = fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("pid"))
+            .args(["-H", &sock, "--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("dockerd: {e} (apt-get install docker.io)"));
+        let d = Dockerd { child, sock, _dir: dir };
+        for _ in 0..60 {
+            if d.docker().arg("version").output().is_ok_and(|o| o.status.success()) {
+                return d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        panic!("dockerd did not come up: {}", fs::read_to_string(d._dir.path().join("log")).unwrap_or_default());
+    }
+    fn docker(&self) -> Command {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", &self.sock);
+        c
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM to the daemon we started (it stops its containerd), then wait for it.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        let _ = Command::new("umount").arg("-R").arg(self._dir.path().join("data")).output();
+    }
+}
+
+#[test]
+fn docker_loads_and_runs_the_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = "localhost/minikube-oci-test:docker";
+    let image = build(&tmp.path().join("store"), &test_tree(static_cat(tmp.path())), Compression::default(), "docker");
+    let out = tmp.path().join("image.tar");
+    write_archive(&image, &out).unwrap();
+    let d = Dockerd::start();
+    let loaded = run(d.docker().args(["load", "-i"]).arg(&out));
+    assert!(loaded.contains(reference), "docker load output: {loaded}");
+    let inspect: serde_json::Value = serde_json::from_str(&run(d.docker().args(["image", "inspect", reference]))).unwrap();
+    assert_eq!(inspect[0]["Config"]["StopSignal"], "SIGRTMIN+3");
+    assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 3);
+    let printed = run(d.docker().args(["run", "--rm", "--network", "none", reference]));
+    assert_eq!(printed, HELLO);
+}
