@@ -64,16 +64,31 @@ pub enum OciError {
     Io { path: PathBuf, source: io::Error },
     #[error("layer tar entry {path}: {source}")]
     Tar { path: String, source: io::Error },
-    #[error("layer split: {path} was classified into layer {index}, but there are only {layers} layers")]
-    LayerIndex { path: String, index: usize, layers: usize },
+    #[error(
+        "layer split: {path} was classified into layer {index}, but there are only {layers} layers"
+    )]
+    LayerIndex {
+        path: String,
+        index: usize,
+        layers: usize,
+    },
     #[error("layer split: parent {parent} of {path} is missing from the tree or not a directory")]
     BadParent { path: String, parent: String },
     #[error("{what}: {source}")]
-    Spec { what: String, source: oci_spec::OciSpecError },
+    Spec {
+        what: String,
+        source: oci_spec::OciSpecError,
+    },
     #[error("{what}: {source}")]
-    Json { what: String, source: serde_json::Error },
+    Json {
+        what: String,
+        source: serde_json::Error,
+    },
     #[error("invalid image reference {reference:?}: {reason}")]
-    Reference { reference: String, reason: &'static str },
+    Reference {
+        reference: String,
+        reason: &'static str,
+    },
     #[error("blob {digest} is missing from the blob store {dir}")]
     MissingBlob { digest: String, dir: PathBuf },
 }

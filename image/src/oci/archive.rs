@@ -33,7 +33,10 @@ pub struct ArchiveSummary {
 pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, OciError> {
     let parent = parent_dir(target);
     fs::create_dir_all(&parent).map_err(OciError::io(&parent))?;
-    let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".tmp")
@@ -45,9 +48,16 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
     let index = image.index_json()?;
     let docker_manifest = image.docker_manifest_json()?;
     let out = tmp.as_file().try_clone().map_err(OciError::io(&tmp_path))?;
-    let hashing = HashingFile { inner: BufWriter::with_capacity(1 << 20, out), hasher: Sha256::new(), count: 0 };
+    let hashing = HashingFile {
+        inner: BufWriter::with_capacity(1 << 20, out),
+        hasher: Sha256::new(),
+        count: 0,
+    };
     let mut b = tar::Builder::new(hashing);
-    let io_tmp = |e| OciError::Io { path: tmp_path.clone(), source: e };
+    let io_tmp = |e| OciError::Io {
+        path: tmp_path.clone(),
+        source: e,
+    };
     for dir in ["blobs/", "blobs/sha256/"] {
         let h = header(dir, EntryType::Directory, 0o755, 0, epoch).map_err(io_tmp)?;
         b.append(&h, io::empty()).map_err(io_tmp)?;
@@ -64,18 +74,31 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
         // A short read would make tar-rs fail the append, so a truncated blob cannot slip in.
         b.append(&h, f).map_err(OciError::io(&src))?;
     }
-    for (name, data) in
-        [("index.json", index.as_slice()), ("manifest.json", docker_manifest.as_slice()), ("oci-layout", OCI_LAYOUT)]
-    {
-        let h = header(name, EntryType::Regular, 0o644, data.len() as u64, epoch).map_err(io_tmp)?;
+    for (name, data) in [
+        ("index.json", index.as_slice()),
+        ("manifest.json", docker_manifest.as_slice()),
+        ("oci-layout", OCI_LAYOUT),
+    ] {
+        let h =
+            header(name, EntryType::Regular, 0o644, data.len() as u64, epoch).map_err(io_tmp)?;
         b.append(&h, data).map_err(io_tmp)?;
     }
     let hashing = b.into_inner().map_err(io_tmp)?;
-    let HashingFile { inner, hasher, count } = hashing;
-    inner.into_inner().map_err(|e| OciError::Io { path: tmp_path.clone(), source: e.into_error() })?;
+    let HashingFile {
+        inner,
+        hasher,
+        count,
+    } = hashing;
+    inner.into_inner().map_err(|e| OciError::Io {
+        path: tmp_path.clone(),
+        source: e.into_error(),
+    })?;
     readable(tmp.as_file()).map_err(io_tmp)?;
     tmp.as_file().sync_all().map_err(io_tmp)?;
-    tmp.persist(target).map_err(|e| OciError::Io { path: target.to_path_buf(), source: e.error })?;
+    tmp.persist(target).map_err(|e| OciError::Io {
+        path: target.to_path_buf(),
+        source: e.error,
+    })?;
     sync_dir(&parent);
     let summary = ArchiveSummary {
         path: target.to_path_buf(),
@@ -102,30 +125,45 @@ pub fn write_layout(image: &Image, dir: &Path) -> Result<(), OciError> {
     }
     let parent = parent_dir(dir);
     fs::create_dir_all(&parent).map_err(OciError::io(&parent))?;
-    let base = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = tempfile::Builder::new().prefix(&format!(".{base}.")).tempdir_in(&parent).map_err(OciError::io(&parent))?;
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{base}."))
+        .tempdir_in(&parent)
+        .map_err(OciError::io(&parent))?;
     let blobs = tmp.path().join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(OciError::io(&blobs))?;
     for digest in image.blob_digests() {
         let src = image.store.blob_path(&digest);
         if !src.is_file() {
-            return Err(OciError::MissingBlob { digest, dir: image.store.sha256_dir() });
+            return Err(OciError::MissingBlob {
+                digest,
+                dir: image.store.sha256_dir(),
+            });
         }
         let dst = blobs.join(digest.trim_start_matches("sha256:"));
         if fs::hard_link(&src, &dst).is_err() {
             fs::copy(&src, &dst).map_err(OciError::io(&dst))?;
-            File::open(&dst).and_then(|f| f.sync_all()).map_err(OciError::io(&dst))?;
+            File::open(&dst)
+                .and_then(|f| f.sync_all())
+                .map_err(OciError::io(&dst))?;
         }
     }
     write_file_atomic(&tmp.path().join("oci-layout"), OCI_LAYOUT)?;
     write_file_atomic(&tmp.path().join("index.json"), &image.index_json()?)?;
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).map_err(OciError::io(tmp.path()))?;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+            .map_err(OciError::io(tmp.path()))?;
     }
     let new = tmp.keep();
     if dir.exists() {
-        let old = tempfile::Builder::new().prefix(&format!(".{base}.old.")).tempdir_in(&parent).map_err(OciError::io(&parent))?;
+        let old = tempfile::Builder::new()
+            .prefix(&format!(".{base}.old."))
+            .tempdir_in(&parent)
+            .map_err(OciError::io(&parent))?;
         let old_path = old.keep();
         // rename(2) onto a directory needs it empty: move the old layout into the (empty) temp dir.
         let moved = old_path.join("layout");
@@ -199,6 +237,9 @@ fn write_file_atomic(path: &Path, data: &[u8]) -> Result<(), OciError> {
     tmp.write_all(data).map_err(OciError::io(tmp.path()))?;
     readable(tmp.as_file()).map_err(OciError::io(tmp.path()))?;
     tmp.as_file().sync_all().map_err(OciError::io(tmp.path()))?;
-    tmp.persist(path).map_err(|e| OciError::Io { path: path.to_path_buf(), source: e.error })?;
+    tmp.persist(path).map_err(|e| OciError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(())
 }

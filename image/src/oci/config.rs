@@ -40,7 +40,11 @@ pub struct ImageConfig {
 impl ImageConfig {
     /// A Linux config for `architecture` with nothing else set.
     pub fn linux(architecture: &str) -> Self {
-        ImageConfig { architecture: architecture.into(), os: "linux".into(), ..Default::default() }
+        ImageConfig {
+            architecture: architecture.into(),
+            os: "linux".into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -68,7 +72,12 @@ impl ImageMeta {
     }
 
     fn validate(&self) -> Result<(), OciError> {
-        let bad = |reason| Err(OciError::Reference { reference: self.reference(), reason });
+        let bad = |reason| {
+            Err(OciError::Reference {
+                reference: self.reference(),
+                reason,
+            })
+        };
         let n = &self.name;
         if n.is_empty() || n.starts_with('/') || n.ends_with('/') || n.contains("//") {
             return bad("repository name must be non-empty, with non-empty path components");
@@ -78,18 +87,26 @@ impl ImageMeta {
             _ => (None, n.as_str()),
         };
         if let Some(h) = host {
-            if !h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)) {
+            if !h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+            {
                 return bad("registry host has invalid characters");
             }
         }
-        if !rest.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c)) {
+        if !rest
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
+        {
             return bad("repository path must be lowercase letters, digits, '.', '_', '-', '/'");
         }
         let t = &self.tag;
         if t.is_empty()
             || t.len() > 128
             || t.starts_with(['.', '-'])
-            || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         {
             return bad("tag must be 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'");
         }
@@ -136,7 +153,10 @@ impl Image {
         let platform = platform.build().map_err(spec("index.json platform"))?;
         let annotations = HashMap::from([
             (ANNOTATION_REF_NAME.to_string(), self.meta.tag.clone()),
-            (ANNOTATION_CONTAINERD_NAME.to_string(), self.meta.reference()),
+            (
+                ANNOTATION_CONTAINERD_NAME.to_string(),
+                self.meta.reference(),
+            ),
         ]);
         let desc = DescriptorBuilder::default()
             .media_type(MediaType::ImageManifest)
@@ -200,7 +220,13 @@ pub fn build_image(
     let ports: Vec<String> = config
         .exposed_ports
         .iter()
-        .map(|p| if p.contains('/') { p.clone() } else { format!("{p}/tcp") })
+        .map(|p| {
+            if p.contains('/') {
+                p.clone()
+            } else {
+                format!("{p}/tcp")
+            }
+        })
         .collect();
     if let Some(v) = some(&ports) {
         rc = rc.exposed_ports(v);
@@ -248,22 +274,39 @@ pub fn build_image(
     let config_digest = store.put_bytes(&config_bytes)?;
 
     let mut annotations = HashMap::from([
-        ("org.opencontainers.image.created".to_string(), created.clone()),
+        (
+            "org.opencontainers.image.created".to_string(),
+            created.clone(),
+        ),
         (ANNOTATION_REF_NAME.to_string(), meta.tag.clone()),
     ]);
-    for (k, v) in [("version", &meta.version), ("revision", &meta.revision), ("source", &meta.source)] {
+    for (k, v) in [
+        ("version", &meta.version),
+        ("revision", &meta.revision),
+        ("source", &meta.source),
+    ] {
         if !v.is_empty() {
             annotations.insert(format!("org.opencontainers.image.{k}"), v.clone());
         }
     }
     let layer_descs = layers
         .iter()
-        .map(|l| Ok(Descriptor::new(MediaType::from(l.media_type.as_str()), l.size, digest(&l.digest)?)))
+        .map(|l| {
+            Ok(Descriptor::new(
+                MediaType::from(l.media_type.as_str()),
+                l.size,
+                digest(&l.digest)?,
+            ))
+        })
         .collect::<Result<Vec<_>, OciError>>()?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(MediaType::ImageConfig, config_bytes.len() as u64, digest(&config_digest)?))
+        .config(Descriptor::new(
+            MediaType::ImageConfig,
+            config_bytes.len() as u64,
+            digest(&config_digest)?,
+        ))
         .layers(layer_descs)
         .annotations(annotations)
         .build()
@@ -288,18 +331,30 @@ pub fn build_image(
 }
 
 fn spec(what: &'static str) -> impl Fn(oci_spec::OciSpecError) -> OciError {
-    move |source| OciError::Spec { what: what.to_string(), source }
+    move |source| OciError::Spec {
+        what: what.to_string(),
+        source,
+    }
 }
 
 fn digest(d: &str) -> Result<oci_spec::image::Digest, OciError> {
-    d.parse().map_err(|source| OciError::Spec { what: format!("digest {d}"), source })
+    d.parse().map_err(|source| OciError::Spec {
+        what: format!("digest {d}"),
+        source,
+    })
 }
 
 /// Serialize with every object's keys sorted (oci-spec keeps maps in `HashMap`s, whose order
 /// is random), compact, no trailing newline.
 pub(crate) fn canonical_json(v: &impl Serialize, what: &str) -> Result<Vec<u8>, OciError> {
-    let value = serde_json::to_value(v).map_err(|source| OciError::Json { what: what.to_string(), source })?;
-    serde_json::to_vec(&sorted(value)).map_err(|source| OciError::Json { what: what.to_string(), source })
+    let value = serde_json::to_value(v).map_err(|source| OciError::Json {
+        what: what.to_string(),
+        source,
+    })?;
+    serde_json::to_vec(&sorted(value)).map_err(|source| OciError::Json {
+        what: what.to_string(),
+        source,
+    })
 }
 
 fn sorted(v: serde_json::Value) -> serde_json::Value {
@@ -358,13 +413,26 @@ mod tests {
 
     #[test]
     fn reference_validation() {
-        let ok = ImageMeta { name: "gcr.io/k8s-minikube/kicbase".into(), tag: "v0.0.50".into(), ..Default::default() };
+        let ok = ImageMeta {
+            name: "gcr.io/k8s-minikube/kicbase".into(),
+            tag: "v0.0.50".into(),
+            ..Default::default()
+        };
         ok.validate().unwrap();
-        let upper = ImageMeta { name: "gcr.io/K8s/kicbase".into(), ..ok.clone() };
+        let upper = ImageMeta {
+            name: "gcr.io/K8s/kicbase".into(),
+            ..ok.clone()
+        };
         assert!(upper.validate().is_err());
-        let badtag = ImageMeta { tag: "-x".into(), ..ok.clone() };
+        let badtag = ImageMeta {
+            tag: "-x".into(),
+            ..ok.clone()
+        };
         assert!(badtag.validate().is_err());
-        let port = ImageMeta { name: "localhost:5000/kicbase".into(), ..ok };
+        let port = ImageMeta {
+            name: "localhost:5000/kicbase".into(),
+            ..ok
+        };
         port.validate().unwrap();
     }
 }

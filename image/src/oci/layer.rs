@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::sync::{mpsc, Arc, Mutex};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use sha2::{Digest as _, Sha256};
@@ -41,7 +41,8 @@ impl BlobStore {
 
     /// Path of a blob given its digest (`sha256:<hex>` or bare hex).
     pub fn blob_path(&self, digest: &str) -> PathBuf {
-        self.sha256_dir().join(digest.strip_prefix("sha256:").unwrap_or(digest))
+        self.sha256_dir()
+            .join(digest.strip_prefix("sha256:").unwrap_or(digest))
     }
 
     /// Store `bytes` as a blob (atomically); returns its digest `sha256:<hex>`.
@@ -53,7 +54,10 @@ impl BlobStore {
         readable(tmp.as_file()).map_err(OciError::io(tmp.path()))?;
         tmp.as_file().sync_all().map_err(OciError::io(tmp.path()))?;
         let dst = dir.join(&hex);
-        tmp.persist(&dst).map_err(|e| OciError::Io { path: dst.clone(), source: e.error })?;
+        tmp.persist(&dst).map_err(|e| OciError::Io {
+            path: dst.clone(),
+            source: e.error,
+        })?;
         Ok(format!("sha256:{hex}"))
     }
 }
@@ -127,10 +131,18 @@ struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), count: 0 }
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
     fn into_parts(self) -> (W, String, u64) {
-        (self.inner, format!("sha256:{}", hex::encode(self.hasher.finalize())), self.count)
+        (
+            self.inner,
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.count,
+        )
     }
 }
 
@@ -159,9 +171,13 @@ impl<W: Write> Compressor<W> {
             Compression::None => Compressor::None(w),
             // No file name, no mtime, OS byte "unknown": the header is constant.
             Compression::Gzip { level, threads: 0 } => Compressor::Gzip(
-                flate2::GzBuilder::new().operating_system(255).write(w, flate2::Compression::new(level.min(9))),
+                flate2::GzBuilder::new()
+                    .operating_system(255)
+                    .write(w, flate2::Compression::new(level.min(9))),
             ),
-            Compression::Gzip { level, threads } => Compressor::ParallelGzip(ParallelGzip::new(w, level.min(9), threads)?),
+            Compression::Gzip { level, threads } => {
+                Compressor::ParallelGzip(ParallelGzip::new(w, level.min(9), threads)?)
+            }
             Compression::Zstd { level, threads } => {
                 let mut e = zstd::stream::write::Encoder::new(w, level)?;
                 e.include_checksum(true)?;
@@ -226,13 +242,15 @@ impl<W: Write> ParallelGzip<W> {
         for i in 0..threads {
             let job_rx = Arc::clone(&job_rx);
             let res_tx = res_tx.clone();
-            let worker = std::thread::Builder::new().name(format!("gzip-{i}")).spawn(move || loop {
-                let job = job_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok((seq, chunk))) = job else { return };
-                if res_tx.send((seq, gzip_member(&chunk, level))).is_err() {
-                    return;
-                }
-            })?;
+            let worker = std::thread::Builder::new()
+                .name(format!("gzip-{i}"))
+                .spawn(move || loop {
+                    let job = job_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((seq, chunk))) = job else { return };
+                    if res_tx.send((seq, gzip_member(&chunk, level))).is_err() {
+                        return;
+                    }
+                })?;
             workers.push(worker);
         }
         Ok(ParallelGzip {
@@ -253,17 +271,27 @@ impl<W: Write> ParallelGzip<W> {
             self.collect_one()?;
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
-        let jobs = self.jobs.as_ref().ok_or_else(|| io::Error::other("gzip workers are gone"))?;
-        jobs.send((self.submitted, chunk)).map_err(|_| io::Error::other("gzip workers are gone"))?;
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| io::Error::other("gzip workers are gone"))?;
+        jobs.send((self.submitted, chunk))
+            .map_err(|_| io::Error::other("gzip workers are gone"))?;
         self.submitted += 1;
         Ok(())
     }
 
     /// Wait for one result, then write every member that is next in order.
     fn collect_one(&mut self) -> io::Result<()> {
-        let (seq, member) = self.results.recv().map_err(|_| io::Error::other("gzip worker died"))?;
+        let (seq, member) = self
+            .results
+            .recv()
+            .map_err(|_| io::Error::other("gzip worker died"))?;
         self.pending.insert(seq, member?);
-        let out = self.out.as_mut().ok_or_else(|| io::Error::other("gzip stream already finished"))?;
+        let out = self
+            .out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("gzip stream already finished"))?;
         while let Some(member) = self.pending.remove(&self.written) {
             out.write_all(&member)?;
             self.written += 1;
@@ -280,9 +308,12 @@ impl<W: Write> ParallelGzip<W> {
             self.collect_one()?;
         }
         for w in std::mem::take(&mut self.workers) {
-            w.join().map_err(|_| io::Error::other("gzip worker panicked"))?;
+            w.join()
+                .map_err(|_| io::Error::other("gzip worker panicked"))?;
         }
-        self.out.take().ok_or_else(|| io::Error::other("gzip stream already finished"))
+        self.out
+            .take()
+            .ok_or_else(|| io::Error::other("gzip stream already finished"))
     }
 }
 
@@ -311,9 +342,10 @@ impl<W: Write> Write for ParallelGzip<W> {
 }
 
 fn gzip_member(chunk: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut e = flate2::GzBuilder::new()
-        .operating_system(255)
-        .write(Vec::with_capacity(chunk.len() / 2 + 64), flate2::Compression::new(level));
+    let mut e = flate2::GzBuilder::new().operating_system(255).write(
+        Vec::with_capacity(chunk.len() / 2 + 64),
+        flate2::Compression::new(level),
+    );
     e.write_all(chunk)?;
     e.finish()
 }
@@ -344,19 +376,27 @@ pub fn write_layer(
         if path == "/" {
             continue;
         }
-        append_entry(&mut builder, path, entry)
-            .map_err(|source| OciError::Tar { path: path.clone(), source })?;
+        append_entry(&mut builder, path, entry).map_err(|source| OciError::Tar {
+            path: path.clone(),
+            source,
+        })?;
         entries += 1;
     }
     let tar_stream = builder.into_inner().map_err(OciError::io(&tmp_path))?;
     let (compressor, diff_id, tar_size) = tar_stream.into_parts();
     let blob = compressor.finish().map_err(OciError::io(&tmp_path))?;
     let (buffered, digest, size) = blob.into_parts();
-    buffered.into_inner().map_err(|e| OciError::Io { path: tmp_path.clone(), source: e.into_error() })?;
+    buffered.into_inner().map_err(|e| OciError::Io {
+        path: tmp_path.clone(),
+        source: e.into_error(),
+    })?;
     readable(tmp.as_file()).map_err(OciError::io(&tmp_path))?;
     tmp.as_file().sync_all().map_err(OciError::io(&tmp_path))?;
     let dst = store.blob_path(&digest);
-    tmp.persist(&dst).map_err(|e| OciError::Io { path: dst.clone(), source: e.error })?;
+    tmp.persist(&dst).map_err(|e| OciError::Io {
+        path: dst.clone(),
+        source: e.error,
+    })?;
     tracing::info!(
         %digest, %diff_id, size, tar_size, entries, created_by,
         secs = started.elapsed().as_secs_f64(),
@@ -444,9 +484,17 @@ fn append_entry<W: Write>(b: &mut tar::Builder<W>, path: &str, e: &Entry) -> io:
 /// Store a name (or link target) byte-exactly in the header; if it does not fit in the 100-byte
 /// field, first emit a GNU long-name ('L') / long-link ('K') record holding it, and keep a
 /// truncated copy in the header as GNU tar does.
-fn put_long<W: Write>(b: &mut tar::Builder<W>, h: &mut Header, value: &[u8], kind: EntryType) -> io::Result<()> {
+fn put_long<W: Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut Header,
+    value: &[u8],
+    kind: EntryType,
+) -> io::Result<()> {
     if value.contains(&0) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "name contains a NUL byte",
+        ));
     }
     let field = if kind == EntryType::GNULongName {
         &mut h.as_old_mut().name

@@ -45,7 +45,12 @@ pub fn split_layers(
             }
             match tree.get(p) {
                 Some(e) if e.kind == Kind::Dir => missing.push((p, e)),
-                _ => return Err(OciError::BadParent { path: path.clone(), parent: p.to_string() }),
+                _ => {
+                    return Err(OciError::BadParent {
+                        path: path.clone(),
+                        parent: p.to_string(),
+                    })
+                }
             }
             cur = parent(p);
         }
