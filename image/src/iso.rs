@@ -111,6 +111,8 @@ pub enum IsoError {
     Layout { path: String, reason: String },
     #[error("SOURCE_DATE_EPOCH {0} is not a representable date")]
     Date(i64),
+    #[error("{tool}: {message}")]
+    Tool { tool: &'static str, message: String },
     #[error("writing ISO {path}: {message}")]
     Write { path: PathBuf, message: String },
     #[error("{context} {path}: {source}")]
@@ -242,4 +244,117 @@ pub fn write(image: &IsoImage, out: &Path) -> Result<Written, IsoError> {
     tracing::info!(iso = %out.display(), size, seconds = started.elapsed().as_secs_f64(), "ISO written");
     let _ = std::io::stderr().flush();
     Ok(Written { size, warnings })
+}
+
+// ---------------------------------------------------------------------------------------------
+// UEFI: a GRUB standalone EFI binary in a FAT EFI System Partition image.
+
+/// GRUB modules built into `BOOTX64.EFI`: enough to find the ISO by its volume id on a CD or a
+/// GPT/MBR disk, talk on the serial port, and boot a Linux kernel with an initrd.
+pub const GRUB_MODULES: &[&str] = &[
+    "part_gpt", "part_msdos", "iso9660", "fat", "search", "search_label", "search_fs_file", "linux", "echo",
+    "serial", "terminal", "test", "normal", "configfile", "efi_gop", "all_video",
+];
+
+/// Where GRUB takes the image from (Debian package grub-efi-amd64-bin).
+pub const GRUB_EFI_MODULE_DIR: &str = "/usr/lib/grub/x86_64-efi";
+
+/// Path of the GRUB binary inside the ESP (the removable-media default loader).
+pub const ESP_BOOTLOADER: &str = "EFI/BOOT/BOOTX64.EFI";
+
+/// GRUB configuration that finds the ISO by volume id and boots `/boot/bzImage` with
+/// `/boot/initrd` and `cmdline` (the same files and command line as isolinux), talking on the
+/// first serial port and the screen. Prints `marker` on the console before booting.
+pub fn grub_cfg(volume_id: &str, cmdline: &str, marker: &str) -> String {
+    format!(
+        "serial --unit=0 --speed=115200\n\
+         terminal_input serial console\n\
+         terminal_output serial console\n\
+         echo '{marker}'\n\
+         if search --no-floppy --set=root --label '{volume_id}'; then\n\
+         \x20 echo \"{marker}: ISO found at $root\"\n\
+         else\n\
+         \x20 echo '{marker}: no filesystem labelled {volume_id}'\n\
+         fi\n\
+         linux /boot/bzImage {cmdline}\n\
+         initrd /boot/initrd\n\
+         boot\n"
+    )
+}
+
+/// Build a standalone GRUB EFI binary (x86_64) with `config` embedded, by running
+/// `grub-mkimage -O x86_64-efi` from `module_dir` (usually [`GRUB_EFI_MODULE_DIR`]). The tool
+/// stamps no time into the image: the same inputs give the same bytes.
+pub fn grub_efi(config: &str, module_dir: &Path) -> Result<Vec<u8>, IsoError> {
+    let dir = tempfile::tempdir().map_err(|source| IsoError::Io {
+        context: "creating temporary directory for",
+        path: "grub-mkimage".into(),
+        source,
+    })?;
+    let cfg = dir.path().join("grub.cfg");
+    let out = dir.path().join("BOOTX64.EFI");
+    std::fs::write(&cfg, config).map_err(|source| IsoError::Io { context: "writing", path: cfg.clone(), source })?;
+    let result = std::process::Command::new("grub-mkimage")
+        .arg("-O")
+        .arg("x86_64-efi")
+        .arg("-d")
+        .arg(module_dir)
+        .arg("-p")
+        .arg("/boot/grub")
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&out)
+        .args(GRUB_MODULES)
+        .output()
+        .map_err(|source| IsoError::Io {
+            context: "running (apt packages grub-common, grub-efi-amd64-bin)",
+            path: "grub-mkimage".into(),
+            source,
+        })?;
+    if !result.status.success() {
+        return Err(IsoError::Tool {
+            tool: "grub-mkimage",
+            message: String::from_utf8_lossy(&result.stderr).trim().to_string(),
+        });
+    }
+    std::fs::read(&out).map_err(|source| IsoError::Io { context: "reading", path: out, source })
+}
+
+/// A FAT EFI System Partition image holding `files` (paths like `EFI/BOOT/BOOTX64.EFI`).
+/// Sized to the files plus room for FAT metadata; volume id and every date are fixed, so the
+/// same files give the same bytes.
+pub fn esp_image(files: &[(&str, &[u8])]) -> Result<Vec<u8>, IsoError> {
+    const MIB: u64 = 1 << 20;
+    let content: u64 = files.iter().map(|(_, d)| d.len() as u64 + 4096).sum();
+    let size = (content + content / 8 + MIB).div_ceil(MIB).max(2) * MIB;
+    let esp_err = |path: &str, e: std::io::Error| IsoError::Layout { path: format!("ESP:{path}"), reason: e.to_string() };
+    let mut disk = std::io::Cursor::new(vec![0u8; size as usize]);
+    fatfs::format_volume(
+        &mut disk,
+        fatfs::FormatVolumeOptions::new().volume_id(0x4d4b_4553).volume_label(*b"EFIBOOT    "),
+    )
+    .map_err(|e| esp_err("(format)", e))?;
+    {
+        let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).map_err(|e| esp_err("(mount)", e))?;
+        for (path, data) in files {
+            let root = fs.root_dir();
+            let path = path.trim_start_matches('/');
+            let mut dir = root.clone();
+            let mut parts: Vec<&str> = path.split('/').collect();
+            let name = parts.pop().unwrap_or_default();
+            for part in parts {
+                dir = match dir.open_dir(part) {
+                    Ok(d) => d,
+                    Err(_) => dir.create_dir(part).map_err(|e| esp_err(path, e))?,
+                };
+            }
+            let mut file = dir.create_file(name).map_err(|e| esp_err(path, e))?;
+            file.truncate().map_err(|e| esp_err(path, e))?;
+            file.write_all(data).map_err(|e| esp_err(path, e))?;
+            file.flush().map_err(|e| esp_err(path, e))?;
+        }
+        fs.unmount().map_err(|e| esp_err("(unmount)", e))?;
+    }
+    Ok(disk.into_inner())
 }

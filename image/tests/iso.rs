@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use image::iso::{self, BiosBoot, EfiBoot, IsoFile, IsoImage};
+use image::iso::{self, BiosBoot, EfiBoot, IsoFile, IsoImage, ESP_BOOTLOADER, GRUB_EFI_MODULE_DIR};
 
 const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
 const ISOHDPFX_BIN: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
@@ -279,4 +279,46 @@ fn efi_entry_is_listed_when_an_esp_is_given() {
     assert_eq!(&bytes[start_lba * 2048..start_lba * 2048 + esp.len()], &esp[..]);
     let sa = xorriso(&out, &["-report_system_area", "plain"]);
     assert!(sa.contains("GPT"), "{sa}");
+}
+
+const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+const GRUB_MARKER: &str = "GRUB-MARKER-51c2";
+
+/// GRUB built with our config into an ESP image, appended to the ISO: OVMF boots it from CD and
+/// from the same file as a raw disk (GPT), and GRUB finds the ISO's file system by volume id.
+#[test]
+fn ovmf_boots_grub_from_cd_and_from_raw_disk() {
+    let cfg = iso::grub_cfg("MINIKUBE", "console=ttyS0 console=tty0", GRUB_MARKER);
+    let grub = iso::grub_efi(&cfg, Path::new(GRUB_EFI_MODULE_DIR)).expect("apt install grub-efi-amd64-bin grub-common");
+    assert_eq!(&grub[..2], b"MZ", "a PE image");
+    assert!(grub == iso::grub_efi(&cfg, Path::new(GRUB_EFI_MODULE_DIR)).unwrap(), "grub-mkimage is reproducible");
+    let esp = iso::esp_image(&[(ESP_BOOTLOADER, &grub)]).unwrap();
+    assert!(esp == iso::esp_image(&[(ESP_BOOTLOADER, &grub)]).unwrap(), "ESP image is reproducible");
+
+    let dir = tempfile::tempdir().unwrap();
+    // The ESP as a FAT file system, read by mtools.
+    let esp_path = dir.path().join("esp.img");
+    std::fs::write(&esp_path, &esp).unwrap();
+    let copy = Command::new("mcopy").arg("-i").arg(&esp_path).args(["::EFI/BOOT/BOOTX64.EFI", "-"]).output().expect("apt install mtools");
+    assert!(copy.status.success(), "{}", String::from_utf8_lossy(&copy.stderr));
+    assert!(copy.stdout == grub, "mtools reads BOOTX64.EFI back");
+
+    let mut img = sample(dir.path(), &marker_cfg());
+    img.efi = Some(EfiBoot { esp_image: esp });
+    let out = dir.path().join("uefi.iso");
+    iso::write(&img, &out).unwrap();
+    let path = out.to_str().unwrap();
+    let found = format!("{GRUB_MARKER}: ISO found at");
+
+    let cd = boot_until(&["-bios", OVMF, "-cdrom", path], &found, Duration::from_secs(240));
+    assert!(cd.contains(&found), "UEFI CD boot reached GRUB and found the ISO: {cd}");
+    let drive = format!("file={path},format=raw,if=ide,snapshot=on");
+    let disk = boot_until(&["-bios", OVMF, "-drive", &drive], &found, Duration::from_secs(240));
+    assert!(disk.contains(&found), "UEFI disk boot (GPT ESP) reached GRUB and found the ISO: {disk}");
+
+    // The same file still boots BIOS from CD and disk with the GPT hybrid MBR.
+    let bios_cd = boot_until(&["-cdrom", path, "-boot", "d"], LOADING, Duration::from_secs(90));
+    assert!(bios_cd.contains(LOADING), "{bios_cd}");
+    let bios_disk = boot_until(&["-drive", &drive, "-boot", "c"], LOADING, Duration::from_secs(90));
+    assert!(bios_disk.contains(LOADING), "{bios_disk}");
 }
