@@ -19,7 +19,6 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::api::*;
 use crate::http::{self, percent_encode, HttpError};
@@ -201,7 +200,7 @@ impl Client {
 
     /// Upload a file held in memory.
     pub fn upload_bytes(&mut self, path: &str, bytes: &[u8], mode: u32, owner: Option<&str>) -> Result<Changed, ClientError> {
-        let sha256 = crate::ops::files::hex(&Sha256::digest(bytes));
+        let sha256 = crate::ops::files::sha256_bytes(bytes);
         let up = Upload { path: path.to_string(), sha256, mode, owner: owner.map(str::to_string) };
         self.upload_file(&up, &mut &bytes[..], bytes.len() as u64)
     }

@@ -126,7 +126,7 @@ fn main() -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|v| v.parse::<tracing::level_filters::LevelFilter>().ok())
         .unwrap_or(tracing::level_filters::LevelFilter::INFO);
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_ansi(false).init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).init();
     match Cli::parse().command {
         Command::Serve { common, listen, trust_dir } => serve(common, listen, trust_dir),
         Command::Boot { common, no_disk } => boot(common, no_disk),

@@ -81,8 +81,7 @@ pub fn serve(pki: &Pki, root: &Path, host: Arc<RecordingHost>) -> SocketAddr {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    agent::ops::files::hex(&sha2::Sha256::digest(bytes))
+    agent::ops::files::sha256_bytes(bytes)
 }
 
 /// The status and field of a refused request.
