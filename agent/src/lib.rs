@@ -12,6 +12,7 @@ pub mod audit;
 pub mod boot;
 pub mod client;
 pub mod console;
+pub mod entrypoint;
 pub mod host;
 pub mod http;
 pub mod ops;

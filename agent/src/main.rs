@@ -1,4 +1,5 @@
-//! `minikube-agent`: `serve` (the mTLS provisioning server) and `boot` (first-boot disk work).
+//! `minikube-agent`: `serve` (the mTLS provisioning server), `boot` (first-boot disk work) and
+//! `entrypoint` (node-container preparation before /sbin/init).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,15 @@ enum Command {
         /// Skip the data disk (implied in containers, when $container is set).
         #[arg(long)]
         no_disk: bool,
+    },
+    /// In a node container: prepare mounts, cgroups, machine-id, DMI, iptables and DNS, then
+    /// exec the given command (normally /sbin/init).
+    Entrypoint {
+        #[command(flatten)]
+        common: Common,
+        /// The command to exec afterwards.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
 }
 
@@ -120,6 +130,17 @@ fn boot(common: Common, no_disk: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn entrypoint(common: Common, command: Vec<String>) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let root = GuestRoot::new(&common.root);
+    let host = host_for(&common);
+    for problem in agent::entrypoint::prepare(&root, host.as_ref()) {
+        eprintln!("minikube-agent entrypoint: {problem}");
+    }
+    let err = std::process::Command::new(&command[0]).args(&command[1..]).exec();
+    anyhow::bail!("exec {}: {err}", command[0])
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     // MINIKUBE_AGENT_LOG=debug|info|warn|error (default info).
     let level = std::env::var("MINIKUBE_AGENT_LOG")
@@ -130,5 +151,6 @@ fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Serve { common, listen, trust_dir } => serve(common, listen, trust_dir),
         Command::Boot { common, no_disk } => boot(common, no_disk),
+        Command::Entrypoint { common, command } => entrypoint(common, command),
     }
 }
