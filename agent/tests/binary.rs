@@ -165,6 +165,7 @@ fn killed_during_a_large_upload_leaves_the_old_file() {
     assert!(uploader.join().unwrap().is_err(), "the upload cannot succeed");
 
     assert_eq!(std::fs::read(&target).unwrap(), old, "target is the old file, never torn");
+    assert!(dir.join(&temps[0]).exists(), "the killed agent left its temporary file");
     // A new agent serves the old file, and never the leftover temporary file.
     let agent = spawn(root.path(), &["--trust-dir", &trust_arg]);
     let mut c = Client::connect(agent.addr, "127.0.0.1", p.ca.cert_pem(), &p.client).unwrap();
@@ -175,5 +176,10 @@ fn killed_during_a_large_upload_leaves_the_old_file() {
         let path = format!("/var/tmp/minikube/images/{t}");
         assert_eq!(common::refusal(c.download(&path, &mut Vec::new())), (403, Some("path".into())));
         assert_eq!(common::refusal(c.stat(&path)), (403, Some("path".into())));
+    }
+    // The next upload into that directory clears what the dead agent left behind.
+    assert!(c.upload_bytes("/var/tmp/minikube/images/small.tar", b"new", 0o644, None).unwrap().changed);
+    for t in &temps {
+        assert!(!dir.join(t).exists(), "{t} was not cleaned up");
     }
 }

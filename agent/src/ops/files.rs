@@ -51,6 +51,25 @@ fn refuse_temp_names(clean: &str, field: &str) -> Result<(), OpError> {
     Ok(())
 }
 
+/// Remove temporary files left in `dir` by an agent process that died mid-write (their names
+/// carry the writer's pid: `.minikube-tmp.NAME.PID.N`).
+pub fn remove_stale_temps(dir: &Path) {
+    let own = std::process::id().to_string();
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !pki::atomic::is_temp_name(&name) {
+            continue;
+        }
+        let pid = name.rsplit('.').nth(1).unwrap_or("");
+        let alive = pid == own || Path::new("/proc").join(pid).exists();
+        if !alive {
+            tracing::info!("removing {} left by a dead writer", e.path().display());
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Stream `len` bytes of `body` into `target` (host path) if its content is not already the
 /// one with `sha256` (then the body is left unread). The old file stays in place until the new
 /// one is complete and verified.
@@ -62,6 +81,7 @@ pub fn receive(target: &Path, sha256: &str, mode: u32, owner: Option<(u32, u32)>
     }
     if let Some(parent) = target.parent() {
         ensure::dir(parent).map_err(|e| OpError::io(parent, e))?;
+        remove_stale_temps(parent);
     }
     let mut out = pki::atomic::AtomicFile::create(target, mode).map_err(|e| OpError::io(target, e))?;
     if let Some((uid, gid)) = owner {
