@@ -78,14 +78,14 @@ fn decode_text(tag: u8, content: &[u8]) -> Result<Option<String>, Error> {
         // One byte per character; OpenSSL reads T61String bytes as Latin-1.
         TAG_PRINTABLE | TAG_T61 | TAG_IA5 | TAG_VISIBLE => content.iter().map(|b| char::from(*b)).collect(),
         TAG_BMP => {
-            if content.len() % 2 != 0 {
+            if !content.len().is_multiple_of(2) {
                 return Err(bad("BMPString"));
             }
             let units = content.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
             char::decode_utf16(units).collect::<Result<String, _>>().map_err(|_| bad("BMPString"))?
         }
         TAG_UNIVERSAL => {
-            if content.len() % 4 != 0 {
+            if !content.len().is_multiple_of(4) {
                 return Err(bad("UniversalString"));
             }
             content
