@@ -218,6 +218,7 @@ pub fn assemble(spec: &Spec, opts: &Options) -> Result<Assembly, AssembleError> 
     acc.write(&mut tree, epoch);
     system::make_homes(&mut tree, spec, &acc, epoch);
     system::apply_alternatives(&mut tree, &spec.alternatives, epoch)?;
+    system::apply_copies(&mut tree, &spec.copies, epoch)?;
     let hash = |pem: &[u8]| {
         use pki::rustls_pki_types::{pem::PemObject, CertificateDer};
         let der = CertificateDer::from_pem_slice(pem).ok()?;

@@ -32,6 +32,10 @@ pub struct Spec {
     /// Alternatives symlinks that maintainer scripts would have made: link -> target.
     #[serde(default)]
     pub alternatives: BTreeMap<String, String>,
+    /// Files that maintainer scripts copy from a template shipped in the package:
+    /// destination -> source (both inside the image), e.g. sshd_config from /usr/share/openssh.
+    #[serde(default)]
+    pub copies: BTreeMap<String, String>,
     #[serde(default)]
     pub systemd: SystemdSection,
     pub kernel: Option<KernelSection>,

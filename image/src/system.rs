@@ -299,6 +299,20 @@ pub fn apply_alternatives(tree: &mut Tree, alts: &BTreeMap<String, String>, epoc
     Ok(())
 }
 
+/// Copy template files inside the tree (what `ucf` does in postinst scripts).
+pub fn apply_copies(tree: &mut Tree, copies: &BTreeMap<String, String>, epoch: u64) -> Result<(), SystemError> {
+    for (dest, src) in copies {
+        let e = tree.get(&crate::deb::merged_path(src)).cloned().ok_or_else(|| SystemError::Bad {
+            path: src.clone(),
+            message: format!("copies.\"{dest}\": source is not in the image"),
+        })?;
+        let mut e = e;
+        e.mtime = epoch;
+        tree.insert(&crate::deb::merged_path(dest), e);
+    }
+    Ok(())
+}
+
 /// The CA bundle and per-certificate links, as update-ca-certificates makes them.
 /// `hash` computes OpenSSL's subject hash of a PEM certificate (hash links are skipped if None).
 pub fn ca_certificates(tree: &mut Tree, epoch: u64, hash: Option<&dyn Fn(&[u8]) -> Option<String>>) {
