@@ -1,0 +1,448 @@
+//! The qemu driver's machine layer: pick an accelerator (KVM when a short probe proves it works,
+//! HVF on macOS, else TCG), build qemu's command line, follow the serial console through its log
+//! file, and stop the guest cleanly over QMP (`system_powerdown`, then `quit` after a timeout).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    #[error("{binary} not found: install qemu-system-x86 (Debian/Ubuntu) or qemu (macOS)")]
+    NotInstalled { binary: String },
+    #[error("qemu failed to start: {0}")]
+    Start(String),
+    #[error("timed out after {secs}s waiting for {what:?} on the console; last lines of {log}:\n{tail}")]
+    ConsoleTimeout { what: String, secs: u64, log: String, tail: String },
+    #[error("QMP {socket}: {message}")]
+    Qmp { socket: String, message: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Hardware acceleration used for a guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Hvf,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Hvf => "hvf",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+pub fn qemu_binary() -> String {
+    std::env::var("MINIKUBE_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+
+/// A 512-byte boot sector that writes 0x31 to qemu's isa-debug-exit port (qemu then exits with
+/// status (0x31 << 1) | 1 = 99) and halts. If a guest under an accelerator gets this far, the
+/// accelerator runs guest code.
+fn probe_boot_sector() -> Vec<u8> {
+    let mut s = vec![0u8; 512];
+    // mov al, 0x31 ; out 0xf4, al ; hlt ; jmp $
+    s[..7].copy_from_slice(&[0xB0, 0x31, 0xE6, 0xF4, 0xF4, 0xEB, 0xFE]);
+    s[510] = 0x55;
+    s[511] = 0xAA;
+    s
+}
+
+/// Does `accel` run a guest here? Boots the probe sector with a short timeout.
+pub fn accel_works(accel: Accel, timeout: Duration) -> bool {
+    let Ok(dir) = tempfile::tempdir() else { return false };
+    let img = dir.path().join("probe.img");
+    if std::fs::write(&img, probe_boot_sector()).is_err() {
+        return false;
+    }
+    let child = Command::new(qemu_binary())
+        .args(["-accel", accel.name(), "-display", "none", "-nodefaults", "-no-user-config", "-m", "16"])
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=ide", img.display()))
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-boot", "c"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return st.code() == Some(99),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// The accelerator to use: `MINIKUBE_ACCEL` if set (kvm, hvf, tcg), else KVM when /dev/kvm
+/// exists and the probe boots under it, HVF on macOS, else TCG.
+pub fn choose_accel() -> Accel {
+    match std::env::var("MINIKUBE_ACCEL").as_deref() {
+        Ok("kvm") => return Accel::Kvm,
+        Ok("hvf") => return Accel::Hvf,
+        Ok("tcg") => return Accel::Tcg,
+        _ => {}
+    }
+    if cfg!(target_os = "macos") {
+        return Accel::Hvf;
+    }
+    if Path::new("/dev/kvm").exists() && accel_works(Accel::Kvm, Duration::from_secs(5)) {
+        return Accel::Kvm;
+    }
+    tracing::info!("KVM unavailable or not working here: using TCG (software emulation)");
+    Accel::Tcg
+}
+
+/// How the guest boots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BootMedium {
+    /// The ISO as a CD (`-cdrom`, `-boot d`).
+    Cdrom(PathBuf),
+    /// The ISO (hybrid) as a raw disk.
+    RawDisk(PathBuf),
+}
+
+/// Everything qemu needs for one guest.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    pub name: String,
+    pub accel: Accel,
+    pub memory_mb: u32,
+    pub cpus: u32,
+    pub boot: BootMedium,
+    /// Extra disks (virtio), e.g. the persistent data disk (format from the extension: qcow2/raw).
+    pub disks: Vec<PathBuf>,
+    /// fw_cfg blobs: (name, host file), e.g. ("opt/io.minikube/agent/ca.crt", path).
+    pub fw_cfg: Vec<(String, PathBuf)>,
+    /// User-mode networking forwards: (host port on 127.0.0.1, guest port).
+    pub hostfwd: Vec<(u16, u16)>,
+    pub serial_log: PathBuf,
+    pub qmp_socket: PathBuf,
+    pub pidfile: PathBuf,
+    /// Detach (`-daemonize`) instead of staying a child of the caller.
+    pub daemonize: bool,
+}
+
+impl VmConfig {
+    /// The qemu command line.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(qemu_binary());
+        c.args(["-name", &self.name, "-accel", self.accel.name(), "-m", &self.memory_mb.to_string()]);
+        c.args(["-smp", &self.cpus.to_string(), "-nodefaults", "-no-user-config", "-display", "none"]);
+        if self.accel == Accel::Kvm {
+            c.args(["-cpu", "host"]);
+        } else {
+            c.args(["-cpu", "max"]);
+        }
+        match &self.boot {
+            BootMedium::Cdrom(iso) => {
+                c.arg("-drive").arg(format!("file={},media=cdrom,readonly=on,if=ide,index=2", iso.display()));
+                c.args(["-boot", "d"]);
+            }
+            BootMedium::RawDisk(iso) => {
+                c.arg("-drive").arg(format!("file={},format=raw,readonly=on,if=ide,index=0", iso.display()));
+                c.args(["-boot", "c"]);
+            }
+        }
+        for d in &self.disks {
+            let fmt = if d.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
+            c.arg("-drive").arg(format!("file={},format={fmt},if=virtio,cache=unsafe", d.display()));
+        }
+        for (name, path) in &self.fw_cfg {
+            c.arg("-fw_cfg").arg(format!("name={name},file={}", path.display()));
+        }
+        let mut net = String::from("user,id=net0");
+        for (h, g) in &self.hostfwd {
+            net.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+        }
+        c.arg("-netdev").arg(net);
+        c.args(["-device", "virtio-net-pci,netdev=net0", "-device", "virtio-rng-pci"]);
+        c.arg("-serial").arg(format!("file:{}", self.serial_log.display()));
+        c.arg("-qmp").arg(format!("unix:{},server=on,wait=off", self.qmp_socket.display()));
+        c.arg("-pidfile").arg(&self.pidfile);
+        if self.daemonize {
+            c.arg("-daemonize");
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+}
+
+/// A started guest.
+#[derive(Debug)]
+pub struct Vm {
+    pub config: VmConfig,
+    pub pid: u32,
+    child: Option<std::process::Child>,
+}
+
+/// Start qemu. With `daemonize`, returns once qemu detached and wrote its pidfile.
+pub fn start(config: VmConfig) -> Result<Vm, QemuError> {
+    let _ = std::fs::remove_file(&config.qmp_socket);
+    let _ = std::fs::remove_file(&config.pidfile);
+    if let Some(d) = config.serial_log.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&config.serial_log, b"")?;
+    let mut cmd = config.command();
+    tracing::debug!(?cmd, "starting qemu");
+    if config.daemonize {
+        let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().map_err(|e| start_err(e))?;
+        if !out.status.success() {
+            return Err(QemuError::Start(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        }
+        let pid = read_pidfile(&config.pidfile).ok_or_else(|| QemuError::Start("no pidfile after -daemonize".into()))?;
+        Ok(Vm { config, pid, child: None })
+    } else {
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| start_err(e))?;
+        let pid = child.id();
+        let mut vm = Vm { config, pid, child: Some(child) };
+        // Fail early when qemu rejects its command line.
+        std::thread::sleep(Duration::from_millis(300));
+        if let Some(c) = vm.child.as_mut() {
+            if let Ok(Some(_)) = c.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = c.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(QemuError::Start(err.trim().to_string()));
+            }
+        }
+        Ok(vm)
+    }
+}
+
+fn start_err(e: std::io::Error) -> QemuError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        QemuError::NotInstalled { binary: qemu_binary() }
+    } else {
+        QemuError::Start(e.to_string())
+    }
+}
+
+pub fn read_pidfile(p: &Path) -> Option<u32> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// Is a process with this pid alive (and not a zombie)?
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+impl Vm {
+    pub fn alive(&mut self) -> bool {
+        if let Some(c) = self.child.as_mut() {
+            return matches!(c.try_wait(), Ok(None));
+        }
+        pid_alive(self.pid)
+    }
+
+    /// Wait until the console shows a line containing `needle`; returns that line.
+    pub fn wait_for_console(&mut self, needle: &str, timeout: Duration) -> Result<String, QemuError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = find_line(&self.config.serial_log, needle) {
+                return Ok(l);
+            }
+            if Instant::now() >= deadline || !self.alive() {
+                return Err(QemuError::ConsoleTimeout {
+                    what: needle.into(),
+                    secs: timeout.as_secs(),
+                    log: self.config.serial_log.display().to_string(),
+                    tail: console_tail(&self.config.serial_log, 15),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Clean ACPI power-off; `quit` (hard stop) after `timeout`. Returns true when clean.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<bool, QemuError> {
+        let clean = powerdown(&self.config.qmp_socket, self.pid, timeout)?;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+        Ok(clean)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// The first console line containing `needle` (console output has CR and escape codes).
+pub fn find_line(log: &Path, needle: &str) -> Option<String> {
+    let data = std::fs::read(log).ok()?;
+    let text = String::from_utf8_lossy(&data);
+    text.split(['\n', '\r']).find(|l| l.contains(needle)).map(|l| {
+        let start = l.find(needle).unwrap_or(0);
+        l[start..].trim().to_string()
+    })
+}
+
+/// Every console line containing `needle`.
+pub fn find_lines(log: &Path, needle: &str) -> Vec<String> {
+    let data = std::fs::read(log).unwrap_or_default();
+    String::from_utf8_lossy(&data)
+        .split(['\n', '\r'])
+        .filter(|l| l.contains(needle))
+        .map(|l| l[l.find(needle).unwrap_or(0)..].trim().to_string())
+        .collect()
+}
+
+/// The last `n` non-empty lines of the console log.
+pub fn console_tail(log: &Path, n: usize) -> String {
+    let data = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&data);
+    let lines: Vec<&str> = text.split(['\n', '\r']).map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A minimal QMP client: greeting, capabilities negotiation, commands.
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    socket: String,
+}
+
+impl Qmp {
+    pub fn connect(socket: &Path) -> Result<Qmp, QemuError> {
+        let s = socket.display().to_string();
+        let qerr = |m: String| QemuError::Qmp { socket: s.clone(), message: m };
+        let stream = UnixStream::connect(socket).map_err(|e| qerr(e.to_string()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let writer = stream.try_clone()?;
+        let mut q = Qmp { reader: BufReader::new(stream), writer, socket: s.clone() };
+        let greeting = q.read_message()?;
+        if greeting.get("QMP").is_none() {
+            return Err(qerr(format!("unexpected greeting {greeting}")));
+        }
+        q.execute("qmp_capabilities")?;
+        Ok(q)
+    }
+
+    fn read_message(&mut self) -> Result<serde_json::Value, QemuError> {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line)?;
+        if n == 0 {
+            return Err(QemuError::Qmp { socket: self.socket.clone(), message: "connection closed".into() });
+        }
+        serde_json::from_str(&line).map_err(|e| QemuError::Qmp { socket: self.socket.clone(), message: e.to_string() })
+    }
+
+    /// Run a command without arguments; returns its `return` value (events are skipped).
+    pub fn execute(&mut self, command: &str) -> Result<serde_json::Value, QemuError> {
+        writeln!(self.writer, "{}", serde_json::json!({ "execute": command }))?;
+        loop {
+            let m = self.read_message()?;
+            if let Some(r) = m.get("return") {
+                return Ok(r.clone());
+            }
+            if let Some(e) = m.get("error") {
+                return Err(QemuError::Qmp { socket: self.socket.clone(), message: format!("{command}: {e}") });
+            }
+        }
+    }
+
+    /// `query-status`'s `status` ("running", "paused", ...).
+    pub fn status(&mut self) -> Result<String, QemuError> {
+        let r = self.execute("query-status")?;
+        Ok(r.get("status").and_then(|s| s.as_str()).unwrap_or("unknown").to_string())
+    }
+}
+
+/// Ask the guest to power off (ACPI); after `timeout`, `quit` qemu. True when the guest went
+/// down by itself.
+pub fn powerdown(socket: &Path, pid: u32, timeout: Duration) -> Result<bool, QemuError> {
+    if !pid_alive(pid) {
+        return Ok(true);
+    }
+    let mut q = Qmp::connect(socket)?;
+    q.execute("system_powerdown")?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !pid_alive(pid) {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    tracing::warn!(pid, "guest did not power off in {timeout:?}: stopping qemu");
+    let _ = q.execute("quit");
+    let hard_deadline = Instant::now() + Duration::from_secs(10);
+    while pid_alive(pid) && Instant::now() < hard_deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if pid_alive(pid) {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_sector_is_bootable() {
+        let s = probe_boot_sector();
+        assert_eq!(s.len(), 512);
+        assert_eq!(&s[510..], &[0x55, 0xAA]);
+    }
+
+    #[test]
+    fn tcg_runs_the_probe() {
+        // The probe must succeed under plain emulation, or it would prove nothing about KVM.
+        assert!(accel_works(Accel::Tcg, Duration::from_secs(20)), "qemu-system-x86_64 -accel tcg did not run the probe sector");
+    }
+
+    #[test]
+    fn command_line_has_forwards_fwcfg_and_console() {
+        let cfg = VmConfig {
+            name: "t".into(),
+            accel: Accel::Tcg,
+            memory_mb: 2048,
+            cpus: 2,
+            boot: BootMedium::Cdrom("/x/minikube.iso".into()),
+            disks: vec!["/x/disk.qcow2".into()],
+            fw_cfg: vec![("opt/io.minikube/agent/ca.crt".into(), "/x/ca.crt".into())],
+            hostfwd: vec![(40001, 7443)],
+            serial_log: "/x/console.log".into(),
+            qmp_socket: "/x/qmp.sock".into(),
+            pidfile: "/x/qemu.pid".into(),
+            daemonize: true,
+        };
+        let c = cfg.command();
+        let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().to_string()).collect();
+        let joined = args.join(" ");
+        assert!(joined.contains("hostfwd=tcp:127.0.0.1:40001-:7443"), "{joined}");
+        assert!(joined.contains("name=opt/io.minikube/agent/ca.crt,file=/x/ca.crt"));
+        assert!(joined.contains("file=/x/disk.qcow2,format=qcow2,if=virtio"));
+        assert!(joined.contains("-boot d"));
+        assert!(joined.contains("file:/x/console.log"));
+        assert!(args.contains(&"-daemonize".to_string()));
+    }
+}
