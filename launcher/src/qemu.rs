@@ -45,6 +45,14 @@ pub fn qemu_binary() -> String {
     std::env::var("MINIKUBE_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
 }
 
+/// CPU model for an accelerator: the host's CPU under hardware acceleration, else qemu's `max`.
+fn cpu_model(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Kvm | Accel::Hvf => "host",
+        Accel::Tcg => "max",
+    }
+}
+
 /// A 512-byte boot sector that writes 0x31 to qemu's isa-debug-exit port (qemu then exits with
 /// status (0x31 << 1) | 1 = 99) and halts. If a guest under an accelerator gets this far, the
 /// accelerator runs guest code.
@@ -64,8 +72,10 @@ pub fn accel_works(accel: Accel, timeout: Duration) -> bool {
     if std::fs::write(&img, probe_boot_sector()).is_err() {
         return false;
     }
+    // Same CPU model as real guests: on this kind of host plain KVM runs a boot sector but
+    // `-cpu host` aborts ("failed to set MSR 0x10a"), and real kernels hang.
     let child = Command::new(qemu_binary())
-        .args(["-accel", accel.name(), "-display", "none", "-nodefaults", "-no-user-config", "-m", "16"])
+        .args(["-accel", accel.name(), "-cpu", cpu_model(accel), "-display", "none", "-nodefaults", "-no-user-config", "-m", "16"])
         .arg("-drive")
         .arg(format!("file={},format=raw,if=ide", img.display()))
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-boot", "c"])
@@ -143,11 +153,7 @@ impl VmConfig {
         let mut c = Command::new(qemu_binary());
         c.args(["-name", &self.name, "-accel", self.accel.name(), "-m", &self.memory_mb.to_string()]);
         c.args(["-smp", &self.cpus.to_string(), "-nodefaults", "-no-user-config", "-display", "none"]);
-        if self.accel == Accel::Kvm {
-            c.args(["-cpu", "host"]);
-        } else {
-            c.args(["-cpu", "max"]);
-        }
+        c.args(["-cpu", cpu_model(self.accel)]);
         match &self.boot {
             BootMedium::Cdrom(iso) => {
                 c.arg("-drive").arg(format!("file={},media=cdrom,readonly=on,if=ide,index=2", iso.display()));
