@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "small-test-iso: init ran"
+exec /usr/bin/busybox poweroff -f

@@ -1,0 +1,155 @@
+//! Tests against Debian's real archive (the mirror from this machine's apt sources) and real
+//! packages. Downloads go to the shared package cache, so repeated runs are fast.
+
+use image::apt::ArchiveConfig;
+use image::assemble::Options;
+use image::fetch::{Cache, Http};
+use image::rootfs::Kind;
+use image::spec::Spec;
+use std::path::{Path, PathBuf};
+
+fn spec_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small/spec.toml")
+}
+
+fn index() -> image::apt::Index {
+    let cfg = ArchiveConfig::from_machine(None, "bookworm", "amd64", &["main".to_string()]).expect("apt sources name a bookworm mirror");
+    image::apt::load_index(&cfg, &Http::default(), &Cache::default_location()).expect("index loads")
+}
+
+#[test]
+fn real_index_is_signed_and_resolves() {
+    let idx = index();
+    assert!(idx.packages.len() > 50_000, "bookworm main has >50k packages, got {}", idx.packages.len());
+    match idx.signature {
+        Some(image::apt::Signature::Verified { .. }) => {}
+        ref other => panic!("Release signature must be verified here (keyring and gpgv are installed): {other:?}"),
+    }
+    let spec = Spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../iso/spec.toml")).unwrap();
+    let set = image::assemble::resolve_spec(&spec, &idx).unwrap();
+    let names: Vec<&str> = set.iter().map(|p| p.name.as_str()).collect();
+    for must in ["systemd", "containerd", "docker.io", "runc", "libc6", "base-files", "openssh-server"] {
+        assert!(names.contains(&must), "{must} missing from the resolved set");
+    }
+    // Every dependency group of every chosen package is satisfied inside the set.
+    for p in &set {
+        for group in p.depends.iter().chain(p.pre_depends.iter()) {
+            let ok = group.iter().any(|d| {
+                set.iter().any(|q| {
+                    (q.name == d.name && d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&q.version, v)))
+                        || q.provides.iter().any(|(n, _)| n == &d.name)
+                })
+            });
+            assert!(ok, "{}: dependency {:?} not satisfied in the set", p.name, group.iter().map(|d| d.to_string()).collect::<Vec<_>>());
+        }
+    }
+}
+
+#[test]
+fn unknown_package_names_package_and_suite() {
+    let idx = index();
+    let req = image::resolve::Request { include: vec!["no-such-package-xyz".into()], ..Default::default() };
+    let e = image::resolve::resolve(&idx, &req).unwrap_err().to_string();
+    assert!(e.contains("no-such-package-xyz") && e.contains("bookworm/amd64"), "{e}");
+}
+
+#[test]
+fn corrupt_deb_in_cache_is_fetched_again() {
+    let idx = index();
+    let p = idx.by_name("busybox-static").into_iter().next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let item = idx.item(p);
+    // A truncated (partial) file under the package's hash name.
+    std::fs::create_dir_all(cache.path_of(&item.sha256).parent().unwrap()).unwrap();
+    std::fs::write(cache.path_of(&item.sha256), b"partial download").unwrap();
+    let got = cache.fetch(&Http::default(), &item, &|_| {}).unwrap();
+    let (h, n) = image::fetch::sha256_file(&got).unwrap();
+    assert_eq!((h, n), (item.sha256.clone(), item.size));
+    // And the unpacked package is the real busybox.
+    let mut t = image::rootfs::Tree::new();
+    image::deb::unpack(&got, "busybox-static", &mut t).unwrap();
+    let bb = t.get("/usr/bin/busybox").expect("busybox binary");
+    assert!(matches!(bb.kind, Kind::File(_)));
+    assert_eq!(&bb.content().unwrap()[..4], b"\x7fELF");
+}
+
+#[test]
+fn unreachable_mirror_is_a_clear_error() {
+    let spec = Spec::load(&spec_path()).unwrap();
+    let mut opts = Options::new(1_700_000_000);
+    opts.mirror = Some("http://127.0.0.1:9/debian".into());
+    let t = std::time::Instant::now();
+    let e = image::assemble::assemble(&spec, &opts).err().expect("must fail").to_string();
+    assert!(t.elapsed().as_secs() < 30, "took {:?}", t.elapsed());
+    assert!(e.contains("cannot reach http://127.0.0.1:9/debian"), "{e}");
+}
+
+fn build_small(out: &Path) -> image::isobuild::IsoBuild {
+    let spec = Spec::load(&spec_path()).unwrap();
+    let opts = Options::new(1_700_000_000);
+    image::isobuild::build(&spec, &opts, None, out).unwrap()
+}
+
+#[test]
+fn small_iso_is_reproducible_and_well_formed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.iso");
+    let b = dir.path().join("b.iso");
+    let ra = build_small(&a);
+    build_small(&b);
+    let (ha, _) = image::fetch::sha256_file(&a).unwrap();
+    let (hb, _) = image::fetch::sha256_file(&b).unwrap();
+    assert_eq!(ha, hb, "same spec, packages and SOURCE_DATE_EPOCH must give the same bytes");
+    assert!(ra.kernel_version.ends_with("-amd64"));
+    // The layout, read back by xorriso.
+    let out = std::process::Command::new("xorriso")
+        .args(["-indev"])
+        .arg(&a)
+        .args(["-find", "/", "-type", "f"])
+        .output()
+        .expect("xorriso is installed");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for f in ["/boot/bzImage", "/boot/initrd", "/isolinux/isolinux.bin", "/isolinux/isolinux.cfg", "/isolinux/ldlinux.c32"] {
+        assert!(listing.contains(&format!("'{f}'")), "{f} missing from ISO:\n{listing}");
+    }
+    let el = std::process::Command::new("xorriso").args(["-indev"]).arg(&a).args(["-report_el_torito", "plain"]).output().unwrap();
+    let report = String::from_utf8_lossy(&el.stdout);
+    assert!(report.contains("El Torito boot img :   1  BIOS"), "{report}");
+    assert!(report.contains("El Torito cat path : /boot.catalog"), "{report}");
+    assert!(report.contains("El Torito img path :   1  /isolinux/isolinux.bin"), "{report}");
+    assert!(report.contains("boot-info-table"), "{report}");
+}
+
+#[test]
+fn small_rootfs_has_accounts_links_modules_and_status() {
+    let spec = Spec::load(&spec_path()).unwrap();
+    let opts = Options::new(1_700_000_000);
+    let a = image::assemble::assemble(&spec, &opts).unwrap();
+    let t = &a.tree;
+    let passwd = String::from_utf8_lossy(t.get("/etc/passwd").unwrap().content().unwrap()).to_string();
+    assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");
+    assert_eq!(t.get("/etc/shadow").unwrap().mode, 0o640);
+    assert!(matches!(&t.get("/bin").unwrap().kind, Kind::Symlink(s) if s == "usr/bin"));
+    assert!(matches!(&t.get("/usr/bin/sh").unwrap().kind, Kind::Symlink(s) if s == "/usr/bin/busybox"));
+    assert_eq!(t.get("/etc/motd").unwrap().content().unwrap(), b"small test image\n");
+    assert!(!t.contains("/usr/share/man"));
+    // CA bundle and OpenSSL hash links.
+    let bundle = t.get("/etc/ssl/certs/ca-certificates.crt").unwrap().content().unwrap();
+    assert!(bundle.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----"));
+    let hash_links = t.children_of("/etc/ssl/certs").filter(|(k, _)| k.ends_with(".0")).count();
+    assert!(hash_links > 100, "only {hash_links} hash links");
+    // dpkg knows what is installed.
+    let status = String::from_utf8_lossy(t.get("/var/lib/dpkg/status").unwrap().content().unwrap()).to_string();
+    assert!(status.contains("Package: busybox-static\nStatus: install ok installed"), "{}", &status[..200.min(status.len())]);
+    // Kernel modules: the asked ones, their dependencies, and a modules.dep that lists them.
+    let k = a.kernel.as_ref().unwrap();
+    for m in ["virtio_blk", "isofs", "nf_conntrack", "libcrc32c"] {
+        assert!(k.kept.contains(m), "{m} not kept: {:?}", k.kept);
+    }
+    let dep = String::from_utf8_lossy(t.get(&format!("/usr/lib/modules/{}/modules.dep", k.version)).unwrap().content().unwrap()).to_string();
+    assert!(dep.lines().any(|l| l.contains("nf_conntrack.ko") && l.contains("libcrc32c.ko")), "{dep}");
+    assert!(t.contains(&format!("/usr/lib/modules/{}/modules.dep.bin", k.version)));
+    // Every mtime is clamped to SOURCE_DATE_EPOCH.
+    assert!(t.iter().all(|(_, e)| e.mtime <= 1_700_000_000));
+}
