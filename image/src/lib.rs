@@ -17,3 +17,4 @@ pub mod system;
 pub mod cpio;
 pub mod compress;
 pub mod iso;
+pub mod kicbase;
