@@ -1,3 +1,18 @@
-//! placeholder
+//! The host launcher, `minikube-node`: from a built ISO to a provisioned node in one command,
+//! through the in-guest agent (mutual TLS) instead of SSH.
+//!
+//! - [`state`]: the home directory, per-profile machine directories, `state.json`.
+//! - [`certs`]: shared CAs and per-profile certificates (reused while valid).
+//! - [`disk`]: the data disk (qcow2 starting with minikube's magic + userdata tar).
+//! - [`qemu`]: accelerator, command line, console, QMP; [`machine`]: the lifecycle on top.
+//! - [`kic`]: the container driver (podman/docker).
+//! - [`provision`]: the `start` flow; [`kubelet`], [`kubeconfig`]: its inputs and output.
 
+pub mod certs;
+pub mod disk;
+pub mod kubeconfig;
+pub mod kubelet;
+pub mod machine;
+pub mod provision;
 pub mod qemu;
+pub mod state;

@@ -1,0 +1,145 @@
+//! The persistent data disk, minikube's way: a qcow2 image whose raw content starts with the
+//! userdata tar (first entry named `boot2docker, please format-me`), carrying the agent's trust
+//! files and `.ssh/authorized_keys`. At first boot `minikube-agent boot` sees the magic, keeps
+//! the tar, partitions and formats the disk (label `boot2docker-data`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use agent::userdata::{self, Entry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("running {tool}: {source} (is qemu-utils installed?)")]
+    Spawn { tool: String, source: std::io::Error },
+    #[error("{command} failed ({status}): {stderr}")]
+    Failed { command: String, status: String, stderr: String },
+    #[error("userdata tar is {len} bytes, more than the agent reads ({max})")]
+    TooLarge { len: usize, max: usize },
+}
+
+/// Files carried by the tar.
+#[derive(Debug, Clone, Default)]
+pub struct Userdata {
+    pub ca_pem: String,
+    pub agent_cert_pem: String,
+    pub agent_key_pem: String,
+    /// `.ssh/authorized_keys` content (may be empty).
+    pub authorized_keys: String,
+}
+
+/// The userdata tar (the magic entry first).
+pub fn userdata_tar(u: &Userdata) -> Result<Vec<u8>, DiskError> {
+    let file = |path: &str, data: &str, mode: u32| Entry { path: path.to_string(), data: Some(data.as_bytes().to_vec()), mode };
+    let dir = |path: &str, mode: u32| Entry { path: path.to_string(), data: None, mode };
+    let tar = userdata::build(&[
+        dir(".ssh", 0o700),
+        file(".ssh/authorized_keys", &u.authorized_keys, 0o600),
+        dir("minikube-agent", 0o700),
+        file(&format!("minikube-agent/{}", agent::trust::CA_FILE), &u.ca_pem, 0o644),
+        file(&format!("minikube-agent/{}", agent::trust::CERT_FILE), &u.agent_cert_pem, 0o644),
+        file(&format!("minikube-agent/{}", agent::trust::KEY_FILE), &u.agent_key_pem, 0o600),
+    ]);
+    if tar.len() > userdata::MAX_TAR {
+        return Err(DiskError::TooLarge { len: tar.len(), max: userdata::MAX_TAR });
+    }
+    Ok(tar)
+}
+
+fn run(tool: &str, args: &[&std::ffi::OsStr]) -> Result<(), DiskError> {
+    let out = Command::new(tool).args(args).output().map_err(|source| DiskError::Spawn { tool: tool.to_string(), source })?;
+    if !out.status.success() {
+        let command = std::iter::once(tool.to_string()).chain(args.iter().map(|a| a.to_string_lossy().into_owned())).collect::<Vec<_>>().join(" ");
+        return Err(DiskError::Failed { command, status: out.status.to_string(), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+    }
+    Ok(())
+}
+
+/// Create `target` (qcow2, `size_mb` MiB virtual) whose first bytes are `tar`. Atomic: built
+/// beside the target and renamed over it.
+pub fn create(target: &Path, tar: &[u8], size_mb: u64) -> Result<(), DiskError> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let raw = dir.join(format!("{}{name}.raw", pki::atomic::TEMP_PREFIX));
+    let tmp = dir.join(format!("{}{name}", pki::atomic::TEMP_PREFIX));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DiskError::Io { path, source }
+    };
+    // Whole 1 MiB of raw content: the tar, then zeros.
+    let mut content = tar.to_vec();
+    content.resize(content.len().div_ceil(1 << 20) * (1 << 20), 0);
+    std::fs::write(&raw, &content).map_err(io(&raw))?;
+    let result = (|| {
+        run("qemu-img", &["convert".as_ref(), "-q".as_ref(), "-f".as_ref(), "raw".as_ref(), "-O".as_ref(), "qcow2".as_ref(), raw.as_os_str(), tmp.as_os_str()])?;
+        run("qemu-img", &["resize".as_ref(), "-q".as_ref(), "-f".as_ref(), "qcow2".as_ref(), tmp.as_os_str(), format!("{size_mb}M").as_ref()])?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, target).map_err(io(target))?;
+        pki::atomic::sync_dir(dir).map_err(io(dir))
+    })();
+    let _ = std::fs::remove_file(&raw);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The first `len` bytes of a qcow2 image's content (through `qemu-img dd`), for checks.
+pub fn read_head(image: &Path, len: usize) -> Result<Vec<u8>, DiskError> {
+    let dir = tempdir_beside(image)?;
+    let out = dir.join("head.raw");
+    let result = run(
+        "qemu-img",
+        &[
+            "dd".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            "-O".as_ref(),
+            "raw".as_ref(),
+            "bs=512".as_ref(),
+            format!("count={}", len.div_ceil(512)).as_ref(),
+            format!("if={}", image.display()).as_ref(),
+            format!("of={}", out.display()).as_ref(),
+        ],
+    )
+    .and_then(|()| std::fs::read(&out).map_err(|source| DiskError::Io { path: out.clone(), source }));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut bytes = result?;
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
+fn tempdir_beside(image: &Path) -> Result<PathBuf, DiskError> {
+    let dir = image.parent().unwrap_or(Path::new(".")).join(format!("{}head.{}", pki::atomic::TEMP_PREFIX, std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| DiskError::Io { path: dir.clone(), source })?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qcow2_starts_with_magic_and_tar() {
+        let d = tempfile::tempdir().unwrap();
+        let u = Userdata { ca_pem: "CA".into(), agent_cert_pem: "CERT".into(), agent_key_pem: "KEY".into(), authorized_keys: String::new() };
+        let tar = userdata_tar(&u).unwrap();
+        let disk = d.path().join("disk.qcow2");
+        create(&disk, &tar, 64).unwrap();
+        let head = std::fs::read(&disk).unwrap();
+        assert_eq!(&head[..4], b"QFI\xfb", "a qcow2 file");
+        let content = read_head(&disk, tar.len()).unwrap();
+        assert!(content.starts_with(userdata::MAGIC.as_bytes()));
+        let entries = userdata::parse(&content).unwrap();
+        let key = entries.iter().find(|e| e.path == "minikube-agent/agent.key").unwrap();
+        assert_eq!(key.data.as_deref(), Some(&b"KEY"[..]));
+        assert_eq!(userdata::archive_len(&content).unwrap(), tar.len());
+        let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("disk.qcow2")], "no temporary left");
+        let info = Command::new("qemu-img").args(["info", "--output=json"]).arg(&disk).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert_eq!(v["virtual-size"], 64 << 20);
+    }
+}

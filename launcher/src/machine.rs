@@ -1,0 +1,258 @@
+//! The qemu driver's lifecycle on top of [`crate::qemu`]: create a machine (certificates, data
+//! disk, state), boot it detached, tell whether it runs, stop it, delete it. Stale pidfiles and
+//! QMP sockets left by a crashed run are detected and removed.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::certs::ProfileCerts;
+use crate::qemu::{self, Accel, BootMedium, VmConfig};
+use crate::state::{MachineDir, MachineState, Ports};
+
+/// fw_cfg entry names of the agent's trust files.
+pub fn fw_cfg_name(file: &str) -> String {
+    format!("opt/io.minikube/agent/{file}")
+}
+
+/// Guest ports forwarded from the host.
+pub const GUEST_AGENT_PORT: u16 = agent::DEFAULT_PORT;
+pub const GUEST_APISERVER_PORT: u16 = 8443;
+pub const GUEST_SSH_PORT: u16 = 22;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error("{0}")]
+    Qemu(#[from] qemu::QemuError),
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
+    #[error("{0}")]
+    Disk(#[from] crate::disk::DiskError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("ISO {0}: no such file (build it with `cargo xtask iso`, or pass --iso)")]
+    NoIso(PathBuf),
+    #[error("no free TCP port on 127.0.0.1: {0}")]
+    NoPort(std::io::Error),
+}
+
+/// Whether the machine's qemu runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Stopped,
+    /// No machine of that name.
+    Nonexistent,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Running => "Running",
+            Status::Stopped => "Stopped",
+            Status::Nonexistent => "Nonexistent",
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that nobody listens on right now.
+pub fn free_port() -> Result<u16, MachineError> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(MachineError::NoPort)?;
+    Ok(l.local_addr().map_err(MachineError::NoPort)?.port())
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Three distinct free ports.
+pub fn free_ports() -> Result<Ports, MachineError> {
+    // Hold the listeners until all three are chosen, so they differ.
+    let ls: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>().map_err(MachineError::NoPort)?;
+    let p: Vec<u16> = ls.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>().map_err(MachineError::NoPort)?;
+    Ok(Ports { agent: p[0], apiserver: p[1], ssh: p[2] })
+}
+
+/// Replace recorded ports that another program took while the machine was stopped. Returns
+/// whether any changed.
+pub fn refresh_ports(ports: &mut Ports) -> Result<bool, MachineError> {
+    let mut changed = false;
+    for p in [&mut ports.agent, &mut ports.apiserver, &mut ports.ssh] {
+        if !port_free(*p) {
+            *p = free_port()?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// The qemu pid of a machine if it runs: the pidfile names a live process whose command line
+/// mentions this machine's pidfile (so a recycled pid is not mistaken for it).
+pub fn running_pid(m: &MachineDir) -> Option<u32> {
+    let pid = qemu::read_pidfile(&m.pidfile())?;
+    if !qemu::pid_alive(pid) {
+        return None;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let want = m.pidfile().to_string_lossy().into_owned();
+    cmdline.split(|b| *b == 0).any(|a| a == want.as_bytes()).then_some(pid)
+}
+
+pub fn status(m: &MachineDir) -> Status {
+    if !m.exists() {
+        Status::Nonexistent
+    } else if running_pid(m).is_some() {
+        Status::Running
+    } else {
+        Status::Stopped
+    }
+}
+
+/// Remove the pidfile and QMP socket of a qemu that is gone. Returns whether anything was
+/// removed.
+pub fn clean_stale(m: &MachineDir) -> bool {
+    if running_pid(m).is_some() {
+        return false;
+    }
+    let mut removed = false;
+    for p in [m.pidfile(), m.qmp_socket()] {
+        if std::fs::remove_file(&p).is_ok() {
+            tracing::warn!("removed stale {} (qemu is not running)", p.display());
+            removed = true;
+        }
+    }
+    removed
+}
+
+/// Create the data disk if it does not exist yet, carrying the agent's trust.
+pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts) -> Result<bool, MachineError> {
+    if m.disk().exists() {
+        return Ok(false);
+    }
+    let tar = crate::disk::userdata_tar(&crate::disk::Userdata {
+        ca_pem: certs.agent_ca_pem.clone(),
+        agent_cert_pem: certs.agent.cert_pem.clone(),
+        agent_key_pem: certs.agent.key_pem.clone(),
+        authorized_keys: String::new(),
+    })?;
+    crate::disk::create(&m.disk(), &tar, state.disk_mb)?;
+    Ok(true)
+}
+
+/// The qemu configuration of a machine.
+pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig {
+    let trust = m.trust_dir();
+    VmConfig {
+        name: format!("minikube-node-{}", state.name),
+        accel,
+        memory_mb: state.memory_mb as u32,
+        cpus: state.cpus,
+        boot: BootMedium::Cdrom(state.iso.clone()),
+        disks: vec![m.disk()],
+        fw_cfg: [agent::trust::CA_FILE, agent::trust::CERT_FILE, agent::trust::KEY_FILE]
+            .iter()
+            .map(|f| (fw_cfg_name(f), trust.join(f)))
+            .collect(),
+        hostfwd: vec![
+            (state.ports.agent, GUEST_AGENT_PORT),
+            (state.ports.apiserver, GUEST_APISERVER_PORT),
+            (state.ports.ssh, GUEST_SSH_PORT),
+        ],
+        serial_log: m.console_log(),
+        qmp_socket: m.qmp_socket(),
+        pidfile: m.pidfile(),
+        daemonize: true,
+    }
+}
+
+/// Boot a stopped machine, detached. Returns the pid and the accelerator.
+pub fn boot(m: &MachineDir, state: &MachineState) -> Result<(u32, Accel), MachineError> {
+    if !state.iso.is_file() {
+        return Err(MachineError::NoIso(state.iso.clone()));
+    }
+    clean_stale(m);
+    let accel = qemu::choose_accel();
+    let vm = qemu::start(vm_config(m, state, accel))?;
+    Ok((vm.pid, accel))
+}
+
+/// Power the machine off (ACPI, then a hard stop after `timeout`). Returns None when it was not
+/// running, Some(clean) otherwise.
+pub fn stop(m: &MachineDir, timeout: Duration) -> Result<Option<bool>, MachineError> {
+    let Some(pid) = running_pid(m) else {
+        clean_stale(m);
+        return Ok(None);
+    };
+    let clean = match qemu::powerdown(&m.qmp_socket(), pid, timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            // No QMP (socket gone): terminate the process instead.
+            tracing::warn!("{e}: sending SIGTERM to qemu {pid}");
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while qemu::pid_alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if qemu::pid_alive(pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+            false
+        }
+    };
+    clean_stale(m);
+    Ok(Some(clean))
+}
+
+/// Stop the machine (hard stop allowed) and remove its directory.
+pub fn delete(m: &MachineDir, timeout: Duration) -> Result<bool, MachineError> {
+    let existed = m.dir.exists();
+    stop(m, timeout)?;
+    crate::state::remove_dir(&m.dir)?;
+    Ok(existed)
+}
+
+/// The last `n` console lines.
+pub fn console_tail(m: &MachineDir, n: usize) -> String {
+    qemu::console_tail(&m.console_log(), n)
+}
+
+/// Is `path` absolute (qemu runs detached, so relative paths would be resolved elsewhere)?
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_pidfile_and_socket_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let home = crate::state::Home::at(d.path());
+        let m = home.machine("stale").unwrap();
+        std::fs::create_dir_all(&m.dir).unwrap();
+        // Our own pid is alive but is not a qemu started with this pidfile.
+        std::fs::write(m.pidfile(), std::process::id().to_string()).unwrap();
+        std::fs::write(m.qmp_socket(), b"").unwrap();
+        assert_eq!(running_pid(&m), None);
+        assert!(clean_stale(&m));
+        assert!(!m.pidfile().exists() && !m.qmp_socket().exists());
+        assert!(!clean_stale(&m));
+    }
+
+    #[test]
+    fn ports_are_distinct_and_taken_ones_replaced() {
+        let mut p = free_ports().unwrap();
+        assert!(p.agent != p.apiserver && p.apiserver != p.ssh && p.agent != p.ssh);
+        let hold = TcpListener::bind(("127.0.0.1", p.agent)).unwrap();
+        let before = p.agent;
+        assert!(refresh_ports(&mut p).unwrap());
+        assert_ne!(p.agent, before);
+        drop(hold);
+    }
+}

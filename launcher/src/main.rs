@@ -1,0 +1,225 @@
+//! `minikube-node`: start, inspect, stop and delete minikube nodes (qemu VMs from the ISO),
+//! provisioned through the agent.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use launcher::machine::{self, Status};
+use launcher::provision::{self, Output, Reporter, StartOptions};
+use launcher::state::{Home, DEFAULT_PROFILE};
+
+#[derive(Parser)]
+#[command(name = "minikube-node", version, about = "Start a minikube node VM from the ISO and provision it through its agent")]
+struct Cli {
+    /// Profile (machine) name.
+    #[arg(short = 'p', long = "name", alias = "profile", global = true, default_value = DEFAULT_PROFILE)]
+    name: String,
+    /// Output format of `start`, `status` and `list`.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputArg::Text)]
+    output: OutputArg,
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RuntimeArg {
+    Docker,
+    Containerd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create (or reuse) the machine, boot it and provision it.
+    Start {
+        /// The ISO built by `cargo xtask iso`.
+        #[arg(long, default_value = "out/minikube.iso")]
+        iso: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// Memory in MiB.
+        #[arg(long, default_value_t = 4096)]
+        memory: u64,
+        /// Data disk size in MiB (used when the disk is created).
+        #[arg(long, default_value_t = 20_000)]
+        disk_size: u64,
+        #[arg(long, value_enum, default_value_t = RuntimeArg::Containerd)]
+        container_runtime: RuntimeArg,
+        #[arg(long, default_value = launcher::kubelet::DEFAULT_VERSION)]
+        kubernetes_version: String,
+        /// A kubelet binary to install (else the cache, else a test double).
+        #[arg(long)]
+        kubelet: Option<PathBuf>,
+        /// A minikube-style cache directory holding linux/ARCH/VERSION/kubelet.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Seconds to wait for the agent after qemu started.
+        #[arg(long, default_value_t = 600)]
+        wait_timeout: u64,
+    },
+    /// Whether the machine runs and its agent answers.
+    Status,
+    /// Power the machine off (ACPI; hard stop after the timeout).
+    Stop {
+        #[arg(long, default_value_t = 90)]
+        timeout: u64,
+    },
+    /// Stop the machine and remove it with its state.
+    Delete {
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Run a command on the node: `exec -- CMD ARGS...`.
+    Exec {
+        /// Seconds before the command is killed.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// The journal of UNIT on the node, or the serial console without a unit.
+    Logs {
+        unit: Option<String>,
+        #[arg(short = 'n', long, default_value_t = 200)]
+        lines: u32,
+    },
+    /// The node's IP address.
+    Ip,
+    /// Every machine with its status.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("minikube-node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    let output = match cli.output {
+        OutputArg::Text => Output::Text,
+        OutputArg::Json => Output::Json,
+    };
+    let m = home.machine(&cli.name)?;
+    match cli.command {
+        Cmd::Start { iso, cpus, memory, disk_size, container_runtime, kubernetes_version, kubelet, cache_dir, wait_timeout } => {
+            let mut opts = StartOptions::new(&cli.name, iso);
+            opts.cpus = cpus;
+            opts.memory_mb = memory;
+            opts.disk_mb = disk_size;
+            opts.runtime = match container_runtime {
+                RuntimeArg::Docker => agent::api::Runtime::Docker,
+                RuntimeArg::Containerd => agent::api::Runtime::Containerd,
+            };
+            opts.kubernetes_version = kubernetes_version;
+            opts.kubelet = kubelet;
+            opts.kubelet_cache = cache_dir;
+            opts.agent_timeout = Duration::from_secs(wait_timeout);
+            let mut rep = Reporter::new(output, Box::new(std::io::stdout()));
+            provision::start(&home, &opts, &mut rep).with_context(|| format!("starting {}", cli.name))?;
+        }
+        Cmd::Status => {
+            let st = machine::status(&m);
+            let agent = if st == Status::Running {
+                match provision::connect_existing(&home, &m).and_then(|mut c| Ok(c.info()?)) {
+                    Ok(i) => format!("Running ({})", i.hostname),
+                    Err(e) => format!("Not answering: {e:#}"),
+                }
+            } else {
+                st.name().to_string()
+            };
+            match output {
+                Output::Json => println!("{}", serde_json::json!({ "name": cli.name, "host": st.name(), "agent": agent })),
+                Output::Text => println!("{}\nhost: {}\nagent: {agent}", cli.name, st.name()),
+            }
+            if st != Status::Running {
+                return Ok(ExitCode::from(if st == Status::Nonexistent { 85 } else { 7 }));
+            }
+        }
+        Cmd::Stop { timeout } => {
+            if !m.exists() {
+                bail!("no machine named {:?}", cli.name);
+            }
+            match machine::stop(&m, Duration::from_secs(timeout))? {
+                None => println!("{}: already stopped", cli.name),
+                Some(true) => println!("{}: stopped", cli.name),
+                Some(false) => println!("{}: stopped (hard stop after {timeout}s)", cli.name),
+            }
+        }
+        Cmd::Delete { timeout } => {
+            if machine::delete(&m, Duration::from_secs(timeout))? {
+                println!("{}: deleted", cli.name);
+            } else {
+                println!("{}: nothing to delete", cli.name);
+            }
+        }
+        Cmd::Exec { timeout, command } => {
+            let mut c = provision::connect_existing(&home, &m)?;
+            let r = c.exec(&agent::api::ExecRequest { argv: command, timeout_secs: Some(timeout), ..Default::default() })?;
+            print!("{}", r.stdout);
+            eprint!("{}", r.stderr);
+            let _ = std::io::stdout().flush();
+            if r.timed_out {
+                bail!("command timed out after {timeout}s");
+            }
+            return Ok(match r.exit_code {
+                Some(0) => ExitCode::SUCCESS,
+                Some(n) => ExitCode::from(n.clamp(1, 255) as u8),
+                None => ExitCode::from(128u8.saturating_add(r.signal.unwrap_or(0).clamp(0, 127) as u8)),
+            });
+        }
+        Cmd::Logs { unit, lines } => match unit {
+            Some(u) => print!("{}", provision::connect_existing(&home, &m)?.logs(&u, Some(lines))?.text),
+            None => println!("{}", machine::console_tail(&m, lines as usize)),
+        },
+        Cmd::Ip => println!("{}", m.load()?.node_ip),
+        Cmd::List => {
+            let mut rows = Vec::new();
+            for name in home.list()? {
+                let md = home.machine(&name)?;
+                let s = md.load()?;
+                rows.push((name, machine::status(&md), s));
+            }
+            match output {
+                Output::Json => {
+                    let v: Vec<_> = rows
+                        .iter()
+                        .map(|(n, st, s)| serde_json::json!({ "name": n, "status": st.name(), "runtime": s.runtime, "kubernetes_version": s.kubernetes_version, "ports": s.ports }))
+                        .collect();
+                    println!("{}", serde_json::Value::Array(v));
+                }
+                Output::Text => {
+                    println!("{:<20} {:<12} {:<11} {:<10} {}", "NAME", "STATUS", "RUNTIME", "VERSION", "AGENT");
+                    for (n, st, s) in &rows {
+                        println!("{n:<20} {:<12} {:<11} {:<10} 127.0.0.1:{}", st.name(), s.runtime.name(), s.kubernetes_version, s.ports.agent);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,390 @@
+//! `start`: create or reuse the machine, boot it, wait for the agent, then provision through the
+//! agent — hostname, certificates, container runtime, kubelet — and write the kubeconfig. Every
+//! step reports once with its duration ([`Reporter`]); a second `start` on a running machine
+//! repeats the idempotent calls and the agent answers `changed: false`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use agent::api::{CgroupDriver, KubeletRequest, Runtime, RuntimeRequest};
+use agent::client::{Client, ClientError};
+use sha2::{Digest, Sha256};
+
+use crate::certs;
+use crate::kubelet::{self, KubeletSource};
+use crate::machine::{self, Status};
+use crate::qemu;
+use crate::state::{Home, MachineDir, MachineState};
+
+/// Pause image handed to the runtime (minikube's for recent Kubernetes).
+pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.1";
+
+/// What `start` was asked for.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    pub name: String,
+    pub iso: PathBuf,
+    pub cpus: u32,
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    pub runtime: Runtime,
+    pub kubernetes_version: String,
+    pub kubelet: Option<PathBuf>,
+    pub kubelet_cache: Option<PathBuf>,
+    /// How long to wait for the agent after qemu started.
+    pub agent_timeout: Duration,
+}
+
+impl StartOptions {
+    pub fn new(name: &str, iso: PathBuf) -> StartOptions {
+        StartOptions {
+            name: name.to_string(),
+            iso,
+            cpus: 2,
+            memory_mb: 4096,
+            disk_mb: 20_000,
+            runtime: Runtime::Containerd,
+            kubernetes_version: kubelet::DEFAULT_VERSION.to_string(),
+            kubelet: None,
+            kubelet_cache: None,
+            agent_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// How events are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One finished step.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepEvent {
+    pub step: &'static str,
+    pub seconds: f64,
+    pub changed: bool,
+    pub detail: String,
+}
+
+/// Prints step events and keeps them for the caller.
+pub struct Reporter {
+    pub output: Output,
+    pub events: Vec<StepEvent>,
+    out: Box<dyn Write>,
+}
+
+impl Reporter {
+    pub fn new(output: Output, out: Box<dyn Write>) -> Reporter {
+        Reporter { output, events: Vec::new(), out }
+    }
+
+    pub fn step(&mut self, step: &'static str, started: Instant, changed: bool, detail: impl Into<String>) {
+        let e = StepEvent { step, seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0, changed, detail: detail.into() };
+        let line = match self.output {
+            Output::Text => format!("{:<10} {:>8.2}s  {}{}", e.step, e.seconds, if e.changed { "" } else { "(unchanged) " }, e.detail),
+            Output::Json => serde_json::json!({ "event": "step", "step": e.step, "seconds": e.seconds, "changed": e.changed, "detail": e.detail }).to_string(),
+        };
+        let _ = writeln!(self.out, "{line}");
+        let _ = self.out.flush();
+        self.events.push(e);
+    }
+
+    pub fn done(&mut self, total: Duration, kubeconfig: &std::path::Path) {
+        let line = match self.output {
+            Output::Text => format!("done       {:>8.2}s  kubeconfig {}", total.as_secs_f64(), kubeconfig.display()),
+            Output::Json => serde_json::json!({ "event": "done", "seconds": (total.as_secs_f64() * 1000.0).round() / 1000.0, "kubeconfig": kubeconfig }).to_string(),
+        };
+        let _ = writeln!(self.out, "{line}");
+        let _ = self.out.flush();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Machine(#[from] machine::MachineError),
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
+    #[error("certificates: {0}")]
+    Certs(#[from] certs::CertError),
+    #[error("{0}")]
+    Kubelet(#[from] kubelet::KubeletError),
+    #[error("step {step}: {source}")]
+    Agent { step: &'static str, source: ClientError },
+    #[error("the agent did not answer within {secs}s at {addr} ({last_error}); qemu {qemu}; last console lines of {log}:\n{tail}")]
+    AgentTimeout { secs: u64, addr: String, last_error: String, qemu: &'static str, log: String, tail: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("runtime {0} is not supported by `start` (docker or containerd)")]
+    Runtime(&'static str),
+}
+
+/// Errors worth another attempt: the connection broke or the agent was busy.
+pub fn transient(e: &ClientError) -> bool {
+    match e {
+        ClientError::Io { .. } | ClientError::Http(_) => true,
+        ClientError::Status { status, .. } => *status == 503 || *status == 429,
+        _ => false,
+    }
+}
+
+/// Run `f` up to `attempts` times, sleeping 0.5 s, 1 s, 2 s... between transient failures.
+pub fn with_retry<T>(step: &'static str, attempts: u32, mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, StartError> {
+    let mut delay = Duration::from_millis(500);
+    let mut n = 1;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if n < attempts && transient(&e) => {
+                tracing::warn!("step {step}: {e}; retrying in {delay:?} (attempt {n} of {attempts})");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(8));
+                n += 1;
+            }
+            Err(source) => return Err(StartError::Agent { step, source }),
+        }
+    }
+}
+
+/// Connect to the machine's agent (one attempt).
+pub fn connect(state: &MachineState, certs: &certs::ProfileCerts) -> Result<Client, ClientError> {
+    Client::connect(state.agent_addr(), "127.0.0.1", &certs.agent_ca_pem, &certs.launcher)
+}
+
+/// Connect using the certificates on disk (for exec, logs...).
+pub fn connect_existing(home: &Home, m: &MachineDir) -> anyhow::Result<Client> {
+    let state = m.load()?;
+    let ca = std::fs::read_to_string(home.shared_certs().join("agent-ca.crt"))?;
+    let id = pki::Identity::load(&m.certs_dir().join("launcher.crt"), &m.certs_dir().join("launcher.key"))?;
+    Ok(Client::connect(state.agent_addr(), "127.0.0.1", &ca, &id)?)
+}
+
+/// Poll the agent until it answers `info`, qemu dies, or `timeout` passes.
+pub fn wait_for_agent(m: &MachineDir, state: &MachineState, certs: &certs::ProfileCerts, timeout: Duration) -> Result<(Client, String), StartError> {
+    let deadline = Instant::now() + timeout;
+    let mut last_error;
+    loop {
+        match connect(state, certs).and_then(|mut c| c.info().map(|i| (c, i))) {
+            Ok((c, info)) => return Ok((c, format!("agent {} on {} ({})", info.agent_version, info.kernel, info.os.unwrap_or_default()))),
+            Err(e) => last_error = e.to_string(),
+        }
+        let alive = machine::running_pid(m).is_some();
+        if !alive || Instant::now() >= deadline {
+            return Err(StartError::AgentTimeout {
+                secs: timeout.as_secs(),
+                addr: state.agent_addr().to_string(),
+                last_error,
+                qemu: if alive { "still running" } else { "exited" },
+                log: m.console_log().display().to_string(),
+                tail: machine::console_tail(m, 20),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = std::io::Read::read(&mut f, &mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((h.finalize().iter().map(|b| format!("{b:02x}")).collect(), n))
+}
+
+/// The whole `start` flow.
+pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<MachineState, StartError> {
+    if !matches!(opts.runtime, Runtime::Docker | Runtime::Containerd) {
+        return Err(StartError::Runtime(opts.runtime.name()));
+    }
+    let total = Instant::now();
+    let m = home.machine(&opts.name)?;
+
+    // machine: state, certificates, data disk.
+    let t = Instant::now();
+    let existed = m.exists();
+    let running = machine::status(&m) == Status::Running;
+    let iso = machine::absolute(&opts.iso);
+    let mut state = if existed {
+        let mut s = m.load()?;
+        // What may change between starts: the ISO path, the runtime, Kubernetes and kubelet.
+        s.iso = iso;
+        s.runtime = opts.runtime;
+        s.kubernetes_version = opts.kubernetes_version.clone();
+        if !running {
+            s.cpus = opts.cpus;
+            s.memory_mb = opts.memory_mb;
+        }
+        s
+    } else {
+        MachineState {
+            name: opts.name.clone(),
+            driver: "qemu".into(),
+            iso,
+            cpus: opts.cpus,
+            memory_mb: opts.memory_mb,
+            disk_mb: opts.disk_mb,
+            runtime: opts.runtime,
+            kubernetes_version: opts.kubernetes_version.clone(),
+            kubelet: PathBuf::new(),
+            ports: machine::free_ports()?,
+            node_ip: crate::state::GUEST_IP.into(),
+        }
+    };
+    if !running && existed && machine::refresh_ports(&mut state.ports)? {
+        tracing::info!("recorded host ports were taken: now {:?}", state.ports);
+    }
+    let kubelet_src = kubelet::resolve(opts.kubelet.as_deref(), opts.kubelet_cache.as_deref(), &opts.kubernetes_version, &m.kubelet_double())?;
+    state.kubelet = machine::absolute(kubelet_src.path());
+    std::fs::create_dir_all(&m.dir).map_err(|source| StartError::Io { path: m.dir.clone(), source })?;
+    let cas = certs::shared_cas(&home.shared_certs())?;
+    let pc = certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
+    let disk_new = machine::ensure_disk(&m, &state, &pc)?;
+    m.save(&state)?;
+    let detail = match (existed, disk_new) {
+        (false, _) => format!("created {} ({} CPUs, {} MiB, disk {} MiB)", m.dir.display(), state.cpus, state.memory_mb, state.disk_mb),
+        (true, true) => "reused; data disk re-created".to_string(),
+        (true, false) => "reused".to_string(),
+    };
+    let changed = !existed || disk_new || !pc.issued.is_empty();
+    rep.step("machine", t, changed, if pc.issued.is_empty() { detail } else { format!("{detail}; issued {}", pc.issued.join(", ")) });
+
+    // boot
+    let t = Instant::now();
+    if running {
+        rep.step("boot", t, false, "already running");
+    } else {
+        let (pid, accel) = machine::boot(&m, &state)?;
+        rep.step("boot", t, true, format!("qemu pid {pid}, {} accel, agent on 127.0.0.1:{}", accel.name(), state.ports.agent));
+    }
+
+    // agent
+    let t = Instant::now();
+    let (mut client, detail) = wait_for_agent(&m, &state, &pc, opts.agent_timeout)?;
+    rep.step("agent", t, !running, detail);
+
+    // hostname
+    let t = Instant::now();
+    let c = with_retry("hostname", 5, || client.hostname(&state.name))?;
+    rep.step("hostname", t, c.changed, state.name.clone());
+
+    // certs
+    let t = Instant::now();
+    let req = certs::certs_request(&pc);
+    let c = with_retry("certs", 5, || client.certs(&req))?;
+    rep.step("certs", t, c.changed, format!("{} files into {}", req.files.len(), certs::GUEST_CERTS_DIR));
+
+    // runtime
+    let t = Instant::now();
+    let req = RuntimeRequest {
+        runtime: state.runtime,
+        pause_image: PAUSE_IMAGE.into(),
+        cgroup_driver: CgroupDriver::Systemd,
+        insecure_registries: vec![],
+        docker_tls: None,
+        socket_timeout_secs: Some(120),
+    };
+    let r = with_retry("runtime", 5, || client.runtime(&req))?;
+    rep.step("runtime", t, r.changed, format!("{} {}", state.runtime.name(), r.version.lines().next().unwrap_or_default()));
+
+    // kubelet
+    let t = Instant::now();
+    let (sha, len) = sha256_file(&state.kubelet).map_err(|source| StartError::Io { path: state.kubelet.clone(), source })?;
+    let up = with_retry("kubelet", 5, || {
+        let mut f = std::fs::File::open(&state.kubelet).map_err(|source| ClientError::Io { addr: state.agent_addr(), source })?;
+        client.upload_binary(&state.kubernetes_version, "kubelet", &sha, &mut f, len)
+    })?;
+    let kreq = KubeletRequest {
+        version: state.kubernetes_version.clone(),
+        node_name: state.name.clone(),
+        node_ip: state.node_ip.clone(),
+        runtime: state.runtime,
+        extra_args: vec![],
+    };
+    let k = with_retry("kubelet", 5, || client.kubelet(&kreq))?;
+    let what = match &kubelet_src {
+        KubeletSource::TestDouble(_) => format!("{} (test double: no real kubelet given)", kubelet::TEST_DOUBLE_NAME),
+        other => other.path().display().to_string(),
+    };
+    rep.step("kubelet", t, up.changed || k.changed, format!("{} {what}: {}", state.kubernetes_version, k.state));
+
+    // kubeconfig
+    let t = Instant::now();
+    let text = crate::kubeconfig::render(
+        &state.name,
+        &format!("https://127.0.0.1:{}", state.ports.apiserver),
+        &cas.cluster_ca_path(),
+        &m.certs_dir().join("client.crt"),
+        &m.certs_dir().join("client.key"),
+    );
+    let changed = crate::kubeconfig::write(&m.kubeconfig(), &text).map_err(|source| StartError::Io { path: m.kubeconfig(), source })?;
+    rep.step("kubeconfig", t, changed, m.kubeconfig().display().to_string());
+    rep.done(total.elapsed(), &m.kubeconfig());
+    Ok(state)
+}
+
+/// The console's `minikube-agent: ready` line, if the current boot printed one.
+pub fn agent_ready_line(m: &MachineDir) -> Option<String> {
+    qemu::find_line(&m.console_log(), "minikube-agent: ready")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_transient_errors_only() {
+        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut n = 0;
+        let r = with_retry("t", 3, || {
+            n += 1;
+            if n < 3 {
+                Err(ClientError::Io { addr, source: std::io::Error::from(std::io::ErrorKind::ConnectionReset) })
+            } else {
+                Ok(n)
+            }
+        });
+        assert_eq!(r.unwrap(), 3);
+        let mut m = 0;
+        let r: Result<(), _> = with_retry("t", 3, || {
+            m += 1;
+            Err(ClientError::Status { status: 400, error: agent::api::ErrorResponse { error: "bad".into(), field: Some("name".into()) } })
+        });
+        assert!(matches!(r, Err(StartError::Agent { step: "t", .. })));
+        assert_eq!(m, 1, "a refusal is not retried");
+    }
+
+    #[test]
+    fn json_events_are_one_object_per_line() {
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut r = Reporter::new(Output::Json, Box::new(Buf(shared.clone())));
+        r.step("boot", Instant::now(), true, "x");
+        r.done(Duration::from_millis(1500), std::path::Path::new("/k"));
+        let text = String::from_utf8(shared.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines[0]["step"], "boot");
+        assert_eq!(lines[1]["event"], "done");
+        assert_eq!(lines[1]["seconds"], 1.5);
+    }
+}

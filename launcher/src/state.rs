@@ -1,0 +1,258 @@
+//! Where a machine lives on the host and what is recorded about it.
+//!
+//! Layout under the home directory (`MINIKUBE_NODE_HOME`, else `$XDG_DATA_HOME/minikube-node`,
+//! else `~/.local/share/minikube-node`):
+//!
+//! ```text
+//! certs/                      shared by every profile: minikubeCA, proxy-client CA, agent CA
+//! machines/NAME/state.json    the recorded configuration and host ports ([`MachineState`])
+//! machines/NAME/disk.qcow2    the persistent data disk
+//! machines/NAME/console.log   the serial console
+//! machines/NAME/qemu.pid      qemu's pidfile; machines/NAME/qmp.sock its QMP socket
+//! machines/NAME/trust/        the agent's ca.crt, agent.crt, agent.key (fw_cfg sources)
+//! machines/NAME/certs/        per-profile Kubernetes certificates and the launcher's client cert
+//! machines/NAME/kubeconfig    written at the end of `start`
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Profile used when `--name` is not given.
+pub const DEFAULT_PROFILE: &str = "minikube";
+/// The guest address under qemu user-mode networking.
+pub const GUEST_IP: &str = "10.0.2.15";
+/// Environment variable that overrides the home directory.
+pub const HOME_ENV: &str = "MINIKUBE_NODE_HOME";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("neither {HOME_ENV}, XDG_DATA_HOME nor HOME is set: cannot choose a state directory")]
+    NoHome,
+    #[error("profile name {0:?}: use 1-63 characters among a-z, 0-9 and '-', starting with a letter or digit")]
+    BadName(String),
+    #[error("no machine named {0:?} (no {1})")]
+    NoMachine(String, PathBuf),
+}
+
+/// The launcher's home directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    pub root: PathBuf,
+}
+
+impl Home {
+    /// From the environment (see the module documentation).
+    pub fn from_env() -> Result<Home, StateError> {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let root = if let Some(h) = var(HOME_ENV) {
+            h
+        } else if let Some(x) = var("XDG_DATA_HOME") {
+            x.join("minikube-node")
+        } else if let Some(h) = var("HOME") {
+            h.join(".local/share/minikube-node")
+        } else {
+            return Err(StateError::NoHome);
+        };
+        Ok(Home { root })
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+
+    /// Certificates shared by every profile.
+    pub fn shared_certs(&self) -> PathBuf {
+        self.root.join("certs")
+    }
+
+    pub fn machines(&self) -> PathBuf {
+        self.root.join("machines")
+    }
+
+    pub fn machine(&self, name: &str) -> Result<MachineDir, StateError> {
+        check_name(name)?;
+        Ok(MachineDir { name: name.to_string(), dir: self.machines().join(name) })
+    }
+
+    /// Names of every machine with a state file, sorted.
+    pub fn list(&self) -> Result<Vec<String>, StateError> {
+        let dir = self.machines();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StateError::Io { path: dir, source }),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join(STATE_FILE).is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Profile names become host names and directory names.
+pub fn check_name(name: &str) -> Result<(), StateError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::BadName(name.to_string()))
+    }
+}
+
+const STATE_FILE: &str = "state.json";
+
+/// One machine's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineDir {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl MachineDir {
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk.qcow2")
+    }
+    pub fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+    pub fn qemu_log(&self) -> PathBuf {
+        self.dir.join("qemu.log")
+    }
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+    pub fn trust_dir(&self) -> PathBuf {
+        self.dir.join("trust")
+    }
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+    pub fn kubelet_double(&self) -> PathBuf {
+        self.dir.join(crate::kubelet::TEST_DOUBLE_NAME)
+    }
+
+    pub fn exists(&self) -> bool {
+        self.state_file().is_file()
+    }
+
+    pub fn load(&self) -> Result<MachineState, StateError> {
+        let path = self.state_file();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StateError::NoMachine(self.name.clone(), path)),
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Json { path, source })
+    }
+
+    /// Write the state atomically (temp file beside it, fsync, rename).
+    pub fn save(&self, state: &MachineState) -> Result<(), StateError> {
+        let path = self.state_file();
+        std::fs::create_dir_all(&self.dir).map_err(|source| StateError::Io { path: self.dir.clone(), source })?;
+        let mut bytes = serde_json::to_vec_pretty(state).map_err(|source| StateError::Json { path: path.clone(), source })?;
+        bytes.push(b'\n');
+        pki::atomic::write_atomic(&path, &bytes, 0o644).map_err(|source| StateError::Io { path, source })
+    }
+}
+
+/// Host ports forwarded to the guest (qemu user-mode networking, bound on 127.0.0.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    pub agent: u16,
+    pub apiserver: u16,
+    pub ssh: u16,
+}
+
+/// What `start` was asked for and what the host side chose; saved as `state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineState {
+    pub name: String,
+    pub driver: String,
+    pub iso: PathBuf,
+    pub cpus: u32,
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    pub runtime: agent::api::Runtime,
+    pub kubernetes_version: String,
+    /// The kubelet binary uploaded to the node (a real one, or the test double).
+    pub kubelet: PathBuf,
+    pub ports: Ports,
+    pub node_ip: String,
+}
+
+impl MachineState {
+    /// 127.0.0.1:PORT of the agent.
+    pub fn agent_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.ports.agent))
+    }
+}
+
+/// Remove a machine's directory (after the VM is stopped).
+pub fn remove_dir(dir: &Path) -> Result<(), StateError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StateError::Io { path: dir.to_path_buf(), source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["minikube", "m-2", "a"] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", "-a", "a-", "A", "a/b", "a.b", &"x".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn state_round_trip_and_list() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path());
+        assert!(home.list().unwrap().is_empty());
+        let m = home.machine("p1").unwrap();
+        assert!(matches!(m.load(), Err(StateError::NoMachine(..))));
+        let s = MachineState {
+            name: "p1".into(),
+            driver: "qemu".into(),
+            iso: "/x.iso".into(),
+            cpus: 2,
+            memory_mb: 4096,
+            disk_mb: 20000,
+            runtime: agent::api::Runtime::Containerd,
+            kubernetes_version: "v1.35.0".into(),
+            kubelet: "/k".into(),
+            ports: Ports { agent: 1, apiserver: 2, ssh: 3 },
+            node_ip: GUEST_IP.into(),
+        };
+        m.save(&s).unwrap();
+        assert_eq!(m.load().unwrap(), s);
+        assert_eq!(home.list().unwrap(), vec!["p1".to_string()]);
+    }
+}
