@@ -23,6 +23,8 @@ pub const MAX_JSON_BODY: u64 = 8 * 1024 * 1024;
 pub const MAX_UPLOAD: u64 = 16 * 1024 * 1024 * 1024;
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Time allowed for the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection idle this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -423,12 +425,15 @@ impl Server {
 /// TLS handshake (client certificate required), then HTTP.
 fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent) -> io::Result<()> {
     sock.set_nodelay(true)?;
-    sock.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    sock.set_write_timeout(Some(IDLE_TIMEOUT))?;
+    // Unauthenticated peers get little time: the handshake must finish promptly.
+    sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut conn = ServerConnection::new(tls).map_err(io::Error::other)?;
     while conn.is_handshaking() {
         conn.complete_io(&mut sock)?;
     }
+    sock.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    sock.set_write_timeout(Some(IDLE_TIMEOUT))?;
     let caller = conn
         .peer_certificates()
         .and_then(|c| c.first())

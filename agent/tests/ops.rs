@@ -98,6 +98,7 @@ fn runtimes_converge_and_restart_only_on_change() {
         let a = start();
         let mut c = a.client();
         a.host.creates("systemctl restart", &a.path(runtime.cri_socket()));
+        a.host.creates("systemctl start", &a.path(runtime.cri_socket()));
         a.host.answer("docker version", "28.1.1\n", 0);
         a.host.answer("containerd --version", "containerd 2.1.4\n", 0);
         a.host.answer("crio --version", "crio version 1.35.0\n", 0);
@@ -143,6 +144,13 @@ fn runtimes_converge_and_restart_only_on_change() {
                 assert!(conf.contains("cgroup_manager = \"systemd\"") && conf.contains("pause_image = \"registry.k8s.io/pause:3.10\""), "{conf}");
             }
         }
+        // A runtime that stopped is started again, without rewriting anything.
+        std::fs::remove_file(a.path(runtime.cri_socket())).unwrap();
+        a.host.clear();
+        assert!(c.runtime(&req).unwrap().changed);
+        let cmds = a.host.commands();
+        assert!(cmds.contains(&format!("systemctl start {}", runtime.units()[0])), "{cmds:?}");
+        assert!(!cmds.iter().any(|c| c.contains("daemon-reload")), "{cmds:?}");
         // A changed setting restarts again.
         let mut other = req.clone();
         other.pause_image = "registry.k8s.io/pause:3.9".into();

@@ -208,7 +208,14 @@ pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpErr
         changed |= ensure::absent(&host).map_err(|e| OpError::io(&host, e))?;
     }
     let host = node.host.as_ref();
-    if changed {
+    let socket = node.root.host(req.runtime.cri_socket());
+    if !changed && !socket.exists() {
+        // Configured but not running (stopped, or crashed): start it.
+        for unit in req.runtime.units() {
+            systemctl(host, &["start", unit])?;
+        }
+        changed = true;
+    } else if changed {
         let ours = req.runtime.units();
         // Stop and mask the other runtimes' units (they may not be installed: failures are fine).
         for other in Runtime::ALL.iter().filter(|r| **r != req.runtime) {
@@ -229,7 +236,7 @@ pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpErr
         }
     }
     let timeout = Duration::from_secs(req.socket_timeout_secs.unwrap_or(60));
-    wait_for(node.root.host(req.runtime.cri_socket()), timeout)?;
+    wait_for(socket, timeout)?;
     let out = run_ok(host, version_command(req.runtime), None, Duration::from_secs(30))?;
     Ok(RuntimeResponse {
         changed,
