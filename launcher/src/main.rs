@@ -112,7 +112,16 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("minikube-node: {e:#}");
+            // Our errors already quote their sources: print each cause only when it adds text.
+            let mut text = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !text.contains(&c) {
+                    text.push_str(": ");
+                    text.push_str(&c);
+                }
+            }
+            eprintln!("minikube-node: {text}");
             ExitCode::FAILURE
         }
     }

@@ -216,6 +216,9 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
     let existed = m.exists();
     let running = machine::status(&m) == Status::Running;
     let iso = machine::absolute(&opts.iso);
+    if !running && !iso.is_file() {
+        return Err(machine::MachineError::NoIso(iso).into());
+    }
     let mut state = if existed {
         let mut s = m.load()?;
         // What may change between starts: the ISO path, the runtime, Kubernetes and kubelet.
@@ -245,9 +248,9 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
     if !running && existed && machine::refresh_ports(&mut state.ports)? {
         tracing::info!("recorded host ports were taken: now {:?}", state.ports);
     }
+    std::fs::create_dir_all(&m.dir).map_err(|source| StartError::Io { path: m.dir.clone(), source })?;
     let kubelet_src = kubelet::resolve(opts.kubelet.as_deref(), opts.kubelet_cache.as_deref(), &opts.kubernetes_version, &m.kubelet_double())?;
     state.kubelet = machine::absolute(kubelet_src.path());
-    std::fs::create_dir_all(&m.dir).map_err(|source| StartError::Io { path: m.dir.clone(), source })?;
     let cas = certs::shared_cas(&home.shared_certs())?;
     let pc = certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
     let disk_new = machine::ensure_disk(&m, &state, &pc)?;

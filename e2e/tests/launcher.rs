@@ -1,0 +1,174 @@
+//! The launcher end to end, in one test to save boots (each is about 80 s under TCG): start a
+//! node from the ISO with containerd, import and run an OCI image we build, stop, start again
+//! (hostname, image and the agent's trust survived on the data disk), switch the running node
+//! to docker and run the image there, then delete.
+//!
+//! Needs qemu-system-x86, qemu-utils and the ISO (`cargo xtask iso`, or `MINIKUBE_ISO`).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use agent::api::{ExecRequest, Runtime};
+use agent::client::Client;
+use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
+use image::rootfs::{Entry, Tree};
+use launcher::machine::{self, Status};
+use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
+use launcher::state::Home;
+
+const PROFILE: &str = "e2e-node";
+const IMAGE_NAME: &str = "localhost/e2e-hello";
+const IMAGE_TAG: &str = "v1";
+const GREETING: &str = "hello from a static binary in an image built by image::oci";
+
+/// A static binary printing GREETING, compiled with the toolchain running the tests.
+fn static_hello(dir: &Path) -> Vec<u8> {
+    let src = dir.join("hello.rs");
+    std::fs::write(&src, format!("fn main() {{ println!(\"{GREETING}\"); }}")).unwrap();
+    let bin = dir.join("hello");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let out = Command::new(rustc)
+        .args(["--edition", "2021", "-O", "-C", "target-feature=+crt-static", "-C", "strip=symbols", "--target", &target, "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("rustc runs");
+    assert!(out.status.success(), "rustc: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read(bin).unwrap()
+}
+
+/// An OCI archive (also a docker-archive) holding /hello.
+fn hello_archive(dir: &Path) -> std::path::PathBuf {
+    let mut tree = Tree::new();
+    let mut hello = Entry::file(static_hello(dir), 0o755);
+    hello.mtime = 1_700_000_000;
+    tree.insert("/hello", hello);
+    let store = BlobStore::open(dir.join("store")).unwrap();
+    let layer = write_layer(&store, &tree, Compression::default(), "e2e hello").unwrap();
+    let mut config = ImageConfig::linux(launcher::kubelet::go_arch());
+    config.cmd = vec!["/hello".into()];
+    let meta = ImageMeta { name: IMAGE_NAME.into(), tag: IMAGE_TAG.into(), epoch: 1_700_000_000, ..Default::default() };
+    let image = build_image(&store, vec![layer], &config, &meta).unwrap();
+    let out = dir.join("hello.tar");
+    write_archive(&image, &out).unwrap();
+    out
+}
+
+fn exec(c: &mut Client, argv: &[&str]) -> String {
+    let r = c
+        .exec(&ExecRequest { argv: argv.iter().map(|s| s.to_string()).collect(), timeout_secs: Some(600), ..Default::default() })
+        .unwrap_or_else(|e| panic!("exec {argv:?}: {e}"));
+    assert_eq!(r.exit_code, Some(0), "{argv:?} failed: stdout {}\nstderr {}", r.stdout, r.stderr);
+    r.stdout
+}
+
+fn start(home: &Home, opts: &StartOptions) -> Vec<StepEvent> {
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
+    let m = home.machine(&opts.name).unwrap();
+    if let Err(e) = provision::start(home, opts, &mut rep) {
+        panic!("start failed: {e}\nconsole:\n{}", machine::console_tail(&m, 40));
+    }
+    rep.events
+}
+
+fn secs(events: &[StepEvent], step: &str) -> f64 {
+    events.iter().find(|e| e.step == step).map_or(0.0, |e| e.seconds)
+}
+
+/// Deletes the machine even when the test fails.
+struct Cleanup<'a>(&'a Home);
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if let Ok(m) = self.0.machine(PROFILE) {
+            let _ = machine::delete(&m, Duration::from_secs(5));
+        }
+    }
+}
+
+#[test]
+fn start_provision_run_image_stop_restart_switch_runtime_delete() {
+    let _guest = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let iso = e2e::iso_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = Home::at(tmp.path().join("home"));
+    let _cleanup = Cleanup(&home);
+    let m = home.machine(PROFILE).unwrap();
+    let archive = hello_archive(tmp.path());
+    let archive_bytes = std::fs::read(&archive).unwrap();
+    let mut opts = StartOptions::new(PROFILE, iso);
+    opts.memory_mb = 3072;
+    opts.disk_mb = 4096;
+    opts.runtime = Runtime::Containerd;
+    opts.agent_timeout = Duration::from_secs(900);
+    let mut boots = Vec::new();
+
+    // 1. First start: everything is created and changes.
+    let first = start(&home, &opts);
+    assert!(first.iter().all(|e| e.changed), "a fresh machine changes in every step: {first:?}");
+    assert_eq!(machine::status(&m), Status::Running);
+    assert!(provision::agent_ready_line(&m).is_some(), "console shows the agent's ready line");
+    boots.push(first.clone());
+    let agent_crt = std::fs::read(m.trust_dir().join("agent.crt")).unwrap();
+    let mut c = provision::connect_existing(&home, &m).unwrap();
+    assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);
+    assert!(exec(&mut c, &["cat", "/var/lib/minikube/certs/apiserver.crt"]).contains("BEGIN CERTIFICATE"));
+    let kubelet = exec(&mut c, &["/var/lib/minikube/binaries/v1.34.1/kubelet", "--version"]);
+    assert!(kubelet.contains(launcher::kubelet::TEST_DOUBLE_NAME), "{kubelet}");
+    let kubeconfig = std::fs::read_to_string(m.kubeconfig()).unwrap();
+    let state = m.load().unwrap();
+    assert!(kubeconfig.contains(&format!("https://127.0.0.1:{}", state.ports.apiserver)));
+
+    // 2. Our image, imported into containerd and run with ctr.
+    c.upload_bytes("/var/lib/minikube/images/e2e-hello.tar", &archive_bytes, 0o644, None).unwrap();
+    exec(&mut c, &["ctr", "-n", "k8s.io", "images", "import", "/var/lib/minikube/images/e2e-hello.tar"]);
+    let reference = format!("{IMAGE_NAME}:{IMAGE_TAG}");
+    let out = exec(&mut c, &["ctr", "-n", "k8s.io", "run", "--rm", &reference, "e2e-hello-run", "/hello"]);
+    assert_eq!(out.trim(), GREETING);
+
+    // 3. A second start on the running machine changes nothing.
+    let again = start(&home, &opts);
+    let changed: Vec<_> = again.iter().filter(|e| e.changed).map(|e| e.step).collect();
+    assert!(changed.is_empty(), "second start changed {changed:?}");
+
+    // 4. Stop, start again: hostname, image and trust survived on the data disk.
+    drop(c);
+    assert_eq!(machine::stop(&m, Duration::from_secs(120)).unwrap().is_some(), true);
+    assert_eq!(machine::status(&m), Status::Stopped);
+    assert!(!m.pidfile().exists() && !m.qmp_socket().exists());
+    let restarted = start(&home, &opts);
+    boots.push(restarted.clone());
+    assert!(!restarted.iter().find(|e| e.step == "hostname").unwrap().changed, "hostname persisted");
+    assert_eq!(std::fs::read(m.trust_dir().join("agent.crt")).unwrap(), agent_crt, "agent certificate reused");
+    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let guest_crt = exec(&mut c, &["cat", "/var/lib/minikube-agent/trust/agent.crt"]);
+    assert_eq!(guest_crt.as_bytes(), &agent_crt[..], "the agent serves its persisted trust");
+    assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);
+    assert!(exec(&mut c, &["ctr", "-n", "k8s.io", "images", "ls", "-q"]).lines().any(|l| l == reference), "image survived the reboot");
+    let out = exec(&mut c, &["ctr", "-n", "k8s.io", "run", "--rm", &reference, "e2e-hello-run2", "/hello"]);
+    assert_eq!(out.trim(), GREETING);
+
+    // 5. The running node switched to docker: docker load + docker run.
+    opts.runtime = Runtime::Docker;
+    let docker = start(&home, &opts);
+    assert!(docker.iter().find(|e| e.step == "runtime").unwrap().changed);
+    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let loaded = exec(&mut c, &["docker", "load", "-i", "/var/lib/minikube/images/e2e-hello.tar"]);
+    assert!(loaded.contains(&reference), "{loaded}");
+    let out = exec(&mut c, &["docker", "run", "--rm", &reference]);
+    assert_eq!(out.trim(), GREETING);
+
+    // 6. Delete removes the VM and its state.
+    drop(c);
+    assert!(machine::delete(&m, Duration::from_secs(60)).unwrap());
+    assert_eq!(machine::status(&m), Status::Nonexistent);
+    assert!(!m.dir.exists());
+    assert!(home.list().unwrap().is_empty());
+
+    for (i, b) in boots.iter().enumerate() {
+        let line: Vec<String> = b.iter().map(|e| format!("{} {:.1}s", e.step, e.seconds)).collect();
+        eprintln!("boot {}: {}", i + 1, line.join(", "));
+        eprintln!("boot {}: agent ready {:.1}s after qemu started", i + 1, secs(b, "agent") + secs(b, "boot"));
+    }
+}
