@@ -174,12 +174,14 @@ pub fn classify(
     2
 }
 
-/// The newest mtime of a package file (regular files and links owned by a package).
+/// The newest mtime of a package file (regular files and links owned by a package), not counting
+/// files at the epoch itself: those are package files the build rewrote (/etc/hosts, os-release)
+/// or clamped, and counting them would tie the date to SOURCE_DATE_EPOCH.
 pub fn package_epoch(tree: &Tree, owner: &BTreeMap<String, String>, epoch: u64) -> u64 {
     tree.iter()
         .filter(|(k, e)| e.kind != Kind::Dir && owner.contains_key(k.as_str()))
         .map(|(_, e)| e.mtime)
-        .filter(|m| *m <= epoch)
+        .filter(|m| *m < epoch)
         .max()
         .unwrap_or(epoch)
 }
