@@ -1,0 +1,471 @@
+//! The container driver ("kic", Kubernetes in a container): runs the kicbase image as minikube's
+//! docker/podman drivers do, and hands the agent its trust material through a bind mount.
+//!
+//! The container is privileged (or, where `--privileged` cannot apply capabilities, gets every
+//! capability), seccomp and AppArmor unconfined, with tmpfs on /run, /run/lock and /tmp (systemd
+//! needs them), a named volume on /var (the node's state survives stop/start), the host's
+//! /lib/modules read-only, hostname = name, minikube's labels, and its ports published on
+//! 127.0.0.1 with random host ports (read back with `podman port`). The trust directory (`ca.crt`,
+//! `agent.crt`, `agent.key`) is mounted read-only on [`TRUST_MOUNT`], where the image's
+//! minikube-agent.service drop-in (`--trust-dir`) looks for it. `-t` makes the container's tty
+//! its /dev/console, so the agent's `minikube-agent: ready ADDR` line shows in the container's
+//! logs, which is how [`Kic::wait_ready`] knows the node is up.
+//!
+//! Typical use:
+//! ```no_run
+//! # fn main() -> Result<(), launcher::kic::KicError> {
+//! use launcher::kic::{Engine, Kic, KicConfig};
+//! let mut cfg = KicConfig::new(Engine::podman(), "minikube", "kicbase:v0.1.0", "/path/to/trust");
+//! cfg.runtime = Some("runc".into());
+//! let node = Kic::create(&cfg)?;
+//! node.wait_ready(std::time::Duration::from_secs(120))?;
+//! let agent = node.agent_addr()?; // 127.0.0.1:<random port> -> 7443 in the container
+//! node.stop()?;
+//! node.start()?;
+//! node.delete()?;
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Where the image's agent unit expects the trust material (see kicbase/overlay).
+pub const TRUST_MOUNT: &str = "/etc/minikube-agent/trust";
+/// The agent's port inside the container.
+pub const AGENT_PORT: u16 = 7443;
+/// Ports minikube publishes (SSH, docker TLS, API server, registry, ingress) plus the agent.
+pub const DEFAULT_PORTS: &[u16] = &[22, 2376, 8443, 5000, 32443, AGENT_PORT];
+/// The line the agent writes to the console when it serves.
+pub const READY_MARKER: &str = "minikube-agent: ready";
+/// The line the agent writes when it cannot serve.
+pub const NOT_SERVING_MARKER: &str = "minikube-agent: not serving";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KicError {
+    #[error("cannot run {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command { command: String, status: String, stderr: String },
+    #[error("trust directory {dir}: {reason}")]
+    Trust { dir: PathBuf, reason: String },
+    #[error("container {name}: {message}\n--- last container log lines ---\n{log_tail}")]
+    NotReady { name: String, message: String, log_tail: String },
+    #[error("container {name}: cannot parse `port {port}` output {output:?}")]
+    Port { name: String, port: u16, output: String },
+}
+
+/// How privileges are granted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Privileges {
+    /// `--privileged` (what minikube does).
+    Privileged,
+    /// `--cap-add ALL --cap-drop SYS_RESOURCE` (dockerd where `--privileged` fails with
+    /// `unable to apply caps`), plus access to all devices is not granted.
+    AllCaps,
+}
+
+/// The container engine's command line client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Engine {
+    /// Program, e.g. `podman` or `docker`.
+    pub program: String,
+    /// Arguments before every subcommand, e.g. `-H unix:///tmp/x/docker.sock`.
+    pub global_args: Vec<String>,
+}
+
+impl Engine {
+    pub fn podman() -> Self {
+        Engine { program: "podman".into(), global_args: Vec::new() }
+    }
+    pub fn docker() -> Self {
+        Engine { program: "docker".into(), global_args: Vec::new() }
+    }
+
+    /// Run `program global_args args`, returning stdout; a non-zero exit is an error carrying
+    /// stderr.
+    pub fn run(&self, args: &[String]) -> Result<String, KicError> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.global_args).args(args);
+        tracing::debug!(command = %render(&self.program, &self.global_args, args), "engine");
+        let out = cmd.output().map_err(|source| KicError::Spawn { program: self.program.clone(), source })?;
+        if !out.status.success() {
+            return Err(KicError::Command {
+                command: render(&self.program, &self.global_args, args),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// stdout and stderr together (what `logs` prints comes on both).
+    fn run_combined(&self, args: &[String]) -> Result<String, KicError> {
+        let out = Command::new(&self.program)
+            .args(&self.global_args)
+            .args(args)
+            .output()
+            .map_err(|source| KicError::Spawn { program: self.program.clone(), source })?;
+        if !out.status.success() {
+            return Err(KicError::Command {
+                command: render(&self.program, &self.global_args, args),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        let mut s = String::from_utf8_lossy(&out.stdout).to_string();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok(s)
+    }
+}
+
+fn render(program: &str, global: &[String], args: &[String]) -> String {
+    std::iter::once(program).chain(global.iter().map(String::as_str)).chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct KicConfig {
+    pub engine: Engine,
+    /// Container name, volume name and hostname (minikube: the machine name).
+    pub name: String,
+    /// `name.minikube.sigs.k8s.io` label (the profile).
+    pub profile: String,
+    /// `role.minikube.sigs.k8s.io` label.
+    pub role: String,
+    /// Image reference, e.g. `kicbase:v0.1.0` (must be loaded: `podman load -i out/kicbase.tar`).
+    pub image: String,
+    /// Host directory with `ca.crt`, `agent.crt`, `agent.key`.
+    pub trust_dir: PathBuf,
+    /// Container ports published on 127.0.0.1 with random host ports.
+    pub ports: Vec<u16>,
+    /// `--cpus`, e.g. `2`.
+    pub cpus: Option<String>,
+    /// `--memory`, e.g. `2g`.
+    pub memory: Option<String>,
+    /// `--network` (minikube: a per-cluster bridge) and `--ip`.
+    pub network: Option<String>,
+    pub ip: Option<String>,
+    /// OCI runtime (`--runtime`), e.g. `runc` where crun refuses the host's cgroup layout.
+    pub runtime: Option<String>,
+    /// `--ulimit` values (`nofile=20000:20000`); empty: the host's hard limits for nofile and
+    /// nproc (rootful podman otherwise asks for limits above them and fails).
+    pub ulimits: Vec<String>,
+    pub privileges: Privileges,
+    /// Extra arguments for `run`, before the image.
+    pub extra_run_args: Vec<String>,
+}
+
+impl KicConfig {
+    /// minikube's defaults for a control-plane node of profile `name`.
+    pub fn new(engine: Engine, name: &str, image: &str, trust_dir: impl Into<PathBuf>) -> Self {
+        KicConfig {
+            engine,
+            name: name.into(),
+            profile: name.into(),
+            role: "control-plane".into(),
+            image: image.into(),
+            trust_dir: trust_dir.into(),
+            ports: DEFAULT_PORTS.to_vec(),
+            cpus: None,
+            memory: None,
+            network: None,
+            ip: None,
+            runtime: None,
+            ulimits: Vec::new(),
+            privileges: Privileges::Privileged,
+            extra_run_args: Vec::new(),
+        }
+    }
+
+    /// The `run` arguments (after the subcommand), as minikube's kic driver builds them.
+    pub fn run_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec!["-d".into(), "-t".into()];
+        match self.privileges {
+            Privileges::Privileged => a.push("--privileged".into()),
+            Privileges::AllCaps => a.extend(["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE"].map(String::from)),
+        }
+        a.extend(["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"].map(String::from));
+        for t in ["/tmp", "/run", "/run/lock"] {
+            a.push("--tmpfs".into());
+            a.push(t.into());
+        }
+        a.extend(["-v".into(), "/lib/modules:/lib/modules:ro".into()]);
+        a.extend(["-v".into(), format!("{}:/var", self.name)]);
+        a.extend(["-v".into(), format!("{}:{TRUST_MOUNT}:ro", self.trust_dir.display())]);
+        a.extend(["--hostname".into(), self.name.clone(), "--name".into(), self.name.clone()]);
+        for l in self.labels() {
+            a.extend(["--label".into(), l]);
+        }
+        a.extend(["-e".into(), "container=docker".into()]);
+        if let Some(n) = &self.network {
+            a.extend(["--network".into(), n.clone()]);
+        }
+        if let Some(ip) = &self.ip {
+            a.extend(["--ip".into(), ip.clone()]);
+        }
+        if let Some(c) = &self.cpus {
+            a.push(format!("--cpus={c}"));
+        }
+        if let Some(m) = &self.memory {
+            a.push(format!("--memory={m}"));
+        }
+        if let Some(r) = &self.runtime {
+            a.extend(["--runtime".into(), r.clone()]);
+        }
+        let ulimits = if self.ulimits.is_empty() { host_ulimits() } else { self.ulimits.clone() };
+        for u in ulimits {
+            a.extend(["--ulimit".into(), u]);
+        }
+        for p in &self.ports {
+            a.push(format!("--publish=127.0.0.1::{p}"));
+        }
+        a.extend(self.extra_run_args.iter().cloned());
+        a.push(self.image.clone());
+        a
+    }
+
+    fn labels(&self) -> Vec<String> {
+        vec![
+            "created_by.minikube.sigs.k8s.io=true".into(),
+            format!("name.minikube.sigs.k8s.io={}", self.profile),
+            format!("role.minikube.sigs.k8s.io={}", self.role),
+        ]
+    }
+}
+
+/// `nofile=H:H` and `nproc=H:H` from this process's hard limits (/proc/self/limits).
+pub fn host_ulimits() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let hard = |label: &str| -> Option<String> {
+        let line = text.lines().find(|l| l.starts_with(label))?;
+        let fields: Vec<&str> = line[label.len()..].split_whitespace().collect();
+        let h = *fields.get(1)?;
+        (h != "unlimited").then(|| h.to_string())
+    };
+    let mut v = Vec::new();
+    if let Some(h) = hard("Max open files") {
+        v.push(format!("nofile={h}:{h}"));
+    }
+    if let Some(h) = hard("Max processes") {
+        v.push(format!("nproc={h}:{h}"));
+    }
+    v
+}
+
+/// Check the trust directory has the three files the agent reads.
+pub fn check_trust_dir(dir: &Path) -> Result<(), KicError> {
+    for f in ["ca.crt", "agent.crt", "agent.key"] {
+        let p = dir.join(f);
+        if !p.is_file() {
+            return Err(KicError::Trust { dir: dir.to_path_buf(), reason: format!("{f} is missing") });
+        }
+    }
+    Ok(())
+}
+
+/// A node container (created by [`Kic::create`], or found again by name with [`Kic::existing`]).
+#[derive(Clone, Debug)]
+pub struct Kic {
+    pub engine: Engine,
+    pub name: String,
+}
+
+/// `running`, `exited`, ... as the engine reports it.
+pub type ContainerState = String;
+
+impl Kic {
+    /// Create the volume and start the container (nothing is waited for: see [`Kic::wait_ready`]).
+    /// On failure the volume and container are removed again.
+    pub fn create(cfg: &KicConfig) -> Result<Kic, KicError> {
+        check_trust_dir(&cfg.trust_dir)?;
+        let e = &cfg.engine;
+        let kic = Kic { engine: e.clone(), name: cfg.name.clone() };
+        let mut vol = vec!["volume".to_string(), "create".to_string()];
+        for l in cfg.labels() {
+            vol.extend(["--label".into(), l]);
+        }
+        vol.push(cfg.name.clone());
+        e.run(&vol)?;
+        let mut run = vec!["run".to_string()];
+        run.extend(cfg.run_args());
+        tracing::info!(name = %cfg.name, image = %cfg.image, "starting node container");
+        if let Err(err) = e.run(&run) {
+            let _ = kic.delete();
+            return Err(err);
+        }
+        Ok(kic)
+    }
+
+    /// A handle on an existing container.
+    pub fn existing(engine: Engine, name: &str) -> Kic {
+        Kic { engine, name: name.into() }
+    }
+
+    fn args(&self, a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The container's logs (its console: systemd and the agent).
+    pub fn logs(&self) -> Result<String, KicError> {
+        self.engine.run_combined(&self.args(&["logs", &self.name]))
+    }
+
+    /// `running`, `exited`, `created`... (`inspect --format {{.State.Status}}`).
+    pub fn state(&self) -> Result<ContainerState, KicError> {
+        Ok(self.engine.run(&self.args(&["inspect", "--format", "{{.State.Status}}", &self.name]))?.trim().to_string())
+    }
+
+    /// How many times the agent said it was ready (across restarts, logs accumulate).
+    fn ready_count(&self) -> Result<usize, KicError> {
+        Ok(self.logs()?.matches(READY_MARKER).count())
+    }
+
+    /// Wait until the agent's ready line appears in the logs for the first time (after
+    /// [`Kic::create`]).
+    pub fn wait_ready(&self, timeout: Duration) -> Result<Duration, KicError> {
+        self.wait_ready_after(0, timeout)
+    }
+
+    /// Wait until the logs hold more than `seen` ready lines. Fails early when the container
+    /// stops or the agent says it cannot serve.
+    pub fn wait_ready_after(&self, seen: usize, timeout: Duration) -> Result<Duration, KicError> {
+        let start = Instant::now();
+        loop {
+            let logs = self.logs()?;
+            if logs.matches(READY_MARKER).count() > seen {
+                tracing::info!(name = %self.name, secs = start.elapsed().as_secs_f64(), "agent ready");
+                return Ok(start.elapsed());
+            }
+            let fail = |message: String| KicError::NotReady { name: self.name.clone(), message, log_tail: tail(&logs, 40) };
+            if logs.matches(NOT_SERVING_MARKER).count() > 0 && logs.rfind(NOT_SERVING_MARKER) > logs.rfind(READY_MARKER) {
+                return Err(fail("the agent cannot serve".into()));
+            }
+            let state = self.state()?;
+            if state != "running" && state != "created" && state != "configured" {
+                return Err(fail(format!("container is {state}")));
+            }
+            if start.elapsed() > timeout {
+                return Err(fail(format!("no `{READY_MARKER}` line after {timeout:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The host port published for `container_port` (TCP).
+    pub fn host_port(&self, container_port: u16) -> Result<u16, KicError> {
+        let out = self.engine.run(&self.args(&["port", &self.name, &format!("{container_port}/tcp")]))?;
+        parse_port(&out).ok_or_else(|| KicError::Port { name: self.name.clone(), port: container_port, output: out.clone() })
+    }
+
+    /// The agent's address on the host: 127.0.0.1 and the port published for 7443.
+    pub fn agent_addr(&self) -> Result<SocketAddr, KicError> {
+        Ok(SocketAddr::from(([127, 0, 0, 1], self.host_port(AGENT_PORT)?)))
+    }
+
+    /// Stop (the image's STOPSIGNAL, SIGRTMIN+3, lets systemd shut down cleanly).
+    pub fn stop(&self) -> Result<(), KicError> {
+        self.engine.run(&self.args(&["stop", "-t", "60", &self.name]))?;
+        Ok(())
+    }
+
+    /// Start a stopped container and wait for the agent again. Host ports change: read them
+    /// again with [`Kic::agent_addr`].
+    pub fn start(&self) -> Result<(), KicError> {
+        self.engine.run(&self.args(&["start", &self.name]))?;
+        Ok(())
+    }
+
+    /// [`Kic::start`] and wait for a fresh ready line.
+    pub fn start_and_wait(&self, timeout: Duration) -> Result<Duration, KicError> {
+        let seen = self.ready_count()?;
+        self.start()?;
+        self.wait_ready_after(seen, timeout)
+    }
+
+    /// Run a command in the container (`exec`), returning stdout.
+    pub fn exec(&self, cmd: &[&str]) -> Result<String, KicError> {
+        let mut a = vec!["exec".to_string(), self.name.clone()];
+        a.extend(cmd.iter().map(|s| s.to_string()));
+        self.engine.run(&a)
+    }
+
+    /// Remove the container and its /var volume. Missing ones are not an error.
+    pub fn delete(&self) -> Result<(), KicError> {
+        let gone = |e: &KicError| matches!(e, KicError::Command { stderr, .. } if stderr.contains("no such") || stderr.contains("No such"));
+        match self.engine.run(&self.args(&["rm", "-f", "-v", &self.name])) {
+            Err(e) if !gone(&e) => return Err(e),
+            _ => {}
+        }
+        match self.engine.run(&self.args(&["volume", "rm", "-f", &self.name])) {
+            Err(e) if !gone(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `127.0.0.1:43567` (possibly several lines, IPv4 and IPv6) -> 43567.
+pub fn parse_port(out: &str) -> Option<u16> {
+    out.lines().filter_map(|l| l.trim().rsplit_once(':')).find_map(|(_, p)| p.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_args_follow_minikube() {
+        let mut c = KicConfig::new(Engine::podman(), "p1", "kicbase:v1", "/t");
+        c.runtime = Some("runc".into());
+        c.ulimits = vec!["nofile=20000:20000".into()];
+        c.cpus = Some("2".into());
+        let a = c.run_args().join(" ");
+        for want in [
+            "-d -t --privileged --security-opt seccomp=unconfined --security-opt apparmor=unconfined",
+            "--tmpfs /tmp --tmpfs /run --tmpfs /run/lock",
+            "-v /lib/modules:/lib/modules:ro -v p1:/var -v /t:/etc/minikube-agent/trust:ro",
+            "--hostname p1 --name p1",
+            "--label created_by.minikube.sigs.k8s.io=true --label name.minikube.sigs.k8s.io=p1 --label role.minikube.sigs.k8s.io=control-plane",
+            "-e container=docker",
+            "--cpus=2",
+            "--runtime runc --ulimit nofile=20000:20000",
+            "--publish=127.0.0.1::22 --publish=127.0.0.1::2376 --publish=127.0.0.1::8443",
+            "--publish=127.0.0.1::7443 kicbase:v1",
+        ] {
+            assert!(a.contains(want), "{want:?} missing from {a}");
+        }
+        assert!(a.ends_with("kicbase:v1"));
+    }
+
+    #[test]
+    fn ports_parse() {
+        assert_eq!(parse_port("127.0.0.1:43567\n"), Some(43567));
+        assert_eq!(parse_port("0.0.0.0:1\n[::]:1\n"), Some(1));
+        assert_eq!(parse_port(""), None);
+    }
+
+    #[test]
+    fn host_ulimits_are_hard_limits() {
+        for u in host_ulimits() {
+            let (name, v) = u.split_once('=').unwrap();
+            assert!(name == "nofile" || name == "nproc");
+            let (s, h) = v.split_once(':').unwrap();
+            assert_eq!(s, h);
+            assert!(s.parse::<u64>().is_ok(), "{u}");
+        }
+    }
+
+    #[test]
+    fn trust_dir_must_hold_three_files() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("ca.crt"), "x").unwrap();
+        let e = check_trust_dir(d.path()).unwrap_err().to_string();
+        assert!(e.contains("agent.crt"), "{e}");
+    }
+}
