@@ -305,7 +305,12 @@ fn ensure_sa_key(dir: &Path, issued: &mut Vec<&'static str>) -> Result<(String, 
 /// Guest directory of the Kubernetes certificates.
 pub const GUEST_CERTS_DIR: &str = "/var/lib/minikube/certs";
 
-/// The agent `certs` request: files into /var/lib/minikube/certs and minikubeCA trusted.
+/// Guest path of the service-account public key: not a certificate, so it goes through the
+/// agent's file upload rather than `certs`.
+pub const GUEST_SA_PUB: &str = "/var/lib/minikube/certs/sa.pub";
+
+/// The agent `certs` request: files into /var/lib/minikube/certs and minikubeCA trusted
+/// (everything but `sa.pub`, see [`GUEST_SA_PUB`]).
 pub fn certs_request(p: &ProfileCerts) -> agent::api::CertsRequest {
     use agent::api::{CertFile, TrustedCa};
     let file = |name: &str, pem: &str, private: bool| CertFile { path: format!("{GUEST_CERTS_DIR}/{name}"), pem: pem.to_string(), private };
@@ -320,7 +325,6 @@ pub fn certs_request(p: &ProfileCerts) -> agent::api::CertsRequest {
             file("proxy-client.crt", &p.proxy_client.cert_pem, false),
             file("proxy-client.key", &p.proxy_client.key_pem, true),
             file("sa.key", &p.sa_key_pem, true),
-            file("sa.pub", &p.sa_pub_pem, false),
         ],
         trust: vec![TrustedCa { name: "minikubeCA.pem".into(), pem: p.cluster_ca.cert_pem.clone() }],
     }
@@ -377,5 +381,6 @@ mod tests {
         let req = certs_request(&p);
         assert!(req.files.iter().all(|f| f.path.starts_with(GUEST_CERTS_DIR)));
         assert_eq!(req.files.iter().filter(|f| f.private).count(), 5);
+        assert!(req.files.iter().all(|f| f.private || f.pem.contains("BEGIN CERTIFICATE")), "the agent accepts only certificates and keys");
     }
 }

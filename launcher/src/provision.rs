@@ -286,7 +286,8 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
     let t = Instant::now();
     let req = certs::certs_request(&pc);
     let c = with_retry("certs", 5, || client.certs(&req))?;
-    rep.step("certs", t, c.changed, format!("{} files into {}", req.files.len(), certs::GUEST_CERTS_DIR));
+    let sa = with_retry("certs", 5, || client.upload_bytes(certs::GUEST_SA_PUB, pc.sa_pub_pem.as_bytes(), 0o644, None))?;
+    rep.step("certs", t, c.changed || sa.changed, format!("{} files into {}", req.files.len() + 1, certs::GUEST_CERTS_DIR));
 
     // runtime
     let t = Instant::now();
