@@ -2,6 +2,11 @@
 //! calls the `image` (and other) libraries, where the logic lives.
 
 mod agent_build;
+mod bench_agent;
+mod bench_compress;
+mod bench_iso;
+mod buildroot;
+mod kicbase;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -22,7 +27,7 @@ enum Flavor {
     Buildroot,
 }
 
-#[derive(clap::Args)]
+#[derive(Parser)]
 struct IsoArgs {
     #[arg(long, value_enum, default_value = "debian")]
     flavor: Flavor,
@@ -40,6 +45,15 @@ struct IsoArgs {
     level: Option<i32>,
     #[command(flatten)]
     common: CommonArgs,
+    /// Buildroot flavor: a buildroot checkout of the pinned release.
+    #[arg(long, value_name = "DIR")]
+    buildroot: Option<PathBuf>,
+    /// Buildroot flavor: run make inside a container (podman or docker).
+    #[arg(long, value_name = "ENGINE", value_parser = ["podman", "docker"])]
+    in_container: Option<String>,
+    /// Buildroot flavor: x86_64 or aarch64 (default: this machine's).
+    #[arg(long)]
+    arch: Option<String>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -61,6 +75,41 @@ enum Cmd {
     Iso(IsoArgs),
     /// Build the static in-guest agent (minikube-agent) and print its path.
     Agent,
+    /// Build the node container image (out/kicbase.tar), without a daemon.
+    Kicbase(kicbase::KicbaseArgs),
+    /// Build the ISO (the end-to-end tests boot it), then run every test of the workspace.
+    Test {
+        /// Extra arguments for `cargo test`, e.g. `-p image` or `-- name_filter`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks (medians, with ratios against a baseline measured in the same run).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Cold/warm/rebuild times, sizes per compressor, boot to ready.
+    Iso {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Boots to measure (0 to skip).
+        #[arg(long, default_value_t = 1)]
+        boots: usize,
+        /// Skip the cold (empty cache) builds, which download every package again.
+        #[arg(long)]
+        skip_cold: bool,
+    },
+    /// The agent: `info` round trip over mTLS and all provisioning operations, vs plain TCP.
+    Agent {
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+    },
+    /// Initramfs compressors on a directory tree (default: a synthetic tree).
+    Compress { dir: Option<PathBuf> },
 }
 
 fn main() -> Result<()> {
@@ -76,6 +125,13 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
     match cli.cmd {
         Cmd::Iso(a) => iso(a),
+        Cmd::Kicbase(a) => kicbase::run(a),
+        Cmd::Test { args } => test(args),
+        Cmd::Bench { what } => match what {
+            BenchCmd::Iso { runs, boots, skip_cold } => bench_iso::run(runs, boots, skip_cold),
+            BenchCmd::Agent { iterations } => bench_agent::run(iterations),
+            BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
+        },
         Cmd::Agent => {
             let p = agent_build::build_static()?;
             println!("{}", p.display());
@@ -122,9 +178,34 @@ pub fn options(common: &CommonArgs) -> Result<image::assemble::Options> {
     Ok(o)
 }
 
+fn test(args: Vec<String>) -> Result<()> {
+    let iso_args = IsoArgs::parse_from(["iso"]);
+    iso(iso_args).context("building out/minikube.iso for the end-to-end tests")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["test", "--workspace"])
+        .args(&args)
+        .env("MINIKUBE_ISO", std::fs::canonicalize("out/minikube.iso")?)
+        .status()
+        .context("run cargo test")?;
+    if !status.success() {
+        bail!("tests failed");
+    }
+    Ok(())
+}
+
 fn iso(a: IsoArgs) -> Result<()> {
     if a.flavor == Flavor::Buildroot {
-        bail!("--flavor buildroot: not wired yet");
+        return buildroot::run(buildroot::BuildrootArgs {
+            buildroot: a.buildroot,
+            in_container: a.in_container,
+            arch: a.arch,
+            output: a.out,
+            buildroot_git_url: ::buildroot::driver::DEFAULT_GIT_URL.to_string(),
+        });
+    }
+    if a.buildroot.is_some() || a.in_container.is_some() || a.arch.is_some() {
+        bail!("--buildroot, --in-container and --arch belong to --flavor buildroot");
     }
     let spec = image::spec::Spec::load(&a.spec)?;
     let mut opts = options(&a.common)?;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install everything the build and the tests need on a Debian 12 / Ubuntu machine (as root, or
+# with sudo). Safe to run again.
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(
+  # building and checking images
+  xorriso isolinux syslinux-common cpio zstd xz-utils bzip2 gzip kmod gpgv debian-archive-keyring
+  grub-efi-amd64-bin grub-common mtools ovmf openssl git ca-certificates curl
+  # booting them
+  qemu-system-x86 qemu-utils
+  # OCI images and containers
+  skopeo umoci podman runc crun docker.io iptables uidmap
+  # C toolchain for -sys crates
+  build-essential pkg-config
+)
+$SUDO apt-get update -q
+if ! $SUDO apt-get install -y -q --no-install-recommends "${pkgs[@]}"; then
+  # A newer qemu-utils from backports blocks qemu-system-x86 from the release: take the
+  # release's qemu-utils so both match.
+  rel=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+  $SUDO apt-get install -y -q --no-install-recommends --allow-downgrades "${pkgs[@]/#qemu-utils/qemu-utils\/$rel}"
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install Rust with rustup (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
+rustup target add x86_64-unknown-linux-gnu >/dev/null 2>&1 || true
+echo "setup done"
