@@ -5,7 +5,7 @@
 use crate::assemble::{assemble, fetch_unpacked, AssembleError, Installed, Options};
 use crate::compress::Compression;
 use crate::fetch::Http;
-use crate::iso::{BiosBoot, IsoImage};
+use crate::iso::{BiosBoot, EfiBoot, IsoImage};
 use crate::rootfs::Entry;
 use crate::spec::Spec;
 use std::path::Path;
@@ -94,6 +94,23 @@ pub fn build(spec: &Spec, opts: &Options, compression: Option<(Compression, Opti
         .file("boot/initrd", initrd)
         .file("version.json", a.tree.get("/version.json").and_then(|e| e.content()).unwrap_or(b"{}").to_vec());
     img.bios = Some(bios);
+    // UEFI: a standalone GRUB (built by the host's grub-mkimage from the modules of Debian's
+    // grub-efi-amd64-bin package) in a FAT ESP, booting the same kernel, initrd and cmdline.
+    if bl.contains(crate::iso::GRUB_EFI_MODULE_DIR) {
+        let mods = tempfile::tempdir().map_err(|source| IsoBuildError::Io { path: "grub modules".into(), source })?;
+        for (k, e) in bl.children_of(crate::iso::GRUB_EFI_MODULE_DIR) {
+            if let Some(c) = e.content() {
+                let rel = k.trim_start_matches(crate::iso::GRUB_EFI_MODULE_DIR).trim_start_matches('/');
+                let dst = mods.path().join(rel);
+                std::fs::create_dir_all(dst.parent().unwrap()).map_err(|source| IsoBuildError::Io { path: dst.display().to_string(), source })?;
+                std::fs::write(&dst, c).map_err(|source| IsoBuildError::Io { path: dst.display().to_string(), source })?;
+            }
+        }
+        let cfg = crate::iso::grub_cfg(&boot.volume_id, &boot.cmdline, "minikube-iso: grub");
+        let grub = crate::iso::grub_efi(&cfg, mods.path())?;
+        let esp = crate::iso::esp_image(&[(crate::iso::ESP_BOOTLOADER, &grub)])?;
+        img.efi = Some(EfiBoot { esp_image: esp });
+    }
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|source| IsoBuildError::Io { path: dir.display().to_string(), source })?;
     }
