@@ -11,6 +11,10 @@ use agent::host::{Host, RecordingHost, SystemHost};
 use agent::paths::GuestRoot;
 use clap::{Parser, Subcommand};
 
+/// Exit status when there is no usable trust material (EX_CONFIG): the unit does not restart on
+/// it, since trust only arrives at boot (fw_cfg, data disk) or through --trust-dir.
+const NO_TRUST: u8 = 78;
+
 #[derive(Parser)]
 #[command(name = "minikube-agent", version, about = "Provisions a minikube node over mutual TLS")]
 struct Cli {
@@ -84,7 +88,7 @@ fn serve(common: Common, listen: SocketAddr, trust_dir: Option<PathBuf>) -> anyh
         Ok(found) => found,
         Err(e) => {
             announce(console, &format!("minikube-agent: not serving: {e}"));
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(NO_TRUST));
         }
     };
     tracing::info!("trust material from {source}");
@@ -92,7 +96,7 @@ fn serve(common: Common, listen: SocketAddr, trust_dir: Option<PathBuf>) -> anyh
         Ok(t) => t,
         Err(e) => {
             announce(console, &format!("minikube-agent: not serving: trust material from {source}: {e}"));
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(NO_TRUST));
         }
     };
     let audit = agent::audit::AuditLog::open(&root.host(agent::AUDIT_LOG))?;

@@ -65,7 +65,7 @@ fn write_trust(dir: &Path, p: &common::Pki, raw_subdir: bool) {
 fn without_trust_it_refuses_to_serve_and_says_why() {
     let root = common::guest_root();
     let out = command(root.path(), &[]).stderr(Stdio::piped()).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(78));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("minikube-agent: not serving: no TLS trust material found"), "{text}");
     assert!(text.contains("--trust-dir: not given") && text.contains("fw_cfg") && text.contains("/var/lib/minikube-agent/trust"), "{text}");

@@ -135,7 +135,7 @@ fn runtimes_converge_and_restart_only_on_change() {
             }
             Runtime::Containerd => {
                 let toml = std::fs::read_to_string(a.path("/etc/containerd/config.toml")).unwrap();
-                assert!(toml.contains("SystemdCgroup = true") && toml.contains("sandbox = \"registry.k8s.io/pause:3.10\""), "{toml}");
+                assert!(toml.contains("SystemdCgroup = true") && toml.contains("sandbox_image = \"registry.k8s.io/pause:3.10\""), "{toml}");
                 assert!(std::fs::read_to_string(a.path("/etc/containerd/certs.d/10.0.0.0:5000/hosts.toml")).unwrap().contains("skip_verify = true"));
                 assert!(cmds.contains(&"systemctl mask docker.service".to_string()));
             }

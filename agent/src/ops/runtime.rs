@@ -122,15 +122,16 @@ pub fn config_files(req: &RuntimeRequest) -> (Vec<ConfigFile>, Vec<&'static str>
             files.push(file(
                 "/etc/containerd/config.toml",
                 format!(
-                    "version = 3\nroot = \"/var/lib/containerd\"\nstate = \"/run/containerd\"\n\n\
+                    // Config version 2: read by containerd 1.6 (Debian bookworm), 1.7 and 2.x
+                    // (which migrates it); version 3 is refused by 1.6 and 1.7.
+                    "version = 2\nroot = \"/var/lib/containerd\"\nstate = \"/run/containerd\"\n\n\
                      [grpc]\n  address = \"/run/containerd/containerd.sock\"\n\n\
-                     [plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = {:?}\n\n\
-                     [plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n\n\
-                     [plugins.\"io.containerd.cri.v1.runtime\"]\n  enable_unprivileged_ports = true\n  enable_unprivileged_icmp = true\n\n\
-                     [plugins.\"io.containerd.cri.v1.runtime\".containerd]\n  default_runtime_name = \"runc\"\n\n\
-                     [plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n\
-                     [plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc.options]\n  SystemdCgroup = {systemd}\n\n\
-                     [plugins.\"io.containerd.cri.v1.runtime\".cni]\n  bin_dirs = [\"/opt/cni/bin\"]\n  conf_dir = \"/etc/cni/net.d\"\n",
+                     [plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = {:?}\n  enable_unprivileged_ports = true\n  enable_unprivileged_icmp = true\n\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"runc\"\n\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = {systemd}\n\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/opt/cni/bin\"\n  conf_dir = \"/etc/cni/net.d\"\n",
                     req.pause_image
                 ),
                 0o644,
