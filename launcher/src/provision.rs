@@ -321,7 +321,8 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
         KubeletSource::TestDouble(_) => format!("{} (test double: no real kubelet given)", kubelet::TEST_DOUBLE_NAME),
         other => other.path().display().to_string(),
     };
-    rep.step("kubelet", t, up.changed || k.changed, format!("{} {what}: {}", state.kubernetes_version, k.state));
+    let binary = if up.changed { "binary uploaded" } else { "binary present" };
+    rep.step("kubelet", t, up.changed || k.changed, format!("{} {what}, {binary}: {}", state.kubernetes_version, k.state));
 
     // kubeconfig
     let t = Instant::now();
