@@ -153,6 +153,9 @@ pub struct KicConfig {
     /// nproc (rootful podman otherwise asks for limits above them and fails).
     pub ulimits: Vec<String>,
     pub privileges: Privileges,
+    /// Mount the host's /lib/modules read-only (default: when the host has it; minikube always
+    /// mounts it, but a host that is itself a container may have none).
+    pub mount_modules: bool,
     /// Extra arguments for `run`, before the image.
     pub extra_run_args: Vec<String>,
 }
@@ -175,6 +178,7 @@ impl KicConfig {
             runtime: None,
             ulimits: Vec::new(),
             privileges: Privileges::Privileged,
+            mount_modules: Path::new("/lib/modules").is_dir(),
             extra_run_args: Vec::new(),
         }
     }
@@ -191,7 +195,9 @@ impl KicConfig {
             a.push("--tmpfs".into());
             a.push(t.into());
         }
-        a.extend(["-v".into(), "/lib/modules:/lib/modules:ro".into()]);
+        if self.mount_modules {
+            a.extend(["-v".into(), "/lib/modules:/lib/modules:ro".into()]);
+        }
         a.extend(["-v".into(), format!("{}:/var", self.name)]);
         a.extend(["-v".into(), format!("{}:{TRUST_MOUNT}:ro", self.trust_dir.display())]);
         a.extend(["--hostname".into(), self.name.clone(), "--name".into(), self.name.clone()]);
@@ -235,22 +241,22 @@ impl KicConfig {
     }
 }
 
-/// `nofile=H:H` and `nproc=H:H` from this process's hard limits (/proc/self/limits).
+/// `nofile=N:N` and `nproc=N:N` within this process's hard limits (/proc/self/limits): nofile
+/// at its hard limit, nproc at most 32768 (on this host the runtime refused the full hard limit
+/// of 96365 with `error setting rlimit type 6: operation not permitted`, 32768 works).
 pub fn host_ulimits() -> Vec<String> {
     let text = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let hard = |label: &str| -> Option<String> {
+    let hard = |label: &str| -> Option<u64> {
         let line = text.lines().find(|l| l.starts_with(label))?;
         let fields: Vec<&str> = line[label.len()..].split_whitespace().collect();
-        let h = *fields.get(1)?;
-        (h != "unlimited").then(|| h.to_string())
+        fields.get(1)?.parse().ok()
     };
     let mut v = Vec::new();
     if let Some(h) = hard("Max open files") {
         v.push(format!("nofile={h}:{h}"));
     }
-    if let Some(h) = hard("Max processes") {
-        v.push(format!("nproc={h}:{h}"));
-    }
+    let nproc = hard("Max processes").map_or(32768, |h| h.min(32768));
+    v.push(format!("nproc={nproc}:{nproc}"));
     v
 }
 
@@ -425,6 +431,7 @@ mod tests {
         c.runtime = Some("runc".into());
         c.ulimits = vec!["nofile=20000:20000".into()];
         c.cpus = Some("2".into());
+        c.mount_modules = true;
         let a = c.run_args().join(" ");
         for want in [
             "-d -t --privileged --security-opt seccomp=unconfined --security-opt apparmor=unconfined",

@@ -1,0 +1,177 @@
+//! kicbase end to end with rootful podman: load out/kicbase.tar, run it with the launcher's kic
+//! driver (minikube's flags), wait for the agent's ready line in the container logs, provision
+//! containerd through the agent (mutual TLS), import and run a small image inside the node
+//! (nested), stop, start (the agent is ready again, /var survived on the volume), delete
+//! (container and volume gone).
+//!
+//! Needs root, podman, runc, and the image (`cargo xtask kicbase`, or `KICBASE_ARCHIVE`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use agent::api::{CgroupDriver, ExecRequest, Runtime, RuntimeRequest};
+use agent::client::Client;
+use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
+use image::rootfs::{Entry, Tree};
+use launcher::kic::{Engine, Kic, KicConfig};
+
+fn archive() -> PathBuf {
+    let p = std::env::var_os("KICBASE_ARCHIVE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/kicbase.tar"));
+    assert!(p.is_file(), "{} is missing: run `cargo xtask kicbase` first (or set KICBASE_ARCHIVE)", p.display());
+    p
+}
+
+fn podman(args: &[&str]) -> String {
+    let o = Command::new("podman").args(args).output().expect("podman runs (apt-get install podman)");
+    assert!(o.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Deletes the node even when the test fails half way.
+struct Cleanup(Kic);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = self.0.delete();
+    }
+}
+
+/// Trust material for the agent (server cert for localhost/127.0.0.1) and a client identity.
+fn trust(dir: &Path) -> (String, pki::Identity) {
+    let ca = pki::Ca::generate("minikubeCA", pki::Validity::days_from_now(1)).unwrap();
+    let server = ca
+        .issue_server("minikube-agent", &["localhost", "minikube"], &["127.0.0.1".parse().unwrap()], pki::Validity::days_from_now(1))
+        .unwrap();
+    std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
+    server.save(&dir.join("agent.crt"), &dir.join("agent.key")).unwrap();
+    let client = ca.issue_client("minikube-user", &["system:masters"], pki::Validity::days_from_now(1)).unwrap();
+    (ca.cert_pem().to_string(), client)
+}
+
+fn connect(node: &Kic, ca: &str, id: &pki::Identity) -> Client {
+    let addr = node.agent_addr().unwrap();
+    let mut c = Client::connect(addr, "localhost", ca, id).unwrap_or_else(|e| panic!("agent at {addr}: {e}"));
+    c.set_timeout(Duration::from_secs(300));
+    c
+}
+
+fn exec(c: &mut Client, argv: &[&str], timeout: u64) -> agent::api::ExecResponse {
+    let r = c
+        .exec(&ExecRequest {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout_secs: Some(timeout),
+            stdin: None,
+        })
+        .unwrap();
+    r
+}
+
+/// A one-file OCI image holding `bin` (a static binary) as /hello.
+fn small_image(bin: &[u8], dir: &Path) -> Vec<u8> {
+    let mut t = Tree::new();
+    let mut e = Entry::file(bin.to_vec(), 0o755);
+    e.mtime = 1_700_000_000;
+    t.insert("/hello", e);
+    let store = BlobStore::open(dir.join("store")).unwrap();
+    let layer = write_layer(&store, &t, Compression::Gzip { level: 6, threads: 0 }, "hello").unwrap();
+    let mut cfg = ImageConfig::linux("amd64");
+    cfg.entrypoint = vec!["/hello".into()];
+    let meta = ImageMeta { name: "localhost/kic-hello".into(), tag: "v1".into(), epoch: 1_700_000_000, ..Default::default() };
+    let img = build_image(&store, vec![layer], &cfg, &meta).unwrap();
+    let out = dir.join("hello.tar");
+    write_archive(&img, &out).unwrap();
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn kicbase_runs_under_podman_and_provisions_containerd() {
+    let archive = archive();
+    let loaded = podman(&["load", "-i", &archive.to_string_lossy()]);
+    let reference = loaded
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: ").or_else(|| l.strip_prefix("Loaded image(s): ")))
+        .unwrap_or_else(|| panic!("podman load printed no image name: {loaded}"))
+        .trim()
+        .to_string();
+    assert!(reference.contains("kicbase:"), "{reference}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let trust_dir = dir.path().join("trust");
+    std::fs::create_dir(&trust_dir).unwrap();
+    let (ca, client_id) = trust(&trust_dir);
+
+    let name = format!("kic-e2e-{}", std::process::id());
+    let mut cfg = KicConfig::new(Engine::podman(), &name, &reference, &trust_dir);
+    // This host: crun refuses the hybrid cgroup layout; the hard limits are below podman's asks.
+    cfg.runtime = Some("runc".into());
+    let t0 = Instant::now();
+    let node = Kic::create(&cfg).unwrap();
+    let _cleanup = Cleanup(node.clone());
+    let ready = node.wait_ready(Duration::from_secs(240)).unwrap();
+    eprintln!("FIGURE container start to agent ready: {:.1} s (create+wait {:.1} s)", ready.as_secs_f64(), t0.elapsed().as_secs_f64());
+
+    let mut c = connect(&node, &ca, &client_id);
+    let info = c.info().unwrap();
+    assert_eq!(info.hostname, name, "the node's hostname is the container name");
+    assert!(info.os.as_deref().unwrap_or("").contains("minikube node"), "{info:?}");
+    // systemd is PID 1 and reached its default target without failed units.
+    let state = exec(&mut c, &["systemctl", "is-system-running", "--wait"], 120);
+    let failed = exec(&mut c, &["systemctl", "--failed", "--no-legend", "--plain"], 30);
+    assert!(
+        state.stdout.trim() == "running",
+        "system state {:?}; failed units:\n{}",
+        state.stdout.trim(),
+        failed.stdout
+    );
+    assert_eq!(failed.stdout.trim(), "", "no failed unit");
+
+    // containerd through the agent, then a small image run nested inside the node.
+    let t1 = Instant::now();
+    let rt = c
+        .runtime(&RuntimeRequest {
+            runtime: Runtime::Containerd,
+            pause_image: "registry.k8s.io/pause:3.10".into(),
+            cgroup_driver: CgroupDriver::Systemd,
+            insecure_registries: vec![],
+            docker_tls: None,
+            socket_timeout_secs: Some(90),
+        })
+        .unwrap();
+    eprintln!("FIGURE provision containerd: {:.1} s ({})", t1.elapsed().as_secs_f64(), rt.version);
+    assert_eq!(rt.socket, "/run/containerd/containerd.sock");
+    // The node's own static agent binary is the payload (downloads are limited to state dirs).
+    let cp = exec(&mut c, &["install", "-D", "-m", "0755", "/usr/bin/minikube-agent", "/var/tmp/minikube/hello"], 30);
+    assert_eq!(cp.exit_code, Some(0), "{}", cp.stderr);
+    let mut agent_bin = Vec::new();
+    c.download("/var/tmp/minikube/hello", &mut agent_bin).unwrap();
+    let tar = small_image(&agent_bin, dir.path());
+    c.upload_bytes("/var/tmp/minikube/kic-hello.tar", &tar, 0o644, None).unwrap();
+    let import = exec(&mut c, &["ctr", "-n", "k8s.io", "images", "import", "/var/tmp/minikube/kic-hello.tar"], 120);
+    assert_eq!(import.exit_code, Some(0), "ctr import: {}{}", import.stdout, import.stderr);
+    let run = exec(&mut c, &["ctr", "-n", "k8s.io", "run", "--rm", "localhost/kic-hello:v1", "kic-hello", "/hello", "--version"], 120);
+    assert_eq!(run.exit_code, Some(0), "nested run: stdout {} stderr {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("minikube-agent"), "nested container printed {:?}", run.stdout);
+
+    // A marker on /var survives stop/start (the volume), and the agent comes back.
+    c.upload_bytes("/var/lib/minikube/kic-e2e-marker", b"kept\n", 0o644, None).unwrap();
+    drop(c);
+    node.stop().unwrap();
+    assert_eq!(node.state().unwrap(), "exited");
+    let again = node.start_and_wait(Duration::from_secs(240)).unwrap();
+    eprintln!("FIGURE restart to agent ready: {:.1} s", again.as_secs_f64());
+    let mut c = connect(&node, &ca, &client_id);
+    let marker = c.stat("/var/lib/minikube/kic-e2e-marker").unwrap();
+    assert_eq!(marker.size, 5, "the /var volume kept the marker");
+    drop(c);
+
+    node.delete().unwrap();
+    let exists = Command::new("podman").args(["container", "exists", &name]).status().unwrap();
+    assert!(!exists.success(), "container {name} deleted");
+    let vol = Command::new("podman").args(["volume", "exists", &name]).status().unwrap();
+    assert!(!vol.success(), "volume {name} deleted");
+}
