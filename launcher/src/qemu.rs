@@ -160,7 +160,8 @@ impl VmConfig {
                 c.args(["-boot", "d"]);
             }
             BootMedium::RawDisk(iso) => {
-                c.arg("-drive").arg(format!("file={},format=raw,readonly=on,if=ide,index=0", iso.display()));
+                // IDE disks cannot be read-only: snapshot=on keeps the ISO file unchanged instead.
+                c.arg("-drive").arg(format!("file={},format=raw,snapshot=on,if=ide,index=0", iso.display()));
                 c.args(["-boot", "c"]);
             }
         }
@@ -267,7 +268,18 @@ impl Vm {
             if let Some(l) = find_line(&self.config.serial_log, needle) {
                 return Ok(l);
             }
-            if Instant::now() >= deadline || !self.alive() {
+            if !self.alive() {
+                let mut err = String::new();
+                if let Some(e) = self.child.as_mut().and_then(|c| c.stderr.as_mut()) {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(QemuError::Start(format!(
+                    "qemu exited before {needle:?} appeared: {}\nlast console lines:\n{}",
+                    err.trim(),
+                    console_tail(&self.config.serial_log, 15)
+                )));
+            }
+            if Instant::now() >= deadline {
                 return Err(QemuError::ConsoleTimeout {
                     what: needle.into(),
                     secs: timeout.as_secs(),
@@ -448,6 +460,10 @@ mod tests {
         assert!(joined.contains("name=opt/io.minikube/agent/ca.crt,file=/x/ca.crt"));
         assert!(joined.contains("file=/x/disk.qcow2,format=qcow2,if=virtio"));
         assert!(joined.contains("-boot d"));
+        let mut disk = cfg.clone();
+        disk.boot = BootMedium::RawDisk("/x/minikube.iso".into());
+        let dj: Vec<String> = disk.command().get_args().map(|a| a.to_string_lossy().to_string()).collect();
+        assert!(dj.join(" ").contains("file=/x/minikube.iso,format=raw,snapshot=on,if=ide"), "{dj:?}");
         assert!(joined.contains("file:/x/console.log"));
         assert!(args.contains(&"-daemonize".to_string()));
     }
