@@ -175,3 +175,77 @@ fn kicbase_runs_under_podman_and_provisions_containerd() {
     let vol = Command::new("podman").args(["volume", "exists", &name]).status().unwrap();
     assert!(!vol.success(), "volume {name} deleted");
 }
+
+/// A dockerd of our own (Debian's docker.io) under a temporary directory, with no networking of
+/// its own (nothing is written to the host's iptables); killed and unmounted when dropped.
+struct PrivateDockerd {
+    child: std::process::Child,
+    host: String,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateDockerd {
+    fn start() -> PrivateDockerd {
+        let dir = tempfile::Builder::new().prefix("kic-dockerd").tempdir_in("/tmp").unwrap();
+        let host = format!("unix://{}/docker.sock", dir.path().display());
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("root"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("dockerd.pid"))
+            .args(["-H", &host, "--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("dockerd: {e} (apt-get install docker.io)"));
+        let d = PrivateDockerd { child, host, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if d.docker(&["version"]).status.success() {
+                return d;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        panic!("dockerd did not answer: {}", std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default());
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker").arg("-H").arg(&self.host).args(args).output().expect("docker client runs")
+    }
+}
+
+impl Drop for PrivateDockerd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        let _ = Command::new("umount").arg("-R").arg(self.dir.path().join("root")).output();
+    }
+}
+
+#[test]
+fn docker_loads_kicbase() {
+    let archive = archive();
+    let d = PrivateDockerd::start();
+    let out = d.docker(&["load", "-i", &archive.to_string_lossy()]);
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "docker load: {}", String::from_utf8_lossy(&out.stderr));
+    let reference = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .unwrap_or_else(|| panic!("docker load printed no image name: {printed}"))
+        .trim()
+        .to_string();
+    assert!(reference.starts_with("kicbase:"), "{reference}");
+    let inspect = d.docker(&["image", "inspect", &reference]);
+    assert!(inspect.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let cfg = &v[0]["Config"];
+    assert_eq!(cfg["StopSignal"], "SIGRTMIN+3");
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/usr/bin/minikube-agent", "entrypoint", "--", "/sbin/init"]));
+    assert!(cfg["Env"].as_array().unwrap().iter().any(|e| e == "container=docker"));
+    assert_eq!(v[0]["RootFS"]["Layers"].as_array().unwrap().len(), 4, "base, runtimes, system, ours");
+    eprintln!("FIGURE docker image size (unpacked): {:.1} MB", v[0]["Size"].as_u64().unwrap() as f64 / 1e6);
+}

@@ -198,10 +198,9 @@ pub fn split(spec: &Spec, asm: &Assembly, extra: &BTreeMap<String, (Vec<u8>, u32
     let mut tree = asm.tree.clone();
     let mut late = Vec::new();
     for (k, e) in tree.iter() {
-        if k == "/" || e.kind == Kind::Dir || classify(k, e, &asm.owner, &runtime, &ours) < 3 {
-            if e.mtime > pkg_epoch {
-                late.push(k.clone());
-            }
+        let lower = k == "/" || e.kind == Kind::Dir || classify(k, e, &asm.owner, &runtime, &ours) < 3;
+        if lower && e.mtime > pkg_epoch {
+            late.push(k.clone());
         }
     }
     for k in late {
