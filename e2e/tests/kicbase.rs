@@ -115,6 +115,9 @@ fn kicbase_runs_under_podman_and_provisions_containerd() {
     let ready = node.wait_ready(Duration::from_secs(240)).unwrap();
     eprintln!("FIGURE container start to agent ready: {:.1} s (create+wait {:.1} s)", ready.as_secs_f64(), t0.elapsed().as_secs_f64());
 
+    // The boot unit knew it was in a container: no disk work, no modules.
+    let logs = node.logs().unwrap();
+    assert!(logs.contains("minikube-agent: boot done (disk skipped"), "boot line missing:\n{logs}");
     let mut c = connect(&node, &ca, &client_id);
     let info = c.info().unwrap();
     assert_eq!(info.hostname, name, "the node's hostname is the container name");
