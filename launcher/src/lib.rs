@@ -10,6 +10,7 @@
 
 pub mod certs;
 pub mod disk;
+pub mod kic;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod machine;
