@@ -181,6 +181,12 @@ pub fn options(common: &CommonArgs) -> Result<image::assemble::Options> {
 fn test(args: Vec<String>) -> Result<()> {
     let iso_args = IsoArgs::parse_from(["iso"]);
     iso(iso_args).context("building out/minikube.iso for the end-to-end tests")?;
+    #[derive(Parser)]
+    struct K {
+        #[command(flatten)]
+        k: kicbase::KicbaseArgs,
+    }
+    kicbase::run(K::parse_from(["kicbase"]).k).context("building out/kicbase.tar for the end-to-end tests")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .args(["test", "--workspace"])
