@@ -30,14 +30,8 @@ const RENEW_MARGIN_SECS: i64 = 86_400;
 
 /// The cluster's service IP (first address of 10.96.0.0/12) and minikube's fixed names.
 pub const APISERVER_IPS: &[&str] = &["10.96.0.1", "127.0.0.1", "10.0.0.1"];
-pub const APISERVER_DNS: &[&str] = &[
-    "localhost",
-    "control-plane.minikube.internal",
-    "kubernetes",
-    "kubernetes.default",
-    "kubernetes.default.svc",
-    "kubernetes.default.svc.cluster.local",
-];
+pub const APISERVER_DNS: &[&str] =
+    &["localhost", "control-plane.minikube.internal", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -134,14 +128,7 @@ pub fn inspect(pem: &str, path: &Path) -> Result<CertInfo, CertError> {
             }
         }
     }
-    Ok(CertInfo {
-        subject_cn,
-        organizations,
-        issuer_der: cert.issuer().as_raw().to_vec(),
-        not_after: cert.validity().not_after.timestamp(),
-        dns,
-        ips,
-    })
+    Ok(CertInfo { subject_cn, organizations, issuer_der: cert.issuer().as_raw().to_vec(), not_after: cert.validity().not_after.timestamp(), dns, ips })
 }
 
 fn subject_der(ca: &Ca) -> Result<Vec<u8>, CertError> {
@@ -174,13 +161,9 @@ fn reusable(ca: &Ca, spec: &LeafSpec, crt: &Path, key: &Path) -> Result<Option<I
     }
     let ok = match spec {
         LeafSpec::Server { cn, dns, ips } => {
-            info.subject_cn.as_deref() == Some(cn)
-                && info.dns == dns.iter().cloned().collect()
-                && info.ips == ips.iter().copied().collect()
+            info.subject_cn.as_deref() == Some(cn) && info.dns == dns.iter().cloned().collect() && info.ips == ips.iter().copied().collect()
         }
-        LeafSpec::Client { cn, orgs } => {
-            info.subject_cn.as_deref() == Some(cn) && info.organizations.iter().collect::<BTreeSet<_>>() == orgs.iter().collect()
-        }
+        LeafSpec::Client { cn, orgs } => info.subject_cn.as_deref() == Some(cn) && info.organizations.iter().collect::<BTreeSet<_>>() == orgs.iter().collect(),
     };
     Ok(ok.then_some(id))
 }

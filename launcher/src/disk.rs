@@ -73,7 +73,10 @@ pub fn create(target: &Path, tar: &[u8], size_mb: u64) -> Result<(), DiskError> 
     content.resize(content.len().div_ceil(1 << 20) * (1 << 20), 0);
     std::fs::write(&raw, &content).map_err(io(&raw))?;
     let result = (|| {
-        run("qemu-img", &["convert".as_ref(), "-q".as_ref(), "-f".as_ref(), "raw".as_ref(), "-O".as_ref(), "qcow2".as_ref(), raw.as_os_str(), tmp.as_os_str()])?;
+        run(
+            "qemu-img",
+            &["convert".as_ref(), "-q".as_ref(), "-f".as_ref(), "raw".as_ref(), "-O".as_ref(), "qcow2".as_ref(), raw.as_os_str(), tmp.as_os_str()],
+        )?;
         run("qemu-img", &["resize".as_ref(), "-q".as_ref(), "-f".as_ref(), "qcow2".as_ref(), tmp.as_os_str(), format!("{size_mb}M").as_ref()])?;
         std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
         std::fs::rename(&tmp, target).map_err(io(target))?;

@@ -96,7 +96,9 @@ impl Reporter {
     pub fn done(&mut self, total: Duration, kubeconfig: &std::path::Path) {
         let line = match self.output {
             Output::Text => format!("done       {:>8.2}s  kubeconfig {}", total.as_secs_f64(), kubeconfig.display()),
-            Output::Json => serde_json::json!({ "event": "done", "seconds": (total.as_secs_f64() * 1000.0).round() / 1000.0, "kubeconfig": kubeconfig }).to_string(),
+            Output::Json => {
+                serde_json::json!({ "event": "done", "seconds": (total.as_secs_f64() * 1000.0).round() / 1000.0, "kubeconfig": kubeconfig }).to_string()
+            }
         };
         let _ = writeln!(self.out, "{line}");
         let _ = self.out.flush();
