@@ -20,6 +20,9 @@ use launcher::state::Home;
 const PROFILE: &str = "e2e-node";
 const IMAGE_NAME: &str = "localhost/e2e-hello";
 const IMAGE_TAG: &str = "v1";
+/// The ISO's /var/run is a directory, not the usual link to /run, so docker's default
+/// (unix:///var/run/docker.sock) misses the socket: name it.
+const DOCKER_SOCK: &str = "unix:///run/docker.sock";
 const GREETING: &str = "hello from a static binary in an image built by image::oci";
 
 /// A static binary printing GREETING, compiled with the toolchain running the tests.
@@ -160,9 +163,9 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     //    started by hand here: the containerd provisioning masked it.
     exec(&mut c, &["systemctl", "unmask", "docker.socket", "docker.service"]);
     exec(&mut c, &["systemctl", "start", "docker.service"]);
-    let loaded = exec(&mut c, &["docker", "load", "-i", "/var/lib/minikube/images/e2e-hello.tar"]);
+    let loaded = exec(&mut c, &["docker", "-H", DOCKER_SOCK, "load", "-i", "/var/lib/minikube/images/e2e-hello.tar"]);
     assert!(loaded.contains(&reference), "{loaded}");
-    let out = exec(&mut c, &["docker", "run", "--rm", &reference]);
+    let out = exec(&mut c, &["docker", "-H", DOCKER_SOCK, "run", "--rm", &reference]);
     assert_eq!(out.trim(), GREETING);
 
     // 6. Delete removes the VM and its state.
