@@ -170,7 +170,7 @@ pub fn write_initrd<W: Write>(
     let total = cpio::archive_len(tree)?;
     let bar = progress_bar(total, compression);
     let io_err = |source| CompressError::Io { format: compression, source };
-    let mut out = CountingWriter { inner: out, bytes: 0 };
+    let mut out = crate::cpio::Counted { inner: out, bytes: 0 };
     let started = std::time::Instant::now();
 
     match compression {
@@ -316,22 +316,6 @@ impl<W: Write> Write for ProgressWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.bar.inc(n as u64);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-struct CountingWriter<W> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {

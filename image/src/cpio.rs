@@ -227,10 +227,10 @@ fn write_trailer<W: Write>(out: &mut Counted<W>) -> Result<(), CpioError> {
     Ok(())
 }
 
-/// A writer that counts what its inner writer accepted.
-struct Counted<W> {
-    inner: W,
-    bytes: u64,
+/// A writer that counts what its inner writer accepted (also used by `compress`).
+pub(crate) struct Counted<W> {
+    pub(crate) inner: W,
+    pub(crate) bytes: u64,
 }
 
 impl<W: Write> Write for Counted<W> {

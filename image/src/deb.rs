@@ -67,16 +67,23 @@ pub fn unpack_bytes(bytes: &[u8], name: &str, tree: &mut Tree) -> Result<FileLis
         }
         let mut raw = Vec::with_capacity(entry.header().size() as usize);
         entry.read_to_end(&mut raw).map_err(|source| DebError::Io { deb: name.into(), source })?;
-        let reader: Box<dyn Read> = match id.as_str() {
-            "data.tar.xz" => Box::new(liblzma::read::XzDecoder::new(&raw[..])),
-            "data.tar.zst" => Box::new(zstd::stream::read::Decoder::new(&raw[..]).map_err(|source| DebError::Io { deb: name.into(), source })?),
-            "data.tar.gz" => Box::new(flate2::read::GzDecoder::new(&raw[..])),
-            "data.tar" => Box::new(&raw[..]),
-            other => return Err(ferr(format!("unsupported data member {other}"))),
-        };
+        let reader = member_reader(&id, &raw, name)?;
         return unpack_tar(reader, name, tree);
     }
     Err(ferr("no data.tar member (is this a .deb?)".into()))
+}
+
+/// A decompressing reader for an ar member named `*.tar[.xz|.zst|.gz]`.
+fn member_reader<'a>(id: &str, raw: &'a [u8], deb: &str) -> Result<Box<dyn Read + 'a>, DebError> {
+    Ok(match id.rsplit('.').next() {
+        Some("xz") => Box::new(liblzma::read::XzDecoder::new(raw)),
+        Some("zst") => Box::new(
+            zstd::stream::read::Decoder::new(raw).map_err(|source| DebError::Io { deb: deb.into(), source })?,
+        ),
+        Some("gz") => Box::new(flate2::read::GzDecoder::new(raw)),
+        Some("tar") => Box::new(raw),
+        _ => return Err(DebError::Format { deb: deb.into(), message: format!("unsupported member {id}") }),
+    })
 }
 
 /// Add the entries of a tar stream to `tree` (paths mapped onto merged-/usr).
@@ -158,39 +165,6 @@ pub fn unpack_tar(reader: impl Read, name: &str, tree: &mut Tree) -> Result<File
         list.push(orig);
     }
     Ok(list)
-}
-
-/// Read one member file from a .deb's `control.tar.*` (e.g. "conffiles").
-pub fn control_file(deb_path: &Path, file: &str) -> Result<Option<Vec<u8>>, DebError> {
-    let name = deb_path.display().to_string();
-    let bytes = std::fs::read(deb_path).map_err(|source| DebError::Io { deb: name.clone(), source })?;
-    let mut ar = ar::Archive::new(&bytes[..]);
-    while let Some(entry) = ar.next_entry() {
-        let mut entry = entry.map_err(|e| DebError::Format { deb: name.clone(), message: e.to_string() })?;
-        let id = String::from_utf8_lossy(entry.header().identifier()).trim_end_matches('/').to_string();
-        if !id.starts_with("control.tar") {
-            continue;
-        }
-        let mut raw = Vec::new();
-        entry.read_to_end(&mut raw).map_err(|source| DebError::Io { deb: name.clone(), source })?;
-        let reader: Box<dyn Read> = match id.as_str() {
-            "control.tar.xz" => Box::new(liblzma::read::XzDecoder::new(&raw[..])),
-            "control.tar.zst" => Box::new(zstd::stream::read::Decoder::new(&raw[..]).map_err(|source| DebError::Io { deb: name.clone(), source })?),
-            "control.tar.gz" => Box::new(flate2::read::GzDecoder::new(&raw[..])),
-            _ => Box::new(&raw[..]),
-        };
-        let mut t = tar::Archive::new(reader);
-        for e in t.entries().map_err(|source| DebError::Io { deb: name.clone(), source })? {
-            let mut e = e.map_err(|source| DebError::Io { deb: name.clone(), source })?;
-            let p = String::from_utf8_lossy(&e.path_bytes()).to_string();
-            if p.trim_start_matches("./") == file {
-                let mut d = Vec::new();
-                e.read_to_end(&mut d).map_err(|source| DebError::Io { deb: name.clone(), source })?;
-                return Ok(Some(d));
-            }
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
