@@ -227,6 +227,7 @@ pub fn assemble(spec: &Spec, opts: &Options) -> Result<Assembly, AssembleError> 
     system::ca_certificates(&mut tree, epoch, Some(&hash));
     let base = format!("Debian {}", spec.source.suite);
     system::identity(&mut tree, spec, &opts.version, &opts.commit, &base, epoch);
+    system::runtime_dir_links(&mut tree, epoch);
     system::dpkg_database(&mut tree, &installed_lists, epoch);
 
     for o in &spec.files.overlays {

@@ -486,6 +486,21 @@ pub fn identity(tree: &mut Tree, spec: &Spec, version: &str, commit: &str, base:
     }
 }
 
+/// FHS links that base-files' maintainer script makes: /var/run -> /run, /var/lock -> /run/lock.
+pub fn runtime_dir_links(tree: &mut Tree, epoch: u64) {
+    for (link, target) in [("/var/run", "/run"), ("/var/lock", "/run/lock")] {
+        if !is_link_to(tree, link, target) {
+            tree.remove_tree(link);
+            put_link(tree, link, target, epoch);
+        }
+    }
+    if !tree.contains("/run") {
+        let mut d = Entry::dir(0o755);
+        d.mtime = epoch;
+        tree.insert("/run", d);
+    }
+}
+
 /// Remove paths matching `drop` globs unless they match `keep` globs. Returns entries removed.
 pub fn drop_paths(tree: &mut Tree, drop: &[String], keep: &[String]) -> usize {
     let before = tree.len();
@@ -535,6 +550,17 @@ pub fn is_link_to(tree: &Tree, path: &str, target: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn var_run_becomes_a_link() {
+        let mut t = Tree::new();
+        t.insert("/var/run/sshd", Entry::dir(0o755));
+        runtime_dir_links(&mut t, 0);
+        assert!(is_link_to(&t, "/var/run", "/run"));
+        assert!(is_link_to(&t, "/var/lock", "/run/lock"));
+        assert!(!t.contains("/var/run/sshd"));
+        assert!(matches!(t.get("/run").unwrap().kind, Kind::Dir));
+    }
 
     #[test]
     fn globs() {

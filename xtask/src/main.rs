@@ -5,6 +5,7 @@ mod agent_build;
 mod bench_agent;
 mod bench_compress;
 mod bench_iso;
+mod bench_launcher;
 mod buildroot;
 mod kicbase;
 
@@ -110,6 +111,9 @@ enum BenchCmd {
     },
     /// Initramfs compressors on a directory tree (default: a synthetic tree).
     Compress { dir: Option<PathBuf> },
+    /// The launcher: boots of out/minikube.iso, median time per provisioning step
+    /// (BENCH_LAUNCHER_BOOTS, default 3).
+    Launcher,
 }
 
 fn main() -> Result<()> {
@@ -131,6 +135,7 @@ fn main() -> Result<()> {
             BenchCmd::Iso { runs, boots, skip_cold } => bench_iso::run(runs, boots, skip_cold),
             BenchCmd::Agent { iterations } => bench_agent::run(iterations),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
+            BenchCmd::Launcher => bench_launcher::run(),
         },
         Cmd::Agent => {
             let p = agent_build::build_static()?;
