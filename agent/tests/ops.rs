@@ -93,6 +93,22 @@ fn runtime_request(runtime: Runtime) -> RuntimeRequest {
 }
 
 #[test]
+fn docker_without_cri_dockerd_uses_dockers_own_units_and_socket() {
+    let a = start();
+    let mut c = a.client();
+    a.host.creates("systemctl restart", &a.path("/run/docker.sock"));
+    a.host.answer("docker version", "20.10.24\n", 0);
+    let first = c.runtime(&runtime_request(Runtime::Docker)).unwrap();
+    assert!(first.changed);
+    assert_eq!(first.socket, "/run/docker.sock");
+    let cmds = a.host.commands();
+    assert!(cmds.contains(&"systemctl restart docker.service".to_string()), "{cmds:?}");
+    assert!(!cmds.iter().any(|c| c.contains("cri-docker")), "no cri-dockerd units when it is not installed: {cmds:?}");
+    a.host.clear();
+    assert!(!c.runtime(&runtime_request(Runtime::Docker)).unwrap().changed);
+}
+
+#[test]
 fn runtimes_converge_and_restart_only_on_change() {
     for runtime in Runtime::ALL {
         let a = start();
@@ -104,6 +120,9 @@ fn runtimes_converge_and_restart_only_on_change() {
         a.host.answer("crio --version", "crio version 1.35.0\n", 0);
         let mut req = runtime_request(runtime);
         if runtime == Runtime::Docker {
+            // With Docker's CRI shim installed (the path without it has its own test).
+            std::fs::create_dir_all(a.path("/usr/bin")).unwrap();
+            std::fs::write(a.path("/usr/bin/cri-dockerd"), b"").unwrap();
             let id = a.pki.ca.issue_server("minikube", &["localhost"], &["127.0.0.1".parse().unwrap()], pki::Validity::days_from_now(1)).unwrap();
             req.docker_tls = Some(DockerTls { ca_pem: a.pki.ca.cert_pem().into(), cert_pem: id.cert_pem, key_pem: id.key_pem });
         }

@@ -195,6 +195,9 @@ fn wait_for(path: PathBuf, timeout: Duration) -> Result<(), OpError> {
     Ok(())
 }
 
+/// docker's own API socket (used when cri-dockerd is not installed).
+pub const DOCKER_SOCKET: &str = "/run/docker.sock";
+
 pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpError> {
     validate(req)?;
     let (files, absent) = config_files(req);
@@ -209,15 +212,21 @@ pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpErr
         changed |= ensure::absent(&host).map_err(|e| OpError::io(&host, e))?;
     }
     let host = node.host.as_ref();
-    let socket = node.root.host(req.runtime.cri_socket());
+    // Docker's CRI shim (cri-dockerd) is optional: Debian does not package it. Without it the
+    // runtime is plain docker, its units are docker's own and its socket is docker's.
+    let no_shim = req.runtime == Runtime::Docker && !node.root.host("/usr/bin/cri-dockerd").exists();
+    let units: Vec<&'static str> =
+        req.runtime.units().iter().copied().filter(|u| !(no_shim && u.starts_with("cri-docker"))).collect();
+    let socket_path = if no_shim { DOCKER_SOCKET } else { req.runtime.cri_socket() };
+    let socket = node.root.host(socket_path);
     if !changed && !socket.exists() {
         // Configured but not running (stopped, or crashed): start it.
-        for unit in req.runtime.units() {
+        for unit in &units {
             systemctl(host, &["start", unit])?;
         }
         changed = true;
     } else if changed {
-        let ours = req.runtime.units();
+        let ours = &units[..];
         // Stop and mask the other runtimes' units (they may not be installed: failures are fine).
         for other in Runtime::ALL.iter().filter(|r| **r != req.runtime) {
             for unit in other.units().iter().filter(|u| !ours.contains(u)) {
@@ -241,7 +250,7 @@ pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpErr
     let out = run_ok(host, version_command(req.runtime), None, Duration::from_secs(30))?;
     Ok(RuntimeResponse {
         changed,
-        socket: req.runtime.cri_socket().to_string(),
+        socket: socket_path.to_string(),
         version: String::from_utf8_lossy(&out.stdout).trim().to_string(),
     })
 }
