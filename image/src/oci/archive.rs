@@ -4,7 +4,6 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
 use tar::{EntryType, Header};
 
 use super::config::OCI_LAYOUT;
@@ -48,11 +47,7 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
     let index = image.index_json()?;
     let docker_manifest = image.docker_manifest_json()?;
     let out = tmp.as_file().try_clone().map_err(OciError::io(&tmp_path))?;
-    let hashing = HashingFile {
-        inner: BufWriter::with_capacity(1 << 20, out),
-        hasher: Sha256::new(),
-        count: 0,
-    };
+    let hashing = super::layer::HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
     let mut b = tar::Builder::new(hashing);
     let io_tmp = |e| OciError::Io {
         path: tmp_path.clone(),
@@ -84,11 +79,7 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
         b.append(&h, data).map_err(io_tmp)?;
     }
     let hashing = b.into_inner().map_err(io_tmp)?;
-    let HashingFile {
-        inner,
-        hasher,
-        count,
-    } = hashing;
+    let (inner, sha256, count) = hashing.into_parts();
     inner.into_inner().map_err(|e| OciError::Io {
         path: tmp_path.clone(),
         source: e.into_error(),
@@ -103,7 +94,7 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
     let summary = ArchiveSummary {
         path: target.to_path_buf(),
         size: count,
-        sha256: format!("sha256:{}", hex::encode(hasher.finalize())),
+        sha256,
         manifest_digest: image.manifest_digest.clone(),
     };
     tracing::info!(path = %target.display(), size = summary.size, sha256 = %summary.sha256,
@@ -176,24 +167,6 @@ pub fn write_layout(image: &Image, dir: &Path) -> Result<(), OciError> {
     sync_dir(&parent);
     tracing::info!(dir = %dir.display(), manifest = %image.manifest_digest, "wrote OCI layout");
     Ok(())
-}
-
-struct HashingFile<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for HashingFile<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 fn header(name: &str, kind: EntryType, mode: u32, size: u64, mtime: u64) -> io::Result<Header> {

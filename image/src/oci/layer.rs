@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
@@ -122,22 +122,23 @@ pub struct Layer {
     pub created_by: String,
 }
 
-/// Writes through to `inner` while hashing and counting what was written.
-struct HashingWriter<W> {
+/// Writes through to `inner` while hashing and counting what was written (layers and archives).
+pub(super) struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     count: u64,
 }
 
 impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
+    pub(super) fn new(inner: W) -> Self {
         HashingWriter {
             inner,
             hasher: Sha256::new(),
             count: 0,
         }
     }
-    fn into_parts(self) -> (W, String, u64) {
+    /// (inner writer, "sha256:<hex>", bytes written)
+    pub(super) fn into_parts(self) -> (W, String, u64) {
         (
             self.inner,
             format!("sha256:{}", hex::encode(self.hasher.finalize())),
@@ -415,17 +416,8 @@ pub fn write_layer(
 
 /// sha256 of a file as `sha256:<hex>`, streamed.
 pub fn sha256_file(path: &Path) -> Result<String, OciError> {
-    let mut f = File::open(path).map_err(OciError::io(path))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(OciError::io(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+    let (hex, _) = crate::fetch::sha256_file(path).map_err(OciError::io(path))?;
+    Ok(format!("sha256:{hex}"))
 }
 
 /// Temporary files are created 0600; published files are 0644.
