@@ -109,6 +109,28 @@ fn docker_without_cri_dockerd_uses_dockers_own_units_and_socket() {
 }
 
 #[test]
+fn modprobe_failure_is_fatal_only_when_the_kernel_lacks_the_module() {
+    let a = start();
+    let mut c = a.client();
+    a.host.creates("systemctl restart", &a.path(Runtime::Containerd.cri_socket()));
+    a.host.answer("containerd --version", "containerd 1.6.20\n", 0);
+    a.host.answer("modprobe", "", 1);
+    let err = c.runtime(&runtime_request(Runtime::Containerd)).unwrap_err().to_string();
+    assert!(err.contains("modprobe overlay"), "{err}");
+    // As in a container whose host kernel has both modules loaded.
+    for m in agent::ops::runtime::NETWORK_MODULES {
+        std::fs::create_dir_all(a.path(&format!("/sys/module/{m}"))).unwrap();
+    }
+    // The files were written by the failed call: the restart it owes is still done.
+    assert!(a.path(agent::ops::runtime::RESTART_PENDING).exists());
+    let ok = c.runtime(&runtime_request(Runtime::Containerd)).unwrap();
+    assert!(ok.changed);
+    assert!(a.host.commands().contains(&"systemctl restart containerd.service".to_string()));
+    assert!(!a.path(agent::ops::runtime::RESTART_PENDING).exists());
+    assert!(!c.runtime(&runtime_request(Runtime::Containerd)).unwrap().changed);
+}
+
+#[test]
 fn runtimes_converge_and_restart_only_on_change() {
     for runtime in Runtime::ALL {
         let a = start();

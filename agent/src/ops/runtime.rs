@@ -195,6 +195,9 @@ fn wait_for(path: PathBuf, timeout: Duration) -> Result<(), OpError> {
     Ok(())
 }
 
+/// Present while a runtime restart is owed (on /run: a reboot starts the runtime anyway).
+pub const RESTART_PENDING: &str = "/run/minikube-agent/runtime-restart-pending";
+
 /// docker's own API socket (used when cri-dockerd is not installed).
 pub const DOCKER_SOCKET: &str = "/run/docker.sock";
 
@@ -210,6 +213,17 @@ pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpErr
     for p in absent {
         let host = node.root.host(p);
         changed |= ensure::absent(&host).map_err(|e| OpError::io(&host, e))?;
+    }
+    // A restart that did not finish (the agent died, or a step failed) is owed: remember it
+    // across calls, so a repeat after a failure restarts instead of seeing unchanged files.
+    let pending = node.root.host(RESTART_PENDING);
+    if changed {
+        if let Some(dir) = pending.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| OpError::io(dir, e))?;
+        }
+        std::fs::write(&pending, req.runtime.name()).map_err(|e| OpError::io(&pending, e))?;
+    } else if pending.exists() {
+        changed = true;
     }
     let host = node.host.as_ref();
     // Docker's CRI shim (cri-dockerd) is optional: Debian does not package it. Without it the
@@ -235,7 +249,15 @@ pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpErr
             }
         }
         for module in NETWORK_MODULES {
-            run_ok(host, &["modprobe", module], None, Duration::from_secs(30))?;
+            if let Err(e) = run_ok(host, &["modprobe", module], None, Duration::from_secs(30)) {
+                // In a container modprobe cannot load anything; the host's kernel may have the
+                // module already (or built in), which is all the runtime needs.
+                if node.root.host(&format!("/sys/module/{module}")).exists() {
+                    tracing::warn!("{e}; module {module} is present in the kernel, going on");
+                } else {
+                    return Err(e.into());
+                }
+            }
         }
         run_ok(host, &["sysctl", "--load", "/etc/sysctl.d/99-minikube-runtime.conf"], None, Duration::from_secs(30))?;
         systemctl(host, &["unmask"].iter().chain(ours).copied().collect::<Vec<_>>())?;
@@ -247,6 +269,10 @@ pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpErr
     }
     let timeout = Duration::from_secs(req.socket_timeout_secs.unwrap_or(60));
     wait_for(socket, timeout)?;
+    match std::fs::remove_file(&pending) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(OpError::io(&pending, e)),
+        _ => {}
+    }
     let out = run_ok(host, version_command(req.runtime), None, Duration::from_secs(30))?;
     Ok(RuntimeResponse {
         changed,
