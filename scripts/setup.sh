@@ -10,7 +10,7 @@ pkgs=(
   xorriso isolinux syslinux-common cpio zstd xz-utils bzip2 gzip kmod gpgv debian-archive-keyring
   grub-efi-amd64-bin grub-common mtools ovmf openssl git ca-certificates curl
   # booting them
-  qemu-system-x86 qemu-utils
+  qemu-system-x86 qemu-utils openssh-client
   # OCI images and containers
   skopeo umoci podman runc crun docker.io iptables uidmap
   # C toolchain for -sys crates

@@ -5,11 +5,13 @@
 //! - [`certs`]: shared CAs and per-profile certificates (reused while valid).
 //! - [`disk`]: the data disk (qcow2 starting with minikube's magic + userdata tar).
 //! - [`qemu`]: accelerator, command line, console, QMP; [`machine`]: the lifecycle on top.
-//! - [`kic`]: the container driver (podman/docker).
+//! - [`kic`]: the container driver (podman/docker); [`driver`]: which one a profile uses, and
+//!   `status`/`stop`/`delete` dispatched on it.
 //! - [`provision`]: the `start` flow; [`kubelet`], [`kubeconfig`]: its inputs and output.
 
 pub mod certs;
 pub mod disk;
+pub mod driver;
 pub mod kic;
 pub mod kubeconfig;
 pub mod kubelet;

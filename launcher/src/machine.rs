@@ -32,6 +32,8 @@ pub enum MachineError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("ISO {0}: no such file (build it with `cargo xtask iso`, or pass --iso)")]
     NoIso(PathBuf),
+    #[error("{0}")]
+    Ssh(#[from] crate::ssh::SshError),
     #[error("no free TCP port on 127.0.0.1: {0}")]
     NoPort(std::io::Error),
 }
@@ -125,16 +127,18 @@ pub fn clean_stale(m: &MachineDir) -> bool {
     removed
 }
 
-/// Create the data disk if it does not exist yet, carrying the agent's trust.
+/// Create the data disk if it does not exist yet, carrying the agent's trust and the machine's
+/// SSH public key (made now if needed) as the docker user's authorized key.
 pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts) -> Result<bool, MachineError> {
     if m.disk().exists() {
         return Ok(false);
     }
+    let (authorized_keys, _) = crate::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
     let tar = crate::disk::userdata_tar(&crate::disk::Userdata {
         ca_pem: certs.agent_ca_pem.clone(),
         agent_cert_pem: certs.agent.cert_pem.clone(),
         agent_key_pem: certs.agent.key_pem.clone(),
-        authorized_keys: String::new(),
+        authorized_keys,
     })?;
     crate::disk::create(&m.disk(), &tar, state.disk_mb)?;
     Ok(true)

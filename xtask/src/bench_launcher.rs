@@ -1,18 +1,27 @@
-//! `cargo xtask bench launcher`: boots of the ISO through `minikube-node start`, timed per step.
+//! `cargo xtask bench launcher`: boots of the ISO through `minikube-node start`, timed per step,
+//! then provisioning through the agent against the same steps over SSH, on the same node.
 //!
 //! One machine in a temporary home: a fresh start (disk formatted, everything provisioned),
-//! then `BENCH_LAUNCHER_BOOTS - 1` stop/start cycles (default 3 boots in all), and one start on
-//! the running machine (nothing to do). Prints each run's steps and the median per step, the
-//! median time from qemu's start to the agent answering, and to a provisioned node. The ISO is
-//! `MINIKUBE_ISO`, default `out/minikube.iso`.
+//! then `boots - 1` stop/start cycles, and one start on the running machine (nothing to do).
+//! Prints each run's steps and the median per step, the median time from qemu's start to the
+//! agent answering, and to a provisioned node. The ISO is `MINIKUBE_ISO`, default
+//! `out/minikube.iso`.
+//!
+//! Agent versus SSH: `rounds` times, in alternating order, the node is reset (files removed,
+//! kubelet stopped, hostname back) and provisioned again from a new connection, once through
+//! the agent (hostname, certs, runtime, kubelet as `start` does) and once over SSH as minikube
+//! does it ([`launcher::ssh::baseline`]); both write the same bytes, which is checked after each
+//! round. Printed: the median per step each way and the ratio SSH / agent.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use agent::api::{CgroupDriver, ExecRequest, KubeletRequest, RuntimeRequest};
+use anyhow::{bail, ensure, Context, Result};
 use launcher::machine;
 use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
-use launcher::state::Home;
+use launcher::ssh::{baseline, Ssh};
+use launcher::state::{Home, MachineDir};
 
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
@@ -31,10 +40,10 @@ fn secs(events: &[StepEvent], step: &str) -> f64 {
     events.iter().filter(|e| e.step == step).map(|e| e.seconds).sum()
 }
 
-pub fn run() -> Result<()> {
+pub fn run(boots: usize, rounds: usize, kubelet_mb: usize) -> Result<()> {
     let iso = std::env::var_os("MINIKUBE_ISO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("out/minikube.iso"));
     ensure!(iso.is_file(), "{}: no ISO (run `cargo xtask iso` or set MINIKUBE_ISO)", iso.display());
-    let boots: usize = std::env::var("BENCH_LAUNCHER_BOOTS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    let boots = boots.max(1);
     let tmp = tempfile::tempdir()?;
     let home = Home::at(tmp.path());
     let m = home.machine("bench")?;
@@ -67,10 +76,174 @@ pub fn run() -> Result<()> {
         println!("qemu start -> agent ready: {ready:.1} s (median)");
         println!("start -> provisioned:      {total:.1} s (median)");
         println!("start on a running node:   {converged:.2} s");
+        if rounds > 0 {
+            compare(&home, &m, rounds, kubelet_mb, tmp.path())?;
+        }
         Ok(())
     })();
     let _ = machine::delete(&m, Duration::from_secs(30));
     result
+}
+
+/// A stand-in kubelet of `mb` MiB: the test double's script, then filler bytes after its `exit`
+/// (never read by the shell), so both ways copy a kubelet-sized file that still answers.
+fn stand_in_kubelet(dir: &Path, version: &str, mb: usize) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("BENCH_KUBELET") {
+        return Ok(PathBuf::from(p));
+    }
+    let mut bytes = launcher::kubelet::test_double_script(version).into_bytes();
+    bytes.extend_from_slice(b"exit 0\n");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while bytes.len() < mb << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    let p = dir.join(launcher::kubelet::TEST_DOUBLE_NAME);
+    std::fs::write(&p, bytes)?;
+    Ok(p)
+}
+
+fn exec(c: &mut agent::client::Client, script: &str) -> Result<String> {
+    let r = c.exec(&ExecRequest { argv: vec!["sh".into(), "-c".into(), script.into()], timeout_secs: Some(300), ..Default::default() })?;
+    if r.exit_code != Some(0) {
+        bail!("`{}` on the node failed: {}{}", script.chars().take(120).collect::<String>(), r.stdout, r.stderr);
+    }
+    Ok(r.stdout)
+}
+
+/// What the steps wrote, as one text (owners, modes, content hashes, hostname) to compare.
+fn fingerprint(c: &mut agent::client::Client, plan: &baseline::Plan) -> Result<String> {
+    let (files, _) = agent::ops::runtime::config_files(plan.runtime);
+    let mut paths: Vec<String> = files.into_iter().map(|f| f.path).collect();
+    paths.extend(plan.certs.files.iter().map(|f| f.path.clone()));
+    paths.extend(plan.extra_files.iter().map(|f| f.0.clone()));
+    paths.push(agent::ops::kubelet::UNIT_PATH.into());
+    paths.push(agent::ops::kubelet::DROP_IN_PATH.into());
+    paths.push(format!("{}/{}/kubelet", agent::ops::kubelet::BINARIES_DIR, plan.kubelet.version));
+    for ca in &plan.certs.trust {
+        paths.push(format!("/usr/share/ca-certificates/{}", ca.name));
+    }
+    let list = paths.join(" ");
+    exec(c, &format!("hostname; cat /etc/hostname; grep '^127.0.1.1' /etc/hosts | tr -s ' \\t' ' '; stat -c '%a %u:%g %n' {list}; sha256sum {list}; \
+                      for n in {}; do readlink /etc/ssl/certs/$n; done; systemctl is-enabled kubelet containerd",
+                      plan.certs.trust.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(" ")))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Agent,
+    Ssh,
+}
+
+/// Provisioning through the agent and over SSH, alternating, on the running machine.
+fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &Path) -> Result<()> {
+    let state = m.load()?;
+    let cas = launcher::certs::shared_cas(&home.shared_certs())?;
+    let pc = launcher::certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
+    let certs = launcher::certs::certs_request(&pc);
+    let runtime = RuntimeRequest {
+        runtime: state.runtime,
+        pause_image: provision::PAUSE_IMAGE.into(),
+        cgroup_driver: CgroupDriver::Systemd,
+        insecure_registries: vec![],
+        docker_tls: None,
+        socket_timeout_secs: Some(120),
+    };
+    let kubelet = KubeletRequest {
+        version: state.kubernetes_version.clone(),
+        node_name: state.name.clone(),
+        node_ip: state.node_ip.clone(),
+        runtime: state.runtime,
+        extra_args: vec![],
+    };
+    let binary = stand_in_kubelet(tmp, &state.kubernetes_version, kubelet_mb)?;
+    let bytes = std::fs::read(&binary)?;
+    let sha = image::fetch::sha256_hex(&bytes);
+    let plan = baseline::Plan {
+        hostname: &state.name,
+        certs: &certs,
+        extra_files: vec![(launcher::certs::GUEST_SA_PUB.to_string(), pc.sa_pub_pem.as_bytes().to_vec(), 0o644)],
+        runtime: &runtime,
+        kubelet_binary: &binary,
+        kubelet: &kubelet,
+    };
+    let ssh = Ssh::for_machine(m, state.ports.ssh);
+    let waited = ssh.wait(Duration::from_secs(120)).context("ssh to the node with the machine's key")?;
+    println!("\n== agent vs SSH: {rounds} rounds, kubelet {} MiB (ssh answered after {:.1}s)", bytes.len() >> 20, waited.as_secs_f64());
+    let mut admin = provision::connect_existing(home, m)?;
+    let reset = baseline::reset_script(&plan);
+    let steps = ["hostname", "certs", "runtime", "kubelet"];
+    let mut agent_runs: Vec<Vec<f64>> = Vec::new();
+    let mut ssh_runs: Vec<Vec<f64>> = Vec::new();
+    let mut sessions = 0;
+    let mut prints: Vec<(Way, String)> = Vec::new();
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [Way::Agent, Way::Ssh] } else { [Way::Ssh, Way::Agent] };
+        for way in order {
+            exec(&mut admin, &reset)?;
+            ssh.close();
+            let times = match way {
+                Way::Agent => {
+                    let mut t = Vec::new();
+                    let s = Instant::now();
+                    // A new connection each round, as SSH gets one: the handshake counts in the first step.
+                    let mut c = provision::connect_existing(home, m)?;
+                    c.hostname(&state.name)?;
+                    t.push(s.elapsed().as_secs_f64());
+                    let s = Instant::now();
+                    c.certs(&certs)?;
+                    c.upload_bytes(launcher::certs::GUEST_SA_PUB, pc.sa_pub_pem.as_bytes(), 0o644, None)?;
+                    t.push(s.elapsed().as_secs_f64());
+                    let s = Instant::now();
+                    c.runtime(&runtime)?;
+                    t.push(s.elapsed().as_secs_f64());
+                    let s = Instant::now();
+                    c.upload_binary(&kubelet.version, "kubelet", &sha, &mut &bytes[..], bytes.len() as u64)?;
+                    c.kubelet(&kubelet)?;
+                    t.push(s.elapsed().as_secs_f64());
+                    agent_runs.push(t.clone());
+                    t
+                }
+                Way::Ssh => {
+                    let r = baseline::provision(&ssh, &plan)?;
+                    sessions = r.iter().map(|s| s.sessions).sum::<u32>();
+                    let t: Vec<f64> = r.iter().map(|s| s.seconds).collect();
+                    ssh_runs.push(t.clone());
+                    t
+                }
+            };
+            let name = if way == Way::Agent { "agent" } else { "ssh" };
+            println!("round {} {name:<5} {}  total {:.2}s", round + 1, steps.iter().zip(&times).map(|(s, t)| format!("{s} {t:.2}s")).collect::<Vec<_>>().join(", "), times.iter().sum::<f64>());
+            prints.push((way, fingerprint(&mut admin, &plan)?));
+        }
+    }
+    ssh.close();
+    let a = prints.iter().find(|p| p.0 == Way::Agent).map(|p| p.1.clone()).unwrap_or_default();
+    let same = prints.iter().all(|p| p.1 == a);
+    println!();
+    println!("{:<10} {:>10} {:>10} {:>10}   (medians of {rounds} rounds)", "step", "agent s", "ssh s", "ssh/agent");
+    for (i, step) in steps.iter().enumerate() {
+        let am = median(agent_runs.iter().map(|r| r[i]).collect());
+        let sm = median(ssh_runs.iter().map(|r| r[i]).collect());
+        println!("{step:<10} {am:>10.2} {sm:>10.2} {:>10.2}", sm / am);
+    }
+    let at = median(agent_runs.iter().map(|r| r.iter().sum()).collect());
+    let st = median(ssh_runs.iter().map(|r| r.iter().sum()).collect());
+    println!("{:<10} {at:>10.2} {st:>10.2} {:>10.2}", "total", st / at);
+    println!("SSH sessions per provisioning: {sessions}; agent requests: 7");
+    println!("same files, modes, owners, links and hostname both ways: {}", if same { "yes" } else { "NO" });
+    if !same {
+        for (w, p) in &prints {
+            if p != &a {
+                eprintln!("differs ({}):\n{p}\nagent:\n{a}", if *w == Way::Agent { "agent" } else { "ssh" });
+                break;
+            }
+        }
+        bail!("the SSH baseline and the agent left different files: the comparison is not like for like");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -111,9 +111,19 @@ enum BenchCmd {
     },
     /// Initramfs compressors on a directory tree (default: a synthetic tree).
     Compress { dir: Option<PathBuf> },
-    /// The launcher: boots of out/minikube.iso, median time per provisioning step
-    /// (BENCH_LAUNCHER_BOOTS, default 3).
-    Launcher,
+    /// The launcher: boots of out/minikube.iso, median time per provisioning step, then the
+    /// same provisioning through the agent and over SSH (minikube's way) on that node, as a ratio.
+    Launcher {
+        /// Boots to measure (the first formats the data disk).
+        #[arg(long, default_value_t = 3)]
+        boots: usize,
+        /// Rounds of agent-versus-SSH provisioning on the running node (0 to skip).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Size in MiB of the stand-in kubelet both ways copy (BENCH_KUBELET=PATH: a real one).
+        #[arg(long, default_value_t = 64)]
+        kubelet_mb: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -135,7 +145,7 @@ fn main() -> Result<()> {
             BenchCmd::Iso { runs, boots, skip_cold } => bench_iso::run(runs, boots, skip_cold),
             BenchCmd::Agent { iterations } => bench_agent::run(iterations),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
-            BenchCmd::Launcher => bench_launcher::run(),
+            BenchCmd::Launcher { boots, rounds, kubelet_mb } => bench_launcher::run(boots, rounds, kubelet_mb),
         },
         Cmd::Agent => {
             let p = agent_build::build_static()?;
