@@ -54,6 +54,20 @@ pub enum KicError {
     NotReady { name: String, message: String, log_tail: String },
     #[error("container {name}: cannot parse `port {port}` output {output:?}")]
     Port { name: String, port: u16, output: String },
+    #[error("container {name} has no IP address on any network ({output:?})")]
+    NoIp { name: String, output: String },
+    #[error("image archive {path}: {reason}")]
+    Archive { path: PathBuf, reason: String },
+    #[error("--image {0:?}: neither an existing archive nor an image reference")]
+    BadImage(String),
+}
+
+/// Whether the engine said the container, volume or image does not exist.
+fn is_missing(e: &KicError) -> bool {
+    matches!(e, KicError::Command { stderr, .. } if {
+        let s = stderr.to_ascii_lowercase();
+        s.contains("no such") || s.contains("not known") || s.contains("not found")
+    })
 }
 
 /// How privileges are granted.
@@ -118,6 +132,170 @@ impl Engine {
         s.push_str(&String::from_utf8_lossy(&out.stderr));
         Ok(s)
     }
+}
+
+/// Where the node image comes from (`--image`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageSource {
+    /// An image archive (OCI layout or `docker save` tar) to load into the engine.
+    Archive(PathBuf),
+    /// An image reference the engine has or can pull.
+    Reference(String),
+}
+
+impl ImageSource {
+    /// An existing file is an archive; so is a path that looks like one (`.tar`, `.tar.gz`,
+    /// `.tgz`, or starting with `/`, `./`, `../`), to be reported missing when read; anything
+    /// else without whitespace is a reference.
+    pub fn parse(s: &str) -> Result<ImageSource, KicError> {
+        let looks_like_path =
+            [".tar", ".tar.gz", ".tgz"].iter().any(|x| s.ends_with(x)) || ["/", "./", "../"].iter().any(|p| s.starts_with(p));
+        if Path::new(s).is_file() || looks_like_path {
+            Ok(ImageSource::Archive(PathBuf::from(s)))
+        } else if !s.is_empty() && !s.chars().any(char::is_whitespace) && !s.starts_with('-') {
+            Ok(ImageSource::Reference(s.to_string()))
+        } else {
+            Err(KicError::BadImage(s.to_string()))
+        }
+    }
+}
+
+/// What an image archive holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveImage {
+    /// Its name (`manifest.json` `RepoTags[0]`, else the index's `io.containerd.image.name`).
+    pub reference: String,
+    /// Hex digests an engine may report as the image's ID: the config's (docker, podman) and
+    /// the manifest's (containerd-backed stores).
+    pub ids: Vec<String>,
+}
+
+/// Read the name and digests of the image in an archive: `manifest.json` (docker-save style,
+/// which our OCI archives carry too), else `index.json` and the manifest blob it names. Only
+/// headers are read; blobs are skipped by seeking.
+pub fn read_archive(path: &Path) -> Result<ArchiveImage, KicError> {
+    let bad = |reason: String| KicError::Archive { path: path.to_path_buf(), reason };
+    let wanted = |names: &[&str]| -> Result<Vec<Option<Vec<u8>>>, KicError> {
+        let f = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+        let mut ar = tar::Archive::new(f);
+        let mut found = vec![None; names.len()];
+        for entry in ar.entries_with_seek().map_err(|e| bad(e.to_string()))? {
+            let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+            let name = entry.path().map_err(|e| bad(e.to_string()))?.to_string_lossy().trim_start_matches("./").to_string();
+            if let Some(i) = names.iter().position(|n| *n == name) {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut buf).map_err(|e| bad(format!("{name}: {e}")))?;
+                found[i] = Some(buf);
+            }
+        }
+        Ok(found)
+    };
+    let json = |name: &str, bytes: &[u8]| -> Result<serde_json::Value, KicError> { serde_json::from_slice(bytes).map_err(|e| bad(format!("{name}: {e}"))) };
+    let hex = |digest: &str| digest.rsplit(['/', ':']).next().unwrap_or(digest).to_string();
+
+    let found = wanted(&["manifest.json", "index.json"])?;
+    let index = found[1].as_deref().map(|b| json("index.json", b)).transpose()?;
+    let first_manifest = index.as_ref().and_then(|i| i["manifests"].get(0).cloned());
+    let mut ids = Vec::new();
+    let mut reference = None;
+    if let Some(m) = found[0].as_deref() {
+        let m = json("manifest.json", m)?;
+        reference = m[0]["RepoTags"].get(0).and_then(|t| t.as_str()).map(str::to_string);
+        if let Some(c) = m[0]["Config"].as_str() {
+            ids.push(hex(c));
+        }
+    }
+    if let Some(desc) = &first_manifest {
+        if reference.is_none() {
+            reference = desc["annotations"]["io.containerd.image.name"].as_str().map(str::to_string);
+        }
+        if let Some(d) = desc["digest"].as_str() {
+            if ids.is_empty() {
+                let blob = format!("blobs/sha256/{}", hex(d));
+                let m = wanted(&[&blob])?.remove(0).ok_or_else(|| bad(format!("{blob} (the manifest index.json names) is missing")))?;
+                if let Some(c) = json(&blob, &m)?["config"]["digest"].as_str() {
+                    ids.push(hex(c));
+                }
+            }
+            ids.push(hex(d));
+        }
+    }
+    if found[0].is_none() && index.is_none() {
+        return Err(bad("neither manifest.json nor index.json: not an image archive".into()));
+    }
+    let reference = reference.ok_or_else(|| bad("names no image (no RepoTags in manifest.json, no io.containerd.image.name in index.json)".into()))?;
+    if ids.is_empty() {
+        return Err(bad("names no image configuration".into()));
+    }
+    Ok(ArchiveImage { reference, ids })
+}
+
+/// An image ready to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageReady {
+    pub reference: String,
+    /// Whether this call loaded an archive.
+    pub loaded: bool,
+}
+
+impl Engine {
+    /// The ID (hex, without `sha256:`) of a local image, None when the engine has none of that
+    /// name.
+    pub fn image_id(&self, reference: &str) -> Result<Option<String>, KicError> {
+        match self.run(&["image".into(), "inspect".into(), "--format".into(), "{{.Id}}".into(), reference.into()]) {
+            Ok(out) => Ok(out.lines().next().map(|l| l.trim().trim_start_matches("sha256:").to_string()).filter(|s| !s.is_empty())),
+            Err(e @ KicError::Spawn { .. }) => Err(e),
+            Err(e) => {
+                tracing::debug!("{e}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Make the image available: an archive is loaded (`load -i`) unless the engine already
+    /// has its name with the archive's ID; a reference is used as it is (`run` pulls it when
+    /// missing).
+    pub fn ensure_image(&self, src: &ImageSource) -> Result<ImageReady, KicError> {
+        let path = match src {
+            ImageSource::Reference(r) => return Ok(ImageReady { reference: r.clone(), loaded: false }),
+            ImageSource::Archive(p) => p,
+        };
+        let meta = read_archive(path)?;
+        let has = |id: Option<String>| id.is_some_and(|id| meta.ids.iter().any(|x| *x == id));
+        if has(self.image_id(&meta.reference)?) {
+            return Ok(ImageReady { reference: meta.reference, loaded: false });
+        }
+        tracing::info!("loading {} into {}", path.display(), self.program);
+        let out = self.run(&["load".into(), "-i".into(), path.display().to_string()])?;
+        let reference = loaded_reference(&out).unwrap_or(meta.reference);
+        if !has(self.image_id(&reference)?) {
+            tracing::warn!("{} loaded {}, but its ID is not one of the archive's {:?}", self.program, reference, meta.ids);
+        }
+        Ok(ImageReady { reference, loaded: true })
+    }
+}
+
+/// The name `load` printed (`Loaded image: X` from docker and podman, `Loaded image(s): X` from
+/// older podman).
+pub fn loaded_reference(out: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Loaded image: ").or_else(|| l.trim().strip_prefix("Loaded image(s): ")))
+        .and_then(|r| r.split(',').next())
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+}
+
+/// The OCI runtime to ask podman for: `runc` where the host's cgroups are not the unified
+/// hierarchy (crun refuses hybrid layouts) and runc is installed; otherwise the engine's
+/// default. Docker keeps its own default.
+pub fn default_oci_runtime(engine: &Engine) -> Option<String> {
+    let podman = Path::new(&engine.program).file_name().is_some_and(|n| n == "podman");
+    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    (podman && !unified && on_path("runc")).then(|| "runc".to_string())
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 fn render(program: &str, global: &[String], args: &[String]) -> String {
@@ -293,15 +471,41 @@ impl Kic {
             vol.extend(["--label".into(), l]);
         }
         vol.push(cfg.name.clone());
-        e.run(&vol)?;
+        // A volume left by a container removed outside the launcher keeps the node's /var: reuse
+        // it (podman refuses to create it again, docker returns it).
+        let volume_created = match e.run(&vol) {
+            Ok(_) => true,
+            Err(KicError::Command { stderr, .. }) if stderr.contains("already exists") => {
+                tracing::info!("reusing volume {}", cfg.name);
+                false
+            }
+            Err(err) => return Err(err),
+        };
         let mut run = vec!["run".to_string()];
         run.extend(cfg.run_args());
         tracing::info!(name = %cfg.name, image = %cfg.image, "starting node container");
         if let Err(err) = e.run(&run) {
-            let _ = kic.delete();
+            let _ = e.run(&kic.args(&["rm", "-f", "-v", &kic.name]));
+            if volume_created {
+                let _ = e.run(&kic.args(&["volume", "rm", "-f", &kic.name]));
+            }
             return Err(err);
         }
         Ok(kic)
+    }
+
+    /// [`Kic::create`]; when the engine cannot apply `--privileged` (dockerd in some nested
+    /// hosts: `unable to apply caps`), again with [`Privileges::AllCaps`]. Returns the
+    /// privileges used.
+    pub fn create_with_fallback(cfg: &KicConfig) -> Result<(Kic, Privileges), KicError> {
+        match Kic::create(cfg) {
+            Err(KicError::Command { stderr, .. }) if cfg.privileges == Privileges::Privileged && stderr.contains("unable to apply caps") => {
+                tracing::warn!("{}: --privileged failed (unable to apply caps); using --cap-add ALL", cfg.engine.program);
+                let cfg = KicConfig { privileges: Privileges::AllCaps, ..cfg.clone() };
+                Ok((Kic::create(&cfg)?, Privileges::AllCaps))
+            }
+            other => other.map(|k| (k, cfg.privileges.clone())),
+        }
     }
 
     /// A handle on an existing container.
@@ -323,8 +527,23 @@ impl Kic {
         Ok(self.engine.run(&self.args(&["inspect", "--format", "{{.State.Status}}", &self.name]))?.trim().to_string())
     }
 
+    /// The container's state, None when there is no such container.
+    pub fn find_state(&self) -> Result<Option<ContainerState>, KicError> {
+        match self.state() {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The container's address on its (first) network.
+    pub fn ip(&self) -> Result<String, KicError> {
+        let out = self.engine.run(&self.args(&["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", &self.name]))?;
+        out.split_whitespace().next().map(str::to_string).ok_or_else(|| KicError::NoIp { name: self.name.clone(), output: out.clone() })
+    }
+
     /// How many times the agent said it was ready (across restarts, logs accumulate).
-    fn ready_count(&self) -> Result<usize, KicError> {
+    pub fn ready_count(&self) -> Result<usize, KicError> {
         Ok(self.logs()?.matches(READY_MARKER).count())
     }
 
@@ -372,7 +591,12 @@ impl Kic {
 
     /// Stop (the image's STOPSIGNAL, SIGRTMIN+3, lets systemd shut down cleanly).
     pub fn stop(&self) -> Result<(), KicError> {
-        self.engine.run(&self.args(&["stop", "-t", "60", &self.name]))?;
+        self.stop_within(Duration::from_secs(60))
+    }
+
+    /// Stop, killing the container after `timeout`.
+    pub fn stop_within(&self, timeout: Duration) -> Result<(), KicError> {
+        self.engine.run(&self.args(&["stop", "-t", &timeout.as_secs().to_string(), &self.name]))?;
         Ok(())
     }
 
@@ -399,19 +623,19 @@ impl Kic {
 
     /// Remove the container and its /var volume. Missing ones are not an error.
     pub fn delete(&self) -> Result<(), KicError> {
-        let gone = |e: &KicError| matches!(e, KicError::Command { stderr, .. } if stderr.contains("no such") || stderr.contains("No such"));
         match self.engine.run(&self.args(&["rm", "-f", "-v", &self.name])) {
-            Err(e) if !gone(&e) => return Err(e),
+            Err(e) if !is_missing(&e) => return Err(e),
             _ => {}
         }
         match self.engine.run(&self.args(&["volume", "rm", "-f", &self.name])) {
-            Err(e) if !gone(&e) => Err(e),
+            Err(e) if !is_missing(&e) => Err(e),
             _ => Ok(()),
         }
     }
 }
 
-fn tail(s: &str, n: usize) -> String {
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -448,6 +672,67 @@ mod tests {
             assert!(a.contains(want), "{want:?} missing from {a}");
         }
         assert!(a.ends_with("kicbase:v1"));
+    }
+
+    #[test]
+    fn image_argument_is_archive_or_reference() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("img");
+        std::fs::write(&file, b"x").unwrap();
+        let f = file.to_str().unwrap();
+        assert_eq!(ImageSource::parse(f).unwrap(), ImageSource::Archive(file.clone()));
+        for a in ["out/kicbase.tar", "missing.tar.gz", "x.tgz", "./kicbase", "/nope/image"] {
+            assert_eq!(ImageSource::parse(a).unwrap(), ImageSource::Archive(a.into()), "{a}");
+        }
+        for r in ["kicbase:v0.1.0", "gcr.io/k8s-minikube/kicbase:v0.0.48", "localhost/kicbase@sha256:0123"] {
+            assert_eq!(ImageSource::parse(r).unwrap(), ImageSource::Reference(r.into()), "{r}");
+        }
+        for bad in ["", "a b", "-x"] {
+            assert!(matches!(ImageSource::parse(bad), Err(KicError::BadImage(_))), "{bad:?}");
+        }
+    }
+
+    fn tar_of(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
+        let p = dir.join("a.tar");
+        let mut b = tar::Builder::new(std::fs::File::create(&p).unwrap());
+        for (name, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.finish().unwrap();
+        p
+    }
+
+    #[test]
+    fn archive_name_and_ids() {
+        let d = tempfile::tempdir().unwrap();
+        // docker-save style manifest.json beside an OCI index (what our archives carry).
+        let index = br#"{"manifests":[{"annotations":{"io.containerd.image.name":"kicbase:v1"},"digest":"sha256:aaaa"}]}"#;
+        let manifest = br#"[{"Config":"blobs/sha256/cccc","RepoTags":["kicbase:v2"]}]"#;
+        let p = tar_of(d.path(), &[("blobs/sha256/big", &[0u8; 4096]), ("index.json", index), ("manifest.json", manifest)]);
+        let a = read_archive(&p).unwrap();
+        assert_eq!(a, ArchiveImage { reference: "kicbase:v2".into(), ids: vec!["cccc".into(), "aaaa".into()] });
+        // OCI only: the config digest comes from the manifest blob.
+        let blob = br#"{"config":{"digest":"sha256:bbbb"}}"#;
+        let p = tar_of(d.path(), &[("blobs/sha256/aaaa", blob), ("index.json", index)]);
+        let a = read_archive(&p).unwrap();
+        assert_eq!(a, ArchiveImage { reference: "kicbase:v1".into(), ids: vec!["bbbb".into(), "aaaa".into()] });
+        // Not an image archive.
+        let p = tar_of(d.path(), &[("hello", b"x")]);
+        let e = read_archive(&p).unwrap_err().to_string();
+        assert!(e.contains("a.tar") && e.contains("not an image archive"), "{e}");
+        let e = read_archive(&d.path().join("none.tar")).unwrap_err().to_string();
+        assert!(e.contains("none.tar"), "{e}");
+    }
+
+    #[test]
+    fn load_output_names_the_image() {
+        assert_eq!(loaded_reference("Getting image source signatures\nLoaded image: localhost/kicbase:v0.1.0\n").as_deref(), Some("localhost/kicbase:v0.1.0"));
+        assert_eq!(loaded_reference("Loaded image(s): localhost/kicbase:v1,localhost/kicbase:latest\n").as_deref(), Some("localhost/kicbase:v1"));
+        assert_eq!(loaded_reference("Loaded image ID: sha256:abc\n"), None);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`qemu`]: accelerator, command line, console, QMP; [`machine`]: the lifecycle on top.
 //! - [`kic`]: the container driver (podman/docker); [`driver`]: which one a profile uses, and
 //!   `status`/`stop`/`delete` dispatched on it.
+//! - [`ssh`]: the machine's SSH key and an OpenSSH client; [`ssh::baseline`] provisions the
+//!   minikube way over SSH, for the agent-versus-SSH benchmark.
 //! - [`provision`]: the `start` flow; [`kubelet`], [`kubeconfig`]: its inputs and output.
 
 pub mod certs;
@@ -18,4 +20,5 @@ pub mod kubelet;
 pub mod machine;
 pub mod provision;
 pub mod qemu;
+pub mod ssh;
 pub mod state;

@@ -1,5 +1,5 @@
-//! `minikube-node`: start, inspect, stop and delete minikube nodes (qemu VMs from the ISO),
-//! provisioned through the agent.
+//! `minikube-node`: start, inspect, stop and delete minikube nodes (qemu VMs from the ISO, or
+//! kicbase containers under podman or docker), provisioned through the agent.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use launcher::machine::{self, Status};
+use launcher::driver::{self, Driver};
+use launcher::machine::Status;
 use launcher::provision::{self, Output, Reporter, StartOptions};
 use launcher::state::{Home, DEFAULT_PROFILE};
 
 #[derive(Parser)]
-#[command(name = "minikube-node", version, about = "Start a minikube node VM from the ISO and provision it through its agent")]
+#[command(name = "minikube-node", version, about = "Start a minikube node (a VM from the ISO, or a kicbase container) and provision it through its agent")]
 struct Cli {
     /// Profile (machine) name.
     #[arg(short = 'p', long = "name", alias = "profile", global = true, default_value = DEFAULT_PROFILE)]
@@ -44,15 +45,27 @@ enum RuntimeArg {
 enum Cmd {
     /// Create (or reuse) the machine, boot it and provision it.
     Start {
-        /// The ISO built by `cargo xtask iso`.
+        /// qemu (a VM from --iso), podman or docker (a container from --image). A profile keeps
+        /// the driver it was created with.
+        #[arg(long, default_value = "qemu")]
+        driver: Driver,
+        /// The ISO built by `cargo xtask iso` (qemu).
         #[arg(long, default_value = "out/minikube.iso")]
         iso: PathBuf,
+        /// The kicbase image (podman, docker): an archive (`cargo xtask kicbase`), loaded into the
+        /// engine unless it already holds it, or an image reference.
+        #[arg(long, default_value = provision::DEFAULT_KIC_IMAGE)]
+        image: String,
+        /// The container engine's OCI runtime (podman, docker); default: runc under podman on
+        /// hosts without the unified cgroup hierarchy, else the engine's own.
+        #[arg(long)]
+        oci_runtime: Option<String>,
         #[arg(long, default_value_t = 2)]
         cpus: u32,
         /// Memory in MiB.
         #[arg(long, default_value_t = 4096)]
         memory: u64,
-        /// Data disk size in MiB (used when the disk is created).
+        /// Data disk size in MiB (qemu; used when the disk is created).
         #[arg(long, default_value_t = 20_000)]
         disk_size: u64,
         #[arg(long, value_enum, default_value_t = RuntimeArg::Containerd)]
@@ -65,13 +78,13 @@ enum Cmd {
         /// A minikube-style cache directory holding linux/ARCH/VERSION/kubelet.
         #[arg(long)]
         cache_dir: Option<PathBuf>,
-        /// Seconds to wait for the agent after qemu started.
+        /// Seconds to wait for the agent after qemu (or the container) started.
         #[arg(long, default_value_t = 600)]
         wait_timeout: u64,
     },
     /// Whether the machine runs and its agent answers.
     Status,
-    /// Power the machine off (ACPI; hard stop after the timeout).
+    /// Power the machine off (qemu: ACPI, hard stop after the timeout; kic: the engine's stop).
     Stop {
         #[arg(long, default_value_t = 90)]
         timeout: u64,
@@ -89,7 +102,8 @@ enum Cmd {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// The journal of UNIT on the node, or the serial console without a unit.
+    /// The journal of UNIT on the node; without a unit, the serial console (qemu) or the
+    /// container's logs (kic).
     Logs {
         unit: Option<String>,
         #[arg(short = 'n', long, default_value_t = 200)]
@@ -135,8 +149,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let m = home.machine(&cli.name)?;
     match cli.command {
-        Cmd::Start { iso, cpus, memory, disk_size, container_runtime, kubernetes_version, kubelet, cache_dir, wait_timeout } => {
+        Cmd::Start { driver, iso, image, oci_runtime, cpus, memory, disk_size, container_runtime, kubernetes_version, kubelet, cache_dir, wait_timeout } => {
             let mut opts = StartOptions::new(&cli.name, iso);
+            opts.driver = driver;
+            opts.image = image;
+            opts.oci_runtime = oci_runtime;
             opts.cpus = cpus;
             opts.memory_mb = memory;
             opts.disk_mb = disk_size;
@@ -152,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             provision::start(&home, &opts, &mut rep).with_context(|| format!("starting {}", cli.name))?;
         }
         Cmd::Status => {
-            let st = machine::status(&m);
+            let st = driver::status(&m);
             let agent = if st == Status::Running {
                 match provision::connect_existing(&home, &m).and_then(|mut c| Ok(c.info()?)) {
                     Ok(i) => format!("Running ({})", i.hostname),
@@ -173,14 +190,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !m.exists() {
                 bail!("no machine named {:?}", cli.name);
             }
-            match machine::stop(&m, Duration::from_secs(timeout))? {
+            match driver::stop(&m, Duration::from_secs(timeout))? {
                 None => println!("{}: already stopped", cli.name),
                 Some(true) => println!("{}: stopped", cli.name),
                 Some(false) => println!("{}: stopped (hard stop after {timeout}s)", cli.name),
             }
         }
         Cmd::Delete { timeout } => {
-            if machine::delete(&m, Duration::from_secs(timeout))? {
+            if driver::delete(&m, Duration::from_secs(timeout))? {
                 println!("{}: deleted", cli.name);
             } else {
                 println!("{}: nothing to delete", cli.name);
@@ -203,7 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Logs { unit, lines } => match unit {
             Some(u) => print!("{}", provision::connect_existing(&home, &m)?.logs(&u, Some(lines))?.text),
-            None => println!("{}", machine::console_tail(&m, lines as usize)),
+            None => println!("{}", driver::console_tail(&m, lines as usize)?),
         },
         Cmd::Ip => println!("{}", m.load()?.node_ip),
         Cmd::List => {
@@ -211,20 +228,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for name in home.list()? {
                 let md = home.machine(&name)?;
                 let s = md.load()?;
-                rows.push((name, machine::status(&md), s));
+                rows.push((name, driver::status(&md), s));
             }
             match output {
                 Output::Json => {
                     let v: Vec<_> = rows
                         .iter()
-                        .map(|(n, st, s)| serde_json::json!({ "name": n, "status": st.name(), "runtime": s.runtime, "kubernetes_version": s.kubernetes_version, "ports": s.ports }))
+                        .map(|(n, st, s)| {
+                            serde_json::json!({ "name": n, "status": st.name(), "driver": s.driver, "runtime": s.runtime, "kubernetes_version": s.kubernetes_version, "ports": s.ports })
+                        })
                         .collect();
                     println!("{}", serde_json::Value::Array(v));
                 }
                 Output::Text => {
-                    println!("{:<20} {:<12} {:<11} {:<10} {}", "NAME", "STATUS", "RUNTIME", "VERSION", "AGENT");
+                    println!("{:<20} {:<12} {:<7} {:<11} {:<10} {}", "NAME", "STATUS", "DRIVER", "RUNTIME", "VERSION", "AGENT");
                     for (n, st, s) in &rows {
-                        println!("{n:<20} {:<12} {:<11} {:<10} 127.0.0.1:{}", st.name(), s.runtime.name(), s.kubernetes_version, s.ports.agent);
+                        println!("{n:<20} {:<12} {:<7} {:<11} {:<10} 127.0.0.1:{}", st.name(), s.driver.name(), s.runtime.name(), s.kubernetes_version, s.ports.agent);
                     }
                 }
             }

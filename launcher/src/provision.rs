@@ -1,5 +1,7 @@
 //! `start`: create or reuse the machine, boot it, wait for the agent, then provision through the
-//! agent — hostname, certificates, container runtime, kubelet — and write the kubeconfig. Every
+//! agent — hostname, certificates, container runtime, kubelet — and write the kubeconfig. Only
+//! the first part depends on the driver: qemu (state, certificates, data disk; boot from the
+//! ISO) or kic (state, certificates; image; container), each ending with a connected agent. Every
 //! step reports once with its duration ([`Reporter`]); a second `start` on a running machine
 //! repeats the idempotent calls and the agent answers `changed: false`.
 
@@ -12,19 +14,30 @@ use agent::client::{Client, ClientError};
 use sha2::{Digest, Sha256};
 
 use crate::certs;
+use crate::driver::{self, Driver};
+use crate::kic::{self, ImageSource, Kic, KicConfig};
 use crate::kubelet::{self, KubeletSource};
 use crate::machine::{self, Status};
 use crate::qemu;
-use crate::state::{Home, MachineDir, MachineState};
+use crate::state::{Home, MachineDir, MachineState, Ports};
 
 /// Pause image handed to the runtime (minikube's for recent Kubernetes).
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.1";
+
+/// `--image` default: the archive `cargo xtask kicbase` writes.
+pub const DEFAULT_KIC_IMAGE: &str = "out/kicbase.tar";
 
 /// What `start` was asked for.
 #[derive(Debug, Clone)]
 pub struct StartOptions {
     pub name: String,
+    pub driver: Driver,
+    /// The ISO (qemu).
     pub iso: PathBuf,
+    /// An image archive or reference (kic), see [`ImageSource::parse`].
+    pub image: String,
+    /// The container engine's OCI runtime (kic); None: [`kic::default_oci_runtime`].
+    pub oci_runtime: Option<String>,
     pub cpus: u32,
     pub memory_mb: u64,
     pub disk_mb: u64,
@@ -32,15 +45,19 @@ pub struct StartOptions {
     pub kubernetes_version: String,
     pub kubelet: Option<PathBuf>,
     pub kubelet_cache: Option<PathBuf>,
-    /// How long to wait for the agent after qemu started.
+    /// How long to wait for the agent after qemu (or the container) started.
     pub agent_timeout: Duration,
 }
 
 impl StartOptions {
+    /// A qemu node booted from `iso`.
     pub fn new(name: &str, iso: PathBuf) -> StartOptions {
         StartOptions {
             name: name.to_string(),
+            driver: Driver::Qemu,
             iso,
+            image: DEFAULT_KIC_IMAGE.to_string(),
+            oci_runtime: None,
             cpus: 2,
             memory_mb: 4096,
             disk_mb: 20_000,
@@ -50,6 +67,11 @@ impl StartOptions {
             kubelet_cache: None,
             agent_timeout: Duration::from_secs(600),
         }
+    }
+
+    /// A container node (podman or docker) from `image` (archive path or reference).
+    pub fn kic(name: &str, driver: Driver, image: &str) -> StartOptions {
+        StartOptions { driver, image: image.to_string(), agent_timeout: Duration::from_secs(300), ..StartOptions::new(name, PathBuf::from("out/minikube.iso")) }
     }
 }
 
@@ -123,6 +145,12 @@ pub enum StartError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("runtime {0} is not supported by `start` (docker or containerd)")]
     Runtime(&'static str),
+    #[error("{0}")]
+    Driver(#[from] driver::DriverError),
+    #[error("{0}")]
+    Kic(#[from] kic::KicError),
+    #[error("container {name}: the agent logged its ready line but did not answer within {secs}s at {addr} ({last_error}); last container log lines:\n{tail}")]
+    KicAgent { secs: u64, addr: String, last_error: String, name: String, tail: String },
 }
 
 /// Errors worth another attempt: the connection broke or the agent was busy.
@@ -157,36 +185,50 @@ pub fn connect(state: &MachineState, certs: &certs::ProfileCerts) -> Result<Clie
     Client::connect(state.agent_addr(), "127.0.0.1", &certs.agent_ca_pem, &certs.launcher)
 }
 
-/// Connect using the certificates on disk (for exec, logs...).
+/// Connect using the certificates on disk (for exec, logs...). A kic node's agent port is read
+/// from the engine (it is chosen again whenever the container starts).
 pub fn connect_existing(home: &Home, m: &MachineDir) -> anyhow::Result<Client> {
-    let state = m.load()?;
+    let mut state = m.load()?;
+    if let Some(node) = driver::container(m, state.driver) {
+        state.ports.agent = node.host_port(kic::AGENT_PORT)?;
+    }
     let ca = std::fs::read_to_string(home.shared_certs().join("agent-ca.crt"))?;
     let id = pki::Identity::load(&m.certs_dir().join("launcher.crt"), &m.certs_dir().join("launcher.key"))?;
     Ok(Client::connect(state.agent_addr(), "127.0.0.1", &ca, &id)?)
 }
 
-/// Poll the agent until it answers `info`, qemu dies, or `timeout` passes.
-pub fn wait_for_agent(m: &MachineDir, state: &MachineState, certs: &certs::ProfileCerts, timeout: Duration) -> Result<(Client, String), StartError> {
+/// Poll the agent until it answers `info`, `alive()` turns false, or `timeout` passes. The
+/// error is the last connection error and whether the node was still alive.
+pub fn poll_agent(
+    state: &MachineState,
+    certs: &certs::ProfileCerts,
+    timeout: Duration,
+    alive: impl Fn() -> bool,
+) -> Result<(Client, String), (String, bool)> {
     let deadline = Instant::now() + timeout;
-    let mut last_error;
     loop {
-        match connect(state, certs).and_then(|mut c| c.info().map(|i| (c, i))) {
+        let last_error = match connect(state, certs).and_then(|mut c| c.info().map(|i| (c, i))) {
             Ok((c, info)) => return Ok((c, format!("agent {} on {} ({})", info.agent_version, info.kernel, info.os.unwrap_or_default()))),
-            Err(e) => last_error = e.to_string(),
-        }
-        let alive = machine::running_pid(m).is_some();
+            Err(e) => e.to_string(),
+        };
+        let alive = alive();
         if !alive || Instant::now() >= deadline {
-            return Err(StartError::AgentTimeout {
-                secs: timeout.as_secs(),
-                addr: state.agent_addr().to_string(),
-                last_error,
-                qemu: if alive { "still running" } else { "exited" },
-                log: m.console_log().display().to_string(),
-                tail: machine::console_tail(m, 20),
-            });
+            return Err((last_error, alive));
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Poll the agent until it answers `info`, qemu dies, or `timeout` passes.
+pub fn wait_for_agent(m: &MachineDir, state: &MachineState, certs: &certs::ProfileCerts, timeout: Duration) -> Result<(Client, String), StartError> {
+    poll_agent(state, certs, timeout, || machine::running_pid(m).is_some()).map_err(|(last_error, alive)| StartError::AgentTimeout {
+        secs: timeout.as_secs(),
+        addr: state.agent_addr().to_string(),
+        last_error,
+        qemu: if alive { "still running" } else { "exited" },
+        log: m.console_log().display().to_string(),
+        tail: machine::console_tail(m, 20),
+    })
 }
 
 fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
@@ -205,38 +247,99 @@ fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
     Ok((h.finalize().iter().map(|b| format!("{b:02x}")).collect(), n))
 }
 
-/// The whole `start` flow.
+/// The whole `start` flow: the driver's part (machine, boot, where the agent answers), then
+/// the same provisioning through the agent for every driver.
 pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<MachineState, StartError> {
     if !matches!(opts.runtime, Runtime::Docker | Runtime::Containerd) {
         return Err(StartError::Runtime(opts.runtime.name()));
     }
     let total = Instant::now();
     let m = home.machine(&opts.name)?;
+    if m.exists() {
+        driver::check_same(&opts.name, m.load()?.driver, opts.driver)?;
+    }
+    let up = match opts.driver {
+        Driver::Qemu => up_qemu(home, &m, opts, rep)?,
+        Driver::Podman | Driver::Docker => up_kic(home, &m, opts, rep)?,
+    };
+    let state = provision(&m, up, rep)?;
+    rep.done(total.elapsed(), &m.kubeconfig());
+    Ok(state)
+}
 
+/// A node whose agent answers, handed from the driver's part of `start` to [`provision`].
+struct Up {
+    state: MachineState,
+    cas: certs::SharedCas,
+    pc: certs::ProfileCerts,
+    kubelet_src: KubeletSource,
+    client: Client,
+}
+
+/// The recorded state with what may change between starts (runtime, Kubernetes; CPUs and
+/// memory when the node is not running), or `new()` for a new profile. Returns whether the
+/// profile existed.
+fn recorded_or_new(
+    m: &MachineDir,
+    opts: &StartOptions,
+    running: bool,
+    new: impl FnOnce() -> Result<MachineState, StartError>,
+) -> Result<(MachineState, bool), StartError> {
+    if !m.exists() {
+        return Ok((new()?, false));
+    }
+    let mut s = m.load()?;
+    s.runtime = opts.runtime;
+    s.kubernetes_version = opts.kubernetes_version.clone();
+    if !running {
+        s.cpus = opts.cpus;
+        s.memory_mb = opts.memory_mb;
+    }
+    Ok((s, true))
+}
+
+/// The machine directory, the kubelet to upload and the certificates (the API server's for
+/// `node_ip`).
+fn prepare(
+    home: &Home,
+    m: &MachineDir,
+    opts: &StartOptions,
+    state: &mut MachineState,
+    node_ip: &str,
+) -> Result<(certs::SharedCas, certs::ProfileCerts, KubeletSource), StartError> {
+    std::fs::create_dir_all(&m.dir).map_err(|source| StartError::Io { path: m.dir.clone(), source })?;
+    let kubelet_src = kubelet::resolve(opts.kubelet.as_deref(), opts.kubelet_cache.as_deref(), &opts.kubernetes_version, &m.kubelet_double())?;
+    state.kubelet = machine::absolute(kubelet_src.path());
+    let cas = certs::shared_cas(&home.shared_certs())?;
+    let pc = certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), node_ip)?;
+    Ok((cas, pc, kubelet_src))
+}
+
+fn issued_suffix(issued: &[&str]) -> String {
+    if issued.is_empty() {
+        String::new()
+    } else {
+        format!("; issued {}", issued.join(", "))
+    }
+}
+
+/// qemu: state, certificates and data disk; boot from the ISO; wait for the agent on the
+/// forwarded port.
+fn up_qemu(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) -> Result<Up, StartError> {
     // machine: state, certificates, data disk.
     let t = Instant::now();
-    let existed = m.exists();
-    let running = machine::status(&m) == Status::Running;
+    let running = machine::status(m) == Status::Running;
     let iso = machine::absolute(&opts.iso);
     if !running && !iso.is_file() {
         return Err(machine::MachineError::NoIso(iso).into());
     }
-    let mut state = if existed {
-        let mut s = m.load()?;
-        // What may change between starts: the ISO path, the runtime, Kubernetes and kubelet.
-        s.iso = iso;
-        s.runtime = opts.runtime;
-        s.kubernetes_version = opts.kubernetes_version.clone();
-        if !running {
-            s.cpus = opts.cpus;
-            s.memory_mb = opts.memory_mb;
-        }
-        s
-    } else {
-        MachineState {
+    let (mut state, existed) = recorded_or_new(m, opts, running, || {
+        Ok(MachineState {
             name: opts.name.clone(),
-            driver: "qemu".into(),
-            iso,
+            driver: Driver::Qemu,
+            iso: iso.clone(),
+            image: String::new(),
+            oci_runtime: None,
             cpus: opts.cpus,
             memory_mb: opts.memory_mb,
             disk_mb: opts.disk_mb,
@@ -245,17 +348,16 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
             kubelet: PathBuf::new(),
             ports: machine::free_ports()?,
             node_ip: crate::state::GUEST_IP.into(),
-        }
-    };
+        })
+    })?;
+    // The ISO path may change between starts.
+    state.iso = iso;
     if !running && existed && machine::refresh_ports(&mut state.ports)? {
         tracing::info!("recorded host ports were taken: now {:?}", state.ports);
     }
-    std::fs::create_dir_all(&m.dir).map_err(|source| StartError::Io { path: m.dir.clone(), source })?;
-    let kubelet_src = kubelet::resolve(opts.kubelet.as_deref(), opts.kubelet_cache.as_deref(), &opts.kubernetes_version, &m.kubelet_double())?;
-    state.kubelet = machine::absolute(kubelet_src.path());
-    let cas = certs::shared_cas(&home.shared_certs())?;
-    let pc = certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
-    let disk_new = machine::ensure_disk(&m, &state, &pc)?;
+    let node_ip = state.node_ip.clone();
+    let (cas, pc, kubelet_src) = prepare(home, m, opts, &mut state, &node_ip)?;
+    let disk_new = machine::ensure_disk(m, &state, &pc)?;
     m.save(&state)?;
     let detail = match (existed, disk_new) {
         (false, _) => format!("created {} ({} CPUs, {} MiB, disk {} MiB)", m.dir.display(), state.cpus, state.memory_mb, state.disk_mb),
@@ -263,21 +365,155 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
         (true, false) => "reused".to_string(),
     };
     let changed = !existed || disk_new || !pc.issued.is_empty();
-    rep.step("machine", t, changed, if pc.issued.is_empty() { detail } else { format!("{detail}; issued {}", pc.issued.join(", ")) });
+    rep.step("machine", t, changed, format!("{detail}{}", issued_suffix(&pc.issued)));
 
     // boot
     let t = Instant::now();
     if running {
         rep.step("boot", t, false, "already running");
     } else {
-        let (pid, accel) = machine::boot(&m, &state)?;
+        let (pid, accel) = machine::boot(m, &state)?;
         rep.step("boot", t, true, format!("qemu pid {pid}, {} accel, agent on 127.0.0.1:{}", accel.name(), state.ports.agent));
     }
 
     // agent
     let t = Instant::now();
-    let (mut client, detail) = wait_for_agent(&m, &state, &pc, opts.agent_timeout)?;
+    let (client, detail) = wait_for_agent(m, &state, &pc, opts.agent_timeout)?;
     rep.step("agent", t, !running, detail);
+    Ok(Up { state, cas, pc, kubelet_src, client })
+}
+
+/// kic: state and certificates (the trust directory is mounted into the container); the image
+/// (an archive is loaded once); the container created, or started again, with its ports and
+/// address read back from the engine; the agent's ready line in the container's logs.
+fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) -> Result<Up, StartError> {
+    let engine = opts.driver.engine().expect("a kic driver has an engine");
+    let node = Kic::existing(engine.clone(), &opts.name);
+
+    // machine: state, certificates.
+    let t = Instant::now();
+    let container = node.find_state()?;
+    let running = container.as_deref() == Some("running");
+    let (mut state, existed) = recorded_or_new(m, opts, running, || {
+        Ok(MachineState {
+            name: opts.name.clone(),
+            driver: opts.driver,
+            iso: PathBuf::new(),
+            image: String::new(),
+            oci_runtime: opts.oci_runtime.clone().or_else(|| kic::default_oci_runtime(&engine)),
+            cpus: opts.cpus,
+            memory_mb: opts.memory_mb,
+            disk_mb: opts.disk_mb,
+            runtime: opts.runtime,
+            kubernetes_version: opts.kubernetes_version.clone(),
+            kubelet: PathBuf::new(),
+            ports: Ports { agent: 0, apiserver: 0, ssh: 0 },
+            node_ip: String::new(),
+        })
+    })?;
+    if container.is_none() && opts.oci_runtime.is_some() {
+        // A container made anew may use another OCI runtime.
+        state.oci_runtime = opts.oci_runtime.clone();
+    }
+    // The API server's certificate names the node's address, known once the container runs:
+    // until then the loopback address stands in (already among its names).
+    let provisional = if state.node_ip.is_empty() { "127.0.0.1".to_string() } else { state.node_ip.clone() };
+    let (cas, mut pc, kubelet_src) = prepare(home, m, opts, &mut state, &provisional)?;
+    m.save(&state)?;
+    let detail = if existed {
+        "reused".to_string()
+    } else {
+        format!("created {} ({}, {} CPUs, {} MiB)", m.dir.display(), state.driver, state.cpus, state.memory_mb)
+    };
+    rep.step("machine", t, !existed || !pc.issued.is_empty(), format!("{detail}{}", issued_suffix(&pc.issued)));
+
+    // image: only a container to create needs one.
+    let t = Instant::now();
+    if container.is_none() {
+        let src = match ImageSource::parse(&opts.image)? {
+            ImageSource::Archive(p) => ImageSource::Archive(machine::absolute(&p)),
+            r => r,
+        };
+        let ready = engine.ensure_image(&src)?;
+        let detail = match (&src, ready.loaded) {
+            (ImageSource::Archive(p), true) => format!("{} loaded from {}", ready.reference, p.display()),
+            (ImageSource::Archive(_), false) => format!("{} already in {}", ready.reference, engine.program),
+            (ImageSource::Reference(_), _) => ready.reference.clone(),
+        };
+        state.image = ready.reference;
+        m.save(&state)?;
+        rep.step("image", t, ready.loaded, detail);
+    } else {
+        rep.step("image", t, false, format!("{} (the container exists)", state.image));
+    }
+
+    // boot: create or start the container; the engine chose ports and address.
+    let t = Instant::now();
+    let (seen, what) = match container.as_deref() {
+        Some("running") => (0, "already running".to_string()),
+        Some(other) => {
+            let seen = node.ready_count()?;
+            node.start()?;
+            (seen, format!("started again (was {other})"))
+        }
+        None => {
+            let mut cfg = KicConfig::new(engine.clone(), &state.name, &state.image, m.trust_dir());
+            cfg.runtime = state.oci_runtime.clone();
+            cfg.cpus = Some(state.cpus.to_string());
+            cfg.memory = Some(format!("{}m", state.memory_mb));
+            let (_, privileges) = Kic::create_with_fallback(&cfg)?;
+            let how = match privileges {
+                kic::Privileges::Privileged => "privileged",
+                kic::Privileges::AllCaps => "all capabilities",
+            };
+            (0, format!("created from {} ({how}, OCI runtime {})", state.image, state.oci_runtime.as_deref().unwrap_or("default")))
+        }
+    };
+    state.ports = Ports { agent: node.host_port(kic::AGENT_PORT)?, apiserver: node.host_port(KIC_APISERVER_PORT)?, ssh: node.host_port(KIC_SSH_PORT)? };
+    state.node_ip = node.ip()?;
+    if state.node_ip != provisional {
+        let again = certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
+        tracing::info!("node address {}: issued {:?}", state.node_ip, again.issued);
+        pc = again;
+    }
+    m.save(&state)?;
+    rep.step(
+        "boot",
+        t,
+        !running,
+        format!("{} container {what}, {} at {}, agent on 127.0.0.1:{}", engine.program, state.name, state.node_ip, state.ports.agent),
+    );
+
+    // agent: its ready line in the logs, then an answer through the published port.
+    let t = Instant::now();
+    node.wait_ready_after(seen, opts.agent_timeout)?;
+    let alive = || node.find_state().ok().flatten().as_deref() == Some("running");
+    let (client, detail) = match poll_agent(&state, &pc, KIC_CONNECT_TIMEOUT, alive) {
+        Ok(v) => v,
+        Err((last_error, _)) => {
+            return Err(StartError::KicAgent {
+                secs: KIC_CONNECT_TIMEOUT.as_secs(),
+                addr: state.agent_addr().to_string(),
+                last_error,
+                name: state.name.clone(),
+                tail: node.logs().map(|l| kic::tail(&l, 20)).unwrap_or_else(|e| e.to_string()),
+            })
+        }
+    };
+    rep.step("agent", t, !running, detail);
+    Ok(Up { state, cas, pc, kubelet_src, client })
+}
+
+/// The container ports of the API server and SSH (published on 127.0.0.1 like the agent's).
+pub const KIC_APISERVER_PORT: u16 = 8443;
+pub const KIC_SSH_PORT: u16 = 22;
+/// How long the agent may take to answer through the published port after its ready line.
+const KIC_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The steps every driver shares, through the agent: hostname, certificates, container runtime,
+/// kubelet; then the kubeconfig on the host.
+fn provision(m: &MachineDir, up: Up, rep: &mut Reporter) -> Result<MachineState, StartError> {
+    let Up { state, cas, pc, kubelet_src, mut client } = up;
 
     // hostname
     let t = Instant::now();
@@ -337,7 +573,6 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
     );
     let changed = crate::kubeconfig::write(&m.kubeconfig(), &text).map_err(|source| StartError::Io { path: m.kubeconfig(), source })?;
     rep.step("kubeconfig", t, changed, m.kubeconfig().display().to_string());
-    rep.done(total.elapsed(), &m.kubeconfig());
     Ok(state)
 }
 

@@ -6,13 +6,17 @@
 //! ```text
 //! certs/                      shared by every profile: minikubeCA, proxy-client CA, agent CA
 //! machines/NAME/state.json    the recorded configuration and host ports ([`MachineState`])
-//! machines/NAME/disk.qcow2    the persistent data disk
-//! machines/NAME/console.log   the serial console
-//! machines/NAME/qemu.pid      qemu's pidfile; machines/NAME/qmp.sock its QMP socket
-//! machines/NAME/trust/        the agent's ca.crt, agent.crt, agent.key (fw_cfg sources)
+//! machines/NAME/disk.qcow2    the persistent data disk (qemu)
+//! machines/NAME/console.log   the serial console (qemu)
+//! machines/NAME/qemu.pid      qemu's pidfile; machines/NAME/qmp.sock its QMP socket (qemu)
+//! machines/NAME/trust/        the agent's ca.crt, agent.crt, agent.key (fw_cfg sources for
+//!                             qemu, a read-only bind mount for kic)
 //! machines/NAME/certs/        per-profile Kubernetes certificates and the launcher's client cert
 //! machines/NAME/kubeconfig    written at the end of `start`
 //! ```
+//!
+//! A kic node (podman/docker) keeps its disk state in a named volume `NAME` on the engine side
+//! and its console in the container's logs.
 
 use std::path::{Path, PathBuf};
 
@@ -173,7 +177,8 @@ impl MachineDir {
     }
 }
 
-/// Host ports forwarded to the guest (qemu user-mode networking, bound on 127.0.0.1).
+/// Host ports forwarded to the guest (qemu user-mode networking) or published by the container
+/// engine (kic), bound on 127.0.0.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ports {
     pub agent: u16,
@@ -185,8 +190,16 @@ pub struct Ports {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineState {
     pub name: String,
-    pub driver: String,
+    pub driver: crate::driver::Driver,
+    /// The ISO (qemu).
+    #[serde(default, skip_serializing_if = "is_empty_path")]
     pub iso: PathBuf,
+    /// The image reference the container was created from (kic).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    /// The OCI runtime the container engine was told to use (kic), e.g. `runc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci_runtime: Option<String>,
     pub cpus: u32,
     pub memory_mb: u64,
     pub disk_mb: u64,
@@ -196,6 +209,10 @@ pub struct MachineState {
     pub kubelet: PathBuf,
     pub ports: Ports,
     pub node_ip: String,
+}
+
+fn is_empty_path(p: &Path) -> bool {
+    p.as_os_str().is_empty()
 }
 
 impl MachineState {
@@ -237,8 +254,10 @@ mod tests {
         assert!(matches!(m.load(), Err(StateError::NoMachine(..))));
         let s = MachineState {
             name: "p1".into(),
-            driver: "qemu".into(),
+            driver: crate::driver::Driver::Qemu,
             iso: "/x.iso".into(),
+            image: String::new(),
+            oci_runtime: None,
             cpus: 2,
             memory_mb: 4096,
             disk_mb: 20000,
@@ -251,5 +270,13 @@ mod tests {
         m.save(&s).unwrap();
         assert_eq!(m.load().unwrap(), s);
         assert_eq!(home.list().unwrap(), vec!["p1".to_string()]);
+        // A qemu state file has no kic fields; a kic one no ISO.
+        let text = std::fs::read_to_string(m.state_file()).unwrap();
+        assert!(text.contains("\"driver\": \"qemu\"") && !text.contains("\"image\"") && !text.contains("oci_runtime"), "{text}");
+        let k = MachineState { driver: crate::driver::Driver::Podman, iso: PathBuf::new(), image: "kicbase:v1".into(), oci_runtime: Some("runc".into()), ..s };
+        m.save(&k).unwrap();
+        let text = std::fs::read_to_string(m.state_file()).unwrap();
+        assert!(text.contains("\"driver\": \"podman\"") && !text.contains("\"iso\""), "{text}");
+        assert_eq!(m.load().unwrap(), k);
     }
 }
