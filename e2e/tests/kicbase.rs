@@ -4,6 +4,12 @@
 //! (nested), stop, start (the agent is ready again, /var survived on the volume), delete
 //! (container and volume gone).
 //!
+//! The launcher's podman driver on the same image: `provision::start` loads the archive, creates
+//! the container and provisions it through the agent like a qemu node; a second start changes
+//! nothing; stop, start, delete go through the recorded driver.
+//!
+//! The tests that run containers take [`BOOTS`] so only one node runs at a time.
+//!
 //! Needs root, podman, runc, and the image (`cargo xtask kicbase`, or `KICBASE_ARCHIVE`).
 
 use std::collections::BTreeMap;
@@ -15,7 +21,14 @@ use agent::api::{CgroupDriver, ExecRequest, Runtime, RuntimeRequest};
 use agent::client::Client;
 use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};
+use launcher::driver::{self, Driver};
 use launcher::kic::{Engine, Kic, KicConfig};
+use launcher::machine::Status;
+use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
+use launcher::state::Home;
+
+/// One node container at a time (the host has 2 cores).
+static BOOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn archive() -> PathBuf {
     let p = std::env::var_os("KICBASE_ARCHIVE")
@@ -90,6 +103,7 @@ fn small_image(bin: &[u8], dir: &Path) -> Vec<u8> {
 
 #[test]
 fn kicbase_runs_under_podman_and_provisions_containerd() {
+    let _one = BOOTS.lock().unwrap_or_else(|e| e.into_inner());
     let archive = archive();
     let loaded = podman(&["load", "-i", &archive.to_string_lossy()]);
     let reference = loaded
@@ -251,4 +265,118 @@ fn docker_loads_kicbase() {
     assert!(cfg["Env"].as_array().unwrap().iter().any(|e| e == "container=docker"));
     assert_eq!(v[0]["RootFS"]["Layers"].as_array().unwrap().len(), 4, "base, runtimes, system, ours");
     eprintln!("FIGURE docker image size (unpacked): {:.1} MB", v[0]["Size"].as_u64().unwrap() as f64 / 1e6);
+}
+
+/// Deletes the profile (container, volume, state) even when the test fails half way.
+struct DeleteProfile(launcher::state::MachineDir);
+impl Drop for DeleteProfile {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = driver::delete(&self.0, Duration::from_secs(10));
+        }
+    }
+}
+
+fn step<'a>(events: &'a [StepEvent], name: &str) -> &'a StepEvent {
+    events.iter().find(|e| e.step == name).unwrap_or_else(|| panic!("no {name} step in {events:?}"))
+}
+
+fn secs(events: &[StepEvent], names: &[&str]) -> f64 {
+    events.iter().filter(|e| names.contains(&e.step)).map(|e| e.seconds).sum()
+}
+
+#[test]
+fn launcher_podman_driver_start_stop_delete() {
+    let _one = BOOTS.lock().unwrap_or_else(|e| e.into_inner());
+    let archive = archive();
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::at(dir.path().join("home"));
+    let name = format!("kic-launch-{}", std::process::id());
+    let m = home.machine(&name).unwrap();
+    let _cleanup = DeleteProfile(m.clone());
+    let mut opts = StartOptions::kic(&name, Driver::Podman, &archive.to_string_lossy());
+    opts.agent_timeout = Duration::from_secs(240);
+
+    // First start: every step reports, in order, and did something.
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
+    let state = provision::start(&home, &opts, &mut rep).unwrap();
+    let steps: Vec<&str> = rep.events.iter().map(|e| e.step).collect();
+    assert_eq!(steps, ["machine", "image", "boot", "agent", "hostname", "certs", "runtime", "kubelet", "kubeconfig"]);
+    // (hostname may be unchanged: the engine already named the container's UTS namespace.)
+    for s in ["machine", "boot", "agent", "certs", "kubelet", "kubeconfig"] {
+        assert!(step(&rep.events, s).changed, "first start: {s} changed");
+    }
+    eprintln!(
+        "FIGURE launcher podman: image {:.1} s, container start -> agent ready {:.1} s, start -> provisioned {:.1} s",
+        step(&rep.events, "image").seconds,
+        secs(&rep.events, &["boot", "agent"]),
+        secs(&rep.events, &steps)
+    );
+
+    // What state.json records: the driver, the loaded image, the engine's ports and address.
+    let saved = m.load().unwrap();
+    assert_eq!(saved, state);
+    assert_eq!(saved.driver, Driver::Podman);
+    assert!(saved.image.contains("kicbase:"), "{}", saved.image);
+    assert!(saved.iso.as_os_str().is_empty());
+    let port_of = |p: u16| podman(&["port", &name, &format!("{p}/tcp")]);
+    assert!(port_of(8443).trim().ends_with(&format!(":{}", saved.ports.apiserver)), "8443 published on {}", saved.ports.apiserver);
+    assert!(port_of(7443).trim().ends_with(&format!(":{}", saved.ports.agent)));
+    let ip: std::net::IpAddr = saved.node_ip.parse().unwrap_or_else(|_| panic!("node IP {:?}", saved.node_ip));
+    assert!(!ip.is_loopback());
+    let kubeconfig = std::fs::read_to_string(m.kubeconfig()).unwrap();
+    assert!(kubeconfig.contains(&format!("server: \"https://127.0.0.1:{}\"", saved.ports.apiserver)), "{kubeconfig}");
+    // The API server certificate names the container's address (issued again once it was known).
+    let api = std::fs::read_to_string(m.certs_dir().join("apiserver.crt")).unwrap();
+    let info = launcher::certs::inspect(&api, &m.certs_dir().join("apiserver.crt")).unwrap();
+    assert!(info.ips.contains(&ip), "{:?}", info.ips);
+
+    // A second start on the running node changes nothing.
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
+    provision::start(&home, &opts, &mut rep).unwrap();
+    let changed: Vec<&str> = rep.events.iter().filter(|e| e.changed).map(|e| e.step).collect();
+    assert!(changed.is_empty(), "second start changed {changed:?}");
+    eprintln!("FIGURE launcher podman: start on a running node {:.2} s", secs(&rep.events, &steps));
+
+    // exec through the agent (what `minikube-node exec` does): the hostname is the profile.
+    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let r = exec(&mut c, &["cat", "/etc/hostname"], 30);
+    assert_eq!(r.stdout.trim(), name);
+    assert_eq!(c.info().unwrap().hostname, name);
+    drop(c);
+    assert_eq!(driver::status(&m), Status::Running);
+
+    // Another driver for this profile is refused before anything happens.
+    let e = provision::start(&home, &StartOptions::new(&name, "out/minikube.iso".into()), &mut Reporter::new(Output::Text, Box::new(std::io::sink())))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&name) && e.contains("podman") && e.contains("qemu"), "{e}");
+
+    // stop -> Stopped; start again -> the agent is ready and the node provisioned.
+    assert_eq!(driver::stop(&m, Duration::from_secs(30)).unwrap(), Some(true));
+    assert_eq!(driver::status(&m), Status::Stopped);
+    assert_eq!(podman(&["inspect", "--format", "{{.State.Status}}", &name]).trim(), "exited");
+    assert_eq!(driver::stop(&m, Duration::from_secs(30)).unwrap(), None, "already stopped");
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
+    provision::start(&home, &opts, &mut rep).unwrap();
+    assert!(step(&rep.events, "boot").changed && step(&rep.events, "agent").changed);
+    assert!(!step(&rep.events, "image").changed, "the image is not loaded again");
+    eprintln!(
+        "FIGURE launcher podman: restart -> agent ready {:.1} s, -> provisioned {:.1} s",
+        secs(&rep.events, &["boot", "agent"]),
+        secs(&rep.events, &steps)
+    );
+    let console = driver::console_tail(&m, 50).unwrap();
+    assert!(console.contains("minikube-agent: ready"), "{console}");
+    let mut c = provision::connect_existing(&home, &m).unwrap();
+    assert_eq!(c.info().unwrap().hostname, name);
+    drop(c);
+
+    // delete: container, volume and state directory gone.
+    assert!(driver::delete(&m, Duration::from_secs(30)).unwrap());
+    let exists = |what: &str| Command::new("podman").args([what, "exists", &name]).status().unwrap().success();
+    assert!(!exists("container"), "container {name} deleted");
+    assert!(!exists("volume"), "volume {name} deleted");
+    assert!(!m.dir.exists(), "{} removed", m.dir.display());
+    assert_eq!(driver::status(&m), Status::Nonexistent);
 }

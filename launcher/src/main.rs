@@ -45,10 +45,10 @@ enum RuntimeArg {
 enum Cmd {
     /// Create (or reuse) the machine, boot it and provision it.
     Start {
-        /// qemu (a VM from --iso), podman or docker (a container from --image). A profile keeps
-        /// the driver it was created with.
-        #[arg(long, default_value = "qemu")]
-        driver: Driver,
+        /// qemu (a VM from --iso), podman or docker (a container from --image). Default: the
+        /// profile's recorded driver, else qemu; another driver than the recorded one is refused.
+        #[arg(long)]
+        driver: Option<Driver>,
         /// The ISO built by `cargo xtask iso` (qemu).
         #[arg(long, default_value = "out/minikube.iso")]
         iso: PathBuf,
@@ -151,7 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Start { driver, iso, image, oci_runtime, cpus, memory, disk_size, container_runtime, kubernetes_version, kubelet, cache_dir, wait_timeout } => {
             let mut opts = StartOptions::new(&cli.name, iso);
-            opts.driver = driver;
+            opts.driver = driver.or_else(|| driver::recorded(&m)).unwrap_or(Driver::Qemu);
             opts.image = image;
             opts.oci_runtime = oci_runtime;
             opts.cpus = cpus;
