@@ -31,9 +31,7 @@ use launcher::state::Home;
 static BOOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn archive() -> PathBuf {
-    let p = std::env::var_os("KICBASE_ARCHIVE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/kicbase.tar"));
+    let p = std::env::var_os("KICBASE_ARCHIVE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/kicbase.tar"));
     assert!(p.is_file(), "{} is missing: run `cargo xtask kicbase` first (or set KICBASE_ARCHIVE)", p.display());
     p
 }
@@ -55,9 +53,7 @@ impl Drop for Cleanup {
 /// Trust material for the agent (server cert for localhost/127.0.0.1) and a client identity.
 fn trust(dir: &Path) -> (String, pki::Identity) {
     let ca = pki::Ca::generate("minikubeCA", pki::Validity::days_from_now(1)).unwrap();
-    let server = ca
-        .issue_server("minikube-agent", &["localhost", "minikube"], &["127.0.0.1".parse().unwrap()], pki::Validity::days_from_now(1))
-        .unwrap();
+    let server = ca.issue_server("minikube-agent", &["localhost", "minikube"], &["127.0.0.1".parse().unwrap()], pki::Validity::days_from_now(1)).unwrap();
     std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
     server.save(&dir.join("agent.crt"), &dir.join("agent.key")).unwrap();
     let client = ca.issue_client("minikube-user", &["system:masters"], pki::Validity::days_from_now(1)).unwrap();
@@ -73,13 +69,7 @@ fn connect(node: &Kic, ca: &str, id: &pki::Identity) -> Client {
 
 fn exec(c: &mut Client, argv: &[&str], timeout: u64) -> agent::api::ExecResponse {
     let r = c
-        .exec(&ExecRequest {
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-            env: BTreeMap::new(),
-            cwd: None,
-            timeout_secs: Some(timeout),
-            stdin: None,
-        })
+        .exec(&ExecRequest { argv: argv.iter().map(|s| s.to_string()).collect(), env: BTreeMap::new(), cwd: None, timeout_secs: Some(timeout), stdin: None })
         .unwrap();
     r
 }
@@ -139,12 +129,7 @@ fn kicbase_runs_under_podman_and_provisions_containerd() {
     // systemd is PID 1 and reached its default target without failed units.
     let state = exec(&mut c, &["systemctl", "is-system-running", "--wait"], 120);
     let failed = exec(&mut c, &["systemctl", "--failed", "--no-legend", "--plain"], 30);
-    assert!(
-        state.stdout.trim() == "running",
-        "system state {:?}; failed units:\n{}",
-        state.stdout.trim(),
-        failed.stdout
-    );
+    assert!(state.stdout.trim() == "running", "system state {:?}; failed units:\n{}", state.stdout.trim(), failed.stdout);
     assert_eq!(failed.stdout.trim(), "", "no failed unit");
 
     // containerd through the agent, then a small image run nested inside the node.
@@ -318,6 +303,10 @@ fn launcher_podman_driver_start_stop_delete() {
     assert_eq!(saved, state);
     assert_eq!(saved.driver, Driver::Podman);
     assert!(saved.image.contains("kicbase:"), "{}", saved.image);
+    // The image the container runs is the archive's (loaded now, or found with the same ID).
+    let ids = launcher::kic::read_archive(&archive).unwrap().ids;
+    let running = podman(&["inspect", "--format", "{{.Image}}", &name]);
+    assert!(ids.iter().any(|id| running.trim().trim_start_matches("sha256:") == id), "container image {running} is not one of the archive's {ids:?}");
     assert!(saved.iso.as_os_str().is_empty());
     let port_of = |p: u16| podman(&["port", &name, &format!("{p}/tcp")]);
     assert!(port_of(8443).trim().ends_with(&format!(":{}", saved.ports.apiserver)), "8443 published on {}", saved.ports.apiserver);

@@ -148,8 +148,7 @@ impl ImageSource {
     /// `.tgz`, or starting with `/`, `./`, `../`), to be reported missing when read; anything
     /// else without whitespace is a reference.
     pub fn parse(s: &str) -> Result<ImageSource, KicError> {
-        let looks_like_path =
-            [".tar", ".tar.gz", ".tgz"].iter().any(|x| s.ends_with(x)) || ["/", "./", "../"].iter().any(|p| s.starts_with(p));
+        let looks_like_path = [".tar", ".tar.gz", ".tgz"].iter().any(|x| s.ends_with(x)) || ["/", "./", "../"].iter().any(|p| s.starts_with(p));
         if Path::new(s).is_file() || looks_like_path {
             Ok(ImageSource::Archive(PathBuf::from(s)))
         } else if !s.is_empty() && !s.chars().any(char::is_whitespace) && !s.starts_with('-') {
@@ -261,7 +260,7 @@ impl Engine {
             ImageSource::Archive(p) => p,
         };
         let meta = read_archive(path)?;
-        let has = |id: Option<String>| id.is_some_and(|id| meta.ids.iter().any(|x| *x == id));
+        let has = |id: Option<String>| id.is_some_and(|id| meta.ids.contains(&id));
         if has(self.image_id(&meta.reference)?) {
             return Ok(ImageReady { reference: meta.reference, loaded: false });
         }

@@ -243,7 +243,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Output::Text => {
                     println!("{:<20} {:<12} {:<7} {:<11} {:<10} {}", "NAME", "STATUS", "DRIVER", "RUNTIME", "VERSION", "AGENT");
                     for (n, st, s) in &rows {
-                        println!("{n:<20} {:<12} {:<7} {:<11} {:<10} 127.0.0.1:{}", st.name(), s.driver.name(), s.runtime.name(), s.kubernetes_version, s.ports.agent);
+                        println!(
+                            "{n:<20} {:<12} {:<7} {:<11} {:<10} 127.0.0.1:{}",
+                            st.name(),
+                            s.driver.name(),
+                            s.runtime.name(),
+                            s.kubernetes_version,
+                            s.ports.agent
+                        );
                     }
                 }
             }

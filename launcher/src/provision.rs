@@ -201,12 +201,7 @@ pub fn connect_existing(home: &Home, m: &MachineDir) -> anyhow::Result<Client> {
 
 /// Poll the agent until it answers `info`, `alive()` turns false, or `timeout` passes. The
 /// error is the last connection error and whether the node was still alive.
-pub fn poll_agent(
-    state: &MachineState,
-    certs: &certs::ProfileCerts,
-    timeout: Duration,
-    alive: impl Fn() -> bool,
-) -> Result<(Client, String), (String, bool)> {
+pub fn poll_agent(state: &MachineState, certs: &certs::ProfileCerts, timeout: Duration, alive: impl Fn() -> bool) -> Result<(Client, String), (String, bool)> {
     let deadline = Instant::now() + timeout;
     loop {
         let last_error = match connect(state, certs).and_then(|mut c| c.info().map(|i| (c, i))) {
@@ -422,11 +417,8 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
     let provisional = if state.node_ip.is_empty() { "127.0.0.1".to_string() } else { state.node_ip.clone() };
     let (cas, mut pc, kubelet_src) = prepare(home, m, opts, &mut state, &provisional)?;
     m.save(&state)?;
-    let detail = if existed {
-        "reused".to_string()
-    } else {
-        format!("created {} ({}, {} CPUs, {} MiB)", m.dir.display(), state.driver, state.cpus, state.memory_mb)
-    };
+    let detail =
+        if existed { "reused".to_string() } else { format!("created {} ({}, {} CPUs, {} MiB)", m.dir.display(), state.driver, state.cpus, state.memory_mb) };
     rep.step("machine", t, !existed || !pc.issued.is_empty(), format!("{detail}{}", issued_suffix(&pc.issued)));
 
     // image: only a container to create needs one.
@@ -519,7 +511,12 @@ fn engine_files_in_place(client: &mut Client, name: &str) -> Result<Vec<&'static
     for path in ["/etc/hostname", "/etc/hosts"] {
         let run = |client: &mut Client, argv: &[&str], stdin: Option<String>| {
             with_retry("hostname", 5, || {
-                client.exec(&ExecRequest { argv: argv.iter().map(|s| s.to_string()).collect(), timeout_secs: Some(30), stdin: stdin.clone(), ..Default::default() })
+                client.exec(&ExecRequest {
+                    argv: argv.iter().map(|s| s.to_string()).collect(),
+                    timeout_secs: Some(30),
+                    stdin: stdin.clone(),
+                    ..Default::default()
+                })
             })
         };
         let current = run(client, &["cat", path], None)?;
@@ -641,6 +638,35 @@ mod tests {
         });
         assert!(matches!(r, Err(StartError::Agent { step: "t", .. })));
         assert_eq!(m, 1, "a refusal is not retried");
+    }
+
+    #[test]
+    fn another_driver_is_refused_before_anything_happens() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path());
+        let m = home.machine("p1").unwrap();
+        let qemu = MachineState {
+            name: "p1".into(),
+            driver: Driver::Qemu,
+            iso: "/x.iso".into(),
+            image: String::new(),
+            oci_runtime: None,
+            cpus: 2,
+            memory_mb: 4096,
+            disk_mb: 20000,
+            runtime: Runtime::Containerd,
+            kubernetes_version: "v1.34.1".into(),
+            kubelet: "/k".into(),
+            ports: Ports { agent: 1, apiserver: 2, ssh: 3 },
+            node_ip: crate::state::GUEST_IP.into(),
+        };
+        m.save(&qemu).unwrap();
+        let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
+        let e = start(&home, &StartOptions::kic("p1", Driver::Docker, "kicbase:v1"), &mut rep).unwrap_err();
+        assert!(matches!(e, StartError::Driver(driver::DriverError::Mismatch { recorded: Driver::Qemu, requested: Driver::Docker, .. })), "{e}");
+        assert!(rep.events.is_empty(), "no step ran");
+        assert!(!home.shared_certs().exists() && !m.trust_dir().exists(), "nothing was issued");
+        assert_eq!(m.load().unwrap(), qemu, "the state is untouched");
     }
 
     #[test]
