@@ -535,6 +535,19 @@ impl Kic {
         }
     }
 
+    /// Fail with the last log lines when the container is not running (it exited at once: its
+    /// init could not start).
+    pub fn check_running(&self) -> Result<(), KicError> {
+        match self.find_state()? {
+            Some(s) if s == "running" => Ok(()),
+            other => Err(KicError::NotReady {
+                name: self.name.clone(),
+                message: format!("container is {}", other.as_deref().unwrap_or("gone")),
+                log_tail: self.logs().map(|l| tail(&l, 40)).unwrap_or_else(|e| e.to_string()),
+            }),
+        }
+    }
+
     /// The container's address on its (first) network.
     pub fn ip(&self) -> Result<String, KicError> {
         let out = self.engine.run(&self.args(&["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", &self.name]))?;

@@ -463,8 +463,19 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
             (0, format!("created from {} ({how}, OCI runtime {})", state.image, state.oci_runtime.as_deref().unwrap_or("default")))
         }
     };
-    state.ports = Ports { agent: node.host_port(kic::AGENT_PORT)?, apiserver: node.host_port(KIC_APISERVER_PORT)?, ssh: node.host_port(KIC_SSH_PORT)? };
-    state.node_ip = node.ip()?;
+    let published = || -> Result<(Ports, String), kic::KicError> {
+        let ports = Ports { agent: node.host_port(kic::AGENT_PORT)?, apiserver: node.host_port(KIC_APISERVER_PORT)?, ssh: node.host_port(KIC_SSH_PORT)? };
+        Ok((ports, node.ip()?))
+    };
+    (state.ports, state.node_ip) = match published() {
+        Ok(v) => v,
+        Err(e) => {
+            // A container whose init exits at once loses its ports: say that, with its logs.
+            std::thread::sleep(Duration::from_secs(1));
+            node.check_running()?;
+            return Err(e.into());
+        }
+    };
     if state.node_ip != provisional {
         let again = certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
         tracing::info!("node address {}: issued {:?}", state.node_ip, again.issued);
