@@ -219,6 +219,8 @@ pub fn assemble(spec: &Spec, opts: &Options) -> Result<Assembly, AssembleError> 
     system::make_homes(&mut tree, spec, &acc, epoch);
     system::apply_alternatives(&mut tree, &spec.alternatives, epoch)?;
     system::apply_copies(&mut tree, &spec.copies, epoch)?;
+    let pam = crate::pam::configure(&mut tree, epoch);
+    tracing::debug!(?pam, "PAM stacks");
     let hash = |pem: &[u8]| {
         use pki::rustls_pki_types::{pem::PemObject, CertificateDer};
         let der = CertificateDer::from_pem_slice(pem).ok()?;

@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod resolve;
 pub mod rootfs;
 pub mod oci;
+pub mod pam;
 pub mod spec;
 pub mod system;
 pub mod cpio;
