@@ -1,7 +1,8 @@
 //! The launcher end to end, in one test to save boots (each is about 80 s under TCG): start a
-//! node from the ISO with containerd, import and run an OCI image we build, stop, start again
-//! (image, kubelet binary and the agent's trust survived on the data disk), run the image
-//! under docker too, then delete.
+//! node from the ISO with containerd, log in over SSH with the profile's key, import and run an
+//! OCI image we build, stop, start again (image, kubelet binary and the agent's trust survived
+//! on the data disk), switch the node to docker through `start` and run the image there too,
+//! then delete.
 //!
 //! Needs qemu-system-x86, qemu-utils and the ISO (`cargo xtask iso`, or `MINIKUBE_ISO`).
 
@@ -20,9 +21,6 @@ use launcher::state::Home;
 const PROFILE: &str = "e2e-node";
 const IMAGE_NAME: &str = "localhost/e2e-hello";
 const IMAGE_TAG: &str = "v1";
-/// The ISO's /var/run is a directory, not the usual link to /run, so docker's default
-/// (unix:///var/run/docker.sock) misses the socket: name it.
-const DOCKER_SOCK: &str = "unix:///run/docker.sock";
 const GREETING: &str = "hello from a static binary in an image built by image::oci";
 
 /// A static binary printing GREETING, compiled with the toolchain running the tests.
@@ -123,6 +121,17 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let state = m.load().unwrap();
     assert!(kubeconfig.contains(&format!("https://127.0.0.1:{}", state.ports.apiserver)));
 
+    // SSH: the profile's key (carried by the data disk) logs in as docker, with sudo.
+    let ssh = launcher::ssh::Ssh::for_machine(&m, state.ports.ssh);
+    ssh.wait(Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
+    let out = ssh.run("hostname && id -un && sudo -n cat /var/lib/minikube/certs/apiserver.crt", None).unwrap_or_else(|e| panic!("{e}"));
+    let out = String::from_utf8_lossy(&out.stdout);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(PROFILE), "{out}");
+    assert_eq!(lines.next(), Some("docker"), "{out}");
+    assert!(out.contains("BEGIN CERTIFICATE"), "{out}");
+    ssh.close();
+
     // 2. Our image, imported into containerd and run with ctr.
     c.upload_bytes("/var/lib/minikube/images/e2e-hello.tar", &archive_bytes, 0o644, None).unwrap();
     exec(&mut c, &["ctr", "-n", "k8s.io", "images", "import", "/var/lib/minikube/images/e2e-hello.tar"]);
@@ -158,15 +167,20 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let out = exec(&mut c, &["ctr", "-n", "k8s.io", "run", "--rm", &reference, "e2e-hello-run2", "/hello"]);
     assert_eq!(out.trim(), GREETING);
 
-    // 5. The same image under docker. `start --container-runtime docker` needs cri-dockerd,
-    //    which the ISO does not ship yet (the agent enables cri-docker.socket), so docker is
-    //    started by hand here: the containerd provisioning masked it.
-    exec(&mut c, &["systemctl", "unmask", "docker.socket", "docker.service"]);
-    exec(&mut c, &["systemctl", "start", "docker.service"]);
-    let loaded = exec(&mut c, &["docker", "-H", DOCKER_SOCK, "load", "-i", "/var/lib/minikube/images/e2e-hello.tar"]);
+    // 5. The same node switched to docker by `start`: only the runtime (and kubelet, whose
+    //    unit names the runtime) change; docker's own socket serves, the image runs there too.
+    drop(c);
+    opts.runtime = Runtime::Docker;
+    let docker = start(&home, &opts);
+    let changed: Vec<_> = docker.iter().filter(|e| e.changed).map(|e| e.step).collect();
+    assert!(changed.contains(&"runtime") && !changed.contains(&"machine") && !changed.contains(&"certs"), "{docker:?}");
+    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let loaded = exec(&mut c, &["docker", "load", "-i", "/var/lib/minikube/images/e2e-hello.tar"]);
     assert!(loaded.contains(&reference), "{loaded}");
-    let out = exec(&mut c, &["docker", "-H", DOCKER_SOCK, "run", "--rm", &reference]);
+    let out = exec(&mut c, &["docker", "run", "--rm", &reference]);
     assert_eq!(out.trim(), GREETING);
+    let again = start(&home, &opts);
+    assert!(again.iter().all(|e| !e.changed), "a second docker start changes nothing: {again:?}");
 
     // 6. Delete removes the VM and its state.
     drop(c);

@@ -109,6 +109,11 @@ enum Cmd {
         #[arg(short = 'n', long, default_value_t = 200)]
         lines: u32,
     },
+    /// Log in to the node as `docker` with the profile's key (OpenSSH), or run `-- CMD...`.
+    Ssh {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// The node's IP address.
     Ip,
     /// Every machine with its status.
@@ -222,6 +227,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(u) => print!("{}", provision::connect_existing(&home, &m)?.logs(&u, Some(lines))?.text),
             None => println!("{}", driver::console_tail(&m, lines as usize)?),
         },
+        Cmd::Ssh { command } => {
+            let state = m.load()?;
+            if state.driver.is_kic() {
+                bail!("{}: ssh is for qemu machines (a {} node has no key installed); use `minikube-node exec`", cli.name, state.driver.name());
+            }
+            if driver::status(&m) != Status::Running {
+                bail!("{}: not running (minikube-node start -p {})", cli.name, cli.name);
+            }
+            let ssh = launcher::ssh::Ssh::for_machine(&m, state.ports.ssh);
+            let mut cmd = std::process::Command::new("ssh");
+            if command.is_empty() {
+                cmd.arg("-t");
+            }
+            cmd.args(ssh.args());
+            if !command.is_empty() {
+                cmd.arg("--").args(command.iter().map(|a| launcher::ssh::quote(a)));
+            }
+            let err = std::os::unix::process::CommandExt::exec(&mut cmd);
+            bail!("ssh: {err} (apt-get install openssh-client)");
+        }
         Cmd::Ip => println!("{}", m.load()?.node_ip),
         Cmd::List => {
             let mut rows = Vec::new();

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use agent::api::{CgroupDriver, ExecRequest, KubeletRequest, Runtime, RuntimeRequest};
+use agent::api::{CgroupDriver, KubeletRequest, Runtime, RuntimeRequest};
 use agent::client::{Client, ClientError};
 use sha2::{Digest, Sha256};
 
@@ -149,8 +149,6 @@ pub enum StartError {
     Driver(#[from] driver::DriverError),
     #[error("{0}")]
     Kic(#[from] kic::KicError),
-    #[error("writing {path} in place on the node failed: {stderr}")]
-    InPlace { path: &'static str, stderr: String },
     #[error("container {name}: the agent logged its ready line but did not answer within {secs}s at {addr} ({last_error}); last container log lines:\n{tail}")]
     KicAgent { secs: u64, addr: String, last_error: String, name: String, tail: String },
 }
@@ -505,47 +503,10 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
             })
         }
     };
-    let mut client = client;
-    let rewritten = engine_files_in_place(&mut client, &state.name)?;
-    let detail = if rewritten.is_empty() { detail } else { format!("{detail}; {} written in place", rewritten.join(", ")) };
-    rep.step("agent", t, !running || !rewritten.is_empty(), detail);
+    // The engine bind-mounts /etc/hostname and /etc/hosts: the agent rewrites such files in
+    // place (a rename onto a mount point fails with EBUSY).
+    rep.step("agent", t, !running, detail);
     Ok(Up { state, cas, pc, kubelet_src, client })
-}
-
-/// Container engines bind-mount their own /etc/hostname (the name without a newline) and
-/// /etc/hosts (no `127.0.1.1` line) into the container, and a bind-mounted file cannot be
-/// replaced by a rename (EBUSY), which is how the agent's `hostname` writes. Write the contents
-/// the agent wants in place first, as minikube's `sudo tee` does, so that its call finds them
-/// converged. Returns the files written.
-fn engine_files_in_place(client: &mut Client, name: &str) -> Result<Vec<&'static str>, StartError> {
-    let mut written = Vec::new();
-    for path in ["/etc/hostname", "/etc/hosts"] {
-        let run = |client: &mut Client, argv: &[&str], stdin: Option<String>| {
-            with_retry("hostname", 5, || {
-                client.exec(&ExecRequest {
-                    argv: argv.iter().map(|s| s.to_string()).collect(),
-                    timeout_secs: Some(30),
-                    stdin: stdin.clone(),
-                    ..Default::default()
-                })
-            })
-        };
-        let current = run(client, &["cat", path], None)?;
-        let current = if current.exit_code == Some(0) { current.stdout } else { String::new() };
-        let wanted = match path {
-            "/etc/hostname" => format!("{name}\n"),
-            _ => agent::ops::hostname::hosts_with_name(&current, name),
-        };
-        if current == wanted {
-            continue;
-        }
-        let r = run(client, &["sh", "-c", "cat > \"$0\"", path], Some(wanted))?;
-        if r.exit_code != Some(0) {
-            return Err(StartError::InPlace { path, stderr: r.stderr });
-        }
-        written.push(path);
-    }
-    Ok(written)
 }
 
 /// The container ports of the API server and SSH (published on 127.0.0.1 like the agent's).

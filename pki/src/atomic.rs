@@ -55,7 +55,10 @@ impl AtomicFile {
         let file = self.file.take().expect("file present until commit");
         file.sync_all()?;
         drop(file);
-        fs::rename(&self.temp, &self.target)?;
+        if let Err(e) = fs::rename(&self.temp, &self.target) {
+            let _ = fs::remove_file(&self.temp);
+            return Err(e);
+        }
         sync_dir(parent_dir(&self.target)?)
     }
 }

@@ -32,7 +32,18 @@ pub fn file(path: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -
         nix::unistd::fchown(f.file(), Some(uid.into()), Some(gid.into()))?;
     }
     f.write_all(content)?;
-    f.commit()?;
+    match f.commit() {
+        // A file that is a mount point (the engine's /etc/hostname, /etc/hosts and
+        // /etc/resolv.conf in a container) cannot be replaced: rewrite it in place.
+        Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) && path.is_file() => {
+            let mut w = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
+            w.write_all(content)?;
+            w.sync_all()?;
+            let meta = fs::metadata(path)?;
+            attributes(path, &meta, mode, owner)?;
+        }
+        r => r?,
+    }
     Ok(true)
 }
 
