@@ -60,18 +60,21 @@ enum Cmd {
         /// hosts without the unified cgroup hierarchy, else the engine's own.
         #[arg(long)]
         oci_runtime: Option<String>,
-        #[arg(long, default_value_t = 2)]
-        cpus: u32,
-        /// Memory in MiB.
-        #[arg(long, default_value_t = 4096)]
-        memory: u64,
-        /// Data disk size in MiB (qemu; used when the disk is created).
-        #[arg(long, default_value_t = 20_000)]
-        disk_size: u64,
-        #[arg(long, value_enum, default_value_t = RuntimeArg::Containerd)]
-        container_runtime: RuntimeArg,
-        #[arg(long, default_value = launcher::kubelet::DEFAULT_VERSION)]
-        kubernetes_version: String,
+        /// CPUs [default: the profile's, else 2].
+        #[arg(long)]
+        cpus: Option<u32>,
+        /// Memory in MiB [default: the profile's, else 4096].
+        #[arg(long)]
+        memory: Option<u64>,
+        /// Data disk size in MiB (qemu; fixed when the disk is made) [default: 20000].
+        #[arg(long)]
+        disk_size: Option<u64>,
+        /// Container runtime [default: the profile's, else containerd].
+        #[arg(long, value_enum)]
+        container_runtime: Option<RuntimeArg>,
+        /// Kubernetes version [default: the profile's, else the newest this launcher knows].
+        #[arg(long)]
+        kubernetes_version: Option<String>,
         /// A kubelet binary to install (else the cache, else a test double).
         #[arg(long)]
         kubelet: Option<PathBuf>,
@@ -159,14 +162,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.driver = driver.or_else(|| driver::recorded(&m)).unwrap_or(Driver::Qemu);
             opts.image = image;
             opts.oci_runtime = oci_runtime;
-            opts.cpus = cpus;
-            opts.memory_mb = memory;
-            opts.disk_mb = disk_size;
+            // What the command line leaves out keeps the profile's value (as minikube does).
+            let recorded = if m.exists() { Some(m.load()?) } else { None };
+            opts.cpus = cpus.or(recorded.as_ref().map(|s| s.cpus)).unwrap_or(opts.cpus);
+            opts.memory_mb = memory.or(recorded.as_ref().map(|s| s.memory_mb)).unwrap_or(opts.memory_mb);
+            opts.disk_mb = disk_size.or(recorded.as_ref().map(|s| s.disk_mb)).unwrap_or(opts.disk_mb);
             opts.runtime = match container_runtime {
-                RuntimeArg::Docker => agent::api::Runtime::Docker,
-                RuntimeArg::Containerd => agent::api::Runtime::Containerd,
+                Some(RuntimeArg::Docker) => agent::api::Runtime::Docker,
+                Some(RuntimeArg::Containerd) => agent::api::Runtime::Containerd,
+                None => recorded.as_ref().map_or(opts.runtime, |s| s.runtime),
             };
-            opts.kubernetes_version = kubernetes_version;
+            opts.kubernetes_version = kubernetes_version.or(recorded.as_ref().map(|s| s.kubernetes_version.clone())).unwrap_or(opts.kubernetes_version);
             opts.kubelet = kubelet;
             opts.kubelet_cache = cache_dir;
             opts.agent_timeout = Duration::from_secs(wait_timeout);

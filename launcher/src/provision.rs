@@ -289,6 +289,14 @@ fn recorded_or_new(
     if !running {
         s.cpus = opts.cpus;
         s.memory_mb = opts.memory_mb;
+    } else if (s.cpus, s.memory_mb) != (opts.cpus, opts.memory_mb) {
+        tracing::warn!(
+            "{} runs with {} CPUs and {} MiB: {} CPUs and {} MiB apply after `minikube-node stop -p {}` and start",
+            s.name, s.cpus, s.memory_mb, opts.cpus, opts.memory_mb, s.name
+        );
+    }
+    if s.disk_mb != opts.disk_mb {
+        tracing::warn!("{}: the data disk stays {} MiB (its size is fixed when it is made; delete the profile to change it)", s.name, s.disk_mb);
     }
     Ok((s, true))
 }
