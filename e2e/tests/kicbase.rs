@@ -332,6 +332,15 @@ fn launcher_podman_driver_start_stop_delete() {
     let r = exec(&mut c, &["cat", "/etc/hostname"], 30);
     assert_eq!(r.stdout.trim(), name);
     assert_eq!(c.info().unwrap().hostname, name);
+    // The engine's bind-mounted /etc/hosts was rewritten in place by the agent's hostname op.
+    let hosts = exec(&mut c, &["cat", "/etc/hosts"], 30).stdout;
+    assert!(hosts.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["127.0.1.1", name.as_str()]), "{hosts}");
+    // SSH with the profile's key, installed through the agent, on the published port 22.
+    let ssh = launcher::ssh::Ssh::for_machine(&m, port_of(22).trim().rsplit(':').next().unwrap().parse().unwrap());
+    ssh.wait(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    let out = ssh.run("hostname && sudo -n id -u", None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{name}\n0\n"));
+    ssh.close();
     drop(c);
     assert_eq!(driver::status(&m), Status::Running);
 

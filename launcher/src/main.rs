@@ -235,13 +235,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Cmd::Ssh { command } => {
             let state = m.load()?;
-            if state.driver.is_kic() {
-                bail!("{}: ssh is for qemu machines (a {} node has no key installed); use `minikube-node exec`", cli.name, state.driver.name());
-            }
             if driver::status(&m) != Status::Running {
                 bail!("{}: not running (minikube-node start -p {})", cli.name, cli.name);
             }
-            let ssh = launcher::ssh::Ssh::for_machine(&m, state.ports.ssh);
+            let port = match driver::container(&m, state.driver) {
+                Some(node) => node.host_port(provision::KIC_SSH_PORT)?,
+                None => state.ports.ssh,
+            };
+            let ssh = launcher::ssh::Ssh::for_machine(&m, port);
             let mut cmd = std::process::Command::new("ssh");
             if command.is_empty() {
                 cmd.arg("-t");

@@ -538,7 +538,19 @@ fn provision(m: &MachineDir, up: Up, rep: &mut Reporter) -> Result<MachineState,
     let req = certs::certs_request(&pc);
     let c = with_retry("certs", 5, || client.certs(&req))?;
     let sa = with_retry("certs", 5, || client.upload_bytes(certs::GUEST_SA_PUB, pc.sa_pub_pem.as_bytes(), 0o644, None))?;
-    rep.step("certs", t, c.changed || sa.changed, format!("{} files into {}", req.files.len() + 1, certs::GUEST_CERTS_DIR));
+    // The profile's SSH key for `minikube-node ssh` (a VM got it from the data disk already;
+    // a container gets it here).
+    let (key, _) = crate::ssh::ensure_key(m, &format!("minikube-node@{}", state.name)).map_err(|e| StartError::Io {
+        path: crate::ssh::key_path(m),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let ak = with_retry("certs", 5, || client.upload_bytes(crate::ssh::AUTHORIZED_KEYS, key.as_bytes(), 0o600, Some("docker:docker")))?;
+    rep.step(
+        "certs",
+        t,
+        c.changed || sa.changed || ak.changed,
+        format!("{} files into {}, SSH key for docker", req.files.len() + 1, certs::GUEST_CERTS_DIR),
+    );
 
     // runtime
     let t = Instant::now();

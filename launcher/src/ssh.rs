@@ -24,6 +24,8 @@ use crate::state::MachineDir;
 /// The account the key logs in as (uid 1000, passwordless sudo).
 pub const USER: &str = "docker";
 pub const KEY_FILE: &str = "id_ed25519";
+/// Where the public key goes on the node.
+pub const AUTHORIZED_KEYS: &str = "/home/docker/.ssh/authorized_keys";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -69,6 +71,15 @@ pub fn ensure_key(m: &MachineDir, comment: &str) -> Result<(String, bool), SshEr
     Ok((public, true))
 }
 
+/// `/tmp/minikube-node-ssh-UID`, made 0700 if missing.
+pub fn control_dir() -> PathBuf {
+    let dir = PathBuf::from(format!("/tmp/minikube-node-ssh-{}", nix::unistd::getuid()));
+    if std::fs::create_dir(&dir).is_ok() {
+        let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    }
+    dir
+}
+
 /// Quote one word for the remote shell.
 pub fn quote(s: &str) -> String {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-:=+,@".contains(&b)) {
@@ -95,9 +106,11 @@ impl Ssh {
         Ssh { port, key, control_dir, sessions: Default::default() }
     }
 
-    /// The client for a machine; the control socket lives in its directory.
+    /// The client for a machine. The control socket lives in a short per-user directory under
+    /// /tmp (a machine directory can be too deep for a socket path); its name is a hash of
+    /// user, host and port, so machines do not share it.
     pub fn for_machine(m: &MachineDir, port: u16) -> Ssh {
-        Ssh::new(port, key_path(m), m.dir.clone())
+        Ssh::new(port, key_path(m), control_dir())
     }
 
     /// Options before the destination (also usable for an interactive `ssh`).
