@@ -146,6 +146,9 @@ pub struct Package {
     pub size: u64,
     /// The index stanza as text (used for the dpkg status file).
     pub stanza: String,
+    /// The mirror and suite this stanza came from (an image can read several suites).
+    pub mirror: String,
+    pub suite: String,
 }
 
 /// One alternative in a dependency: `name (op version)`.
@@ -300,6 +303,8 @@ impl Index {
                 sha256: get("SHA256").ok_or_else(|| ctx("no SHA256".into()))?.to_string(),
                 size: get("Size").and_then(|s| s.parse().ok()).ok_or_else(|| ctx("no Size".into()))?,
                 stanza: stanza.trim().to_string(),
+                mirror: mirror.to_string(),
+                suite: suite.to_string(),
                 name,
             };
             idx.push(pkg);
@@ -342,9 +347,19 @@ impl Index {
         v
     }
 
-    /// Download URL of a package.
+    /// Add the packages of another suite's index (e.g. `bookworm-updates`, `bookworm-security`):
+    /// lookups then see every version, newest first.
+    pub fn merge(&mut self, other: Index) {
+        self.suite = format!("{}+{}", self.suite, other.suite);
+        for p in other.packages {
+            self.push(p);
+        }
+    }
+
+    /// Download URL of a package (from the mirror that listed it).
     pub fn url(&self, p: &Package) -> String {
-        format!("{}/{}", self.mirror, p.filename)
+        let base = if p.mirror.is_empty() { &self.mirror } else { &p.mirror };
+        format!("{base}/{}", p.filename)
     }
 
     /// The download item (for the cache) of a package.

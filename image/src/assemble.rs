@@ -86,7 +86,20 @@ pub fn open_index(spec: &Spec, opts: &Options, http: &Http) -> Result<Index, Ass
     let mirror = opts.mirror.as_deref().or(spec.source.mirror.as_deref());
     let cfg = ArchiveConfig::from_machine(mirror, &spec.source.suite, &spec.source.arch, &spec.source.components)?;
     tracing::info!(mirror = %cfg.mirror, suite = %cfg.suite, arch = %cfg.arch, "package source");
-    Ok(crate::apt::load_index(&cfg, http, &opts.cache)?)
+    let mut index = crate::apt::load_index(&cfg, http, &opts.cache)?;
+    for suite in &spec.source.updates {
+        match ArchiveConfig::from_machine(None, suite, &spec.source.arch, &spec.source.components) {
+            Ok(cfg) => {
+                tracing::info!(mirror = %cfg.mirror, suite = %cfg.suite, "package source (updates)");
+                index.merge(crate::apt::load_index(&cfg, http, &opts.cache)?);
+            }
+            Err(crate::apt::AptError::NoMirror { .. }) => {
+                tracing::warn!("source.updates: suite {suite:?} is not in this machine's apt sources: skipped");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(index)
 }
 
 /// Fetch packages by exact name (no dependencies), e.g. bootloader or kernel packages, and unpack

@@ -69,6 +69,11 @@ pub struct SourceSection {
     pub components: Vec<String>,
     /// Mirror URI; when absent, read from the machine's apt sources.
     pub mirror: Option<String>,
+    /// More suites whose newer versions win, e.g. `["bookworm-updates", "bookworm-security"]`.
+    /// Each one's mirror comes from the machine's apt sources; a suite they do not list is
+    /// skipped with a warning (the build says which suites it read).
+    #[serde(default)]
+    pub updates: Vec<String>,
 }
 impl Default for SourceSection {
     fn default() -> Self {
@@ -77,6 +82,7 @@ impl Default for SourceSection {
             arch: default_arch(),
             components: default_components(),
             mirror: None,
+            updates: Vec::new(),
         }
     }
 }

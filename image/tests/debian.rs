@@ -153,3 +153,26 @@ fn small_rootfs_has_accounts_links_modules_and_status() {
     // Every mtime is clamped to SOURCE_DATE_EPOCH.
     assert!(t.iter().all(|(_, e)| e.mtime <= 1_700_000_000));
 }
+
+#[test]
+fn updates_and_security_suites_win_over_the_release() {
+    let spec = Spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../iso/spec.toml")).unwrap();
+    assert!(spec.source.updates.iter().any(|s| s.ends_with("-security")), "the ISO reads security updates");
+    let opts = Options::new(1_700_000_000);
+    let index = image::assemble::open_index(&spec, &opts, &Http::default()).unwrap();
+    let suites: std::collections::BTreeSet<&str> = index.packages.iter().map(|p| p.suite.as_str()).collect();
+    assert!(suites.contains("bookworm") && suites.contains("bookworm-security"), "{suites:?}");
+    let security = index.packages.iter().find(|p| p.suite == "bookworm-security").unwrap();
+    assert!(index.url(security).contains("debian-security"), "{}", index.url(security));
+    // For every name the newest version comes first, whichever suite lists it.
+    let mut updated = 0;
+    for p in &index.packages {
+        let newest = index.by_name(&p.name)[0];
+        assert!(newest.version >= p.version, "{} {} before {}", p.name, newest.version, p.version);
+        if newest.suite != "bookworm" && p.suite == "bookworm" {
+            updated += 1;
+        }
+    }
+    assert!(updated > 0, "no package of the release has a newer version in the update suites");
+    eprintln!("{updated} release packages have newer versions in {:?}", spec.source.updates);
+}
