@@ -141,6 +141,9 @@ pub struct Package {
     pub depends: Vec<Vec<Dep>>,
     pub pre_depends: Vec<Vec<Dep>>,
     pub provides: Vec<(String, Option<Version>)>,
+    /// `Breaks` and `Conflicts` (checked on the resolved set; alternatives are not used there).
+    pub breaks: Vec<Dep>,
+    pub conflicts: Vec<Dep>,
     pub filename: String,
     pub sha256: String,
     pub size: u64,
@@ -299,6 +302,8 @@ impl Index {
                 depends: rel("Depends")?,
                 pre_depends: rel("Pre-Depends")?,
                 provides,
+                breaks: rel("Breaks")?.into_iter().flatten().collect(),
+                conflicts: rel("Conflicts")?.into_iter().flatten().collect(),
                 filename: get("Filename").ok_or_else(|| ctx("no Filename".into()))?.to_string(),
                 sha256: get("SHA256").ok_or_else(|| ctx("no SHA256".into()))?.to_string(),
                 size: get("Size").and_then(|s| s.parse().ok()).ok_or_else(|| ctx("no Size".into()))?,

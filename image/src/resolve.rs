@@ -12,6 +12,8 @@ pub enum ResolveError {
     Unknown { name: String, suite: String, arch: String, by: String },
     #[error("{package}: cannot satisfy dependency \"{dep}\" in {suite}/{arch}: {why}")]
     Unsatisfiable { package: String, dep: String, suite: String, arch: String, why: String },
+    #[error("{package} {version} {field} \"{dep}\", but {other} {other_version} is in the set too (exclude one of them, or pin another provider in packages.prefer)")]
+    Conflict { package: String, version: String, field: &'static str, dep: String, other: String, other_version: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -90,7 +92,46 @@ pub fn resolve<'a>(index: &'a Index, req: &Request) -> Result<Vec<&'a Package>, 
             }
         }
     }
+    check_conflicts(&r.chosen)?;
     Ok(r.chosen.into_values().collect())
+}
+
+/// No chosen package `Breaks` or `Conflicts` another chosen one (by name with its version, or
+/// through a virtual name the other provides). A package never conflicts with itself.
+pub fn check_conflicts(chosen: &BTreeMap<String, &Package>) -> Result<(), ResolveError> {
+    for p in chosen.values() {
+        for (field, deps) in [("Breaks", &p.breaks), ("Conflicts", &p.conflicts)] {
+            for d in deps {
+                let hit = |q: &&Package| -> bool {
+                    if q.name == p.name {
+                        return false;
+                    }
+                    if q.name == d.name && d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&q.version, v)) {
+                        return true;
+                    }
+                    q.provides.iter().any(|(n, pv)| {
+                        n == &d.name
+                            && match (&d.constraint, pv) {
+                                (None, _) => true,
+                                (Some((op, v)), Some(pv)) => op.holds(pv, v),
+                                (Some(_), None) => false,
+                            }
+                    })
+                };
+                if let Some(q) = chosen.values().find(|q| hit(q)) {
+                    return Err(ResolveError::Conflict {
+                        package: p.name.clone(),
+                        version: p.version.to_string(),
+                        field,
+                        dep: d.to_string(),
+                        other: q.name.clone(),
+                        other_version: q.version.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Resolver<'a, 'r> {
@@ -301,5 +342,43 @@ SHA256: 05
         let e = resolve(&i, &Request { include: vec!["postfix".into()], ..Default::default() }).unwrap_err();
         let s = e.to_string();
         assert!(s.contains("postfix") && s.contains("libc6 (>= 2.40)"), "{s}");
+    }
+
+    #[test]
+    fn breaks_and_conflicts_are_errors_naming_both_packages() {
+        let text = "\
+Package: new-tool
+Version: 2.0
+Architecture: amd64
+Breaks: old-lib (<< 2)
+Conflicts: mta
+Provides: mta
+Filename: pool/n/n.deb
+Size: 1
+SHA256: 10
+
+Package: old-lib
+Version: 1.5
+Architecture: amd64
+Filename: pool/o/o.deb
+Size: 1
+SHA256: 11
+
+Package: exim
+Version: 4
+Architecture: amd64
+Provides: mta
+Filename: pool/e/e.deb
+Size: 1
+SHA256: 12
+";
+        let i = Index::parse(text, "http://m", "bookworm", "amd64").unwrap();
+        let req = |names: &[&str]| Request { include: names.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        // Conflicting with a virtual name it provides itself is fine.
+        assert!(resolve(&i, &req(&["new-tool"])).is_ok());
+        let e = resolve(&i, &req(&["new-tool", "old-lib"])).unwrap_err().to_string();
+        assert!(e.contains("new-tool 2.0 Breaks \"old-lib (<< 2)\"") && e.contains("old-lib 1.5"), "{e}");
+        let e = resolve(&i, &req(&["new-tool", "exim"])).unwrap_err().to_string();
+        assert!(e.contains("Conflicts \"mta\"") && e.contains("exim 4"), "{e}");
     }
 }

@@ -175,4 +175,15 @@ fn updates_and_security_suites_win_over_the_release() {
     }
     assert!(updated > 0, "no package of the release has a newer version in the update suites");
     eprintln!("{updated} release packages have newer versions in {:?}", spec.source.updates);
+    // The ISO's and kicbase's package sets resolve on the merged index, with no Breaks or
+    // Conflicts inside either set, and take the newest versions.
+    for path in ["../iso/spec.toml", "../kicbase/spec.toml"] {
+        let spec = Spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+        let set = image::assemble::resolve_spec(&spec, &index).unwrap_or_else(|e| panic!("{path}: {e}"));
+        for p in &set {
+            assert_eq!(p.version, index.by_name(&p.name)[0].version, "{path}: {} is not the newest", p.name);
+        }
+        let from_updates = set.iter().filter(|p| p.suite != "bookworm").count();
+        eprintln!("{path}: {} packages, {from_updates} from the update suites", set.len());
+    }
 }
