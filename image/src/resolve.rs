@@ -12,8 +12,9 @@ pub enum ResolveError {
     Unknown { name: String, suite: String, arch: String, by: String },
     #[error("{package}: cannot satisfy dependency \"{dep}\" in {suite}/{arch}: {why}")]
     Unsatisfiable { package: String, dep: String, suite: String, arch: String, why: String },
-    #[error("{package} {version} {field} \"{dep}\", but {other} {other_version} is in the set too (exclude one of them, or pin another provider in packages.prefer)")]
-    Conflict { package: String, version: String, field: &'static str, dep: String, other: String, other_version: String },
+    /// `package` and `other` are "name version".
+    #[error("{package} {field} \"{dep}\", but {other} is in the set too (exclude one of them, or pin another provider in packages.prefer)")]
+    Conflict { package: String, field: &'static str, dep: String, other: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -96,36 +97,33 @@ pub fn resolve<'a>(index: &'a Index, req: &Request) -> Result<Vec<&'a Package>, 
     Ok(r.chosen.into_values().collect())
 }
 
+/// A versioned relation on a virtual name holds only if the provider states a version.
+fn provided_version_holds(cons: Option<&(crate::apt::Op, debversion::Version)>, provided: Option<&debversion::Version>) -> bool {
+    match (cons, provided) {
+        (None, _) => true,
+        (Some((op, v)), Some(pv)) => op.holds(pv, v),
+        (Some(_), None) => false,
+    }
+}
+
+/// `p` is what `d` names: the package itself in a matching version, or a provider of it.
+fn satisfies(p: &Package, d: &Dep) -> bool {
+    (p.name == d.name && d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&p.version, v)))
+        || p.provides.iter().any(|(n, pv)| n == &d.name && provided_version_holds(d.constraint.as_ref(), pv.as_ref()))
+}
+
 /// No chosen package `Breaks` or `Conflicts` another chosen one (by name with its version, or
 /// through a virtual name the other provides). A package never conflicts with itself.
 pub fn check_conflicts(chosen: &BTreeMap<String, &Package>) -> Result<(), ResolveError> {
     for p in chosen.values() {
         for (field, deps) in [("Breaks", &p.breaks), ("Conflicts", &p.conflicts)] {
             for d in deps {
-                let hit = |q: &&Package| -> bool {
-                    if q.name == p.name {
-                        return false;
-                    }
-                    if q.name == d.name && d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&q.version, v)) {
-                        return true;
-                    }
-                    q.provides.iter().any(|(n, pv)| {
-                        n == &d.name
-                            && match (&d.constraint, pv) {
-                                (None, _) => true,
-                                (Some((op, v)), Some(pv)) => op.holds(pv, v),
-                                (Some(_), None) => false,
-                            }
-                    })
-                };
-                if let Some(q) = chosen.values().find(|q| hit(q)) {
+                if let Some(q) = chosen.values().find(|q| q.name != p.name && satisfies(q, d)) {
                     return Err(ResolveError::Conflict {
-                        package: p.name.clone(),
-                        version: p.version.to_string(),
+                        package: format!("{} {}", p.name, p.version),
                         field,
                         dep: d.to_string(),
-                        other: q.name.clone(),
-                        other_version: q.version.to_string(),
+                        other: format!("{} {}", q.name, q.version),
                     });
                 }
             }
@@ -152,21 +150,7 @@ impl<'a> Resolver<'a, '_> {
 
     /// Already satisfied by a chosen package (directly or through Provides)?
     fn satisfied(&self, d: &Dep) -> bool {
-        if let Some(p) = self.chosen.get(&d.name) {
-            if d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&p.version, v)) {
-                return true;
-            }
-        }
-        self.chosen.values().any(|p| {
-            p.provides.iter().any(|(n, pv)| {
-                n == &d.name
-                    && match (&d.constraint, pv) {
-                        (None, _) => true,
-                        (Some((op, v)), Some(pv)) => op.holds(pv, v),
-                        (Some(_), None) => false,
-                    }
-            })
-        })
+        self.chosen.values().any(|p| satisfies(p, d))
     }
 
     /// Best package that satisfies `d`, if any. A candidate whose own dependencies cannot
@@ -204,11 +188,7 @@ impl<'a> Resolver<'a, '_> {
             .filter(|(p, pv)| {
                 !self.req.exclude.contains(&p.name)
                     && self.plausible(p)
-                    && match (cons, pv) {
-                        (None, _) => true,
-                        (Some((op, v)), Some(pv)) => op.holds(pv, v),
-                        (Some(_), None) => false,
-                    }
+                    && provided_version_holds(cons, *pv)
             })
             .map(|(p, _)| p)
             .collect();

@@ -137,6 +137,8 @@ pub enum StartError {
     Certs(#[from] certs::CertError),
     #[error("{0}")]
     Kubelet(#[from] kubelet::KubeletError),
+    #[error("{0}")]
+    Ssh(#[from] crate::ssh::SshError),
     #[error("step {step}: {source}")]
     Agent { step: &'static str, source: ClientError },
     #[error("the agent did not answer within {secs}s at {addr} ({last_error}); qemu {qemu}; last console lines of {log}:\n{tail}")]
@@ -318,6 +320,25 @@ fn prepare(
     Ok((cas, pc, kubelet_src))
 }
 
+/// A new profile's state from the options; the driver part fills in ISO, image, ports and IP.
+fn new_state(opts: &StartOptions, driver: Driver) -> MachineState {
+    MachineState {
+        name: opts.name.clone(),
+        driver,
+        iso: PathBuf::new(),
+        image: String::new(),
+        oci_runtime: None,
+        cpus: opts.cpus,
+        memory_mb: opts.memory_mb,
+        disk_mb: opts.disk_mb,
+        runtime: opts.runtime,
+        kubernetes_version: opts.kubernetes_version.clone(),
+        kubelet: PathBuf::new(),
+        ports: Ports { agent: 0, apiserver: 0, ssh: 0 },
+        node_ip: String::new(),
+    }
+}
+
 fn issued_suffix(issued: &[&str]) -> String {
     if issued.is_empty() {
         String::new()
@@ -338,19 +359,10 @@ fn up_qemu(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter)
     }
     let (mut state, existed) = recorded_or_new(m, opts, running, || {
         Ok(MachineState {
-            name: opts.name.clone(),
-            driver: Driver::Qemu,
             iso: iso.clone(),
-            image: String::new(),
-            oci_runtime: None,
-            cpus: opts.cpus,
-            memory_mb: opts.memory_mb,
-            disk_mb: opts.disk_mb,
-            runtime: opts.runtime,
-            kubernetes_version: opts.kubernetes_version.clone(),
-            kubelet: PathBuf::new(),
             ports: machine::free_ports()?,
             node_ip: crate::state::GUEST_IP.into(),
+            ..new_state(opts, Driver::Qemu)
         })
     })?;
     // The ISO path may change between starts.
@@ -399,19 +411,8 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
     let running = container.as_deref() == Some("running");
     let (mut state, existed) = recorded_or_new(m, opts, running, || {
         Ok(MachineState {
-            name: opts.name.clone(),
-            driver: opts.driver,
-            iso: PathBuf::new(),
-            image: String::new(),
             oci_runtime: opts.oci_runtime.clone().or_else(|| kic::default_oci_runtime(&engine)),
-            cpus: opts.cpus,
-            memory_mb: opts.memory_mb,
-            disk_mb: opts.disk_mb,
-            runtime: opts.runtime,
-            kubernetes_version: opts.kubernetes_version.clone(),
-            kubelet: PathBuf::new(),
-            ports: Ports { agent: 0, apiserver: 0, ssh: 0 },
-            node_ip: String::new(),
+            ..new_state(opts, opts.driver)
         })
     })?;
     if container.is_none() && opts.oci_runtime.is_some() {
@@ -540,10 +541,7 @@ fn provision(m: &MachineDir, up: Up, rep: &mut Reporter) -> Result<MachineState,
     let sa = with_retry("certs", 5, || client.upload_bytes(certs::GUEST_SA_PUB, pc.sa_pub_pem.as_bytes(), 0o644, None))?;
     // The profile's SSH key for `minikube-node ssh` (a VM got it from the data disk already;
     // a container gets it here).
-    let (key, _) = crate::ssh::ensure_key(m, &format!("minikube-node@{}", state.name)).map_err(|e| StartError::Io {
-        path: crate::ssh::key_path(m),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let (key, _) = crate::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
     let ak = with_retry("certs", 5, || client.upload_bytes(crate::ssh::AUTHORIZED_KEYS, key.as_bytes(), 0o600, Some("docker:docker")))?;
     rep.step(
         "certs",

@@ -115,17 +115,7 @@ fn exec(c: &mut agent::client::Client, script: &str) -> Result<String> {
 
 /// What the steps wrote, as one text (owners, modes, content hashes, hostname) to compare.
 fn fingerprint(c: &mut agent::client::Client, plan: &baseline::Plan) -> Result<String> {
-    let (files, _) = agent::ops::runtime::config_files(plan.runtime);
-    let mut paths: Vec<String> = files.into_iter().map(|f| f.path).collect();
-    paths.extend(plan.certs.files.iter().map(|f| f.path.clone()));
-    paths.extend(plan.extra_files.iter().map(|f| f.0.clone()));
-    paths.push(agent::ops::kubelet::UNIT_PATH.into());
-    paths.push(agent::ops::kubelet::DROP_IN_PATH.into());
-    paths.push(format!("{}/{}/kubelet", agent::ops::kubelet::BINARIES_DIR, plan.kubelet.version));
-    for ca in &plan.certs.trust {
-        paths.push(format!("/usr/share/ca-certificates/{}", ca.name));
-    }
-    let list = paths.join(" ");
+    let list = plan.written_paths().join(" ");
     exec(c, &format!("hostname; cat /etc/hostname; grep '^127.0.1.1' /etc/hosts | tr -s ' \\t' ' '; stat -c '%a %u:%g %n' {list}; sha256sum {list}; \
                       for n in {}; do readlink /etc/ssl/certs/$n; done; systemctl is-enabled kubelet containerd",
                       plan.certs.trust.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(" ")))

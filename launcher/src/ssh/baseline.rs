@@ -160,21 +160,30 @@ pub fn kubelet(ssh: &Ssh, binary: &Path, req: &KubeletRequest) -> Result<(), Ssh
     Ok(())
 }
 
+impl Plan<'_> {
+    /// Every file the steps write (both ways), in a fixed order.
+    pub fn written_paths(&self) -> Vec<String> {
+        let (files, _) = agent_runtime::config_files(self.runtime);
+        let mut paths: Vec<String> = files.into_iter().map(|f| f.path).collect();
+        paths.extend(self.certs.files.iter().map(|f| f.path.clone()));
+        paths.extend(self.extra_files.iter().map(|f| f.0.clone()));
+        paths.push(agent_kubelet::UNIT_PATH.into());
+        paths.push(agent_kubelet::DROP_IN_PATH.into());
+        paths.push(format!("{}/{}/kubelet", agent_kubelet::BINARIES_DIR, self.kubelet.version));
+        for ca in &self.certs.trust {
+            paths.push(format!("{}/{}", agent_certs::CA_SHARE_DIR, ca.name));
+        }
+        paths
+    }
+}
+
 /// A shell command (run as root on the node) that undoes what the steps wrote, so both ways
 /// start each benchmark round from the same state: kubelet stopped and its files gone,
 /// certificates and runtime configuration removed, hostname back to `minikube`, /etc/hosts
 /// restored from the copy the first reset keeps.
 pub fn reset_script(plan: &Plan) -> String {
-    let (files, _) = agent_runtime::config_files(plan.runtime);
-    let mut paths: Vec<String> = files.into_iter().map(|f| f.path).collect();
-    paths.extend(plan.certs.files.iter().map(|f| f.path.clone()));
-    paths.extend(plan.extra_files.iter().map(|f| f.0.clone()));
-    for ca in &plan.certs.trust {
-        paths.push(format!("{}/{}", agent_certs::CA_SHARE_DIR, ca.name));
-        paths.push(format!("{}/{}", agent_certs::CA_LINK_DIR, ca.name));
-    }
-    paths.push(agent_kubelet::UNIT_PATH.into());
-    paths.push(agent_kubelet::DROP_IN_PATH.into());
+    let mut paths = plan.written_paths();
+    paths.extend(plan.certs.trust.iter().map(|ca| format!("{}/{}", agent_certs::CA_LINK_DIR, ca.name)));
     paths.push(format!("{}/{}", agent_kubelet::BINARIES_DIR, plan.kubelet.version));
     let quoted: Vec<String> = paths.iter().map(|p| quote(p)).collect();
     format!(
