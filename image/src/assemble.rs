@@ -45,6 +45,8 @@ pub struct Options {
     pub commit: String,
     /// Extra files to install (e.g. the agent binary): path -> (content, mode).
     pub extra_files: BTreeMap<String, (Vec<u8>, u32)>,
+    /// The static `minikube-init` binary: `/init` of a squashfs root's initramfs.
+    pub init_binary: Option<Vec<u8>>,
 }
 
 impl Options {
@@ -57,12 +59,13 @@ impl Options {
             version: env!("CARGO_PKG_VERSION").to_string(),
             commit: "unknown".into(),
             extra_files: BTreeMap::new(),
+            init_binary: None,
         }
     }
 }
 
 /// One installed package, for the package list and the SBOM.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Installed {
     pub name: String,
     pub version: String,
@@ -79,6 +82,8 @@ pub struct Assembly {
     pub owner: BTreeMap<String, String>,
     pub kernel: Option<kernel::Kernel>,
     pub index: Index,
+    /// The small initramfs's modules, when the spec boots from a squashfs root.
+    pub initrd_modules: Option<Tree>,
 }
 
 /// Open the package index the spec names.
@@ -181,14 +186,39 @@ pub fn resolve_spec<'i>(spec: &Spec, index: &'i Index) -> Result<Vec<&'i Package
     Ok(resolve(index, &req)?)
 }
 
-/// Spec -> rootfs tree, as described in the module docs.
+/// Spec -> rootfs tree, as described in the module docs: the package part ([`assemble_base`])
+/// with the local part ([`top_tree`]) laid over it.
 pub fn assemble(spec: &Spec, opts: &Options) -> Result<Assembly, AssembleError> {
     let http = Http::default();
     let index = open_index(spec, opts, &http)?;
     let set = resolve_spec(spec, &index)?;
+    let base = assemble_base(spec, opts, &index, &set, &http)?;
+    let mut a = Assembly { tree: base.tree, packages: base.packages, owner: base.owner, kernel: base.kernel, index, initrd_modules: base.initrd_modules };
+    let dirs = a.tree.clone();
+    let top = top_tree(spec, opts, &base.enabled, &|p| dirs.get(p).filter(|e| matches!(e.kind, Kind::Dir)).cloned())?;
+    layer_onto(&mut a.tree, &top);
+    Ok(a)
+}
+
+/// The package part of a rootfs, which depends only on the spec, the package set, the epoch and
+/// this code (so it can be cached by their content): packages unpacked and stacked, maintainer
+/// script duties, kernel modules, and the units of `[systemd]` that the packages ship.
+pub struct Base {
+    pub tree: Tree,
+    pub packages: Vec<Installed>,
+    pub owner: BTreeMap<String, String>,
+    pub kernel: Option<kernel::Kernel>,
+    /// The small initramfs's modules (`boot.initrd_modules`), with their own depmod indexes.
+    pub initrd_modules: Option<Tree>,
+    /// Units of `systemd.enable` that were found and enabled here.
+    pub enabled: Vec<String>,
+}
+
+/// The package part, as described on [`Base`].
+pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: &Http) -> Result<Base, AssembleError> {
     tracing::info!(packages = set.len(), bytes = set.iter().map(|p| p.size).sum::<u64>(), "resolved");
     let items: Vec<_> = set.iter().map(|p| index.item(p)).collect();
-    let paths = opts.cache.fetch_all(&http, &items, opts.jobs)?;
+    let paths = opts.cache.fetch_all(http, &items, opts.jobs)?;
 
     // Unpack in parallel (one tree per package), then stack in name order.
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -241,38 +271,32 @@ pub fn assemble(spec: &Spec, opts: &Options) -> Result<Assembly, AssembleError> 
     };
     system::ca_certificates(&mut tree, epoch, Some(&hash));
     let base = format!("Debian {}", spec.source.suite);
-    system::identity(&mut tree, spec, &opts.version, &opts.commit, &base, epoch);
+    system::identity(&mut tree, spec, &opts.version, &base, epoch);
     system::runtime_dir_links(&mut tree, epoch);
     system::dpkg_database(&mut tree, &installed_lists, epoch);
 
-    for o in &spec.files.overlays {
-        let dir = spec.resolve_path(o);
-        let t = read_overlay(&dir, epoch)?;
-        layer_onto(&mut tree, &t);
-    }
-    for (path, (content, mode)) in &opts.extra_files {
-        let mut e = Entry::file(content.clone(), *mode);
-        e.mtime = epoch;
-        tree.insert(path, e);
-    }
-
-    let kernel = match &spec.kernel {
-        None => None,
+    let (kernel, initrd_modules) = match &spec.kernel {
+        None => (None, None),
         Some(k) => {
-            let img = kernel::image_package_name(&index, &k.package).ok_or_else(|| {
+            let img = kernel::image_package_name(index, &k.package).ok_or_else(|| {
                 AssembleError::Other(format!("kernel.package: {:?} is not in {}/{}", k.package, index.suite, index.arch))
             })?;
-            let kt = fetch_unpacked(&index, &[img.clone()], opts, &http)?;
+            let kt = fetch_unpacked(index, &[img.clone()], opts, http)?;
             let kern = kernel::from_package_tree(&kt, &img, &k.modules, epoch)?;
             layer_onto(&mut tree, &kern.modules);
             let mut e = Entry::file(kernel::modules_load(&k.load), 0o644);
             e.mtime = epoch;
             tree.insert("/etc/modules-load.d/minikube.conf", e);
-            Some(kern)
+            let initrd = match spec.boot.as_ref().filter(|b| !b.initrd_modules.is_empty()) {
+                Some(b) => Some(kernel::from_package_tree(&kt, &img, &b.initrd_modules, epoch)?.modules),
+                None => None,
+            };
+            (Some(kern), initrd)
         }
     };
 
-    system::enable_units(&mut tree, &spec.systemd.enable, epoch)?;
+    let enabled: Vec<String> = spec.systemd.enable.iter().filter(|u| system::has_unit(&tree, u)).cloned().collect();
+    system::enable_units(&mut tree, &enabled, epoch)?;
     system::mask_units(&mut tree, &spec.systemd.mask, epoch);
     if let Some(t) = &spec.systemd.default_target {
         let mut e = Entry::symlink(format!("/usr/lib/systemd/system/{t}"));
@@ -292,7 +316,42 @@ pub fn assemble(spec: &Spec, opts: &Options) -> Result<Assembly, AssembleError> 
             filename: p.filename.clone(),
         })
         .collect();
-    Ok(Assembly { tree, packages, owner, kernel, index })
+    Ok(Base { tree, packages, owner, kernel, initrd_modules, enabled })
+}
+
+/// The local part of a rootfs, laid over the package part: the overlays, the extra files (the
+/// agent), `/version.json` (which names the commit) and the enablement of the `systemd.enable`
+/// units that the base did not ship (`base_enabled` lists those it did). `base_dir` gives the
+/// base's entry for a directory, so that a directory both have keeps the base's owner and mode.
+pub fn top_tree(
+    spec: &Spec,
+    opts: &Options,
+    base_enabled: &[String],
+    base_dir: &dyn Fn(&str) -> Option<Entry>,
+) -> Result<Tree, AssembleError> {
+    let epoch = opts.epoch;
+    let mut tree = Tree::new();
+    for o in &spec.files.overlays {
+        let dir = spec.resolve_path(o);
+        let t = read_overlay(&dir, epoch)?;
+        layer_onto(&mut tree, &t);
+    }
+    for (path, (content, mode)) in &opts.extra_files {
+        let mut e = Entry::file(content.clone(), *mode);
+        e.mtime = epoch;
+        tree.insert(path, e);
+    }
+    system::version_json(&mut tree, spec, &opts.version, &opts.commit, &format!("Debian {}", spec.source.suite), epoch);
+    let rest: Vec<String> = spec.systemd.enable.iter().filter(|u| !base_enabled.contains(u)).cloned().collect();
+    system::enable_units(&mut tree, &rest, epoch)?;
+    let dirs: Vec<String> = tree.iter().filter(|(_, e)| matches!(e.kind, Kind::Dir)).map(|(k, _)| k.clone()).collect();
+    for d in dirs {
+        if let Some(e) = base_dir(&d) {
+            tree.insert(&d, e);
+        }
+    }
+    tree.clamp_mtime(epoch);
+    Ok(tree)
 }
 
 /// `dpkg -l`-like text listing of installed packages.

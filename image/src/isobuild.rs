@@ -1,13 +1,19 @@
-//! The minikube ISO from a spec: [`crate::assemble`] the rootfs, add `/init`, write it as a
-//! compressed cpio initramfs, take the kernel and isolinux from Debian's packages, and write the
-//! El Torito ISO (BIOS via isolinux, hybrid MBR) atomically.
+//! The minikube ISO from a spec, with its root in one of two places ([`RootMode`]):
+//!
+//! * `squashfs` (default): the root as read-only squashfs layers on the medium beside a small
+//!   initramfs that mounts them ([`crate::rootimage`]; the package layer is cached);
+//! * `initramfs`: [`crate::assemble`] the rootfs, add the spec's `/init` script and write it all
+//!   as one compressed cpio initramfs, unpacked into RAM at boot.
+//!
+//! Then the kernel, isolinux and GRUB from Debian's packages, and the El Torito ISO (BIOS via
+//! isolinux, UEFI via GRUB, hybrid MBR/GPT), written atomically.
 
-use crate::assemble::{assemble, fetch_unpacked, AssembleError, Installed, Options};
+use crate::assemble::{assemble, fetch_unpacked, open_index, resolve_spec, AssembleError, Installed, Options};
 use crate::compress::Compression;
 use crate::fetch::Http;
-use crate::iso::{BiosBoot, EfiBoot, IsoImage};
+use crate::iso::{BiosBoot, EfiBoot, IsoFile, IsoImage};
 use crate::rootfs::Entry;
-use crate::spec::Spec;
+use crate::spec::{RootMode, Spec};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,6 +27,8 @@ pub enum IsoBuildError {
     Compress(#[from] crate::compress::CompressError),
     #[error(transparent)]
     Iso(#[from] crate::iso::IsoError),
+    #[error(transparent)]
+    RootImage(#[from] crate::rootimage::RootImageError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -28,6 +36,13 @@ pub enum IsoBuildError {
 /// What a build produced, with timings for the benchmark.
 #[derive(Debug)]
 pub struct IsoBuild {
+    pub root: RootMode,
+    /// squashfs root: whether the package layer came from the cache, and its key.
+    pub base_reused: bool,
+    pub base_key: String,
+    /// squashfs root: sizes of the package and local layers.
+    pub base_size: u64,
+    pub top_size: u64,
     pub size: u64,
     pub initrd_size: u64,
     pub rootfs_bytes: u64,
@@ -46,37 +61,108 @@ pub fn isolinux_cfg(cmdline: &str) -> String {
 }
 
 /// Build the ISO described by `spec` into `out` (atomically: the old file stays on failure).
-pub fn build(spec: &Spec, opts: &Options, compression: Option<(Compression, Option<i32>)>, out: &Path) -> Result<IsoBuild, IsoBuildError> {
+/// `root` overrides the spec's `boot.root`; `compression` overrides the initramfs compression of
+/// an `initramfs` root.
+pub fn build(
+    spec: &Spec,
+    opts: &Options,
+    compression: Option<(Compression, Option<i32>)>,
+    root: Option<RootMode>,
+    out: &Path,
+) -> Result<IsoBuild, IsoBuildError> {
     let serr = |m: &str| IsoBuildError::Spec { spec: spec.path.display().to_string(), message: m.into() };
     let boot = spec.boot.as_ref().ok_or_else(|| serr("[boot] section missing: an ISO needs init and cmdline"))?;
     if spec.kernel.is_none() {
         return Err(serr("[kernel] section missing: an ISO needs a kernel"));
     }
-    let (comp, level) = match compression {
-        Some(c) => c,
-        None => (
-            boot.compression.parse::<Compression>().map_err(|_| serr("boot.compression: unknown format"))?,
-            boot.level,
-        ),
+    let root = root.unwrap_or(boot.root);
+    let ioerr = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| IsoBuildError::Io { path, source }
     };
+    let out_dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out_dir).map_err(ioerr(out_dir))?;
+    let http = Http::default();
     let t0 = Instant::now();
-    let mut a = assemble(spec, opts)?;
-    let init_path = spec.resolve_path(&boot.init);
-    let init = std::fs::read(&init_path).map_err(|source| IsoBuildError::Io { path: init_path.display().to_string(), source })?;
-    let mut e = Entry::file(init, 0o755);
-    e.mtime = opts.epoch;
-    a.tree.insert("/init", e);
-    let kernel = a.kernel.take().expect("kernel section checked above");
-    let assemble_time = t0.elapsed();
-
-    let t1 = Instant::now();
-    let initrd = crate::compress::initrd(&a.tree, comp, level, 0)?;
-    let compress_time = t1.elapsed();
-    tracing::info!(format = comp.name(), bytes = initrd.len(), "initramfs compressed");
+    let mut report = IsoBuild {
+        root,
+        base_reused: false,
+        base_key: String::new(),
+        base_size: 0,
+        top_size: 0,
+        size: 0,
+        initrd_size: 0,
+        rootfs_bytes: 0,
+        kernel_version: String::new(),
+        packages: vec![],
+        assemble_time: Duration::ZERO,
+        compress_time: Duration::ZERO,
+        iso_time: Duration::ZERO,
+    };
+    let mut img = IsoImage::new(boot.volume_id.clone(), opts.epoch as i64);
+    // Kept alive until the ISO is written (the top layer lives in it).
+    let mut _root_images = None;
+    let index = match root {
+        RootMode::Initramfs => {
+            let (comp, level) = match compression {
+                Some(c) => c,
+                None => (
+                    boot.compression.parse::<Compression>().map_err(|_| serr("boot.compression: unknown format"))?,
+                    boot.level,
+                ),
+            };
+            let mut a = assemble(spec, opts)?;
+            let init_path = spec.resolve_path(&boot.init);
+            let init = std::fs::read(&init_path).map_err(ioerr(&init_path))?;
+            let mut e = Entry::file(init, 0o755);
+            e.mtime = opts.epoch;
+            a.tree.insert("/init", e);
+            let kernel = a.kernel.take().expect("kernel section checked above");
+            report.assemble_time = t0.elapsed();
+            let t1 = Instant::now();
+            let initrd = crate::compress::initrd(&a.tree, comp, level, 0)?;
+            report.compress_time = t1.elapsed();
+            tracing::info!(format = comp.name(), bytes = initrd.len(), "initramfs compressed");
+            report.initrd_size = initrd.len() as u64;
+            report.rootfs_bytes = a.tree.content_bytes();
+            report.kernel_version = kernel.version;
+            report.packages = a.packages;
+            img = img
+                .file("boot/bzImage", kernel.bzimage)
+                .file("boot/initrd", initrd)
+                .file("version.json", a.tree.get("/version.json").and_then(|e| e.content()).unwrap_or(b"{}").to_vec());
+            a.index
+        }
+        RootMode::Squashfs => {
+            if compression.is_some() {
+                return Err(serr("--compression and --level set the initramfs of --root initramfs; a squashfs root is compressed as [boot.squashfs] says"));
+            }
+            let init = opts.init_binary.as_deref().ok_or_else(|| serr("a squashfs root needs the minikube-init binary (Options::init_binary) as the initramfs's /init"))?;
+            let index = open_index(spec, opts, &http)?;
+            let set = resolve_spec(spec, &index)?;
+            let ri = crate::rootimage::build(spec, opts, &index, &set, &http, init, out_dir)?;
+            report.assemble_time = t0.elapsed();
+            report.base_reused = ri.base.reused;
+            report.base_key = ri.base.meta.key.clone();
+            report.base_size = ri.base.meta.root_size;
+            report.top_size = ri.top.size;
+            report.initrd_size = ri.initrd.len() as u64;
+            report.rootfs_bytes = ri.base.meta.rootfs_bytes;
+            report.kernel_version = ri.base.meta.kernel_version.clone();
+            report.packages = ri.base.meta.packages.clone();
+            img = img
+                .file("boot/bzImage", IsoFile::Host(ri.base.bzimage()))
+                .file("boot/initrd", ri.initrd.clone())
+                .file(crate::rootimage::BASE_IMAGE, IsoFile::Host(ri.base.root_image()))
+                .file(crate::rootimage::TOP_IMAGE, IsoFile::Host(ri.top.path.clone()))
+                .file("version.json", ri.version_json.clone());
+            _root_images = Some(ri);
+            index
+        }
+    };
 
     let t2 = Instant::now();
-    let http = Http::default();
-    let bl = fetch_unpacked(&a.index, &boot.bootloader_packages, opts, &http)?;
+    let bl = fetch_unpacked(&index, &boot.bootloader_packages, opts, &http)?;
     let get = |p: &str| -> Result<Vec<u8>, IsoBuildError> {
         bl.get(p).and_then(|e| e.content()).map(|c| c.to_vec()).ok_or_else(|| {
             serr(&format!("boot.bootloader_packages: no {p} in {:?}", boot.bootloader_packages))
@@ -88,11 +174,6 @@ pub fn build(spec: &Spec, opts: &Options, compression: Option<(Compression, Opti
         isolinux_cfg: isolinux_cfg(&boot.cmdline).into_bytes(),
         isohybrid_mbr: Some(get("/usr/lib/ISOLINUX/isohdpfx.bin")?),
     };
-    let initrd_size = initrd.len() as u64;
-    let mut img = IsoImage::new(boot.volume_id.clone(), opts.epoch as i64)
-        .file("boot/bzImage", kernel.bzimage)
-        .file("boot/initrd", initrd)
-        .file("version.json", a.tree.get("/version.json").and_then(|e| e.content()).unwrap_or(b"{}").to_vec());
     img.bios = Some(bios);
     // UEFI: a standalone GRUB (built by the host's grub-mkimage from the modules of Debian's
     // grub-efi-amd64-bin package) in a FAT ESP, booting the same kernel, initrd and cmdline.
@@ -102,8 +183,8 @@ pub fn build(spec: &Spec, opts: &Options, compression: Option<(Compression, Opti
             if let Some(c) = e.content() {
                 let rel = k.trim_start_matches(crate::iso::GRUB_EFI_MODULE_DIR).trim_start_matches('/');
                 let dst = mods.path().join(rel);
-                std::fs::create_dir_all(dst.parent().unwrap()).map_err(|source| IsoBuildError::Io { path: dst.display().to_string(), source })?;
-                std::fs::write(&dst, c).map_err(|source| IsoBuildError::Io { path: dst.display().to_string(), source })?;
+                std::fs::create_dir_all(dst.parent().unwrap()).map_err(ioerr(&dst))?;
+                std::fs::write(&dst, c).map_err(ioerr(&dst))?;
             }
         }
         let cfg = crate::iso::grub_cfg(&boot.volume_id, &boot.cmdline, "minikube-iso: grub");
@@ -111,21 +192,11 @@ pub fn build(spec: &Spec, opts: &Options, compression: Option<(Compression, Opti
         let esp = crate::iso::esp_image(&[(crate::iso::ESP_BOOTLOADER, &grub)])?;
         img.efi = Some(EfiBoot { esp_image: esp });
     }
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| IsoBuildError::Io { path: dir.display().to_string(), source })?;
-    }
     let written = crate::iso::write(&img, out)?;
     for w in &written.warnings {
         tracing::warn!("{w}");
     }
-    Ok(IsoBuild {
-        size: written.size,
-        initrd_size,
-        rootfs_bytes: a.tree.content_bytes(),
-        kernel_version: kernel.version,
-        packages: a.packages,
-        assemble_time,
-        compress_time,
-        iso_time: t2.elapsed(),
-    })
+    report.size = written.size;
+    report.iso_time = t2.elapsed();
+    Ok(report)
 }

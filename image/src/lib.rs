@@ -19,3 +19,6 @@ pub mod cpio;
 pub mod compress;
 pub mod iso;
 pub mod kicbase;
+pub mod rootimage;
+pub mod squashfs;
+pub mod tarstream;

@@ -45,6 +45,9 @@ pub struct Spec {
     pub dir: PathBuf,
     #[serde(skip)]
     pub path: PathBuf,
+    /// The spec's text as read: part of the key of cached build parts.
+    #[serde(skip)]
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,8 +187,22 @@ pub struct KernelSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootSection {
-    /// Script installed as /init in the initramfs (relative to the spec).
+    /// Where the root filesystem lives at run time.
+    #[serde(default)]
+    pub root: RootMode,
+    /// `root = "initramfs"`: the script installed as /init (relative to the spec). The squashfs
+    /// root's /init is the `minikube-init` binary.
     pub init: PathBuf,
+    /// `root = "squashfs"`: modules the small initramfs loads to find and mount the root image
+    /// (CD-ROM and disk drivers, iso9660, squashfs, overlay, loop); globs as in `[kernel]`.
+    #[serde(default)]
+    pub initrd_modules: Vec<String>,
+    /// `root = "squashfs"`: packages whose `/usr/bin/busybox` is the initramfs's emergency shell.
+    #[serde(default)]
+    pub initrd_packages: Vec<String>,
+    /// `root = "squashfs"`: how the root images are compressed.
+    #[serde(default)]
+    pub squashfs: SquashfsSection,
     pub cmdline: String,
     #[serde(default = "default_volume_id")]
     pub volume_id: String,
@@ -196,6 +213,49 @@ pub struct BootSection {
     #[serde(default = "default_bootloader")]
     pub bootloader_packages: Vec<String>,
 }
+/// Where the booted system's root filesystem lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootMode {
+    /// Compressed read-only squashfs images on the medium, stacked under a tmpfs with overlayfs;
+    /// a small initramfs finds, checks and mounts them.
+    #[default]
+    Squashfs,
+    /// Everything in the initramfs, unpacked into RAM at boot (needs no medium after boot).
+    Initramfs,
+}
+
+impl RootMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            RootMode::Squashfs => "squashfs",
+            RootMode::Initramfs => "initramfs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SquashfsSection {
+    #[serde(default = "default_sq_compressor")]
+    pub compressor: crate::squashfs::Compressor,
+    pub level: Option<i32>,
+    /// Data block size in KiB.
+    #[serde(default = "default_sq_block")]
+    pub block_kib: u32,
+}
+impl Default for SquashfsSection {
+    fn default() -> Self {
+        SquashfsSection { compressor: default_sq_compressor(), level: None, block_kib: default_sq_block() }
+    }
+}
+fn default_sq_compressor() -> crate::squashfs::Compressor {
+    crate::squashfs::Compressor::Zstd
+}
+fn default_sq_block() -> u32 {
+    128
+}
+
 fn default_volume_id() -> String {
     "MINIKUBE".into()
 }
@@ -217,6 +277,7 @@ impl Spec {
         let mut spec: Spec = toml::from_str(text)
             .map_err(|e| SpecError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         spec.path = path.to_path_buf();
+        spec.text = text.to_string();
         spec.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         spec.validate()?;
         Ok(spec)
@@ -245,6 +306,18 @@ impl Spec {
                     "boot.compression: unknown format {:?} (gzip, bzip2, xz, zstd, none)",
                     b.compression
                 )));
+            }
+            if b.root == RootMode::Squashfs {
+                if b.initrd_modules.is_empty() {
+                    return Err(err("boot.initrd_modules: a squashfs root needs the modules that find and mount it (sr_mod, isofs, squashfs, overlay, loop, ...)".into()));
+                }
+                if self.kernel.is_none() {
+                    return Err(err("boot.root = \"squashfs\" needs a [kernel] section".into()));
+                }
+            }
+            let bk = b.squashfs.block_kib;
+            if !(4..=1024).contains(&bk) || !bk.is_power_of_two() {
+                return Err(err(format!("boot.squashfs.block_kib: {bk} is not a power of two from 4 to 1024")));
             }
         }
         Ok(())

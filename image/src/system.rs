@@ -308,6 +308,10 @@ pub fn apply_copies(tree: &mut Tree, copies: &BTreeMap<String, String>, epoch: u
         })?;
         let mut e = e;
         e.mtime = epoch;
+        // A copy is a file of its own, never a hard link to its template.
+        if let Kind::File(c) = &e.kind {
+            e.kind = Kind::File(std::sync::Arc::new(c.as_ref().clone()));
+        }
         tree.insert(&crate::deb::merged_path(dest), e);
     }
     Ok(())
@@ -453,7 +457,7 @@ pub fn dpkg_database(tree: &mut Tree, installed: &[(&crate::apt::Package, Vec<St
 
 /// Identity files: os-release naming the project, /etc/VERSION, /version.json, hostname, hosts,
 /// an empty machine-id (generated at first boot).
-pub fn identity(tree: &mut Tree, spec: &Spec, version: &str, commit: &str, base: &str, epoch: u64) {
+pub fn identity(tree: &mut Tree, spec: &Spec, version: &str, base: &str, epoch: u64) {
     let os_release = format!(
         "PRETTY_NAME=\"minikube node {version} ({base})\"\nNAME=\"minikube node\"\nID=minikube-node\nID_LIKE=debian\nVERSION_ID=\"{version}\"\nVERSION=\"{version} ({base})\"\nVARIANT_ID={}\nHOME_URL=\"https://minikube.sigs.k8s.io/\"\n",
         spec.image.name
@@ -461,14 +465,6 @@ pub fn identity(tree: &mut Tree, spec: &Spec, version: &str, commit: &str, base:
     put_file(tree, "/usr/lib/os-release", os_release, 0o644, epoch);
     put_link(tree, "/etc/os-release", "../usr/lib/os-release", epoch);
     put_file(tree, "/etc/VERSION", format!("v{version}\n"), 0o644, epoch);
-    let json = serde_json::json!({
-        "image": spec.image.name,
-        "version": format!("v{version}"),
-        "commit": commit,
-        "base": base,
-        "source_date_epoch": epoch,
-    });
-    put_file(tree, "/version.json", format!("{}\n", serde_json::to_string_pretty(&json).unwrap()), 0o644, epoch);
     put_file(tree, "/etc/hostname", format!("{}\n", spec.image.hostname), 0o644, epoch);
     if !tree.contains("/etc/hosts") || text(tree, "/etc/hosts").is_some_and(|t| !t.contains("127.0.1.1")) {
         put_file(
@@ -482,8 +478,33 @@ pub fn identity(tree: &mut Tree, spec: &Spec, version: &str, commit: &str, base:
     put_file(tree, "/etc/machine-id", "", 0o444, epoch);
     put_link(tree, "/var/lib/dbus/machine-id", "/etc/machine-id", epoch);
     if !tree.contains("/etc/fstab") {
-        put_file(tree, "/etc/fstab", "# the root is a tmpfs; the data disk is mounted by minikube-agent boot\n", 0o644, epoch);
+        put_file(tree, "/etc/fstab", "# the root is set up by the initramfs; the data disk is mounted by minikube-agent boot\n", 0o644, epoch);
     }
+}
+
+/// `/version.json`: image, version, commit, base and SOURCE_DATE_EPOCH (kept apart from
+/// [`identity`] because it names the commit, which the cached package part must not depend on).
+pub fn version_json(tree: &mut Tree, spec: &Spec, version: &str, commit: &str, base: &str, epoch: u64) {
+    let json = serde_json::json!({
+        "image": spec.image.name,
+        "version": format!("v{version}"),
+        "commit": commit,
+        "base": base,
+        "source_date_epoch": epoch,
+    });
+    put_file(tree, "/version.json", format!("{}\n", serde_json::to_string_pretty(&json).unwrap()), 0o644, epoch);
+}
+
+/// Whether the unit (or, for an instance like `getty@tty1.service`, its template) is in the tree.
+pub fn has_unit(tree: &Tree, unit: &str) -> bool {
+    let file_unit = match unit.split_once('@') {
+        Some((pre, rest)) if !rest.starts_with('.') => {
+            let suffix = rest.rsplit_once('.').map(|(_, s)| s).unwrap_or("service");
+            format!("{pre}@.{suffix}")
+        }
+        _ => unit.to_string(),
+    };
+    unit_path(tree, &file_unit).is_some()
 }
 
 /// FHS links that base-files' maintainer script makes: /var/run -> /run, /var/lock -> /run/lock.

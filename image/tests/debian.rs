@@ -88,7 +88,7 @@ fn unreachable_mirror_is_a_clear_error() {
 fn build_small(out: &Path) -> image::isobuild::IsoBuild {
     let spec = Spec::load(&spec_path()).unwrap();
     let opts = Options::new(1_700_000_000);
-    image::isobuild::build(&spec, &opts, None, out).unwrap()
+    image::isobuild::build(&spec, &opts, None, None, out).unwrap()
 }
 
 #[test]

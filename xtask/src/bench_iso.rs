@@ -36,7 +36,7 @@ pub fn run(runs: usize, boots: usize, skip_cold: bool) -> Result<()> {
 
     let build = |opts: &Options, spec: &Spec| -> Result<(Duration, image::isobuild::IsoBuild)> {
         let t = Instant::now();
-        let r = image::isobuild::build(spec, opts, None, &out)?;
+        let r = image::isobuild::build(spec, opts, None, None, &out)?;
         Ok((t.elapsed(), r))
     };
 
@@ -117,7 +117,7 @@ pub fn run(runs: usize, boots: usize, skip_cold: bool) -> Result<()> {
     if boots > 0 {
         std::fs::create_dir_all("out")?;
         let iso = Path::new("out/bench.iso");
-        image::isobuild::build(&spec, &opts, None, iso)?;
+        image::isobuild::build(&spec, &opts, None, None, iso)?;
         let accel = launcher::qemu::choose_accel();
         let mut times = Vec::new();
         for _ in 0..boots {

@@ -9,10 +9,10 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use sha2::{Digest as _, Sha256};
-use tar::{EntryType, Header};
 
 use super::OciError;
-use crate::rootfs::{Entry, Kind, Tree};
+use crate::rootfs::Tree;
+use crate::tarstream::append_entry;
 
 /// A directory holding content-addressed blobs in `<root>/blobs/sha256/<hex>` (the OCI layout's
 /// blob directory, so the store root can itself serve as a layout with [`super::write_layout`]).
@@ -426,89 +426,3 @@ pub(crate) fn readable(f: &File) -> io::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(0o644))
 }
 
-const NAME_LEN: usize = 100;
-
-fn append_entry<W: Write>(b: &mut tar::Builder<W>, path: &str, e: &Entry) -> io::Result<()> {
-    let mut name = path.trim_start_matches('/').to_string();
-    let mut h = Header::new_gnu();
-    h.set_mode(e.mode & 0o7777);
-    h.set_uid(u64::from(e.uid));
-    h.set_gid(u64::from(e.gid));
-    h.set_mtime(e.mtime);
-    h.set_device_major(0)?;
-    h.set_device_minor(0)?;
-    let mut link: Option<&str> = None;
-    let mut data: &[u8] = &[];
-    match &e.kind {
-        Kind::Dir => {
-            name.push('/');
-            h.set_entry_type(EntryType::Directory);
-        }
-        Kind::File(content) => {
-            h.set_entry_type(EntryType::Regular);
-            data = content;
-        }
-        Kind::Symlink(target) => {
-            h.set_entry_type(EntryType::Symlink);
-            link = Some(target);
-        }
-        Kind::CharDev { major, minor } => {
-            h.set_entry_type(EntryType::Char);
-            h.set_device_major(*major)?;
-            h.set_device_minor(*minor)?;
-        }
-        Kind::BlockDev { major, minor } => {
-            h.set_entry_type(EntryType::Block);
-            h.set_device_major(*major)?;
-            h.set_device_minor(*minor)?;
-        }
-        Kind::Fifo => h.set_entry_type(EntryType::Fifo),
-    }
-    put_long(b, &mut h, name.as_bytes(), EntryType::GNULongName)?;
-    if let Some(target) = link {
-        put_long(b, &mut h, target.as_bytes(), EntryType::GNULongLink)?;
-    }
-    h.set_size(data.len() as u64);
-    h.set_cksum();
-    b.append(&h, data)
-}
-
-/// Store a name (or link target) byte-exactly in the header; if it does not fit in the 100-byte
-/// field, first emit a GNU long-name ('L') / long-link ('K') record holding it, and keep a
-/// truncated copy in the header as GNU tar does.
-fn put_long<W: Write>(
-    b: &mut tar::Builder<W>,
-    h: &mut Header,
-    value: &[u8],
-    kind: EntryType,
-) -> io::Result<()> {
-    if value.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "name contains a NUL byte",
-        ));
-    }
-    let field = if kind == EntryType::GNULongName {
-        &mut h.as_old_mut().name
-    } else {
-        &mut h.as_old_mut().linkname
-    };
-    let n = value.len().min(NAME_LEN);
-    field.fill(0);
-    field[..n].copy_from_slice(&value[..n]);
-    if value.len() > NAME_LEN {
-        let mut ext = Header::new_gnu();
-        ext.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
-        ext.set_mode(0o644);
-        ext.set_uid(0);
-        ext.set_gid(0);
-        ext.set_mtime(0);
-        ext.set_entry_type(kind);
-        let mut payload = value.to_vec();
-        payload.push(0);
-        ext.set_size(payload.len() as u64);
-        ext.set_cksum();
-        b.append(&ext, payload.as_slice())?;
-    }
-    Ok(())
-}

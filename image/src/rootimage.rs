@@ -1,0 +1,297 @@
+//! The ISO's root as read-only images on the medium, and the small initramfs that mounts them.
+//!
+//! Two squashfs layers, stacked by `/init` under a tmpfs with overlayfs:
+//!
+//! * the **base** ([`BASE_IMAGE`]): the package part of the rootfs ([`assemble_base`]), with
+//!   the kernel and the initramfs's modules and shell. It is cached in the package cache under
+//!   `rootfs/<key>/`, where the key is the SHA-256 of everything that shapes it: the spec's text,
+//!   the resolved packages with their SHA-256, the epoch, the image version, the squashfs tool and
+//!   options, and this crate's own source ([`CODE_HASH`]). Content, never timestamps: a changed
+//!   input is a new key, so a stale part cannot be served.
+//! * the **top** ([`TOP_IMAGE`]): the overlays, the agent, `/version.json` and the units they
+//!   bring ([`top_tree`]). It is rebuilt every time, in well under a second.
+//!
+//! The initramfs is two concatenated compressed cpio archives: the cached part (modules with
+//! their depmod indexes, busybox as the emergency shell) and the local part (`/init`, the
+//! `/dev/console` node, and the boot plan naming each layer with its SHA-256).
+
+use crate::apt::{Index, Package};
+use crate::assemble::{assemble_base, fetch_unpacked, top_tree, AssembleError, Installed, Options};
+use crate::compress::Compression;
+use crate::fetch::Http;
+use crate::rootfs::{Entry, Kind, Tree};
+use crate::spec::{BootSection, Spec};
+use crate::squashfs;
+use minikube_init::{Layer, Plan};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// ISO path of the package layer.
+pub const BASE_IMAGE: &str = "boot/root.sqfs";
+/// ISO path of the local layer.
+pub const TOP_IMAGE: &str = "boot/top.sqfs";
+/// SHA-256 of the sources of this crate and pki, and of Cargo.lock (see build.rs).
+pub const CODE_HASH: &str = env!("IMAGE_CODE_HASH");
+/// Bumped when the layout of a cache entry changes.
+const FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootImageError {
+    #[error(transparent)]
+    Assemble(#[from] AssembleError),
+    #[error(transparent)]
+    Squashfs(#[from] squashfs::SquashfsError),
+    #[error(transparent)]
+    Compress(#[from] crate::compress::CompressError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn ioerr(path: &Path) -> impl FnOnce(std::io::Error) -> RootImageError {
+    let path = path.to_path_buf();
+    move |source| RootImageError::Io { path, source }
+}
+
+/// Owner and mode of a base directory (a top directory of the same path takes them).
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DirMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u64,
+}
+
+/// What a cache entry records beside its files.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct BaseMeta {
+    pub format: u32,
+    pub key: String,
+    pub root_sha256: String,
+    pub root_size: u64,
+    pub rootfs_bytes: u64,
+    pub kernel_version: String,
+    /// Every module in the initramfs (the plan loads them all, dependencies first).
+    pub initrd_modules: Vec<String>,
+    pub packages: Vec<Installed>,
+    /// Units of `systemd.enable` that the base enabled.
+    pub enabled: Vec<String>,
+    pub dirs: BTreeMap<String, DirMeta>,
+}
+
+/// A base layer in the cache.
+#[derive(Debug)]
+pub struct CachedBase {
+    pub dir: PathBuf,
+    pub meta: BaseMeta,
+    /// Whether this build found it in the cache.
+    pub reused: bool,
+}
+
+impl CachedBase {
+    pub fn root_image(&self) -> PathBuf {
+        self.dir.join("root.sqfs")
+    }
+    pub fn bzimage(&self) -> PathBuf {
+        self.dir.join("bzImage")
+    }
+    pub fn initrd_part(&self) -> PathBuf {
+        self.dir.join("initrd-base")
+    }
+    fn dir_entry(&self, path: &str) -> Option<Entry> {
+        self.meta.dirs.get(path).map(|d| Entry { kind: Kind::Dir, mode: d.mode, uid: d.uid, gid: d.gid, mtime: d.mtime })
+    }
+}
+
+fn boot_of(spec: &Spec) -> Result<&BootSection, RootImageError> {
+    spec.boot.as_ref().ok_or_else(|| RootImageError::Other(format!("{}: [boot] section missing", spec.path.display())))
+}
+
+/// The squashfs options of a spec.
+pub fn squashfs_options(spec: &Spec, epoch: u64) -> Result<squashfs::Options, RootImageError> {
+    let b = boot_of(spec)?;
+    Ok(squashfs::Options { compressor: b.squashfs.compressor, level: b.squashfs.level, block_kib: b.squashfs.block_kib, epoch })
+}
+
+/// The cache key of the base layer (hex SHA-256; see the module docs).
+pub fn base_key(spec: &Spec, opts: &Options, set: &[&Package], sq: &squashfs::Options) -> Result<String, RootImageError> {
+    let mut h = Sha256::new();
+    let mut put = |k: &str, v: &str| {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    };
+    put("format", &FORMAT.to_string());
+    put("code", CODE_HASH);
+    put("spec", &spec.text);
+    put("epoch", &opts.epoch.to_string());
+    put("version", &opts.version);
+    put("squashfs", &serde_json::to_string(sq).expect("options serialize"));
+    put("mksquashfs", &squashfs::tool_version()?);
+    for p in set {
+        put("package", &format!("{} {} {} {}", p.name, p.version, p.arch, p.sha256));
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The base layer for this spec and package set: from the cache when its key is there, else
+/// built (assembled, written as squashfs, kernel and initramfs part beside it) and cached.
+pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: &Http) -> Result<CachedBase, RootImageError> {
+    let sq = squashfs_options(spec, opts.epoch)?;
+    let key = base_key(spec, opts, set, &sq)?;
+    let root = opts.cache.root().join("rootfs");
+    let dir = root.join(&key);
+    if let Some(meta) = read_meta(&dir, &key) {
+        tracing::info!(key = %key, "package layer reused from the cache");
+        return Ok(CachedBase { dir, meta, reused: true });
+    }
+    tracing::info!(key = %key, "building the package layer");
+    std::fs::create_dir_all(&root).map_err(ioerr(&root))?;
+    let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(&root).map_err(ioerr(&root))?;
+    let b = assemble_base(spec, opts, index, set, http)?;
+    let kernel = b.kernel.as_ref().ok_or_else(|| RootImageError::Other(format!("{}: a squashfs root needs [kernel]", spec.path.display())))?;
+    let written = squashfs::write(&b.tree, &sq, &tmp.path().join("root.sqfs"))?;
+    std::fs::write(tmp.path().join("bzImage"), &kernel.bzimage).map_err(ioerr(tmp.path()))?;
+    let boot = boot_of(spec)?;
+    let (initrd, modules) = initrd_base_tree(boot, b.initrd_modules.as_ref(), index, opts, http)?;
+    let (comp, level) = initrd_compression(boot)?;
+    let bytes = crate::compress::initrd(&initrd, comp, level, 0)?;
+    std::fs::write(tmp.path().join("initrd-base"), bytes).map_err(ioerr(tmp.path()))?;
+    let dirs = b
+        .tree
+        .iter()
+        .filter(|(_, e)| matches!(e.kind, Kind::Dir))
+        .map(|(k, e)| (k.clone(), DirMeta { mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime }))
+        .collect();
+    let meta = BaseMeta {
+        format: FORMAT,
+        key: key.clone(),
+        root_sha256: written.sha256,
+        root_size: written.size,
+        rootfs_bytes: b.tree.content_bytes(),
+        kernel_version: kernel.version.clone(),
+        initrd_modules: modules,
+        packages: b.packages,
+        enabled: b.enabled,
+        dirs,
+    };
+    // meta.json last: an entry without it is incomplete and never read.
+    let json = serde_json::to_vec(&meta).expect("meta serializes");
+    pki::atomic::write_atomic(&tmp.path().join("meta.json"), &json, 0o644).map_err(ioerr(tmp.path()))?;
+    let staged = tmp.keep();
+    match std::fs::rename(&staged, &dir) {
+        Ok(()) => {}
+        // Another build cached the same key meanwhile: same inputs, same bytes; keep theirs.
+        Err(_) if read_meta(&dir, &key).is_some() => {
+            let _ = std::fs::remove_dir_all(&staged);
+        }
+        Err(e) => return Err(RootImageError::Io { path: dir, source: e }),
+    }
+    pki::atomic::sync_dir(&root).map_err(ioerr(&root))?;
+    Ok(CachedBase { dir, meta, reused: false })
+}
+
+fn read_meta(dir: &Path, key: &str) -> Option<BaseMeta> {
+    let meta: BaseMeta = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
+    let size = std::fs::metadata(dir.join("root.sqfs")).ok()?.len();
+    (meta.format == FORMAT && meta.key == key && size == meta.root_size && dir.join("bzImage").exists() && dir.join("initrd-base").exists())
+        .then_some(meta)
+}
+
+fn initrd_compression(boot: &BootSection) -> Result<(Compression, Option<i32>), RootImageError> {
+    let c = boot.compression.parse::<Compression>().map_err(|e| RootImageError::Other(format!("boot.compression: {e}")))?;
+    Ok((c, boot.level))
+}
+
+/// The cached part of the initramfs: modules (with depmod's indexes) and the emergency shell.
+fn initrd_base_tree(boot: &BootSection, modules: Option<&Tree>, index: &Index, opts: &Options, http: &Http) -> Result<(Tree, Vec<String>), RootImageError> {
+    let modules = modules.ok_or_else(|| RootImageError::Other("boot.initrd_modules: no module selected".into()))?;
+    let mut t = Tree::new();
+    t.merge(modules);
+    let names: Vec<String> = modules.iter().filter_map(|(k, _)| minikube_init::module_name(k).filter(|_| k.contains(".ko"))).collect();
+    if !boot.initrd_packages.is_empty() {
+        let pkgs = fetch_unpacked(index, &boot.initrd_packages, opts, http)?;
+        let bb = pkgs.get("/usr/bin/busybox").cloned().ok_or_else(|| {
+            RootImageError::Other(format!("boot.initrd_packages: no /usr/bin/busybox in {:?}", boot.initrd_packages))
+        })?;
+        t.insert("/usr/bin/busybox", bb);
+        t.insert("/usr/bin/sh", Entry::symlink("busybox"));
+    }
+    add_dirs(&mut t, opts.epoch);
+    t.clamp_mtime(opts.epoch);
+    Ok((t, names))
+}
+
+/// Parent directories for every entry, 0755 root.
+fn add_dirs(t: &mut Tree, epoch: u64) {
+    let missing: Vec<String> = t
+        .iter()
+        .flat_map(|(k, _)| {
+            let mut v = Vec::new();
+            let mut p = k.as_str();
+            while let Some(par) = crate::rootfs::parent(p) {
+                v.push(par.to_string());
+                p = par;
+            }
+            v
+        })
+        .filter(|d| !t.contains(d))
+        .collect();
+    for d in missing {
+        let mut e = Entry::dir(0o755);
+        e.mtime = epoch;
+        t.insert(&d, e);
+    }
+}
+
+/// The local initramfs part: `/init`, the console node, mount points and the plan.
+pub fn initrd_local_tree(init: &[u8], plan: &Plan, epoch: u64) -> Result<Tree, RootImageError> {
+    let text = plan.render().map_err(|e| RootImageError::Other(format!("boot plan: {e}")))?;
+    let mut t = Tree::new();
+    t.insert("/init", Entry::file(init.to_vec(), 0o755));
+    t.insert(minikube_init::PLAN_PATH, Entry::file(text.into_bytes(), 0o644));
+    t.insert("/dev/console", Entry { kind: Kind::CharDev { major: 5, minor: 1 }, mode: 0o600, uid: 0, gid: 0, mtime: epoch });
+    for d in ["/proc", "/sys", "/run", "/sysroot", "/dev"] {
+        t.insert(d, Entry::dir(0o755));
+    }
+    add_dirs(&mut t, epoch);
+    t.clamp_mtime(epoch);
+    Ok(t)
+}
+
+/// Everything the ISO needs for a squashfs root.
+pub struct RootImages {
+    pub base: CachedBase,
+    /// The top layer (in a temporary directory that lives as long as this value).
+    pub top: squashfs::Written,
+    pub initrd: Vec<u8>,
+    pub version_json: Vec<u8>,
+    _tmp: tempfile::TempDir,
+}
+
+/// Build (or reuse) the base, build the top, and the initramfs whose plan names both.
+/// `init` is the static `minikube-init` binary.
+pub fn build(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: &Http, init: &[u8], scratch: &Path) -> Result<RootImages, RootImageError> {
+    let base = base(spec, opts, index, set, http)?;
+    let top = top_tree(spec, opts, &base.meta.enabled, &|p| base.dir_entry(p))?;
+    let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(scratch).map_err(ioerr(scratch))?;
+    let sq = squashfs_options(spec, opts.epoch)?;
+    let top_w = squashfs::write(&top, &sq, &tmp.path().join("top.sqfs"))?;
+    let plan = Plan {
+        kernel: base.meta.kernel_version.clone(),
+        modules: base.meta.initrd_modules.clone(),
+        layers: vec![
+            Layer { path: BASE_IMAGE.into(), sha256: base.meta.root_sha256.clone() },
+            Layer { path: TOP_IMAGE.into(), sha256: top_w.sha256.clone() },
+        ],
+    };
+    let boot = boot_of(spec)?;
+    let (comp, level) = initrd_compression(boot)?;
+    let mut initrd = std::fs::read(base.initrd_part()).map_err(ioerr(&base.initrd_part()))?;
+    initrd.extend(crate::compress::initrd(&initrd_local_tree(init, &plan, opts.epoch)?, comp, level, 0)?);
+    let version_json = top.get("/version.json").and_then(|e| e.content()).unwrap_or(b"{}").to_vec();
+    Ok(RootImages { base, top: top_w, initrd, version_json, _tmp: tmp })
+}

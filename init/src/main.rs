@@ -1,0 +1,314 @@
+//! `/init` of the minikube ISO's small initramfs (PID 1 until systemd takes over).
+//!
+//! 1. mounts /proc, /sys and /dev (devtmpfs);
+//! 2. loads the plan's modules (CD-ROM, disk, iso9660, squashfs, overlay, loop) from the
+//!    initramfs, dependencies first, as `modules.dep` says;
+//! 3. finds the medium: every block device is tried as iso9660 until one holds the plan's layers
+//!    (a CD with `-cdrom`, the hybrid ISO as a raw disk, or either under UEFI);
+//! 4. checks each layer's SHA-256 against the plan;
+//! 5. mounts each layer read-only through a loop device, stacks them with overlayfs under a
+//!    tmpfs upper layer on /sysroot, moves /dev, /proc, /sys and its own mounts into the new root
+//!    (under /run/minikube), makes it `/` and executes systemd there. `/` is then a real mount
+//!    with a parent, so runc's pivot_root works.
+//!
+//! Any failure prints one line starting with `minikube-init: FAILED:` naming what was looked for
+//! and where, then runs an emergency shell on the console (never a bare kernel panic).
+
+use minikube_init::{load_order, parse_modules_dep, Plan, FAILED_MARKER, MODULES_DIR, PLAN_PATH, ROOT_READY_MARKER, SHELL};
+use sha2::{Digest, Sha256};
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const MEDIUM: &str = "/run/minikube/medium";
+const LAYERS: &str = "/run/minikube/layers";
+const RW: &str = "/run/minikube/rw";
+const SYSROOT: &str = "/sysroot";
+const SYSTEMD: &str = "/usr/lib/systemd/systemd";
+/// How long block devices get to appear.
+const MEDIUM_WAIT: Duration = Duration::from_secs(30);
+
+fn uptime() -> String {
+    std::fs::read_to_string("/proc/uptime").ok().and_then(|s| s.split_whitespace().next().map(str::to_string)).unwrap_or_default()
+}
+
+fn say(msg: &str) {
+    println!("minikube-init: {msg} [{}s]", uptime());
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL in paths")
+}
+
+fn errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+fn mount(src: &str, target: &str, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> Result<(), String> {
+    let _ = std::fs::create_dir_all(target);
+    let (s, t) = (cstr(src), cstr(target));
+    let f = fstype.map(cstr);
+    let d = data.map(cstr);
+    let rc = unsafe {
+        libc::mount(
+            s.as_ptr(),
+            t.as_ptr(),
+            f.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            flags,
+            d.as_ref().map_or(std::ptr::null(), |c| c.as_ptr() as *const libc::c_void),
+        )
+    };
+    if rc != 0 {
+        return Err(format!("mount {src} on {target} ({}): {}", fstype.unwrap_or("move/bind"), errno()));
+    }
+    Ok(())
+}
+
+fn umount(target: &str) {
+    let t = cstr(target);
+    unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+}
+
+fn early_mounts() -> Result<(), String> {
+    mount("proc", "/proc", Some("proc"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)?;
+    mount("sysfs", "/sys", Some("sysfs"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)?;
+    // The kernel may have mounted devtmpfs already (CONFIG_DEVTMPFS_MOUNT applies only with root=).
+    if let Err(e) = mount("devtmpfs", "/dev", Some("devtmpfs"), libc::MS_NOSUID, Some("mode=0755")) {
+        if !Path::new("/dev/null").exists() {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Load the plan's modules, dependencies first. Built-in modules need no file.
+fn load_modules(plan: &Plan) -> Result<usize, String> {
+    let dir = format!("{MODULES_DIR}/{}", plan.kernel);
+    let dep_path = format!("{dir}/modules.dep");
+    let dep_text = std::fs::read_to_string(&dep_path).map_err(|e| format!("module index {dep_path}: {e}"))?;
+    let dep = parse_modules_dep(&dep_text);
+    let (order, missing) = load_order(&dep, &plan.modules);
+    let builtin = std::fs::read_to_string(format!("{dir}/modules.builtin")).unwrap_or_default();
+    for m in missing {
+        if !builtin.lines().any(|l| minikube_init::module_name(l).as_deref() == Some(m.as_str())) {
+            return Err(format!("module {m}: not in {dep_path} nor built into kernel {}", plan.kernel));
+        }
+    }
+    for rel in &order {
+        let path = format!("{dir}/{rel}");
+        let f = std::fs::File::open(&path).map_err(|e| format!("module {path}: {e}"))?;
+        let flags = if rel.ends_with(".ko") { 0 } else { 4 /* MODULE_INIT_COMPRESSED_FILE */ };
+        let empty = cstr("");
+        let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), flags) };
+        if rc != 0 {
+            let e = errno();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(format!("module {path}: the kernel refused it: {e}"));
+            }
+        }
+    }
+    Ok(order.len())
+}
+
+/// Whole-disk and CD devices, CDs first (partitions are skipped: an ISO starts at sector 0).
+fn block_devices() -> Vec<String> {
+    let mut devs: Vec<String> = std::fs::read_dir("/sys/block")
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default();
+    devs.retain(|d| !["loop", "ram", "zram", "dm-", "md", "nbd"].iter().any(|p| d.starts_with(p)));
+    devs.sort_by_key(|d| (!d.starts_with("sr"), d.clone()));
+    devs
+}
+
+/// Mount the medium that holds every layer; returns the device. Tried until [`MEDIUM_WAIT`].
+fn find_medium(plan: &Plan) -> Result<String, String> {
+    let start = Instant::now();
+    let mut tried: Vec<String>;
+    loop {
+        tried = Vec::new();
+        for d in block_devices() {
+            let dev = format!("/dev/{d}");
+            match mount(&dev, MEDIUM, Some("iso9660"), libc::MS_RDONLY, None) {
+                Err(e) => tried.push(format!("{dev} ({})", e.rsplit(": ").next().unwrap_or(&e))),
+                Ok(()) => {
+                    let missing: Vec<&str> =
+                        plan.layers.iter().filter(|l| !Path::new(MEDIUM).join(&l.path).exists()).map(|l| l.path.as_str()).collect();
+                    if missing.is_empty() {
+                        return Ok(dev);
+                    }
+                    tried.push(format!("{dev} (iso9660 without {})", missing.join(", ")));
+                    umount(MEDIUM);
+                }
+            }
+        }
+        if start.elapsed() > MEDIUM_WAIT {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let want: Vec<&str> = plan.layers.iter().map(|l| l.path.as_str()).collect();
+    Err(format!(
+        "no medium holds {} after {}s; tried: {}",
+        want.join(", "),
+        MEDIUM_WAIT.as_secs(),
+        if tried.is_empty() { "no block device appeared".to_string() } else { tried.join(", ") }
+    ))
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Check every layer's SHA-256, in parallel (one thread per layer).
+fn verify(plan: &Plan, dev: &str) -> Result<(), String> {
+    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = plan
+            .layers
+            .iter()
+            .map(|l| {
+                s.spawn(move || {
+                    let p = Path::new(MEDIUM).join(&l.path);
+                    let got = sha256_file(&p).map_err(|e| format!("reading {} on {dev}: {e}", l.path))?;
+                    if got != l.sha256 {
+                        return Err(format!(
+                            "checksum mismatch: {} on {dev} has sha256 {got}, the image recorded {}: the medium is corrupt",
+                            l.path, l.sha256
+                        ));
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("checksum thread panicked".into()))).collect()
+    });
+    results.into_iter().collect()
+}
+
+// <linux/loop.h>
+const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+const LOOP_SET_DIRECT_IO: libc::c_ulong = 0x4C08;
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+
+/// Attach `file` read-only to a free loop device; returns its path.
+fn loop_attach(file: &Path) -> Result<String, String> {
+    let ctl = std::fs::OpenOptions::new().read(true).write(true).open("/dev/loop-control").map_err(|e| format!("/dev/loop-control: {e}"))?;
+    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    if n < 0 {
+        return Err(format!("no free loop device: {}", errno()));
+    }
+    let dev = format!("/dev/loop{n}");
+    let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let lo = std::fs::File::open(&dev).map_err(|e| format!("{dev}: {e}"))?;
+    if unsafe { libc::ioctl(lo.as_raw_fd(), LOOP_SET_FD as _, f.as_raw_fd()) } != 0 {
+        return Err(format!("attaching {} to {dev}: {}", file.display(), errno()));
+    }
+    // Skip the loop device's own page cache when the medium's filesystem allows it (saves RAM).
+    unsafe { libc::ioctl(lo.as_raw_fd(), LOOP_SET_DIRECT_IO as _, 1 as libc::c_ulong) };
+    Ok(dev)
+}
+
+fn mount_root(plan: &Plan) -> Result<(), String> {
+    let mut lowers = Vec::new();
+    for (i, l) in plan.layers.iter().enumerate() {
+        let dev = loop_attach(&Path::new(MEDIUM).join(&l.path))?;
+        let at = format!("{LAYERS}/{i}");
+        mount(&dev, &at, Some("squashfs"), libc::MS_RDONLY | libc::MS_NODEV, None)
+            .map_err(|e| format!("{} ({dev}) is not a readable squashfs: {e}", l.path))?;
+        lowers.push(at);
+    }
+    // overlayfs lists the uppermost lower layer first.
+    lowers.reverse();
+    mount("tmpfs", RW, Some("tmpfs"), 0, Some("mode=0755"))?;
+    for d in ["upper", "work"] {
+        std::fs::create_dir_all(format!("{RW}/{d}")).map_err(|e| format!("{RW}/{d}: {e}"))?;
+    }
+    let opts = format!("lowerdir={},upperdir={RW}/upper,workdir={RW}/work", lowers.join(":"));
+    mount("overlay", SYSROOT, Some("overlay"), 0, Some(&opts))?;
+    // The new root's /run is a tmpfs that already holds our mounts (systemd keeps a mounted /run).
+    mount("tmpfs", &format!("{SYSROOT}/run"), Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some("mode=0755,size=20%,nr_inodes=800k"))?;
+    for m in ["/dev", "/proc", "/sys", "/run/minikube/medium", "/run/minikube/rw"] {
+        mount(m, &format!("{SYSROOT}{m}"), None, libc::MS_MOVE, None)?;
+    }
+    for i in 0..plan.layers.len() {
+        let at = format!("{LAYERS}/{i}");
+        mount(&at, &format!("{SYSROOT}{at}"), None, libc::MS_MOVE, None)?;
+    }
+    Ok(())
+}
+
+/// Free the initramfs's files (modules, shell) before leaving it, as switch_root does.
+fn free_initramfs() {
+    let _ = std::fs::remove_dir_all(MODULES_DIR);
+}
+
+fn enter_root() -> Result<std::convert::Infallible, String> {
+    std::env::set_current_dir(SYSROOT).map_err(|e| format!("chdir {SYSROOT}: {e}"))?;
+    mount(".", "/", None, libc::MS_MOVE, None)?;
+    let dot = cstr(".");
+    if unsafe { libc::chroot(dot.as_ptr()) } != 0 {
+        return Err(format!("chroot {SYSROOT}: {}", errno()));
+    }
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    let prog = cstr(SYSTEMD);
+    let args: Vec<CString> = std::iter::once(SYSTEMD.to_string()).chain(std::env::args().skip(1)).map(|a| cstr(&a)).collect();
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
+    Err(format!("exec {SYSTEMD} in the new root: {}", errno()))
+}
+
+fn run() -> Result<std::convert::Infallible, String> {
+    early_mounts()?;
+    let text = std::fs::read_to_string(PLAN_PATH).map_err(|e| format!("{PLAN_PATH}: {e}"))?;
+    let plan = Plan::parse(&text).map_err(|e| e.to_string())?;
+    say(&format!("kernel {}, {} layers", plan.kernel, plan.layers.len()));
+    let n = load_modules(&plan)?;
+    say(&format!("{n} modules loaded"));
+    let dev = find_medium(&plan)?;
+    say(&format!("medium {dev}"));
+    verify(&plan, &dev)?;
+    say("layers verified");
+    mount_root(&plan)?;
+    free_initramfs();
+    println!("{ROOT_READY_MARKER} [{}s]", uptime());
+    enter_root()
+}
+
+/// Run the emergency shell on the console, again whenever it exits (PID 1 must not exit).
+fn emergency() -> ! {
+    loop {
+        if !Path::new(SHELL).exists() {
+            println!("minikube-init: no emergency shell at {SHELL}; halting");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        println!("minikube-init: starting an emergency shell ({SHELL}); `exit` starts a new one");
+        match std::process::Command::new(SHELL).env("PATH", "/usr/bin:/usr/sbin").status() {
+            Ok(_) => {}
+            Err(e) => {
+                println!("minikube-init: {SHELL}: {e}");
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        println!("{FAILED_MARKER} {e}");
+        emergency();
+    }
+}
