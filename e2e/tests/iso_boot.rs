@@ -1,28 +1,39 @@
-//! The built ISO boots under real qemu, from CD and as a raw disk (hybrid MBR), reaches
-//! `minikube-iso: ready` with no failed unit, and powers off cleanly over ACPI.
+//! The built ISO boots under real qemu from CD, as a raw disk (hybrid MBR) and through UEFI
+//! (OVMF), mounts its squashfs root, reaches `minikube-iso: ready` with no failed unit, and powers
+//! off cleanly over ACPI. A corrupted root image stops at the initramfs's checksum line, not a
+//! kernel panic.
 
 use launcher::qemu::{self, BootMedium, VmConfig};
+use minikube_init::{FAILED_MARKER, ROOT_READY_MARKER};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn boot(medium: fn(std::path::PathBuf) -> BootMedium, label: &str) {
-    let _one = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let iso = e2e::iso_path();
-    let dir = tempfile::tempdir().unwrap();
-    let accel = qemu::choose_accel();
-    let cfg = VmConfig {
+const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+fn config(dir: &Path, label: &str, boot: BootMedium, firmware: Option<PathBuf>) -> VmConfig {
+    VmConfig {
         name: format!("e2e-{label}"),
-        accel,
+        accel: qemu::choose_accel(),
         memory_mb: 2048,
         cpus: 2,
-        boot: medium(iso),
+        boot,
+        firmware,
         disks: vec![],
         fw_cfg: vec![],
         hostfwd: vec![],
-        serial_log: dir.path().join("console.log"),
-        qmp_socket: dir.path().join("qmp.sock"),
-        pidfile: dir.path().join("qemu.pid"),
+        serial_log: dir.join("console.log"),
+        qmp_socket: dir.join("qmp.sock"),
+        pidfile: dir.join("qemu.pid"),
         daemonize: false,
-    };
+    }
+}
+
+fn boot(medium: fn(PathBuf) -> BootMedium, label: &str, firmware: Option<PathBuf>) {
+    let _one = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let iso = e2e::iso_path();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), label, medium(iso), firmware);
+    let accel = cfg.accel;
     let t = Instant::now();
     let mut vm = qemu::start(cfg).expect("qemu starts");
     let ready = vm.wait_for_console("minikube-iso: ready", Duration::from_secs(420)).unwrap();
@@ -33,6 +44,10 @@ fn boot(medium: fn(std::path::PathBuf) -> BootMedium, label: &str) {
     eprintln!("[{label}] {ready} after {boot_time:.1?} wall ({})", accel.name());
     assert!(failed.is_empty(), "[{label}] failed units: {failed:?}\n{}", detail.join("\n"));
     assert!(ready.contains("system running"), "[{label}] {ready}");
+    // The root came from the squashfs layers, through the small initramfs.
+    let root = qemu::find_line(&log, ROOT_READY_MARKER);
+    assert!(root.is_some(), "[{label}] no {ROOT_READY_MARKER:?} on the console:\n{}", qemu::console_tail(&log, 40));
+    assert!(qemu::find_line(&log, FAILED_MARKER).is_none(), "[{label}] {:?}", qemu::find_line(&log, FAILED_MARKER));
     // Without trust material the agent must refuse to serve, and say so on the console.
     assert!(
         qemu::find_line(&log, "minikube-agent").is_some(),
@@ -45,10 +60,57 @@ fn boot(medium: fn(std::path::PathBuf) -> BootMedium, label: &str) {
 
 #[test]
 fn boots_from_cdrom_to_ready_and_powers_off() {
-    boot(BootMedium::Cdrom, "cdrom");
+    boot(BootMedium::Cdrom, "cdrom", None);
 }
 
 #[test]
 fn boots_as_raw_disk_to_ready_and_powers_off() {
-    boot(BootMedium::RawDisk, "disk");
+    boot(BootMedium::RawDisk, "disk", None);
+}
+
+#[test]
+fn boots_through_uefi_to_ready_and_powers_off() {
+    assert!(Path::new(OVMF).exists(), "{OVMF} missing: scripts/setup.sh installs ovmf");
+    boot(BootMedium::Cdrom, "uefi", Some(OVMF.into()));
+}
+
+/// Start LBA and size of a file in the ISO, as xorriso reports them.
+fn extent(iso: &Path, path: &str) -> (u64, u64) {
+    let out = std::process::Command::new("xorriso")
+        .arg("-indev")
+        .arg(iso)
+        .args(["-find", path, "-exec", "report_lba"])
+        .output()
+        .expect("xorriso is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("File data lba:")).unwrap_or_else(|| panic!("{path} not in the ISO:\n{text}"));
+    let f: Vec<&str> = line.trim_start_matches("File data lba:").split(',').map(str::trim).collect();
+    (f[1].parse().unwrap(), f[3].parse().unwrap())
+}
+
+#[test]
+fn a_corrupt_root_image_stops_at_the_checksum_line() {
+    let _one = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let iso = dir.path().join("corrupt.iso");
+    std::fs::copy(e2e::iso_path(), &iso).unwrap();
+    let (lba, size) = extent(&iso, "/boot/root.sqfs");
+    let at = lba * 2048 + size / 2;
+    {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&iso).unwrap();
+        let mut b = [0u8; 1];
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[b[0] ^ 0x01]).unwrap();
+    }
+    let mut vm = qemu::start(config(dir.path(), "corrupt", BootMedium::Cdrom(iso), None)).expect("qemu starts");
+    let line = vm.wait_for_console(FAILED_MARKER, Duration::from_secs(300)).unwrap();
+    let log = vm.config.serial_log.clone();
+    assert!(line.contains("checksum mismatch") && line.contains("boot/root.sqfs"), "{line}");
+    // Then the emergency shell, never a panic.
+    vm.wait_for_console("emergency shell", Duration::from_secs(30)).unwrap();
+    assert!(qemu::find_line(&log, "Kernel panic").is_none(), "{}", qemu::console_tail(&log, 20));
+    assert!(qemu::find_line(&log, ROOT_READY_MARKER).is_none());
 }

@@ -218,10 +218,11 @@ pub struct BootSection {
 #[serde(rename_all = "lowercase")]
 pub enum RootMode {
     /// Compressed read-only squashfs images on the medium, stacked under a tmpfs with overlayfs;
-    /// a small initramfs finds, checks and mounts them.
-    #[default]
+    /// a small initramfs finds, checks and mounts them (the ISO spec's choice).
     Squashfs,
-    /// Everything in the initramfs, unpacked into RAM at boot (needs no medium after boot).
+    /// Everything in the initramfs, unpacked into RAM at boot (needs no medium after boot). The
+    /// default when a spec does not say, as it needs nothing but `init`.
+    #[default]
     Initramfs,
 }
 

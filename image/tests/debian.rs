@@ -187,3 +187,93 @@ fn updates_and_security_suites_win_over_the_release() {
         eprintln!("{path}: {} packages, {from_updates} from the update suites", set.len());
     }
 }
+
+/// The small spec with a squashfs root, copied into `dir` (so its overlay can be changed).
+fn squashfs_spec(dir: &Path) -> Spec {
+    let src = spec_path().parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(dir.join("overlay/etc")).unwrap();
+    std::fs::copy(src.join("init.sh"), dir.join("init.sh")).unwrap();
+    std::fs::copy(src.join("overlay/etc/motd"), dir.join("overlay/etc/motd")).unwrap();
+    let text = std::fs::read_to_string(spec_path()).unwrap().replace(
+        "[boot]\n",
+        "[boot]\nroot = \"squashfs\"\ninitrd_modules = [\"sr_mod\", \"isofs\", \"squashfs\", \"overlay\", \"loop\"]\ninitrd_packages = [\"busybox-static\"]\nsquashfs = { compressor = \"zstd\", level = 3 }\n",
+    );
+    assert!(text.contains("root = \"squashfs\""));
+    let path = dir.join("spec.toml");
+    std::fs::write(&path, &text).unwrap();
+    Spec::load(&path).unwrap()
+}
+
+fn extract(iso: &Path, path: &str, to: &Path) {
+    let st = std::process::Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(iso)
+        .args(["-extract", path])
+        .arg(to)
+        .output()
+        .expect("xorriso is installed");
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+}
+
+fn unsquashfs(args: &[&str], img: &Path, files: &[&str]) -> String {
+    let out = std::process::Command::new("unsquashfs").args(args).arg(img).args(files).output().expect("squashfs-tools is installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn squashfs_root_is_reproducible_and_an_overlay_change_reuses_the_package_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = squashfs_spec(&dir.path().join("spec"));
+    let mut opts = Options::new(1_700_000_000);
+    // Bytes standing in for the static minikube-init binary: this test compares images, the e2e
+    // tests boot the real one.
+    opts.init_binary = Some(b"minikube-init stand-in for a byte comparison".to_vec());
+    let (a, b, c) = (dir.path().join("a.iso"), dir.path().join("b.iso"), dir.path().join("c.iso"));
+    let ra = image::isobuild::build(&spec, &opts, None, None, &a).unwrap();
+    assert_eq!(ra.root, image::spec::RootMode::Squashfs);
+    // Drop the cached package layer: the second build makes it again, byte for byte.
+    std::fs::remove_dir_all(opts.cache.root().join("rootfs").join(&ra.base_key)).unwrap();
+    let rb = image::isobuild::build(&spec, &opts, None, None, &b).unwrap();
+    assert!(!rb.base_reused, "the package layer was removed from the cache");
+    assert_eq!(ra.base_key, rb.base_key);
+    let (ha, _) = image::fetch::sha256_file(&a).unwrap();
+    let (hb, _) = image::fetch::sha256_file(&b).unwrap();
+    assert_eq!(ha, hb, "same spec, packages and SOURCE_DATE_EPOCH must give the same bytes");
+    assert!(ra.initrd_size < 15_000_000, "initrd {} bytes", ra.initrd_size);
+
+    // Owners, modes and links come out of the package layer right.
+    let root = dir.path().join("root.sqfs");
+    extract(&b, "/boot/root.sqfs", &root);
+    let listing = unsquashfs(&["-lln"], &root, &[]);
+    let line = |p: &str| listing.lines().find(|l| l.ends_with(p)).unwrap_or_else(|| panic!("{p} not in the image")).to_string();
+    let shadow = line("squashfs-root/etc/shadow");
+    assert!(shadow.starts_with("-rw-r----- 0/42 "), "{shadow}");
+    assert!(line("squashfs-root/bin -> usr/bin").starts_with("lrwxrwxrwx 0/0"));
+    assert!(line("squashfs-root").starts_with("drwxr-xr-x 0/0"), "{}", line("squashfs-root"));
+
+    // An overlay change: the package layer is reused and the new file is in the local layer.
+    std::fs::write(dir.path().join("spec/overlay/etc/motd"), "changed by the test\n").unwrap();
+    let rc = image::isobuild::build(&spec, &opts, None, None, &c).unwrap();
+    assert!(rc.base_reused, "an overlay change rebuilt the package layer");
+    assert_eq!(rc.base_key, ra.base_key);
+    let top = dir.path().join("top.sqfs");
+    extract(&c, "/boot/top.sqfs", &top);
+    assert_eq!(unsquashfs(&["-cat"], &top, &["etc/motd"]), "changed by the test\n");
+    // The plan in the initramfs names the new local layer's checksum.
+    let (sum, _) = {
+        let t = dir.path().join("top-c.sqfs");
+        std::fs::copy(&top, &t).unwrap();
+        image::fetch::sha256_file(&t).unwrap()
+    };
+    let initrd = dir.path().join("initrd");
+    extract(&c, "/boot/initrd", &initrd);
+    let raw = std::fs::read(&initrd).unwrap();
+    let mut text = Vec::new();
+    // Concatenated gzip streams (the spec's compression; cached part, then local part): the
+    // plan is in the local part.
+    let mut dec = flate2::read::MultiGzDecoder::new(&raw[..]);
+    std::io::Read::read_to_end(&mut dec, &mut text).unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains(&format!("layer boot/top.sqfs {sum}")), "the plan does not name the new top layer");
+}

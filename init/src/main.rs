@@ -7,8 +7,8 @@
 //!    (a CD with `-cdrom`, the hybrid ISO as a raw disk, or either under UEFI);
 //! 4. checks each layer's SHA-256 against the plan;
 //! 5. mounts each layer read-only through a loop device, stacks them with overlayfs under a
-//!    tmpfs upper layer on /sysroot, moves /dev, /proc, /sys and its own mounts into the new root
-//!    (under /run/minikube), makes it `/` and executes systemd there. `/` is then a real mount
+//!    tmpfs upper layer on /sysroot, moves /dev, /proc and /sys into the new root, makes it `/`
+//!    and executes systemd there (its own mounts stay behind, hidden under the new root). `/` is then a real mount
 //!    with a parent, so runc's pivot_root works.
 //!
 //! Any failure prints one line starting with `minikube-init: FAILED:` naming what was looked for
@@ -236,14 +236,11 @@ fn mount_root(plan: &Plan) -> Result<(), String> {
     }
     let opts = format!("lowerdir={},upperdir={RW}/upper,workdir={RW}/work", lowers.join(":"));
     mount("overlay", SYSROOT, Some("overlay"), 0, Some(&opts))?;
-    // The new root's /run is a tmpfs that already holds our mounts (systemd keeps a mounted /run).
-    mount("tmpfs", &format!("{SYSROOT}/run"), Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some("mode=0755,size=20%,nr_inodes=800k"))?;
-    for m in ["/dev", "/proc", "/sys", "/run/minikube/medium", "/run/minikube/rw"] {
+    // /dev, /proc and /sys move into the new root. The medium, the layers and the tmpfs stay
+    // mounted where they are, in the initramfs, which the new root hides: systemd never sees
+    // them, so it never tries (and fails) to unmount them at shutdown while the root uses them.
+    for m in ["/dev", "/proc", "/sys"] {
         mount(m, &format!("{SYSROOT}{m}"), None, libc::MS_MOVE, None)?;
-    }
-    for i in 0..plan.layers.len() {
-        let at = format!("{LAYERS}/{i}");
-        mount(&at, &format!("{SYSROOT}{at}"), None, libc::MS_MOVE, None)?;
     }
     Ok(())
 }
@@ -280,9 +277,10 @@ fn run() -> Result<std::convert::Infallible, String> {
     say(&format!("medium {dev}"));
     verify(&plan, &dev)?;
     say("layers verified");
+    let up = uptime();
     mount_root(&plan)?;
     free_initramfs();
-    println!("{ROOT_READY_MARKER} [{}s]", uptime());
+    println!("{ROOT_READY_MARKER} [{up}s]");
     enter_root()
 }
 
@@ -307,8 +305,7 @@ fn emergency() -> ! {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        println!("{FAILED_MARKER} {e}");
-        emergency();
-    }
+    let Err(e) = run();
+    println!("{FAILED_MARKER} {e}");
+    emergency();
 }

@@ -153,6 +153,7 @@ pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig
         memory_mb: state.memory_mb as u32,
         cpus: state.cpus,
         boot: BootMedium::Cdrom(state.iso.clone()),
+        firmware: None,
         disks: vec![m.disk()],
         fw_cfg: [agent::trust::CA_FILE, agent::trust::CERT_FILE, agent::trust::KEY_FILE].iter().map(|f| (fw_cfg_name(f), trust.join(f))).collect(),
         hostfwd: vec![(state.ports.agent, GUEST_AGENT_PORT), (state.ports.apiserver, GUEST_APISERVER_PORT), (state.ports.ssh, GUEST_SSH_PORT)],

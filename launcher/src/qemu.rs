@@ -134,6 +134,8 @@ pub struct VmConfig {
     pub memory_mb: u32,
     pub cpus: u32,
     pub boot: BootMedium,
+    /// UEFI firmware (e.g. OVMF's `OVMF.fd`) instead of the default BIOS (SeaBIOS).
+    pub firmware: Option<PathBuf>,
     /// Extra disks (virtio), e.g. the persistent data disk (format from the extension: qcow2/raw).
     pub disks: Vec<PathBuf>,
     /// fw_cfg blobs: (name, host file), e.g. ("opt/io.minikube/agent/ca.crt", path).
@@ -154,6 +156,9 @@ impl VmConfig {
         c.args(["-name", &self.name, "-accel", self.accel.name(), "-m", &self.memory_mb.to_string()]);
         c.args(["-smp", &self.cpus.to_string(), "-nodefaults", "-no-user-config", "-display", "none"]);
         c.args(["-cpu", cpu_model(self.accel)]);
+        if let Some(fw) = &self.firmware {
+            c.arg("-bios").arg(fw);
+        }
         match &self.boot {
             BootMedium::Cdrom(iso) => {
                 c.arg("-drive").arg(format!("file={},media=cdrom,readonly=on,if=ide,index=2", iso.display()));
@@ -445,6 +450,7 @@ mod tests {
             memory_mb: 2048,
             cpus: 2,
             boot: BootMedium::Cdrom("/x/minikube.iso".into()),
+            firmware: None,
             disks: vec!["/x/disk.qcow2".into()],
             fw_cfg: vec![("opt/io.minikube/agent/ca.crt".into(), "/x/ca.crt".into())],
             hostfwd: vec![(40001, 7443)],

@@ -128,6 +128,7 @@ pub fn run(runs: usize, boots: usize, skip_cold: bool) -> Result<()> {
                 memory_mb: 2048,
                 cpus: 2,
                 boot: launcher::qemu::BootMedium::Cdrom(iso.to_path_buf()),
+                firmware: None,
                 disks: vec![],
                 fw_cfg: vec![],
                 hostfwd: vec![],
