@@ -1,21 +1,25 @@
 //! `cargo xtask bench iso`: build and boot figures for the ISO, as medians over repeated runs,
-//! with ratios against a baseline measured in the same command.
+//! with the old everything-in-RAM root (`--root initramfs`) as the baseline in the same command.
 //!
-//! - cold build (empty package cache, so every .deb is downloaded) and warm build (cache full);
-//!   ratio warm/cold;
-//! - rebuild after one overlay file changed; ratio rebuild/warm;
-//! - initramfs size and compression time per compressor on the real rootfs; baseline gzip;
-//! - boot to `minikube-iso: ready` under the accelerator the launcher picks.
+//! - per root mode: warm build, rebuild after one overlay file changed, rebuild after the agent
+//!   changed (cold build, empty package cache, unless `--skip-cold`);
+//! - sizes: ISO, initrd, root layers;
+//! - boots under the accelerator the launcher picks, alternating the two modes: wall time from
+//!   qemu start to `minikube-init: root ready` and to `minikube-iso: ready`, and the memory in use
+//!   at ready (MemTotal - MemAvailable), in a 4 GiB and a 2 GiB guest;
+//! - `--formats`: the package layer written as squashfs with each compressor (and erofs, when
+//!   mkfs.erofs is there) on the real tree: size and build time; with `--boots`, each squashfs
+//!   compressor is also booted.
 
 use anyhow::{Context, Result};
 use image::assemble::Options;
-use image::compress::Compression;
-use image::spec::Spec;
+use image::spec::{RootMode, Spec};
+use image::squashfs::Compressor;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
+fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
@@ -23,130 +27,253 @@ fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
-pub fn run(runs: usize, boots: usize, skip_cold: bool) -> Result<()> {
-    let runs = runs.max(1);
+pub struct BenchArgs {
+    pub runs: usize,
+    pub boots: usize,
+    pub skip_cold: bool,
+    pub formats: bool,
+}
+
+/// One boot's figures.
+#[derive(Clone, Copy, Debug)]
+struct Boot {
+    root_ready: Option<f64>,
+    ready: f64,
+    uptime: f64,
+    used_mb: f64,
+}
+
+fn boot_once(iso: &Path, memory_mb: u32) -> Result<Boot> {
+    let d = tempfile::tempdir()?;
+    let cfg = launcher::qemu::VmConfig {
+        name: "bench".into(),
+        accel: launcher::qemu::choose_accel(),
+        memory_mb,
+        cpus: 2,
+        boot: launcher::qemu::BootMedium::Cdrom(iso.to_path_buf()),
+        firmware: None,
+        disks: vec![],
+        fw_cfg: vec![],
+        hostfwd: vec![],
+        serial_log: d.path().join("console.log"),
+        qmp_socket: d.path().join("qmp.sock"),
+        pidfile: d.path().join("pid"),
+        daemonize: false,
+    };
+    let t = Instant::now();
+    let mut vm = launcher::qemu::start(cfg)?;
+    let mut root_ready = None;
+    let line = loop {
+        if root_ready.is_none() && launcher::qemu::find_line(&vm.config.serial_log, minikube_init::ROOT_READY_MARKER).is_some() {
+            root_ready = Some(t.elapsed().as_secs_f64());
+        }
+        if let Some(l) = launcher::qemu::find_line(&vm.config.serial_log, "minikube-iso: ready") {
+            break l;
+        }
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "no ready marker after 600 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let ready = t.elapsed().as_secs_f64();
+    vm.shutdown(Duration::from_secs(60))?;
+    let num = |key: &str| -> Option<f64> {
+        let i = line.find(key)? + key.len();
+        line[i..].trim_start().split(|c: char| !(c.is_ascii_digit() || c == '.')).next()?.parse().ok()
+    };
+    Ok(Boot { root_ready, ready, uptime: num("uptime").unwrap_or(f64::NAN), used_mb: num("memory used").unwrap_or(f64::NAN) })
+}
+
+fn report_boots(label: &str, b: &[Boot], base: Option<&[Boot]>) {
+    let m = |f: fn(&Boot) -> f64, v: &[Boot]| median(v.iter().map(f).collect::<Vec<f64>>());
+    let ratio = |f: fn(&Boot) -> f64| base.map(|bb| format!("  ({:.2}x baseline)", m(f, b) / m(f, bb))).unwrap_or_default();
+    let rr: Vec<f64> = b.iter().filter_map(|x| x.root_ready).collect();
+    println!(
+        "  {label:<26} root ready {:>7}  ready {:>6.1}s wall{}  uptime {:>5.1}s  memory used {:>5.0} MB{}",
+        if rr.is_empty() { "-".to_string() } else { format!("{:.1}s", median(rr)) },
+        m(|x| x.ready, b),
+        ratio(|x| x.ready),
+        m(|x| x.uptime, b),
+        m(|x| x.used_mb, b),
+        ratio(|x| x.used_mb),
+    );
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let runs = a.runs.max(1);
     let spec_path = Path::new("iso/spec.toml");
     let spec = Spec::load(spec_path)?;
     let base = crate::options(&crate::CommonArgs { mirror: None, cache: None, jobs: 6 })?;
-    let agent = crate::agent_build::build_static()?;
+    let bins = crate::agent_build::build_guest()?;
+    let agent = std::fs::read(&bins.agent)?;
     let mut opts = base.clone();
-    opts.extra_files.insert("/usr/bin/minikube-agent".into(), (std::fs::read(&agent)?, 0o755));
+    opts.extra_files.insert("/usr/bin/minikube-agent".into(), (agent.clone(), 0o755));
+    opts.init_binary = Some(std::fs::read(&bins.init)?);
     let out_dir = tempfile::tempdir()?;
-    let out = out_dir.path().join("bench.iso");
 
-    let build = |opts: &Options, spec: &Spec| -> Result<(Duration, image::isobuild::IsoBuild)> {
+    let build = |opts: &Options, spec: &Spec, root: RootMode, out: &Path| -> Result<(Duration, image::isobuild::IsoBuild)> {
         let t = Instant::now();
-        let r = image::isobuild::build(spec, opts, None, None, &out)?;
+        let r = image::isobuild::build(spec, opts, None, Some(root), out)?;
         Ok((t.elapsed(), r))
     };
-
-    println!("ISO benchmark: {runs} run(s) each, medians");
-    let mut cold = Vec::new();
-    if !skip_cold {
-        for _ in 0..runs {
-            let cache = tempfile::tempdir()?;
-            let mut o = opts.clone();
-            o.cache = image::fetch::Cache::new(cache.path());
-            cold.push(build(&o, &spec)?.0);
-        }
-    }
-    let mut warm = Vec::new();
-    let mut last = None;
-    for _ in 0..runs {
-        let (d, r) = build(&opts, &spec)?;
-        warm.push(d);
-        last = Some(r);
-    }
-    let last = last.unwrap();
-    // Rebuild after an overlay change: the spec in a temp copy of the repo's iso/ with one
-    // overlay file edited (the repo itself is not touched).
+    // A temp copy of iso/ and overlay/ whose overlay gets edited (the repo is not touched).
     let tmp = tempfile::tempdir()?;
     let copy = tmp.path().join("iso");
     copy_dir(Path::new("iso"), &copy)?;
     copy_dir(Path::new("overlay"), &tmp.path().join("overlay"))?;
-    let mut rebuild = Vec::new();
-    for i in 0..runs {
-        std::fs::write(copy.join("overlay/etc/bench-edit"), format!("edit {i}\n"))?;
-        let s = Spec::load(&copy.join("spec.toml"))?;
-        rebuild.push(build(&opts, &s)?.0);
-    }
-    let w = median(warm.clone());
-    if !cold.is_empty() {
-        let c = median(cold);
-        println!("cold build (empty cache)   {:>9}", secs(c));
-        println!("warm build                 {:>9}   warm/cold = {:.2}", secs(w), w.as_secs_f64() / c.as_secs_f64());
-    } else {
-        println!("warm build                 {:>9}", secs(w));
-    }
-    let r = median(rebuild);
-    println!("rebuild, 1 overlay change  {:>9}   rebuild/warm = {:.2}", secs(r), r.as_secs_f64() / w.as_secs_f64());
-    println!(
-        "ISO size {} MB, initrd {} MB, rootfs {} MB in {} packages, kernel {}",
-        last.size / 1_000_000,
-        last.initrd_size / 1_000_000,
-        last.rootfs_bytes / 1_000_000,
-        last.packages.len(),
-        last.kernel_version
-    );
 
-    // Compressors on the same rootfs.
-    let a = image::assemble::assemble(&spec, &opts)?;
-    println!("initramfs of the {} MB rootfs per compressor (baseline gzip):", a.tree.content_bytes() / 1_000_000);
-    let mut base_t = None;
-    let mut base_s = None;
-    for c in [Compression::Gzip, Compression::Zstd, Compression::Xz, Compression::Bzip2] {
+    println!("ISO benchmark: {runs} run(s) each, medians; baseline = --root initramfs");
+    let mut isos = Vec::new();
+    let mut warm_base = None;
+    for root in [RootMode::Initramfs, RootMode::Squashfs] {
+        let out = out_dir.path().join(format!("{}.iso", root.name()));
+        if !a.skip_cold {
+            let mut cold = Vec::new();
+            for _ in 0..runs {
+                let cache = tempfile::tempdir()?;
+                let mut o = opts.clone();
+                o.cache = image::fetch::Cache::new(cache.path());
+                cold.push(build(&o, &spec, root, &out)?.0);
+            }
+            println!("[{}] cold build (empty cache)     {:>9}", root.name(), secs(median(cold)));
+        }
+        // The first build may fill the layer cache; the warm figure is the runs after it.
+        let (_, mut last) = build(&opts, &spec, root, &out)?;
+        let mut warm = Vec::new();
+        for _ in 0..runs {
+            let (d, r) = build(&opts, &spec, root, &out)?;
+            warm.push(d);
+            last = r;
+        }
+        let mut overlay = Vec::new();
+        let mut agent_change = Vec::new();
+        for i in 0..runs {
+            std::fs::write(copy.join("overlay/etc/bench-edit"), format!("edit {i}\n"))?;
+            let s = Spec::load(&copy.join("spec.toml"))?;
+            let (d, r) = build(&opts, &s, root, &out_dir.path().join("edit.iso"))?;
+            overlay.push(d);
+            if root == RootMode::Squashfs {
+                anyhow::ensure!(r.base_reused, "an overlay change rebuilt the package layer");
+            }
+            let mut o = opts.clone();
+            let mut changed = agent.clone();
+            changed.extend_from_slice(format!("bench {i}").as_bytes());
+            o.extra_files.insert("/usr/bin/minikube-agent".into(), (changed, 0o755));
+            agent_change.push(build(&o, &spec, root, &out_dir.path().join("edit.iso"))?.0);
+        }
+        let w = median(warm);
+        let base_w = *warm_base.get_or_insert(w);
+        println!(
+            "[{}] warm build {:>9} ({:.2}x baseline)   rebuild after an overlay change {:>9}   after an agent change {:>9}",
+            root.name(),
+            secs(w),
+            w.as_secs_f64() / base_w.as_secs_f64(),
+            secs(median(overlay)),
+            secs(median(agent_change))
+        );
+        println!(
+            "[{}] ISO {:.1} MB, initrd {:.1} MB{}, rootfs {} MB in {} packages, kernel {}",
+            root.name(),
+            last.size as f64 / 1e6,
+            last.initrd_size as f64 / 1e6,
+            if root == RootMode::Squashfs {
+                format!(", package layer {:.1} MB, local layer {:.2} MB", last.base_size as f64 / 1e6, last.top_size as f64 / 1e6)
+            } else {
+                String::new()
+            },
+            last.rootfs_bytes / 1_000_000,
+            last.packages.len(),
+            last.kernel_version
+        );
+        isos.push((root, out));
+    }
+
+    if a.boots > 0 {
+        println!("boots ({}), {} each, alternating; wall times from qemu start:", launcher::qemu::choose_accel().name(), a.boots);
+        for mem in [4096u32, 2048] {
+            let mut per: Vec<Vec<Boot>> = vec![Vec::new(); isos.len()];
+            for _ in 0..a.boots {
+                for (i, (_, iso)) in isos.iter().enumerate() {
+                    per[i].push(boot_once(iso, mem)?);
+                }
+            }
+            for (i, (root, _)) in isos.iter().enumerate() {
+                report_boots(&format!("{} {} MiB", root.name(), mem), &per[i], if i == 0 { None } else { Some(&per[0]) });
+            }
+        }
+    }
+
+    if a.formats {
+        formats(&spec, &opts, a.boots, runs)?;
+    }
+    Ok(())
+}
+
+/// The package layer in each format: size, build time (and boots of each squashfs compressor).
+fn formats(spec: &Spec, opts: &Options, boots: usize, runs: usize) -> Result<()> {
+    let http = image::fetch::Http::default();
+    let index = image::assemble::open_index(spec, opts, &http)?;
+    let set = image::assemble::resolve_spec(spec, &index)?;
+    let b = image::assemble::assemble_base(spec, opts, &index, &set, &http)?;
+    let dir = tempfile::tempdir()?;
+    println!("package layer ({} MB of files) per format, build time median of {runs}:", b.tree.content_bytes() / 1_000_000);
+    let variants: Vec<(Compressor, Option<i32>)> = vec![
+        (Compressor::Gzip, Some(9)),
+        (Compressor::Lz4, None),
+        (Compressor::Lz4, Some(9)),
+        (Compressor::Lzo, None),
+        (Compressor::Xz, None),
+        (Compressor::Zstd, Some(3)),
+        (Compressor::Zstd, Some(15)),
+        (Compressor::Zstd, Some(19)),
+    ];
+    let mut boot_isos = Vec::new();
+    for (c, level) in &variants {
+        let o = image::squashfs::Options { compressor: *c, level: *level, block_kib: 128, epoch: opts.epoch };
         let mut times = Vec::new();
         let mut size = 0;
         for _ in 0..runs {
             let t = Instant::now();
-            size = image::compress::initrd(&a.tree, c, None, 0)?.len();
+            size = image::squashfs::write(&b.tree, &o, &dir.path().join("x.sqfs"))?.size;
             times.push(t.elapsed());
         }
-        let m = median(times);
-        let (bt, bs) = (*base_t.get_or_insert(m), *base_s.get_or_insert(size));
-        println!(
-            "  {:<6} {:>5} MB  {:>8}   size/gzip = {:.2}  time/gzip = {:.2}",
-            c.name(),
-            size / 1_000_000,
-            secs(m),
-            size as f64 / bs as f64,
-            m.as_secs_f64() / bt.as_secs_f64()
-        );
+        let name = format!("squashfs {}{}", c.name(), level.map(|l| format!("-{l}")).unwrap_or_default());
+        println!("  {name:<20} {:>7.1} MB  {:>8}", size as f64 / 1e6, secs(median(times)));
+        if boots > 0 {
+            let mut s = spec.clone();
+            let bs = s.boot.as_mut().expect("[boot]");
+            bs.squashfs.compressor = *c;
+            bs.squashfs.level = *level;
+            let iso = dir.path().join(format!("{}.iso", name.replace(' ', "-")));
+            image::isobuild::build(&s, opts, None, Some(RootMode::Squashfs), &iso)?;
+            boot_isos.push((name, iso));
+        }
     }
-
-    if boots > 0 {
-        std::fs::create_dir_all("out")?;
-        let iso = Path::new("out/bench.iso");
-        image::isobuild::build(&spec, &opts, None, None, iso)?;
-        let accel = launcher::qemu::choose_accel();
-        let mut times = Vec::new();
-        for _ in 0..boots {
-            let d = tempfile::tempdir()?;
-            let cfg = launcher::qemu::VmConfig {
-                name: "bench".into(),
-                accel,
-                memory_mb: 2048,
-                cpus: 2,
-                boot: launcher::qemu::BootMedium::Cdrom(iso.to_path_buf()),
-                firmware: None,
-                disks: vec![],
-                fw_cfg: vec![],
-                hostfwd: vec![],
-                serial_log: d.path().join("console.log"),
-                qmp_socket: d.path().join("qmp.sock"),
-                pidfile: d.path().join("pid"),
-                daemonize: false,
-            };
+    if which("mkfs.erofs") {
+        // mkfs.erofs 1.5 (Debian 12) reads only a directory: unpack the tree as root to measure.
+        let tar = dir.path().join("root.tar");
+        let f = std::fs::File::create(&tar)?;
+        image::tarstream::write_tree(&b.tree, std::io::BufWriter::new(f), true).map_err(|(p, e)| anyhow::anyhow!("{p}: {e}"))?;
+        let unpacked = dir.path().join("root");
+        std::fs::create_dir_all(&unpacked)?;
+        let st = std::process::Command::new("tar").args(["--same-owner", "--numeric-owner", "-xpf"]).arg(&tar).arg("-C").arg(&unpacked).status()?;
+        anyhow::ensure!(st.success(), "tar -x for erofs");
+        for z in ["lz4", "lz4hc"] {
+            let img = dir.path().join("x.erofs");
             let t = Instant::now();
-            let mut vm = launcher::qemu::start(cfg)?;
-            vm.wait_for_console("minikube-iso: ready", Duration::from_secs(600))?;
-            times.push(t.elapsed());
-            vm.shutdown(Duration::from_secs(60))?;
+            let st = std::process::Command::new("mkfs.erofs").arg(format!("-z{z}")).args(["-T", &opts.epoch.to_string()]).arg(&img).arg(&unpacked).output()?;
+            anyhow::ensure!(st.status.success(), "mkfs.erofs: {}", String::from_utf8_lossy(&st.stderr));
+            let d = t.elapsed();
+            println!("  erofs {z:<14} {:>7.1} MB  {:>8}  (from an unpacked directory: needs root)", std::fs::metadata(&img)?.len() as f64 / 1e6, secs(d));
         }
-        let _ = std::fs::remove_file(iso);
-        println!("boot to ready ({}): {} (median of {boots})", accel.name(), secs(median(times)));
+    }
+    for (name, iso) in boot_isos {
+        let v: Vec<Boot> = (0..boots).map(|_| boot_once(&iso, 4096)).collect::<Result<_>>()?;
+        report_boots(&name, &v, None);
     }
     Ok(())
+}
+
+fn which(tool: &str) -> bool {
+    std::process::Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {

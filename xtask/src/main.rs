@@ -122,6 +122,10 @@ enum BenchCmd {
         /// Skip the cold (empty cache) builds, which download every package again.
         #[arg(long)]
         skip_cold: bool,
+        /// Also measure the package layer in each squashfs compressor and erofs (and boot each
+        /// squashfs variant `--boots` times).
+        #[arg(long)]
+        formats: bool,
     },
     /// The agent: `info` round trip over mTLS and all provisioning operations, vs plain TCP.
     Agent {
@@ -161,7 +165,7 @@ fn main() -> Result<()> {
         Cmd::Kicbase(a) => kicbase::run(a),
         Cmd::Test { args } => test(args),
         Cmd::Bench { what } => match what {
-            BenchCmd::Iso { runs, boots, skip_cold } => bench_iso::run(runs, boots, skip_cold),
+            BenchCmd::Iso { runs, boots, skip_cold, formats } => bench_iso::run(bench_iso::BenchArgs { runs, boots, skip_cold, formats }),
             BenchCmd::Agent { iterations } => bench_agent::run(iterations),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
             BenchCmd::Launcher { boots, rounds, kubelet_mb } => bench_launcher::run(boots, rounds, kubelet_mb),
