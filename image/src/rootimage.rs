@@ -191,7 +191,29 @@ pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: 
         Err(e) => return Err(RootImageError::Io { path: dir, source: e }),
     }
     pki::atomic::sync_dir(&root).map_err(ioerr(&root))?;
+    prune(&root, KEEP);
     Ok(CachedBase { dir, meta, reused: false })
+}
+
+/// Cached package layers kept (the newest by modification time); each is about 180 MB.
+const KEEP: usize = 4;
+
+/// Remove all but the `keep` newest complete entries, and stale temporary directories.
+fn prune(root: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(root) else { return };
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let m = e.metadata().ok()?.modified().ok()?;
+            (name.len() == 64 && e.path().is_dir()).then(|| (m, e.path()))
+        })
+        .collect();
+    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, p) in entries.into_iter().skip(keep) {
+        tracing::info!(path = %p.display(), "pruning an old package layer from the cache");
+        let _ = std::fs::remove_dir_all(&p);
+    }
 }
 
 fn read_meta(dir: &Path, key: &str) -> Option<BaseMeta> {

@@ -1,11 +1,14 @@
 //! A [`Tree`] as a compressed read-only squashfs image, written by Debian's `mksquashfs`
 //! (squashfs-tools) from a tar stream on its standard input.
 //!
+//! Every timestamp in the image is `SOURCE_DATE_EPOCH` (squashfs-tools 4.5's reproducible mode
+//! sets them all; the tree's own mtimes, already clamped to the epoch, are not kept).
+//!
 //! The tar carries every owner, mode, device number, symlink, hard link (paths that share one
 //! content value with identical metadata) and extended attribute (`SCHILY.xattr.*`, e.g. file
 //! capabilities), so no file is written to the host and nothing needs root. `mksquashfs` runs with
-//! `-reproducible`, a fixed creation time and the root directory's metadata from the tree, so the
-//! same tree gives the same bytes whatever the thread count. The image is written to a temporary
+//! `SOURCE_DATE_EPOCH` and the root directory's metadata from the tree, so the same tree gives
+//! the same bytes whatever the thread count (a test builds twice and compares). The image is written to a temporary
 //! file beside the target and renamed into place.
 
 use crate::rootfs::Tree;
@@ -115,12 +118,13 @@ pub fn write(tree: &Tree, opts: &Options, out: &Path) -> Result<Written, Squashf
     let mut cmd = Command::new("mksquashfs");
     cmd.arg("-")
         .arg(tmp.path())
-        .args(["-tar", "-noappend", "-no-progress", "-quiet", "-reproducible", "-no-exports"])
+        .args(["-tar", "-noappend", "-no-progress", "-quiet", "-no-exports"])
         .args(["-comp", opts.compressor.name()])
         .args(opts.compressor.level_args(opts.level))
         .args(["-b", &format!("{}K", opts.block_kib)])
-        .args(["-mkfs-time", &opts.epoch.to_string()])
-        .args(["-root-time", &root.mtime.min(opts.epoch).to_string()])
+        // In tar mode, squashfs-tools 4.5 ignores -root-time and stamps the root with the clock;
+        // SOURCE_DATE_EPOCH is what makes it reproducible (every time becomes the epoch).
+        .env("SOURCE_DATE_EPOCH", opts.epoch.to_string())
         .args(["-root-mode", &format!("{:o}", root.mode & 0o7777)])
         .args(["-root-uid", &root.uid.to_string(), "-root-gid", &root.gid.to_string()])
         .args(["-processors", &threads.to_string()])
