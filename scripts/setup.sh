@@ -8,6 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(
   # building and checking images
   xorriso isolinux syslinux-common cpio zstd xz-utils bzip2 gzip kmod gpgv debian-archive-keyring
+  squashfs-tools erofs-utils libcap2-bin
   grub-efi-amd64-bin grub-common mtools ovmf openssl git ca-certificates curl
   # booting them
   qemu-system-x86 qemu-utils openssh-client

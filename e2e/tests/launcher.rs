@@ -115,6 +115,13 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let mut c = provision::connect_existing(&home, &m).unwrap();
     assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);
     assert!(exec(&mut c, &["cat", "/var/lib/minikube/certs/apiserver.crt"]).contains("BEGIN CERTIFICATE"));
+    // The root is the squashfs layers under a tmpfs, stacked by overlayfs; ping has its
+    // capability from the image (no setuid), so the docker user can ping.
+    assert_eq!(exec(&mut c, &["findmnt", "-n", "-o", "FSTYPE", "/"]).trim(), "overlay");
+    let ping = exec(&mut c, &["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "--", "ping", "-c", "1", "-W", "5", "127.0.0.1"]);
+    assert!(ping.contains("1 received"), "{ping}");
+    let used = exec(&mut c, &["sh", "-c", "awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{print int((t-a)/1024)}' /proc/meminfo"]);
+    eprintln!("memory used after provisioning: {} MB", used.trim());
     let kubelet = exec(&mut c, &["/var/lib/minikube/binaries/v1.34.1/kubelet", "--version"]);
     assert!(kubelet.contains(launcher::kubelet::TEST_DOUBLE_NAME), "{kubelet}");
     let kubeconfig = std::fs::read_to_string(m.kubeconfig()).unwrap();

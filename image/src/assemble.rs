@@ -262,6 +262,7 @@ pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package
     system::make_homes(&mut tree, spec, &acc, epoch);
     system::apply_alternatives(&mut tree, &spec.alternatives, epoch)?;
     system::apply_copies(&mut tree, &spec.copies, epoch)?;
+    system::apply_capabilities(&mut tree, &spec.capabilities)?;
     let pam = crate::pam::configure(&mut tree, epoch);
     tracing::debug!(?pam, "PAM stacks");
     let hash = |pem: &[u8]| {

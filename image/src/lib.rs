@@ -5,6 +5,7 @@
 
 pub mod apt;
 pub mod assemble;
+pub mod caps;
 pub mod deb;
 pub mod fetch;
 pub mod isobuild;

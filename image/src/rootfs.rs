@@ -72,6 +72,8 @@ impl Entry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tree {
     entries: BTreeMap<String, Entry>,
+    /// Extended attributes by path (e.g. `security.capability`): few paths have any.
+    xattrs: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
 }
 
 /// Normalise a path from an archive or a spec into the tree's key form: absolute, no `.`/`..`
@@ -144,10 +146,22 @@ impl Tree {
     }
     /// Insert an entry, creating missing parent directories (0755 root:root, same mtime).
     /// Replaces whatever was at `path`. Panics never; ignores paths that escape the root.
+    /// A replaced entry loses its extended attributes, as a file unpacked over another does.
     pub fn insert(&mut self, path: &str, entry: Entry) {
         let Some(key) = normalize(path) else { return };
         self.ensure_parents(&key, entry.mtime);
+        self.xattrs.remove(&key);
         self.entries.insert(key, entry);
+    }
+    /// Set an extended attribute on an existing path; false when the path is not in the tree.
+    pub fn set_xattr(&mut self, path: &str, name: &str, value: Vec<u8>) -> bool {
+        let Some(key) = normalize(path).filter(|k| self.entries.contains_key(k)) else { return false };
+        self.xattrs.entry(key).or_default().insert(name.to_string(), value);
+        true
+    }
+    /// The extended attributes of `path` (empty for most paths).
+    pub fn xattrs(&self, path: &str) -> Option<&BTreeMap<String, Vec<u8>>> {
+        self.xattrs.get(path)
     }
     fn ensure_parents(&mut self, key: &str, mtime: u64) {
         let mut cur = parent(key);
@@ -172,7 +186,9 @@ impl Tree {
         let mut n = under.len();
         for k in under {
             self.entries.remove(&k);
+            self.xattrs.remove(&k);
         }
+        self.xattrs.remove(&key);
         if key != "/" && self.entries.remove(&key).is_some() {
             n += 1;
         }
@@ -181,6 +197,8 @@ impl Tree {
     /// Remove entries whose key matches `pred`, together with their subtrees.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &Entry) -> bool) {
         self.entries.retain(|k, e| k == "/" || keep(k, e));
+        let entries = &self.entries;
+        self.xattrs.retain(|k, _| entries.contains_key(k));
     }
     /// Set every mtime to `epoch` (reproducible builds clamp to SOURCE_DATE_EPOCH).
     pub fn clamp_mtime(&mut self, epoch: u64) {
@@ -197,6 +215,9 @@ impl Tree {
                 continue;
             }
             self.insert(k, e.clone());
+            if let Some(x) = other.xattrs.get(k) {
+                self.xattrs.insert(k.clone(), x.clone());
+            }
         }
     }
     /// Total bytes of regular-file content.

@@ -36,6 +36,9 @@ pub struct Spec {
     /// destination -> source (both inside the image), e.g. sshd_config from /usr/share/openssh.
     #[serde(default)]
     pub copies: BTreeMap<String, String>,
+    /// File capabilities that maintainer scripts would set with setcap: path -> `cap_x+ep`.
+    #[serde(default)]
+    pub capabilities: BTreeMap<String, crate::caps::FileCaps>,
     #[serde(default)]
     pub systemd: SystemdSection,
     pub kernel: Option<KernelSection>,

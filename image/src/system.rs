@@ -317,6 +317,18 @@ pub fn apply_copies(tree: &mut Tree, copies: &BTreeMap<String, String>, epoch: u
     Ok(())
 }
 
+/// File capabilities from the spec's `[capabilities]` (what `setcap` in a maintainer script does).
+pub fn apply_capabilities(tree: &mut Tree, caps: &BTreeMap<String, crate::caps::FileCaps>) -> Result<(), SystemError> {
+    for (path, c) in caps {
+        let p = crate::deb::merged_path(path);
+        if !matches!(tree.get(&p).map(|e| &e.kind), Some(Kind::File(_))) {
+            return Err(SystemError::Bad { path: path.clone(), message: format!("capabilities.\"{path}\": not a regular file in the image") });
+        }
+        tree.set_xattr(&p, crate::caps::XATTR, c.xattr_value());
+    }
+    Ok(())
+}
+
 /// The CA bundle and per-certificate links, as update-ca-certificates makes them.
 /// `hash` computes OpenSSL's subject hash of a PEM certificate (hash links are skipped if None).
 pub fn ca_certificates(tree: &mut Tree, epoch: u64, hash: Option<&dyn Fn(&[u8]) -> Option<String>>) {

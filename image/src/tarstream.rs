@@ -35,15 +35,23 @@ pub fn write_tree<W: Write>(tree: &Tree, out: W, hard_links: bool) -> Result<(u6
                 }
             }
         }
-        let r = match link_to {
+        let r = append_xattrs(&mut b, tree, path).and_then(|()| match link_to {
             Some(first) => append_hard_link(&mut b, path, first, entry),
             None => append_entry(&mut b, path, entry),
-        };
+        });
         r.map_err(|e| (path.clone(), e))?;
         n += 1;
     }
     let w = b.into_inner().map_err(|e| ("(end of archive)".to_string(), e))?;
     Ok((n, w))
+}
+
+/// The path's extended attributes as a PAX header (`SCHILY.xattr.NAME`, as GNU tar writes them)
+/// before its entry; nothing for a path without any.
+pub fn append_xattrs<W: Write>(b: &mut tar::Builder<W>, tree: &Tree, path: &str) -> io::Result<()> {
+    let Some(x) = tree.xattrs(path).filter(|x| !x.is_empty()) else { return Ok(()) };
+    let keys: Vec<String> = x.keys().map(|k| format!("SCHILY.xattr.{k}")).collect();
+    b.append_pax_extensions(keys.iter().map(String::as_str).zip(x.values().map(Vec::as_slice)))
 }
 
 fn same_meta(a: &Entry, b: &Entry) -> bool {

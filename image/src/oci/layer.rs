@@ -377,7 +377,7 @@ pub fn write_layer(
         if path == "/" {
             continue;
         }
-        append_entry(&mut builder, path, entry).map_err(|source| OciError::Tar {
+        crate::tarstream::append_xattrs(&mut builder, tree, path).and_then(|()| append_entry(&mut builder, path, entry)).map_err(|source| OciError::Tar {
             path: path.clone(),
             source,
         })?;

@@ -1,0 +1,65 @@
+//! Trees written as squashfs by mksquashfs keep owners, modes, device nodes, hard links, symlinks,
+//! long names and file capabilities, and the same tree gives the same bytes.
+
+use image::rootfs::{Entry, Kind, Tree};
+use image::squashfs::{write, Compressor, Options};
+use std::path::Path;
+use std::process::Command;
+
+fn tree() -> Tree {
+    let mut t = Tree::new();
+    let mut root = Entry::dir(0o755);
+    root.mtime = 5;
+    t.insert("/", root);
+    let ping = Entry::file(b"\x7fELF ping".to_vec(), 0o755);
+    t.insert("/usr/bin/ping", ping);
+    let cap: image::caps::FileCaps = "cap_net_raw+ep".parse().unwrap();
+    assert!(t.set_xattr("/usr/bin/ping", image::caps::XATTR, cap.xattr_value()));
+    // Two paths sharing one content value with the same metadata: a hard link in the package.
+    let gz = Entry::file(b"gzip binary".to_vec(), 0o755);
+    t.insert("/usr/bin/gzip", gz.clone());
+    t.insert("/usr/bin/gunzip", gz);
+    t.insert("/etc/shadow", Entry::file(b"root:*:1::::::\n".to_vec(), 0o640).with_owner(0, 42));
+    t.insert("/usr/bin/sudo", Entry::file(b"sudo".to_vec(), 0o4755));
+    t.insert("/dev/console", Entry { kind: Kind::CharDev { major: 5, minor: 1 }, mode: 0o600, uid: 0, gid: 0, mtime: 5 });
+    t.insert("/bin", Entry::symlink("usr/bin"));
+    t.insert(&format!("/usr/share/{}", "n".repeat(150)), Entry::file(b"long".to_vec(), 0o644));
+    t.clamp_mtime(100);
+    t
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("squashfs-tools and libcap2-bin are installed (scripts/setup.sh)");
+    assert!(out.status.success(), "{:?}: {}", cmd, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn metadata_links_and_capabilities_survive_and_bytes_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { compressor: Compressor::Zstd, level: Some(3), block_kib: 128, epoch: 1_700_000_000 };
+    let a = write(&tree(), &opts, &dir.path().join("a.sqfs")).unwrap();
+    let b = write(&tree(), &opts, &dir.path().join("b.sqfs")).unwrap();
+    assert_eq!(a.sha256, b.sha256, "the same tree must give the same bytes");
+    let listing = run(Command::new("unsquashfs").arg("-lln").arg(&a.path));
+    let line = |p: &str| {
+        listing.lines().find(|l| l.ends_with(&format!("squashfs-root{p}"))).unwrap_or_else(|| panic!("{p} missing:\n{listing}")).to_string()
+    };
+    assert!(line("").starts_with("drwxr-xr-x 0/0"), "{}", line(""));
+    assert!(line("/etc/shadow").starts_with("-rw-r----- 0/42"), "{}", line("/etc/shadow"));
+    assert!(line("/usr/bin/sudo").starts_with("-rwsr-xr-x 0/0"), "{}", line("/usr/bin/sudo"));
+    assert!(listing.contains("crw------- 0/0"), "{listing}");
+    assert!(line("/bin -> usr/bin").starts_with("lrwxrwxrwx"));
+    line(&format!("/usr/share/{}", "n".repeat(150)));
+
+    // Extract (as root, which CI is) to see hard links and capabilities as the kernel will.
+    let x = dir.path().join("x");
+    run(Command::new("unsquashfs").arg("-d").arg(&x).arg(&a.path));
+    use std::os::unix::fs::MetadataExt;
+    let (g, gu) = (std::fs::metadata(x.join("usr/bin/gzip")).unwrap(), std::fs::metadata(x.join("usr/bin/gunzip")).unwrap());
+    assert_eq!(g.ino(), gu.ino(), "gzip and gunzip must be one inode");
+    assert_eq!(g.nlink(), 2);
+    let caps = run(Command::new("getcap").arg(x.join("usr/bin/ping")));
+    assert!(caps.contains("cap_net_raw=ep"), "{caps}");
+    assert!(Path::new(&x.join("usr/bin/sudo")).exists());
+}
