@@ -3,9 +3,9 @@
 //! What is checked (each problem is a [`Finding`] naming the file, line and symbol):
 //! - `external.desc` names the tree (not minikube's `MINIKUBE`), and every
 //!   `BR2_EXTERNAL_<NAME>_PATH` in the tree uses that name;
-//! - every `BR2_PACKAGE_*` symbol in a defconfig, and every one a package of ours selects or
-//!   depends on, is defined by a package of this tree or listed in the pinned release's list
-//!   (`upstream/<release>-packages.txt`);
+//! - every `BR2_*` symbol a defconfig sets, and every `BR2_PACKAGE_*` one a package of ours
+//!   selects or depends on, is defined by this tree or listed in the pinned release's list
+//!   (`upstream/<release>-packages.txt`), since kconfig drops unknown symbols without a word;
 //! - every package of ours has its `.mk` and `.hash` files, is sourced from the top `Config.in`,
 //!   and its `.hash` either holds well-formed hashes or, for a `SITE_METHOD = local` package
 //!   only, a `# no hash:` line saying why none applies; a package built from this workspace
@@ -37,8 +37,8 @@ pub enum Finding {
     ExternalDesc { file: PathBuf, problem: String },
     #[error("{file}:{line}: uses BR2_EXTERNAL_{found}_PATH but external.desc names {expected}")]
     ExternalName { file: PathBuf, line: usize, found: String, expected: String },
-    #[error("{file}:{line}: {symbol} is neither a package of this tree nor listed in {list}")]
-    UnknownPackageSymbol { file: PathBuf, line: usize, symbol: String, list: PathBuf },
+    #[error("{file}:{line}: {symbol} is neither defined by this tree nor listed in {list} (kconfig would drop it silently)")]
+    UnknownSymbol { file: PathBuf, line: usize, symbol: String, list: PathBuf },
     #[error("{file}:{line}: malformed entry in the upstream package list: {text:?}")]
     UpstreamList { file: PathBuf, line: usize, text: String },
     #[error("{dir}: package {package} has no {missing}")]
@@ -111,7 +111,7 @@ pub fn upstream_list_path(external: &Path) -> PathBuf {
     external.join("upstream").join(format!("{PINNED_RELEASE}-packages.txt"))
 }
 
-/// Parse an upstream package list: one `BR2_PACKAGE_*` symbol first on each non-comment line.
+/// Parse the pinned release's symbol list: one `BR2_*` symbol first on each non-comment line.
 /// Returns the symbols and the malformed lines (1-based number, text).
 pub fn parse_upstream_list(text: &str) -> (BTreeSet<String>, Vec<(usize, String)>) {
     let mut symbols = BTreeSet::new();
@@ -122,7 +122,7 @@ pub fn parse_upstream_list(text: &str) -> (BTreeSet<String>, Vec<(usize, String)
             continue;
         }
         let symbol = line.split_whitespace().next().unwrap_or_default();
-        if symbol.starts_with("BR2_PACKAGE_") && defconfig::is_symbol(symbol) {
+        if symbol.starts_with("BR2_") && defconfig::is_symbol(symbol) {
             symbols.insert(symbol.to_string());
         } else {
             bad.push((i + 1, line.to_string()));
@@ -285,7 +285,7 @@ impl Context {
         let config_in = p.dir.join("Config.in");
         for (line, symbol) in &p.references {
             if !known.contains(symbol) {
-                self.push(Finding::UnknownPackageSymbol {
+                self.push(Finding::UnknownSymbol {
                     file: config_in.clone(),
                     line: *line,
                     symbol: symbol.clone(),
@@ -417,8 +417,8 @@ impl Context {
             v.split_whitespace().map(|p| PathBuf::from(p.replace(&ext_var, &ext_dir))).collect()
         };
         for opt in opts {
-            if opt.symbol.starts_with("BR2_PACKAGE_") && !known.contains(&opt.symbol) {
-                self.push(Finding::UnknownPackageSymbol {
+            if opt.symbol.starts_with("BR2_") && !known.contains(&opt.symbol) {
+                self.push(Finding::UnknownSymbol {
                     file: file.to_path_buf(),
                     line: opt.line,
                     symbol: opt.symbol.clone(),

@@ -88,7 +88,7 @@ fn a_made_up_package_in_a_defconfig_is_named_with_file_and_line() {
     c.edit(X86, |t| t + "BR2_PACKAGE_NO_SUCH_THING=y\n");
     let findings = c.findings();
     assert_eq!(findings.len(), 1, "{findings:?}");
-    let Finding::UnknownPackageSymbol { file, line, symbol, list } = &findings[0] else { panic!("{findings:?}") };
+    let Finding::UnknownSymbol { file, line, symbol, list } = &findings[0] else { panic!("{findings:?}") };
     assert_eq!(file, &c.path(X86));
     assert_eq!(symbol, "BR2_PACKAGE_NO_SUCH_THING");
     let text = fs::read_to_string(c.path(X86)).unwrap();
@@ -99,11 +99,28 @@ fn a_made_up_package_in_a_defconfig_is_named_with_file_and_line() {
 }
 
 #[test]
+fn any_unknown_symbol_is_caught_not_only_packages() {
+    // The shape of the bug found in a real 2025.02.16 tree: a sub-option that release lacks, and
+    // a made-up non-package option; kconfig would drop both without a word.
+    let c = Copy::new();
+    c.edit(X86, |t| t + "BR2_PACKAGE_IPTABLES_NFTABLES_DEFAULT=y\nBR2_TARGET_ROOTFS_MADE_UP=y\n");
+    let findings = c.findings();
+    let symbols: Vec<&str> = findings
+        .iter()
+        .filter_map(|f| match f {
+            Finding::UnknownSymbol { symbol, .. } => Some(symbol.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(symbols, ["BR2_PACKAGE_IPTABLES_NFTABLES_DEFAULT", "BR2_TARGET_ROOTFS_MADE_UP"], "{findings:?}");
+}
+
+#[test]
 fn an_unset_unknown_package_is_caught_too() {
     let c = Copy::new();
     c.edit(X86, |t| t + "# BR2_PACKAGE_BOGUS is not set\n");
     let findings = c.findings();
-    assert!(matches!(&findings[..], [Finding::UnknownPackageSymbol { symbol, .. }] if symbol == "BR2_PACKAGE_BOGUS"), "{findings:?}");
+    assert!(matches!(&findings[..], [Finding::UnknownSymbol { symbol, .. }] if symbol == "BR2_PACKAGE_BOGUS"), "{findings:?}");
 }
 
 #[test]
@@ -128,7 +145,7 @@ fn a_new_package_needs_hash_sourcing_and_known_dependencies() {
     let findings = c.findings();
     let messages: Vec<String> = findings.iter().map(ToString::to_string).collect();
     assert_eq!(findings.len(), 3, "{messages:#?}");
-    assert!(findings.iter().any(|f| matches!(f, Finding::UnknownPackageSymbol { symbol, file, line: 3, .. }
+    assert!(findings.iter().any(|f| matches!(f, Finding::UnknownSymbol { symbol, file, line: 3, .. }
         if symbol == "BR2_PACKAGE_MADE_UP" && file.ends_with("package/foo/Config.in"))), "{messages:#?}");
     assert!(findings.iter().any(|f| matches!(f, Finding::NotSourced { package, .. } if package == "foo")), "{messages:#?}");
     assert!(findings.iter().any(|f| matches!(f, Finding::Hash { file, problem }
