@@ -1,12 +1,11 @@
-//! The HTTPS server: std `TcpListener`, a thread per connection, rustls `StreamOwned`, keep-alive
-//! HTTP/1.1 with JSON bodies. Routing and request decoding are separate from I/O so that they
+//! The HTTPS server: std `TcpListener`, a thread per connection admitted through the
+//! [`crate::gate`] (unauthenticated peers cannot starve authenticated ones), rustls
+//! `StreamOwned`, keep-alive HTTP/1.1 with JSON bodies. Routing and request decoding are separate from I/O so that they
 //! can be fuzzed.
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde::de::DeserializeOwned;
@@ -14,6 +13,7 @@ use serde::Serialize;
 
 use crate::api::*;
 use crate::audit::AuditLog;
+use crate::gate::{Gate, Limits, Ticket};
 use crate::http::{self, HttpError, RequestHead};
 use crate::ops::{self, Node, OpError};
 
@@ -21,12 +21,6 @@ use crate::ops::{self, Node, OpError};
 pub const MAX_JSON_BODY: u64 = 8 * 1024 * 1024;
 /// Largest upload.
 pub const MAX_UPLOAD: u64 = 16 * 1024 * 1024 * 1024;
-/// Most connections served at once.
-pub const MAX_CONNECTIONS: usize = 64;
-/// Time allowed for the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection idle this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a request asks for, decoded from its head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,20 +371,31 @@ pub struct Server {
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     agent: Arc<Agent>,
+    gate: Arc<Gate>,
 }
 
 impl Server {
     pub fn bind(addr: SocketAddr, tls: Arc<ServerConfig>, agent: Arc<Agent>) -> io::Result<Server> {
-        Ok(Server { listener: TcpListener::bind(addr)?, tls, agent })
+        Self::bind_with(addr, tls, agent, Limits::default())
+    }
+
+    /// Bind with explicit connection limits (tests use short deadlines).
+    pub fn bind_with(addr: SocketAddr, tls: Arc<ServerConfig>, agent: Arc<Agent>, limits: Limits) -> io::Result<Server> {
+        Ok(Server { listener: TcpListener::bind(addr)?, tls, agent, gate: Gate::new(limits) })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Accept connections forever, one thread each.
+    /// The admission state (for tests and the benchmark).
+    pub fn gate(&self) -> Arc<Gate> {
+        self.gate.clone()
+    }
+
+    /// Accept connections forever, a thread each, admitted through the [`Gate`].
     pub fn run(self) -> io::Result<()> {
-        let active = Arc::new(AtomicUsize::new(0));
+        self.gate.spawn_reaper();
         for conn in self.listener.incoming() {
             let sock = match conn {
                 Ok(s) => s,
@@ -399,19 +404,21 @@ impl Server {
                     continue;
                 }
             };
-            if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-                tracing::warn!("refusing a connection: {MAX_CONNECTIONS} already open");
-                continue;
-            }
-            active.fetch_add(1, Ordering::SeqCst);
-            let (tls, agent, active) = (self.tls.clone(), self.agent.clone(), active.clone());
-            std::thread::spawn(move || {
-                let peer = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                if let Err(e) = serve_tls(sock, tls, &agent) {
-                    tracing::info!(%peer, "connection ended: {e}");
+            let peer = match sock.peer_addr() {
+                Ok(a) => a,
+                Err(_) => continue,
+            };
+            let Ok(handle) = sock.try_clone() else { continue };
+            let ticket = self.gate.admit(handle, peer.ip());
+            let (tls, agent, limits) = (self.tls.clone(), self.agent.clone(), self.gate.limits());
+            let spawned = std::thread::Builder::new().name("agent-conn".into()).spawn(move || {
+                if let Err(e) = serve_tls(sock, tls, &agent, ticket, limits) {
+                    tracing::debug!(%peer, "connection ended: {e}");
                 }
-                active.fetch_sub(1, Ordering::SeqCst);
             });
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start a connection thread: {e}");
+            }
         }
         Ok(())
     }
@@ -422,22 +429,28 @@ impl Server {
     }
 }
 
-/// TLS handshake (client certificate required), then HTTP.
-fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent) -> io::Result<()> {
+/// TLS handshake (client certificate required) within the gate's deadline, then HTTP.
+fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent, ticket: Ticket, limits: Limits) -> io::Result<()> {
     sock.set_nodelay(true)?;
-    // Unauthenticated peers get little time: the handshake must finish promptly.
-    sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    // The reaper enforces the absolute deadline; the per-read timeout only bounds one read.
+    sock.set_read_timeout(Some(limits.handshake_deadline))?;
+    sock.set_write_timeout(Some(limits.handshake_deadline))?;
     let mut conn = ServerConnection::new(tls).map_err(io::Error::other)?;
     while conn.is_handshaking() {
         conn.complete_io(&mut sock)?;
     }
-    sock.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    sock.set_write_timeout(Some(IDLE_TIMEOUT))?;
     let caller = conn
         .peer_certificates()
         .and_then(|c| c.first())
         .map(|c| pki::subject_string(c).unwrap_or_else(|e| format!("<unreadable subject: {e}>")))
         .ok_or_else(|| io::Error::other("no client certificate"))?;
-    agent.serve_connection(StreamOwned::new(conn, sock), &caller)
+    sock.set_read_timeout(Some(limits.idle))?;
+    sock.set_write_timeout(Some(limits.idle))?;
+    let mut stream = StreamOwned::new(conn, sock);
+    let Some(_seat) = ticket.authenticate() else {
+        let body = format!("{{\"error\":\"busy: {} authenticated connections are open; retry\"}}", limits.max_authenticated);
+        write_json(&mut stream, 503, body.as_bytes(), false)?;
+        return Ok(());
+    };
+    agent.serve_connection(stream, &caller)
 }

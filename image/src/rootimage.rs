@@ -34,7 +34,7 @@ pub const TOP_IMAGE: &str = "boot/top.sqfs";
 /// SHA-256 of the sources of this crate and pki, and of Cargo.lock (see build.rs).
 pub const CODE_HASH: &str = env!("IMAGE_CODE_HASH");
 /// Bumped when the layout of a cache entry changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootImageError {
@@ -70,6 +70,8 @@ pub struct BaseMeta {
     pub format: u32,
     pub key: String,
     pub root_sha256: String,
+    /// SHA-256 of each [`minikube_init::CHUNK_BYTES`] chunk of the image.
+    pub root_chunks: Vec<String>,
     pub root_size: u64,
     pub rootfs_bytes: u64,
     pub kernel_version: String,
@@ -154,6 +156,7 @@ pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: 
     let b = assemble_base(spec, opts, index, set, http)?;
     let kernel = b.kernel.as_ref().ok_or_else(|| RootImageError::Other(format!("{}: a squashfs root needs [kernel]", spec.path.display())))?;
     let written = squashfs::write(&b.tree, &sq, &tmp.path().join("root.sqfs"))?;
+    let root_chunks = layer_of(&written, BASE_IMAGE)?.chunks;
     std::fs::write(tmp.path().join("bzImage"), &kernel.bzimage).map_err(ioerr(tmp.path()))?;
     let boot = boot_of(spec)?;
     let (initrd, modules) = initrd_base_tree(boot, b.initrd_modules.as_ref(), index, opts, http)?;
@@ -170,6 +173,7 @@ pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: 
         format: FORMAT,
         key: key.clone(),
         root_sha256: written.sha256,
+        root_chunks,
         root_size: written.size,
         rootfs_bytes: b.tree.content_bytes(),
         kernel_version: kernel.version.clone(),
@@ -284,6 +288,16 @@ pub fn initrd_local_tree(init: &[u8], plan: &Plan, epoch: u64) -> Result<Tree, R
     Ok(t)
 }
 
+/// The plan's entry for a written image: its whole and per-chunk SHA-256.
+fn layer_of(w: &squashfs::Written, iso_path: &str) -> Result<Layer, RootImageError> {
+    let f = std::fs::File::open(&w.path).map_err(ioerr(&w.path))?;
+    let (sha256, chunks, _) = minikube_init::digest_chunks(std::io::BufReader::new(f), minikube_init::CHUNK_BYTES).map_err(ioerr(&w.path))?;
+    if sha256 != w.sha256 {
+        return Err(RootImageError::Other(format!("{}: changed while it was being hashed", w.path.display())));
+    }
+    Ok(Layer { path: iso_path.into(), sha256, chunk_bytes: minikube_init::CHUNK_BYTES, chunks })
+}
+
 /// Everything the ISO needs for a squashfs root.
 pub struct RootImages {
     pub base: CachedBase,
@@ -306,8 +320,13 @@ pub fn build(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http:
         kernel: base.meta.kernel_version.clone(),
         modules: base.meta.initrd_modules.clone(),
         layers: vec![
-            Layer { path: BASE_IMAGE.into(), sha256: base.meta.root_sha256.clone() },
-            Layer { path: TOP_IMAGE.into(), sha256: top_w.sha256.clone() },
+            Layer {
+                path: BASE_IMAGE.into(),
+                sha256: base.meta.root_sha256.clone(),
+                chunk_bytes: minikube_init::CHUNK_BYTES,
+                chunks: base.meta.root_chunks.clone(),
+            },
+            layer_of(&top_w, TOP_IMAGE)?,
         ],
     };
     let boot = boot_of(spec)?;

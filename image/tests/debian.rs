@@ -275,5 +275,5 @@ fn squashfs_root_is_reproducible_and_an_overlay_change_reuses_the_package_layer(
     let mut dec = flate2::read::MultiGzDecoder::new(&raw[..]);
     std::io::Read::read_to_end(&mut dec, &mut text).unwrap();
     let text = String::from_utf8_lossy(&text);
-    assert!(text.contains(&format!("layer boot/top.sqfs {sum}")), "the plan does not name the new top layer");
+    assert!(text.contains(&format!("layer boot/top.sqfs {sum} ")), "the plan does not name the new top layer");
 }

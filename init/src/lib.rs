@@ -7,13 +7,15 @@
 //! kernel 6.1.0-44-amd64
 //! module sr_mod
 //! module isofs
-//! layer boot/root.sqfs 5f1c...e9
-//! layer boot/top.sqfs 0a9b...41
+//! layer boot/root.sqfs 5f1c...e9 8388608 77ab...01,03cd...9f,...
+//! layer boot/top.sqfs 0a9b...41 8388608 0a9b...41
 //! ```
 //!
 //! `module` lines name the modules to load, in order (dependencies are read from `modules.dep`).
-//! `layer` lines name the read-only root images on the medium with their SHA-256, lowest first:
-//! they are stacked with overlayfs under a tmpfs upper layer.
+//! `layer` lines name the read-only root images on the medium, lowest first, with the SHA-256 of
+//! the whole file, the chunk size and the SHA-256 of each chunk: `/init` checks the chunks on
+//! every CPU at once (one SHA-256 stream runs on one CPU only). They are stacked with overlayfs
+//! under a tmpfs upper layer.
 
 use std::fmt;
 
@@ -37,6 +39,68 @@ pub struct Layer {
     pub path: String,
     /// Lower-case hex SHA-256 of the image.
     pub sha256: String,
+    /// Bytes per chunk.
+    pub chunk_bytes: u64,
+    /// Lower-case hex SHA-256 of each chunk, in order (the last may be short).
+    pub chunks: Vec<String>,
+}
+
+/// The chunk size the builder uses.
+pub const CHUNK_BYTES: u64 = 8 << 20;
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of a whole stream and of each `chunk_bytes` chunk of it.
+pub fn digest_chunks(mut r: impl std::io::Read, chunk_bytes: u64) -> std::io::Result<(String, Vec<String>, u64)> {
+    use sha2::{Digest, Sha256};
+    let mut whole = Sha256::new();
+    let mut chunks = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let mut chunk = Sha256::new();
+        let mut n_chunk = 0u64;
+        while n_chunk < chunk_bytes {
+            let want = buf.len().min((chunk_bytes - n_chunk) as usize);
+            let n = r.read(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            whole.update(&buf[..n]);
+            chunk.update(&buf[..n]);
+            n_chunk += n as u64;
+        }
+        total += n_chunk;
+        if n_chunk == 0 {
+            break;
+        }
+        chunks.push(hex(&chunk.finalize()));
+        if n_chunk < chunk_bytes {
+            break;
+        }
+    }
+    Ok((hex(&whole.finalize()), chunks, total))
+}
+
+/// SHA-256 of `len` bytes of `f` from `offset`.
+pub fn digest_range(f: &std::fs::File, offset: u64, len: u64) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::FileExt;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    while done < len {
+        let want = buf.len().min((len - done) as usize);
+        let n = f.read_at(&mut buf[..want], offset + done)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("file ends at {}", offset + done)));
+        }
+        h.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(hex(&h.finalize()))
 }
 
 /// What `/init` must do, as written by the image builder.
@@ -94,10 +158,13 @@ impl Plan {
             if !is_word(&l.path) || l.path.starts_with('/') || l.path.split('/').any(|c| c == "..") {
                 return bad(format!("layer path {:?} must be relative to the medium, one word, without ..", l.path));
             }
-            if !is_hex64(&l.sha256) {
-                return bad(format!("layer {}: {:?} is not a lower-case hex SHA-256", l.path, l.sha256));
+            if !is_hex64(&l.sha256) || l.chunks.is_empty() || !l.chunks.iter().all(|c| is_hex64(c)) {
+                return bad(format!("layer {}: {:?} or its chunk list is not lower-case hex SHA-256", l.path, l.sha256));
             }
-            s.push_str(&format!("layer {} {}\n", l.path, l.sha256));
+            if l.chunk_bytes == 0 {
+                return bad(format!("layer {}: chunk size 0", l.path));
+            }
+            s.push_str(&format!("layer {} {} {} {}\n", l.path, l.sha256, l.chunk_bytes, l.chunks.join(",")));
         }
         Ok(s)
     }
@@ -116,13 +183,18 @@ impl Plan {
             match f.as_slice() {
                 ["kernel", v] => p.kernel = v.to_string(),
                 ["module", m] => p.modules.push(m.to_string()),
-                ["layer", path, sum] => {
+                ["layer", path, sum, size, chunks] => {
                     if !is_hex64(sum) {
                         return Err(err(format!("layer {path}: {sum:?} is not a lower-case hex SHA-256")));
                     }
-                    p.layers.push(Layer { path: path.to_string(), sha256: sum.to_string() });
+                    let chunk_bytes: u64 = size.parse().ok().filter(|n| *n > 0).ok_or_else(|| err(format!("layer {path}: chunk size {size:?}")))?;
+                    let chunks: Vec<String> = chunks.split(',').map(str::to_string).collect();
+                    if let Some(c) = chunks.iter().find(|c| !is_hex64(c)) {
+                        return Err(err(format!("layer {path}: chunk {c:?} is not a lower-case hex SHA-256")));
+                    }
+                    p.layers.push(Layer { path: path.to_string(), sha256: sum.to_string(), chunk_bytes, chunks });
                 }
-                _ => return Err(err(format!("cannot read {l:?} (want `kernel V`, `module NAME` or `layer PATH SHA256`)"))),
+                _ => return Err(err(format!("cannot read {l:?} (want `kernel V`, `module NAME` or `layer PATH SHA256 CHUNK_BYTES SHA256,...`)"))),
             }
         }
         if p.kernel.is_empty() {
@@ -187,8 +259,8 @@ mod tests {
             kernel: "6.1.0-9-amd64".into(),
             modules: vec!["sr_mod".into(), "isofs".into()],
             layers: vec![
-                Layer { path: "boot/root.sqfs".into(), sha256: "a".repeat(64) },
-                Layer { path: "boot/top.sqfs".into(), sha256: "b".repeat(64) },
+                Layer { path: "boot/root.sqfs".into(), sha256: "a".repeat(64), chunk_bytes: 8, chunks: vec!["c".repeat(64), "d".repeat(64)] },
+                Layer { path: "boot/top.sqfs".into(), sha256: "b".repeat(64), chunk_bytes: 8, chunks: vec!["e".repeat(64)] },
             ],
         }
     }
@@ -201,7 +273,7 @@ mod tests {
 
     #[test]
     fn bad_plans_name_the_line() {
-        let e = Plan::parse("kernel 6\nlayer boot/x.sqfs nothex\n").unwrap_err();
+        let e = Plan::parse("kernel 6\nlayer boot/x.sqfs nothex 8 nothex\n").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.to_string().contains("not a lower-case hex"), "{e}");
         assert!(Plan::parse("kernel 6\n").unwrap_err().message.contains("no `layer`"));
@@ -211,6 +283,22 @@ mod tests {
         assert!(p.render().is_err());
         p.layers.clear();
         assert!(p.render().is_err());
+    }
+
+    #[test]
+    fn chunks_cover_the_stream_and_ranges_match_them() {
+        let data: Vec<u8> = (0..20u32).map(|i| i as u8).collect();
+        let (whole, chunks, total) = digest_chunks(&data[..], 8).unwrap();
+        assert_eq!((chunks.len(), total), (3, 20));
+        let dir = std::env::temp_dir().join(format!("minikube-init-test-{}", std::process::id()));
+        std::fs::write(&dir, &data).unwrap();
+        let f = std::fs::File::open(&dir).unwrap();
+        assert_eq!(digest_range(&f, 16, 4).unwrap(), chunks[2]);
+        assert_eq!(digest_range(&f, 0, 20).unwrap(), whole);
+        assert!(digest_range(&f, 16, 8).is_err(), "reading past the end is an error");
+        std::fs::remove_file(&dir).unwrap();
+        // An exact multiple has no empty last chunk.
+        assert_eq!(digest_chunks(&data[..16], 8).unwrap().1.len(), 2);
     }
 
     #[test]

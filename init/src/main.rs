@@ -15,9 +15,7 @@
 //! and where, then runs an emergency shell on the console (never a bare kernel panic).
 
 use minikube_init::{load_order, parse_modules_dep, Plan, FAILED_MARKER, MODULES_DIR, PLAN_PATH, ROOT_READY_MARKER, SHELL};
-use sha2::{Digest, Sha256};
 use std::ffi::CString;
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -157,43 +155,66 @@ fn find_medium(plan: &Plan) -> Result<String, String> {
     ))
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Check every layer's SHA-256, in parallel (one thread per layer).
+/// Check every layer, chunk by chunk, on every CPU at once; the first bad chunk is reported.
 fn verify(plan: &Plan, dev: &str) -> Result<(), String> {
-    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
-        let hs: Vec<_> = plan
-            .layers
-            .iter()
-            .map(|l| {
-                s.spawn(move || {
-                    let p = Path::new(MEDIUM).join(&l.path);
-                    let got = sha256_file(&p).map_err(|e| format!("reading {} on {dev}: {e}", l.path))?;
-                    if got != l.sha256 {
-                        return Err(format!(
-                            "checksum mismatch: {} on {dev} has sha256 {got}, the image recorded {}: the medium is corrupt",
-                            l.path, l.sha256
-                        ));
+    let mut work = Vec::new();
+    let mut files = Vec::new();
+    for (li, l) in plan.layers.iter().enumerate() {
+        let p = Path::new(MEDIUM).join(&l.path);
+        let f = std::fs::File::open(&p).map_err(|e| format!("opening {} on {dev}: {e}", l.path))?;
+        let len = f.metadata().map_err(|e| format!("{} on {dev}: {e}", l.path))?.len();
+        let want = len.div_ceil(l.chunk_bytes) as usize;
+        if want != l.chunks.len() {
+            return Err(format!(
+                "checksum mismatch: {} on {dev} is {len} bytes ({want} chunks), the image recorded {} chunks of {}: the medium is corrupt",
+                l.path,
+                l.chunks.len(),
+                l.chunk_bytes
+            ));
+        }
+        files.push(f);
+        for ci in 0..want {
+            work.push((li, ci));
+        }
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failure: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(li, ci)) = work.get(i) else { return };
+                if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    return;
+                }
+                let l = &plan.layers[li];
+                let off = ci as u64 * l.chunk_bytes;
+                let len = files[li].metadata().map(|m| m.len()).unwrap_or(0);
+                let r = minikube_init::digest_range(&files[li], off, l.chunk_bytes.min(len - off));
+                let bad = match r {
+                    Err(e) => Some(format!("reading {} on {dev} at byte {off}: {e}", l.path)),
+                    Ok(got) if got != l.chunks[ci] => Some(format!(
+                        "checksum mismatch: {} on {dev}, bytes {off}..{}: sha256 {got}, the image recorded {} (whole file {}): the medium is corrupt",
+                        l.path,
+                        off + l.chunk_bytes.min(len - off),
+                        l.chunks[ci],
+                        l.sha256
+                    )),
+                    Ok(_) => None,
+                };
+                if let Some(b) = bad {
+                    if let Ok(mut f) = failure.lock() {
+                        f.get_or_insert(b);
                     }
-                    Ok(())
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("checksum thread panicked".into()))).collect()
+                }
+            });
+        }
     });
-    results.into_iter().collect()
+    match failure.into_inner().unwrap_or(None) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 // <linux/loop.h>

@@ -4,6 +4,7 @@
 mod agent_build;
 mod bench_agent;
 mod bench_compress;
+mod bench_hostile;
 mod bench_iso;
 mod bench_launcher;
 mod buildroot;
@@ -131,6 +132,13 @@ enum BenchCmd {
     Agent {
         #[arg(long, default_value_t = 200)]
         iterations: usize,
+        /// Instead: the agent binary under N hostile sockets (idle, slow handshake, garbage,
+        /// wrong CA) while 20 authenticated clients loop, against N = 0 as the baseline.
+        #[arg(long, value_name = "N")]
+        hostile: Option<usize>,
+        /// Seconds each hostile-load run lasts.
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
     },
     /// Initramfs compressors on a directory tree (default: a synthetic tree).
     Compress { dir: Option<PathBuf> },
@@ -166,7 +174,8 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(args),
         Cmd::Bench { what } => match what {
             BenchCmd::Iso { runs, boots, skip_cold, formats } => bench_iso::run(bench_iso::BenchArgs { runs, boots, skip_cold, formats }),
-            BenchCmd::Agent { iterations } => bench_agent::run(iterations),
+            BenchCmd::Agent { iterations, hostile: None, .. } => bench_agent::run(iterations),
+            BenchCmd::Agent { hostile: Some(n), secs, .. } => bench_hostile::run(n, secs),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
             BenchCmd::Launcher { boots, rounds, kubelet_mb } => bench_launcher::run(boots, rounds, kubelet_mb),
         },

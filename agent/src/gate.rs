@@ -1,0 +1,257 @@
+//! Admission of connections, so that peers without a client certificate never starve the ones
+//! that have one.
+//!
+//! * A connection is **pending** from accept until its TLS handshake proves a client certificate.
+//!   Pending connections share a bounded budget ([`Limits::max_pending`]) with a per-peer cap
+//!   ([`Limits::max_pending_per_peer`]); when either is full, the oldest pending connection (of
+//!   that peer, or overall) is shed to make room. Shedding shuts the socket down, which wakes the
+//!   thread blocked on it at once.
+//! * A pending connection has an absolute deadline ([`Limits::handshake_deadline`]): a reaper
+//!   sheds it then, however slowly it trickles bytes (a per-read timeout alone would let a
+//!   byte-a-second peer live forever).
+//! * **Authenticated** connections have their own limit ([`Limits::max_authenticated`]); one over
+//!   it is answered 503 and closed. An authenticated connection idle for [`Limits::idle`] between
+//!   requests is closed.
+//!
+//! So threads and memory stay bounded by `max_pending + max_authenticated` connections, and an
+//! attacker who reconnects in a loop only sheds its own oldest sockets.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The agent's connection limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_pending: usize,
+    pub max_pending_per_peer: usize,
+    pub handshake_deadline: Duration,
+    pub max_authenticated: usize,
+    pub idle: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_pending: 256,
+            max_pending_per_peer: 64,
+            handshake_deadline: Duration::from_secs(5),
+            max_authenticated: 64,
+            idle: Duration::from_secs(120),
+        }
+    }
+}
+
+struct Pending {
+    id: u64,
+    peer: IpAddr,
+    started: Instant,
+    sock: TcpStream,
+}
+
+/// Counters, for logs and the benchmark.
+#[derive(Debug, Default)]
+pub struct GateStats {
+    pub shed_budget: AtomicU64,
+    pub shed_deadline: AtomicU64,
+    pub refused_authenticated: AtomicU64,
+}
+
+/// The shared admission state of one server.
+pub struct Gate {
+    limits: Limits,
+    pending: Mutex<VecDeque<Pending>>,
+    authenticated: AtomicUsize,
+    next: AtomicU64,
+    pub stats: GateStats,
+}
+
+/// A connection's place in the pending budget; dropping it leaves the budget.
+pub struct Ticket {
+    gate: Arc<Gate>,
+    id: u64,
+}
+
+/// A place among the authenticated connections; dropping it frees it.
+pub struct Seat {
+    gate: Arc<Gate>,
+}
+
+impl Gate {
+    pub fn new(limits: Limits) -> Arc<Gate> {
+        Arc::new(Gate {
+            limits,
+            pending: Mutex::new(VecDeque::new()),
+            authenticated: AtomicUsize::new(0),
+            next: AtomicU64::new(0),
+            stats: GateStats::default(),
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Admit a new, unauthenticated connection, shedding the oldest pending ones of its peer or
+    /// overall when a budget is full. `sock` is a clone of the connection's socket.
+    pub fn admit(self: &Arc<Gate>, sock: TcpStream, peer: IpAddr) -> Ticket {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let of_peer = q.iter().filter(|p| p.peer == peer).count();
+        if of_peer >= self.limits.max_pending_per_peer {
+            if let Some(p) = q.iter().position(|p| p.peer == peer).and_then(|i| q.remove(i)) {
+                shed(p, &self.stats.shed_budget);
+            }
+        }
+        while q.len() >= self.limits.max_pending {
+            match q.pop_front() {
+                Some(p) => shed(p, &self.stats.shed_budget),
+                None => break,
+            }
+        }
+        q.push_back(Pending { id, peer, started: Instant::now(), sock });
+        Ticket { gate: self.clone(), id }
+    }
+
+    /// Shed every pending connection past its deadline; returns how many.
+    pub fn reap(&self) -> usize {
+        let now = Instant::now();
+        let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        while q.front().is_some_and(|p| now.duration_since(p.started) >= self.limits.handshake_deadline) {
+            if let Some(p) = q.pop_front() {
+                shed(p, &self.stats.shed_deadline);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Pending connections now.
+    pub fn pending(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Authenticated connections now.
+    pub fn authenticated(&self) -> usize {
+        self.authenticated.load(Ordering::SeqCst)
+    }
+
+    /// Run the deadline reaper in a background thread for as long as the gate lives.
+    pub fn spawn_reaper(self: &Arc<Gate>) {
+        let weak = Arc::downgrade(self);
+        let tick = (self.limits.handshake_deadline / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
+        std::thread::Builder::new()
+            .name("agent-reaper".into())
+            .spawn(move || loop {
+                std::thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(g) => {
+                        g.reap();
+                    }
+                    None => return,
+                }
+            })
+            .expect("spawn the reaper thread");
+    }
+}
+
+fn shed(p: Pending, counter: &AtomicU64) {
+    let _ = p.sock.shutdown(Shutdown::Both);
+    counter.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(peer = %p.peer, age_ms = p.started.elapsed().as_millis() as u64, "shed an unauthenticated connection");
+}
+
+impl Ticket {
+    /// The handshake proved a client certificate: leave the pending budget and take a seat
+    /// among the authenticated connections, if one is free.
+    pub fn authenticate(self) -> Option<Seat> {
+        let gate = self.gate.clone();
+        drop(self);
+        let n = gate.authenticated.fetch_add(1, Ordering::SeqCst);
+        if n >= gate.limits.max_authenticated {
+            gate.authenticated.fetch_sub(1, Ordering::SeqCst);
+            gate.stats.refused_authenticated.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Seat { gate })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut q = self.gate.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = q.iter().position(|p| p.id == self.id) {
+            q.remove(i);
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.gate.authenticated.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    fn pair(l: &TcpListener) -> (TcpStream, TcpStream) {
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    #[test]
+    fn a_full_budget_sheds_the_oldest_and_the_peer_cap_sheds_that_peers_oldest() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let gate = Gate::new(Limits { max_pending: 3, max_pending_per_peer: 2, ..Limits::default() });
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let (mut c1, s1) = pair(&l);
+        let t1 = gate.admit(s1.try_clone().unwrap(), a);
+        let (_c2, s2) = pair(&l);
+        let _t2 = gate.admit(s2.try_clone().unwrap(), b);
+        let (_c3, s3) = pair(&l);
+        let _t3 = gate.admit(s3.try_clone().unwrap(), b);
+        // b is at its cap: b's oldest (s2) goes, a's stays.
+        let (_c4, s4) = pair(&l);
+        let _t4 = gate.admit(s4.try_clone().unwrap(), b);
+        assert_eq!(gate.pending(), 3);
+        assert_eq!(gate.stats.shed_budget.load(Ordering::Relaxed), 1);
+        // The budget is full: the oldest overall (a's s1) goes, and its peer sees EOF.
+        let (_c5, s5) = pair(&l);
+        let _t5 = gate.admit(s5.try_clone().unwrap(), a);
+        assert_eq!(gate.pending(), 3);
+        let mut buf = [0u8; 1];
+        assert_eq!(c1.read(&mut buf).unwrap(), 0, "the shed connection was closed");
+        drop(t1);
+        assert_eq!(gate.pending(), 3);
+    }
+
+    #[test]
+    fn the_deadline_is_absolute_and_seats_are_limited() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let gate = Gate::new(Limits { handshake_deadline: Duration::from_millis(50), max_authenticated: 1, ..Limits::default() });
+        let (_c, s) = pair(&l);
+        let _t = gate.admit(s.try_clone().unwrap(), "10.0.0.1".parse().unwrap());
+        assert_eq!(gate.reap(), 0);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(gate.reap(), 1);
+        assert_eq!(gate.pending(), 0);
+        let (_c1, s1) = pair(&l);
+        let seat = gate.admit(s1.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).authenticate();
+        assert!(seat.is_some());
+        let (_c2, s2) = pair(&l);
+        assert!(gate.admit(s2.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).authenticate().is_none());
+        drop(seat);
+        let (_c3, s3) = pair(&l);
+        assert!(gate.admit(s3.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).authenticate().is_some());
+        assert_eq!(gate.authenticated(), 0, "dropped seats are freed");
+    }
+}
