@@ -3,8 +3,10 @@
 //!
 //! * A connection is **pending** from accept until its TLS handshake proves a client certificate.
 //!   Pending connections share a bounded budget ([`Limits::max_pending`]) with a per-peer cap
-//!   ([`Limits::max_pending_per_peer`]); when either is full, the oldest pending connection (of
-//!   that peer, or overall) is shed to make room. Shedding shuts the socket down, which wakes the
+//!   ([`Limits::max_pending_per_peer`]); when either is full, one pending connection (of that
+//!   peer, or overall) is shed to make room: the one that has sent the fewest bytes, the oldest
+//!   among equals. A real client sends its whole ClientHello at once and finishes in
+//!   milliseconds; an idle or byte-a-second peer has sent (almost) nothing, so it goes first. Shedding shuts the socket down, which wakes the
 //!   thread blocked on it at once.
 //! * A pending connection has an absolute deadline ([`Limits::handshake_deadline`]): a reaper
 //!   sheds it then, however slowly it trickles bytes (a per-read timeout alone would let a
@@ -13,8 +15,10 @@
 //!   it is answered 503 and closed. An authenticated connection idle for [`Limits::idle`] between
 //!   requests is closed.
 //!
-//! So threads and memory stay bounded by `max_pending + max_authenticated` connections, and an
-//! attacker who reconnects in a loop only sheds its own oldest sockets.
+//! A pending connection younger than [`Limits::grace`] is never shed: when nothing older can
+//! make room, the newcomer is closed instead. So threads and memory stay bounded by
+//! `max_pending + max_authenticated` connections, and an attacker who reconnects in a loop sheds
+//! only its own stale sockets, never a handshake in progress.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Shutdown, TcpStream};
@@ -27,6 +31,9 @@ use std::time::{Duration, Instant};
 pub struct Limits {
     pub max_pending: usize,
     pub max_pending_per_peer: usize,
+    /// A pending connection younger than this is never shed to make room (a newcomer is turned
+    /// away instead), so a peer that reconnects in a loop cannot shed a handshake in progress.
+    pub grace: Duration,
     pub handshake_deadline: Duration,
     pub max_authenticated: usize,
     pub idle: Duration,
@@ -35,9 +42,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_pending: 256,
-            max_pending_per_peer: 64,
+            max_pending: 1024,
+            max_pending_per_peer: 512,
             handshake_deadline: Duration::from_secs(5),
+            grace: Duration::from_millis(500),
             max_authenticated: 64,
             idle: Duration::from_secs(120),
         }
@@ -49,6 +57,8 @@ struct Pending {
     peer: IpAddr,
     started: Instant,
     sock: TcpStream,
+    /// Bytes the handshake has read so far (shared with the connection's [`Ticket`]).
+    received: Arc<AtomicU64>,
 }
 
 /// Counters, for logs and the benchmark.
@@ -56,6 +66,7 @@ struct Pending {
 pub struct GateStats {
     pub shed_budget: AtomicU64,
     pub shed_deadline: AtomicU64,
+    pub turned_away: AtomicU64,
     pub refused_authenticated: AtomicU64,
 }
 
@@ -72,6 +83,7 @@ pub struct Gate {
 pub struct Ticket {
     gate: Arc<Gate>,
     id: u64,
+    received: Arc<AtomicU64>,
 }
 
 /// A place among the authenticated connections; dropping it frees it.
@@ -96,23 +108,33 @@ impl Gate {
 
     /// Admit a new, unauthenticated connection, shedding the oldest pending ones of its peer or
     /// overall when a budget is full. `sock` is a clone of the connection's socket.
-    pub fn admit(self: &Arc<Gate>, sock: TcpStream, peer: IpAddr) -> Ticket {
+    /// `None`: every pending connection that could make room is still in its grace period, so
+    /// the newcomer is turned away (the caller closes it).
+    pub fn admit(self: &Arc<Gate>, sock: TcpStream, peer: IpAddr) -> Option<Ticket> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let of_peer = q.iter().filter(|p| p.peer == peer).count();
-        if of_peer >= self.limits.max_pending_per_peer {
-            if let Some(p) = q.iter().position(|p| p.peer == peer).and_then(|i| q.remove(i)) {
-                shed(p, &self.stats.shed_budget);
+        let now = Instant::now();
+        if q.iter().filter(|p| p.peer == peer).count() >= self.limits.max_pending_per_peer {
+            match victim(&q, Some(peer), now, self.limits.grace).and_then(|i| q.remove(i)) {
+                Some(p) => shed(p, &self.stats.shed_budget),
+                None => return self.turn_away(sock),
             }
         }
         while q.len() >= self.limits.max_pending {
-            match q.pop_front() {
+            match victim(&q, None, now, self.limits.grace).and_then(|i| q.remove(i)) {
                 Some(p) => shed(p, &self.stats.shed_budget),
-                None => break,
+                None => return self.turn_away(sock),
             }
         }
-        q.push_back(Pending { id, peer, started: Instant::now(), sock });
-        Ticket { gate: self.clone(), id }
+        let received = Arc::new(AtomicU64::new(0));
+        q.push_back(Pending { id, peer, started: now, sock, received: received.clone() });
+        Some(Ticket { gate: self.clone(), id, received })
+    }
+
+    fn turn_away(&self, sock: TcpStream) -> Option<Ticket> {
+        let _ = sock.shutdown(Shutdown::Both);
+        self.stats.turned_away.fetch_add(1, Ordering::Relaxed);
+        None
     }
 
     /// Shed every pending connection past its deadline; returns how many.
@@ -158,6 +180,16 @@ impl Gate {
     }
 }
 
+/// The pending connection to shed (of `peer` only, if given), among those past their grace
+/// period: fewest bytes received, then oldest.
+fn victim(q: &VecDeque<Pending>, peer: Option<IpAddr>, now: Instant, grace: Duration) -> Option<usize> {
+    q.iter()
+        .enumerate()
+        .filter(|(_, p)| peer.is_none_or(|x| p.peer == x) && now.duration_since(p.started) >= grace)
+        .min_by_key(|(i, p)| (p.received.load(Ordering::Relaxed), *i))
+        .map(|(i, _)| i)
+}
+
 fn shed(p: Pending, counter: &AtomicU64) {
     let _ = p.sock.shutdown(Shutdown::Both);
     counter.fetch_add(1, Ordering::Relaxed);
@@ -165,6 +197,11 @@ fn shed(p: Pending, counter: &AtomicU64) {
 }
 
 impl Ticket {
+    /// Count bytes the handshake read (what the shedding order looks at).
+    pub fn received(&self, n: usize) {
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// The handshake proved a client certificate: leave the pending budget and take a seat
     /// among the authenticated connections, if one is free.
     pub fn authenticate(self) -> Option<Seat> {
@@ -210,23 +247,23 @@ mod tests {
     #[test]
     fn a_full_budget_sheds_the_oldest_and_the_peer_cap_sheds_that_peers_oldest() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let gate = Gate::new(Limits { max_pending: 3, max_pending_per_peer: 2, ..Limits::default() });
+        let gate = Gate::new(Limits { max_pending: 3, max_pending_per_peer: 2, grace: Duration::ZERO, ..Limits::default() });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let (mut c1, s1) = pair(&l);
-        let t1 = gate.admit(s1.try_clone().unwrap(), a);
+        let t1 = gate.admit(s1.try_clone().unwrap(), a).unwrap();
         let (_c2, s2) = pair(&l);
-        let _t2 = gate.admit(s2.try_clone().unwrap(), b);
+        let _t2 = gate.admit(s2.try_clone().unwrap(), b).unwrap();
         let (_c3, s3) = pair(&l);
-        let _t3 = gate.admit(s3.try_clone().unwrap(), b);
+        let _t3 = gate.admit(s3.try_clone().unwrap(), b).unwrap();
         // b is at its cap: b's oldest (s2) goes, a's stays.
         let (_c4, s4) = pair(&l);
-        let _t4 = gate.admit(s4.try_clone().unwrap(), b);
+        let _t4 = gate.admit(s4.try_clone().unwrap(), b).unwrap();
         assert_eq!(gate.pending(), 3);
         assert_eq!(gate.stats.shed_budget.load(Ordering::Relaxed), 1);
         // The budget is full: the oldest overall (a's s1) goes, and its peer sees EOF.
         let (_c5, s5) = pair(&l);
-        let _t5 = gate.admit(s5.try_clone().unwrap(), a);
+        let _t5 = gate.admit(s5.try_clone().unwrap(), a).unwrap();
         assert_eq!(gate.pending(), 3);
         let mut buf = [0u8; 1];
         assert_eq!(c1.read(&mut buf).unwrap(), 0, "the shed connection was closed");
@@ -235,23 +272,55 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_that_sent_its_hello_outlives_idle_ones() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let gate = Gate::new(Limits { max_pending: 2, max_pending_per_peer: 2, grace: Duration::ZERO, ..Limits::default() });
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let (_c1, s1) = pair(&l);
+        let busy = gate.admit(s1.try_clone().unwrap(), ip).unwrap();
+        busy.received(517);
+        let (mut c2, s2) = pair(&l);
+        let _idle = gate.admit(s2.try_clone().unwrap(), ip).unwrap();
+        let (_c3, s3) = pair(&l);
+        let _new = gate.admit(s3.try_clone().unwrap(), ip).unwrap();
+        // The idle one went, although the busy one is older.
+        let mut buf = [0u8; 1];
+        assert_eq!(c2.read(&mut buf).unwrap(), 0);
+        assert!(busy.authenticate().is_some());
+    }
+
+    #[test]
+    fn young_connections_are_not_shed_a_newcomer_is_turned_away() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let gate = Gate::new(Limits { max_pending: 1, grace: Duration::from_secs(60), ..Limits::default() });
+        let (_c1, s1) = pair(&l);
+        let _young = gate.admit(s1.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).unwrap();
+        let (mut c2, s2) = pair(&l);
+        assert!(gate.admit(s2.try_clone().unwrap(), "10.0.0.2".parse().unwrap()).is_none());
+        let mut buf = [0u8; 1];
+        assert_eq!(c2.read(&mut buf).unwrap(), 0, "the newcomer was closed");
+        assert_eq!(gate.pending(), 1);
+        assert_eq!(gate.stats.turned_away.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
     fn the_deadline_is_absolute_and_seats_are_limited() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let gate = Gate::new(Limits { handshake_deadline: Duration::from_millis(50), max_authenticated: 1, ..Limits::default() });
         let (_c, s) = pair(&l);
-        let _t = gate.admit(s.try_clone().unwrap(), "10.0.0.1".parse().unwrap());
+        let _t = gate.admit(s.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).unwrap();
         assert_eq!(gate.reap(), 0);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(gate.reap(), 1);
         assert_eq!(gate.pending(), 0);
         let (_c1, s1) = pair(&l);
-        let seat = gate.admit(s1.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).authenticate();
+        let seat = gate.admit(s1.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).unwrap().authenticate();
         assert!(seat.is_some());
         let (_c2, s2) = pair(&l);
-        assert!(gate.admit(s2.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).authenticate().is_none());
+        assert!(gate.admit(s2.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).unwrap().authenticate().is_none());
         drop(seat);
         let (_c3, s3) = pair(&l);
-        assert!(gate.admit(s3.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).authenticate().is_some());
+        assert!(gate.admit(s3.try_clone().unwrap(), "10.0.0.1".parse().unwrap()).unwrap().authenticate().is_some());
         assert_eq!(gate.authenticated(), 0, "dropped seats are freed");
     }
 }

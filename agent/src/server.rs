@@ -19,6 +19,9 @@ use crate::ops::{self, Node, OpError};
 
 /// Largest JSON request body.
 pub const MAX_JSON_BODY: u64 = 8 * 1024 * 1024;
+/// Stack of a connection thread (TLS, HTTP, JSON; no deep recursion): keeps 1000+ pending
+/// connections cheap.
+const CONNECTION_STACK: usize = 512 * 1024;
 /// Largest upload.
 pub const MAX_UPLOAD: u64 = 16 * 1024 * 1024 * 1024;
 
@@ -409,9 +412,12 @@ impl Server {
                 Err(_) => continue,
             };
             let Ok(handle) = sock.try_clone() else { continue };
-            let ticket = self.gate.admit(handle, peer.ip());
+            let Some(ticket) = self.gate.admit(handle, peer.ip()) else {
+                tracing::debug!(%peer, "turned away: the pending budget is full of fresh handshakes");
+                continue;
+            };
             let (tls, agent, limits) = (self.tls.clone(), self.agent.clone(), self.gate.limits());
-            let spawned = std::thread::Builder::new().name("agent-conn".into()).spawn(move || {
+            let spawned = std::thread::Builder::new().name("agent-conn".into()).stack_size(CONNECTION_STACK).spawn(move || {
                 if let Err(e) = serve_tls(sock, tls, &agent, ticket, limits) {
                     tracing::debug!(%peer, "connection ended: {e}");
                 }
@@ -429,6 +435,29 @@ impl Server {
     }
 }
 
+/// The socket during the handshake, telling the gate how much the peer has sent.
+struct Counted<'a> {
+    sock: &'a mut TcpStream,
+    ticket: &'a Ticket,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.ticket.received(n);
+        Ok(n)
+    }
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
 /// TLS handshake (client certificate required) within the gate's deadline, then HTTP.
 fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent, ticket: Ticket, limits: Limits) -> io::Result<()> {
     sock.set_nodelay(true)?;
@@ -436,8 +465,11 @@ fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent, ticket:
     sock.set_read_timeout(Some(limits.handshake_deadline))?;
     sock.set_write_timeout(Some(limits.handshake_deadline))?;
     let mut conn = ServerConnection::new(tls).map_err(io::Error::other)?;
-    while conn.is_handshaking() {
-        conn.complete_io(&mut sock)?;
+    {
+        let mut counted = Counted { sock: &mut sock, ticket: &ticket };
+        while conn.is_handshaking() {
+            conn.complete_io(&mut counted)?;
+        }
     }
     let caller = conn
         .peer_certificates()
