@@ -217,7 +217,7 @@ pub fn write(image: &IsoImage, out: &Path) -> Result<Written, IsoError> {
         move |source| IsoError::Io { context, path, source }
     };
     let tmp = tempfile::Builder::new()
-        .prefix(".iso-")
+        .prefix(pki::atomic::TEMP_PREFIX)
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(io("creating temporary file in", &dir))?;

@@ -82,6 +82,11 @@ pub fn build(
     };
     let out_dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir).map_err(ioerr(out_dir))?;
+    // A build killed mid-way (SIGKILL) leaves its temporary files; the old ISO is intact.
+    let stale = pki::atomic::remove_stale_temps(out_dir).map_err(ioerr(out_dir))?;
+    if stale > 0 {
+        tracing::info!(stale, dir = %out_dir.display(), "removed temporary files of an interrupted build");
+    }
     let http = Http::default();
     let t0 = Instant::now();
     let mut report = IsoBuild {

@@ -279,7 +279,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KicbaseError> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+    let mut tmp = tempfile::Builder::new().prefix(pki::atomic::TEMP_PREFIX).tempfile_in(dir).map_err(io_err(dir))?;
     tmp.write_all(bytes).map_err(io_err(path))?;
     tmp.as_file().sync_all().map_err(io_err(path))?;
     tmp.persist(path).map_err(|e| KicbaseError::Io { path: path.to_path_buf(), source: e.error })?;
@@ -382,6 +382,10 @@ pub fn build(spec: &Spec, opts: &assemble::Options, k: &KicbaseOptions) -> Resul
         });
     }
     let t0 = Instant::now();
+    // A build killed mid-way leaves its temporary files beside the archive: clear them.
+    if let Some(dir) = k.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        pki::atomic::remove_stale_temps(dir).map_err(io_err(dir))?;
+    }
     let asm = assemble::assemble(spec, opts)?;
     let unpacked_bytes = asm.tree.content_bytes();
     let assemble_time = t0.elapsed();

@@ -152,7 +152,7 @@ pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: 
     }
     tracing::info!(key = %key, "building the package layer");
     std::fs::create_dir_all(&root).map_err(ioerr(&root))?;
-    let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(&root).map_err(ioerr(&root))?;
+    let tmp = tempfile::Builder::new().prefix(pki::atomic::TEMP_PREFIX).tempdir_in(&root).map_err(ioerr(&root))?;
     let b = assemble_base(spec, opts, index, set, http)?;
     let kernel = b.kernel.as_ref().ok_or_else(|| RootImageError::Other(format!("{}: a squashfs root needs [kernel]", spec.path.display())))?;
     let written = squashfs::write(&b.tree, &sq, &tmp.path().join("root.sqfs"))?;
@@ -313,7 +313,7 @@ pub struct RootImages {
 pub fn build(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: &Http, init: &[u8], scratch: &Path) -> Result<RootImages, RootImageError> {
     let base = base(spec, opts, index, set, http)?;
     let top = top_tree(spec, opts, &base.meta.enabled, &|p| base.dir_entry(p))?;
-    let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(scratch).map_err(ioerr(scratch))?;
+    let tmp = tempfile::Builder::new().prefix(pki::atomic::TEMP_PREFIX).tempdir_in(scratch).map_err(ioerr(scratch))?;
     let sq = squashfs_options(spec, opts.epoch)?;
     let top_w = squashfs::write(&top, &sq, &tmp.path().join("top.sqfs"))?;
     let plan = Plan {

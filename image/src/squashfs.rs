@@ -112,7 +112,7 @@ pub fn write(tree: &Tree, opts: &Options, out: &Path) -> Result<Written, Squashf
         move |source| SquashfsError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(ioerr(dir))?;
-    let tmp = tempfile::Builder::new().prefix(".tmp-").suffix(".sqfs").tempfile_in(dir).map_err(ioerr(dir))?;
+    let tmp = tempfile::Builder::new().prefix(pki::atomic::TEMP_PREFIX).suffix(".sqfs").tempfile_in(dir).map_err(ioerr(dir))?;
     let root = tree.get("/").cloned().unwrap_or_else(|| crate::rootfs::Entry::dir(0o755));
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let mut cmd = Command::new("mksquashfs");

@@ -252,9 +252,18 @@ fn squashfs_root_is_reproducible_and_an_overlay_change_reuses_the_package_layer(
     assert!(line("squashfs-root/bin -> usr/bin").starts_with("lrwxrwxrwx 0/0"));
     assert!(line("squashfs-root").starts_with("drwxr-xr-x 0/0"), "{}", line("squashfs-root"));
 
+    // What a build killed with SIGKILL leaves beside its output: a temporary ISO and a
+    // temporary layer directory. The next build removes them; the old ISOs are intact.
+    let stale_file = dir.path().join(format!("{}c.iso.1234", pki::atomic::TEMP_PREFIX));
+    let stale_dir = dir.path().join(format!("{}top", pki::atomic::TEMP_PREFIX));
+    std::fs::write(&stale_file, b"half an ISO").unwrap();
+    std::fs::create_dir_all(stale_dir.join("x")).unwrap();
+
     // An overlay change: the package layer is reused and the new file is in the local layer.
     std::fs::write(dir.path().join("spec/overlay/etc/motd"), "changed by the test\n").unwrap();
     let rc = image::isobuild::build(&spec, &opts, None, None, &c).unwrap();
+    assert!(!stale_file.exists() && !stale_dir.exists(), "temporary files of the killed build are left");
+    assert_eq!(image::fetch::sha256_file(&a).unwrap().0, ha, "an earlier ISO was touched");
     assert!(rc.base_reused, "an overlay change rebuilt the package layer");
     assert_eq!(rc.base_key, ra.base_key);
     let top = dir.path().join("top.sqfs");

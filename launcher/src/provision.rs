@@ -252,6 +252,8 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
     }
     let total = Instant::now();
     let m = home.machine(&opts.name)?;
+    // One `start` per profile at a time; the lock dies with the process.
+    let _lock = m.lock(home)?;
     if m.exists() {
         driver::check_same(&opts.name, m.load()?.driver, opts.driver)?;
     }

@@ -35,13 +35,30 @@ pub enum StateError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
     Json { path: PathBuf, source: serde_json::Error },
+    #[error("{path} is not a machine state this launcher can read ({reason}); fix the file, or run `minikube-node delete -p {name}` to remove the machine and start afresh")]
+    Corrupt { path: PathBuf, name: String, reason: String },
+    #[error("{path} has state format {found}, newer than this launcher's {STATE_FORMAT}: use a newer minikube-node, or `minikube-node delete -p {name}`")]
+    NewerFormat { path: PathBuf, name: String, found: u64 },
     #[error("neither {HOME_ENV}, XDG_DATA_HOME nor HOME is set: cannot choose a state directory")]
     NoHome,
     #[error("profile name {0:?}: use 1-63 characters among a-z, 0-9 and '-', starting with a letter or digit")]
     BadName(String),
     #[error("no machine named {0:?} (no {1})")]
     NoMachine(String, PathBuf),
+    #[error("profile {name:?} is busy: another minikube-node (pid {pid}) is working on it; wait for it to finish (lock {path})")]
+    Busy { name: String, pid: String, path: PathBuf },
 }
+
+/// An exclusive hold on a profile for one command (`start`), released when dropped or when the
+/// process dies (an flock on `<home>/locks/<name>.lock`, which outlives `delete`).
+pub struct ProfileLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// The version of `state.json`'s layout this launcher writes and reads (files without the key
+/// are version 1).
+pub const STATE_FORMAT: u64 = 1;
+const FORMAT_KEY: &str = "format";
 
 /// The launcher's home directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +139,29 @@ pub struct MachineDir {
 }
 
 impl MachineDir {
+    /// Take the profile's lock, or say who holds it.
+    pub fn lock(&self, home: &Home) -> Result<ProfileLock, StateError> {
+        use std::io::{Read, Seek, Write};
+        let dir = home.root.join("locks");
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io { path: dir.clone(), source })?;
+        let path = dir.join(format!("{}.lock", self.name));
+        let io = |source| StateError::Io { path: path.clone(), source };
+        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(mut l) => {
+                l.set_len(0).map_err(io)?;
+                l.rewind().map_err(io)?;
+                write!(l, "{}", std::process::id()).map_err(io)?;
+                Ok(ProfileLock { _lock: l })
+            }
+            Err((mut f, _)) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                Err(StateError::Busy { name: self.name.clone(), pid: pid.trim().to_string(), path })
+            }
+        }
+    }
+
     pub fn state_file(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }
@@ -164,14 +204,27 @@ impl MachineDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StateError::NoMachine(self.name.clone(), path)),
             Err(source) => return Err(StateError::Io { path, source }),
         };
-        serde_json::from_slice(&bytes).map_err(|source| StateError::Json { path, source })
+        let corrupt = |reason: String| StateError::Corrupt { path: path.clone(), name: self.name.clone(), reason };
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let found = match v.get(FORMAT_KEY) {
+            None => 1,
+            Some(f) => f.as_u64().ok_or_else(|| corrupt(format!("{FORMAT_KEY:?} is not a number")))?,
+        };
+        if found > STATE_FORMAT {
+            return Err(StateError::NewerFormat { path, name: self.name.clone(), found });
+        }
+        serde_json::from_value(v).map_err(|e| corrupt(e.to_string()))
     }
 
     /// Write the state atomically (temp file beside it, fsync, rename).
     pub fn save(&self, state: &MachineState) -> Result<(), StateError> {
         let path = self.state_file();
         std::fs::create_dir_all(&self.dir).map_err(|source| StateError::Io { path: self.dir.clone(), source })?;
-        let mut bytes = serde_json::to_vec_pretty(state).map_err(|source| StateError::Json { path: path.clone(), source })?;
+        let mut v = serde_json::to_value(state).map_err(|source| StateError::Json { path: path.clone(), source })?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert(FORMAT_KEY.into(), STATE_FORMAT.into());
+        }
+        let mut bytes = serde_json::to_vec_pretty(&v).map_err(|source| StateError::Json { path: path.clone(), source })?;
         bytes.push(b'\n');
         pki::atomic::write_atomic(&path, &bytes, 0o644).map_err(|source| StateError::Io { path, source })
     }
@@ -246,6 +299,20 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_is_locked_by_one_holder_at_a_time() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path());
+        let m = home.machine("p1").unwrap();
+        let held = m.lock(&home).unwrap();
+        let e = m.lock(&home).err().expect("a second holder is refused").to_string();
+        assert!(e.contains("is busy") && e.contains(&std::process::id().to_string()), "{e}");
+        // Another profile is independent.
+        let _other = home.machine("p2").unwrap().lock(&home).unwrap();
+        drop(held);
+        m.lock(&home).expect("released on drop");
+    }
+
+    #[test]
     fn state_round_trip_and_list() {
         let d = tempfile::tempdir().unwrap();
         let home = Home::at(d.path());
@@ -270,6 +337,22 @@ mod tests {
         m.save(&s).unwrap();
         assert_eq!(m.load().unwrap(), s);
         assert_eq!(home.list().unwrap(), vec!["p1".to_string()]);
+
+        // Damaged state files: an error naming the file and the way out, never a panic.
+        let good = std::fs::read(m.state_file()).unwrap();
+        let damaged: [(&[u8], &str); 4] = [
+            (&good[..good.len() / 2], "is not a machine state"),
+            (b"{not json", "is not a machine state"),
+            (b"{\"format\": 99, \"name\": \"p1\"}", "newer than this launcher"),
+            (b"{\"format\": 1, \"name\": \"p1\"}", "is not a machine state"),
+        ];
+        for (bytes, want) in damaged {
+            std::fs::write(m.state_file(), bytes).unwrap();
+            let e = m.load().unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains(&m.state_file().display().to_string()) && e.contains("minikube-node delete -p p1"), "{e}");
+        }
+        std::fs::write(m.state_file(), &good).unwrap();
+        assert_eq!(m.load().unwrap(), s);
         // A qemu state file has no kic fields; a kic one no ISO.
         let text = std::fs::read_to_string(m.state_file()).unwrap();
         assert!(text.contains("\"driver\": \"qemu\"") && !text.contains("\"image\"") && !text.contains("oci_runtime"), "{text}");

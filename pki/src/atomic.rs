@@ -16,6 +16,30 @@ pub fn is_temp_name(file_name: &str) -> bool {
     file_name.starts_with(TEMP_PREFIX)
 }
 
+/// Remove our temporary files (and directories) left in `dir` by a writer that was killed
+/// before it could clean up; returns how many. For a directory that one build writes at a time,
+/// such as `out/`, at the start of the build.
+pub fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
+    let mut n = 0;
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        if is_temp_name(&e.file_name().to_string_lossy()) {
+            if e.file_type()?.is_dir() {
+                fs::remove_dir_all(e.path())?;
+            } else {
+                fs::remove_file(e.path())?;
+            }
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A file being written in place of `target`; it replaces `target` only on [`AtomicFile::commit`].

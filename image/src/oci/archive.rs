@@ -37,7 +37,7 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
+        .prefix(&format!("{}{file_name}.", pki::atomic::TEMP_PREFIX))
         .suffix(".tmp")
         .tempfile_in(&parent)
         .map_err(OciError::io(&parent))?;
@@ -206,7 +206,7 @@ fn sync_dir(dir: &Path) {
 
 fn write_file_atomic(path: &Path, data: &[u8]) -> Result<(), OciError> {
     let parent = parent_dir(path);
-    let mut tmp = tempfile::NamedTempFile::new_in(&parent).map_err(OciError::io(&parent))?;
+    let mut tmp = tempfile::Builder::new().prefix(pki::atomic::TEMP_PREFIX).tempfile_in(&parent).map_err(OciError::io(&parent))?;
     tmp.write_all(data).map_err(OciError::io(tmp.path()))?;
     readable(tmp.as_file()).map_err(OciError::io(tmp.path()))?;
     tmp.as_file().sync_all().map_err(OciError::io(tmp.path()))?;
