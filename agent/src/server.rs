@@ -22,6 +22,8 @@ pub const MAX_JSON_BODY: u64 = 8 * 1024 * 1024;
 /// Stack of a connection thread (TLS, HTTP, JSON; no deep recursion): keeps 1000+ pending
 /// connections cheap.
 const CONNECTION_STACK: usize = 512 * 1024;
+/// The most of an unread request body skipped to keep the connection; beyond it, close.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 /// Largest upload.
 pub const MAX_UPLOAD: u64 = 16 * 1024 * 1024 * 1024;
 
@@ -288,11 +290,12 @@ impl Agent {
             Ok((route, detail, reply)) => (Some(route), detail, reply),
             Err(e) => (None, String::new(), Err(e)),
         };
-        // Skip what the handler left of the body to find the next request. A client that
-        // asked for 100-continue and got none sends no body at all.
+        // Skip what the handler left of the body to find the next request (and so that a client
+        // still sending, e.g. after a full disk stopped the write, reads the answer instead of a
+        // reset). A client that asked for 100-continue and got none sends no body at all.
         let mut keep_alive = head.keep_alive;
         if !body.continue_pending && body.left > 0 {
-            if body.left <= 1024 * 1024 {
+            if body.left <= DRAIN_LIMIT {
                 io::copy(&mut body, &mut io::sink())?;
             } else {
                 keep_alive = false;

@@ -61,9 +61,17 @@ impl OpError {
     pub fn internal(message: impl Into<String>) -> OpError {
         OpError { status: 500, field: None, message: message.into() }
     }
-    /// An I/O failure on `path`.
+    /// An I/O failure on `path`. A full disk (ENOSPC, EDQUOT) is 507 Insufficient Storage, so a
+    /// client can tell it from a bug; the old file is intact either way (writes are atomic).
     pub fn io(path: &std::path::Path, e: std::io::Error) -> OpError {
-        OpError::internal(format!("{}: {e}", path.display()))
+        match e.raw_os_error() {
+            Some(nix::libc::ENOSPC | nix::libc::EDQUOT) => OpError {
+                status: 507,
+                field: Some("path".into()),
+                message: format!("{}: no space left on the device holding it ({e}); the previous file is unchanged", path.display()),
+            },
+            _ => OpError::internal(format!("{}: {e}", path.display())),
+        }
     }
 
     pub fn body(&self) -> ErrorResponse {
