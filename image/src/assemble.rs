@@ -284,6 +284,7 @@ pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package
             })?;
             let kt = fetch_unpacked(index, &[img.clone()], opts, http)?;
             let kern = kernel::from_package_tree(&kt, &img, &k.modules, epoch)?;
+            kern.check_load(&k.load)?;
             layer_onto(&mut tree, &kern.modules);
             let mut e = Entry::file(kernel::modules_load(&k.load), 0o644);
             e.mtime = epoch;

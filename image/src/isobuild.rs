@@ -111,10 +111,7 @@ pub fn build(
         RootMode::Initramfs => {
             let (comp, level) = match compression {
                 Some(c) => c,
-                None => (
-                    boot.compression.parse::<Compression>().map_err(|_| serr("boot.compression: unknown format"))?,
-                    boot.level,
-                ),
+                None => (boot.compression, boot.level),
             };
             let mut a = assemble(spec, opts)?;
             let init_path = spec.resolve_path(&boot.init);

@@ -12,6 +12,8 @@ pub enum KernelError {
     Package { package: String, message: String },
     #[error("kernel.modules: {pattern:?} matches no module of kernel {version}")]
     NoSuchModule { pattern: String, version: String },
+    #[error("kernel.load: module {module:?} is neither kept by kernel.modules nor built into kernel {version}; add it to kernel.modules")]
+    NotKept { module: String, version: String },
     #[error("depmod failed: {0} (install the kmod package)")]
     Depmod(String),
     #[error("{0}")]
@@ -28,12 +30,28 @@ pub struct Kernel {
     pub kept: BTreeSet<String>,
 }
 
-/// Module name from its file name: `nf_conntrack.ko(.xz|.zst)` -> `nf_conntrack`; `-` -> `_`.
-pub fn module_name(file: &str) -> Option<String> {
-    let base = file.rsplit('/').next()?;
-    let stem = base.strip_suffix(".ko").or_else(|| base.strip_suffix(".ko.xz")).or_else(|| base.strip_suffix(".ko.zst")).or_else(|| base.strip_suffix(".ko.gz"))?;
-    Some(stem.replace('-', "_"))
+impl Kernel {
+    /// Check that every module to load at boot is in the image: kept, or built into the kernel.
+    pub fn check_load(&self, names: &[String]) -> Result<(), KernelError> {
+        let builtin = self
+            .modules
+            .get(&format!("/usr/lib/modules/{}/modules.builtin", self.version))
+            .and_then(|e| e.content())
+            .map(|c| String::from_utf8_lossy(c).lines().filter_map(module_name).collect::<BTreeSet<String>>())
+            .unwrap_or_default();
+        for n in names {
+            let m = n.replace('-', "_");
+            if !self.kept.contains(&m) && !builtin.contains(&m) {
+                return Err(KernelError::NotKept { module: n.clone(), version: self.version.clone() });
+            }
+        }
+        Ok(())
+    }
 }
+
+/// Module name from its file name: `nf_conntrack.ko(.xz|.zst)` -> `nf_conntrack`; `-` -> `_`
+/// (defined once, with the initramfs's `/init`, which reads `modules.dep` the same way).
+pub use minikube_init::module_name;
 
 fn decompressed(path: &str, data: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
@@ -202,6 +220,16 @@ mod tests {
         assert_eq!(module_name("/x/nf_conntrack.ko").as_deref(), Some("nf_conntrack"));
         assert_eq!(module_name("virtio-rng.ko.xz").as_deref(), Some("virtio_rng"));
         assert_eq!(module_name("modules.dep"), None);
+    }
+
+    #[test]
+    fn modules_to_load_must_be_kept_or_built_in() {
+        let mut modules = Tree::new();
+        modules.insert("/usr/lib/modules/6.1.0-9-amd64/modules.builtin", Entry::file(b"kernel/fs/ext4/ext4.ko\n".to_vec(), 0o644));
+        let k = Kernel { version: "6.1.0-9-amd64".into(), bzimage: vec![], modules, kept: ["virtio_blk".to_string()].into() };
+        k.check_load(&["virtio-blk".into(), "ext4".into()]).unwrap();
+        let e = k.check_load(&["virtio_blk".into(), "overlayy".into()]).unwrap_err().to_string();
+        assert!(e.contains("kernel.load") && e.contains("\"overlayy\"") && e.contains("6.1.0-9-amd64"), "{e}");
     }
 
     #[test]

@@ -228,8 +228,7 @@ fn read_meta(dir: &Path, key: &str) -> Option<BaseMeta> {
 }
 
 fn initrd_compression(boot: &BootSection) -> Result<(Compression, Option<i32>), RootImageError> {
-    let c = boot.compression.parse::<Compression>().map_err(|e| RootImageError::Other(format!("boot.compression: {e}")))?;
-    Ok((c, boot.level))
+    Ok((boot.compression, boot.level))
 }
 
 /// The cached part of the initramfs: modules (with depmod's indexes) and the emergency shell.

@@ -209,8 +209,9 @@ pub struct BootSection {
     pub cmdline: String,
     #[serde(default = "default_volume_id")]
     pub volume_id: String,
+    /// The initramfs's compression (the whole root with `root = "initramfs"`).
     #[serde(default = "default_compression")]
-    pub compression: String,
+    pub compression: crate::compress::Compression,
     pub level: Option<i32>,
     /// Packages that provide the bootloader files (not installed into the rootfs).
     #[serde(default = "default_bootloader")]
@@ -263,8 +264,8 @@ fn default_sq_block() -> u32 {
 fn default_volume_id() -> String {
     "MINIKUBE".into()
 }
-fn default_compression() -> String {
-    "zstd".into()
+fn default_compression() -> crate::compress::Compression {
+    crate::compress::Compression::Zstd
 }
 fn default_bootloader() -> Vec<String> {
     vec!["isolinux".into(), "syslinux-common".into()]
@@ -305,11 +306,8 @@ impl Spec {
             }
         }
         if let Some(b) = &self.boot {
-            if !["gzip", "bzip2", "xz", "zstd", "none"].contains(&b.compression.as_str()) {
-                return Err(err(format!(
-                    "boot.compression: unknown format {:?} (gzip, bzip2, xz, zstd, none)",
-                    b.compression
-                )));
+            if let Err(e) = b.compression.level(b.level) {
+                return Err(err(format!("boot.level: {e}")));
             }
             if b.root == RootMode::Squashfs {
                 if b.initrd_modules.is_empty() {

@@ -56,7 +56,7 @@ struct IsoArgs {
     out: PathBuf,
     /// Initramfs compression: gzip, bzip2, xz, zstd or none (default: the spec's).
     #[arg(long)]
-    compression: Option<String>,
+    compression: Option<image::compress::Compression>,
     /// Compression level (default: the spec's, else the format's default).
     #[arg(long)]
     level: Option<i32>,
@@ -266,14 +266,12 @@ fn iso(a: IsoArgs) -> Result<()> {
     let bin = std::fs::read(&bins.agent).with_context(|| format!("read {}", bins.agent.display()))?;
     opts.extra_files.insert("/usr/bin/minikube-agent".into(), (bin, 0o755));
     opts.init_binary = Some(std::fs::read(&bins.init).with_context(|| format!("read {}", bins.init.display()))?);
-    let comp = match &a.compression {
-        None => None,
-        Some(c) => Some((c.parse::<image::compress::Compression>().map_err(|e| anyhow::anyhow!("--compression: {e}"))?, a.level)),
+    // --level alone keeps the spec's format.
+    let comp = match (a.compression, a.level) {
+        (Some(c), level) => Some((c, level)),
+        (None, Some(level)) => Some((spec.boot.as_ref().map(|b| b.compression).unwrap_or(image::compress::Compression::Zstd), Some(level))),
+        (None, None) => None,
     };
-    let comp = comp.or(a.level.map(|l| {
-        let c = spec.boot.as_ref().map(|b| b.compression.clone()).unwrap_or_else(|| "zstd".into());
-        (c.parse().unwrap_or(image::compress::Compression::Zstd), Some(l))
-    }));
     let t = std::time::Instant::now();
     let r = image::isobuild::build(&spec, &opts, comp, a.root.map(Into::into), &a.out)?;
     println!("{}", report_line(&a.out, &r, t.elapsed()));
