@@ -26,6 +26,10 @@ pub mod userdata;
 
 /// The default TCP port.
 pub const DEFAULT_PORT: u16 = 7443;
+/// The console line the agent prints when it serves (followed by its address).
+pub const READY_MARKER: &str = "minikube-agent: ready";
+/// The console line the agent prints when it cannot serve (followed by the reason).
+pub const NOT_SERVING_MARKER: &str = "minikube-agent: not serving";
 /// The agent's state directory on the persistent disk (guest path).
 pub const STATE_DIR: &str = "/var/lib/minikube-agent";
 /// The audit log (guest path).

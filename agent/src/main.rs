@@ -87,7 +87,7 @@ fn serve(common: Common, listen: SocketAddr, trust_dir: Option<PathBuf>) -> anyh
     let (trust, source) = match agent::trust::locate(&root, trust_dir.as_deref(), host.as_ref(), !in_container()) {
         Ok(found) => found,
         Err(e) => {
-            announce(console, &format!("minikube-agent: not serving: {e}"));
+            announce(console, &format!("{}: {e}", agent::NOT_SERVING_MARKER));
             return Ok(ExitCode::from(NO_TRUST));
         }
     };
@@ -95,14 +95,14 @@ fn serve(common: Common, listen: SocketAddr, trust_dir: Option<PathBuf>) -> anyh
     let tls = match agent::tls::server_config(&trust.ca_pem, &trust.identity) {
         Ok(t) => t,
         Err(e) => {
-            announce(console, &format!("minikube-agent: not serving: trust material from {source}: {e}"));
+            announce(console, &format!("{}: trust material from {source}: {e}", agent::NOT_SERVING_MARKER));
             return Ok(ExitCode::from(NO_TRUST));
         }
     };
     let audit = agent::audit::AuditLog::open(&root.host(agent::AUDIT_LOG))?;
     let node = agent::ops::Node::new(root, host);
     let server = agent::server::Server::bind(listen, tls, Arc::new(agent::server::Agent::new(node, Some(audit))))?;
-    announce(console, &format!("minikube-agent: ready {}", server.local_addr()?));
+    announce(console, &format!("{} {}", agent::READY_MARKER, server.local_addr()?));
     server.run()?;
     Ok(ExitCode::SUCCESS)
 }

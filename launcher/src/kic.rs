@@ -33,14 +33,8 @@ use std::time::{Duration, Instant};
 
 /// Where the image's agent unit expects the trust material (see kicbase/overlay).
 pub const TRUST_MOUNT: &str = "/etc/minikube-agent/trust";
-/// The agent's port inside the container.
-pub const AGENT_PORT: u16 = 7443;
-/// Ports minikube publishes (SSH, docker TLS, API server, registry, ingress) plus the agent.
-pub const DEFAULT_PORTS: &[u16] = &[22, 2376, 8443, 5000, 32443, AGENT_PORT];
-/// The line the agent writes to the console when it serves.
-pub const READY_MARKER: &str = "minikube-agent: ready";
-/// The line the agent writes when it cannot serve.
-pub const NOT_SERVING_MARKER: &str = "minikube-agent: not serving";
+/// Ports minikube publishes (SSH, docker TLS, API server, registry, ingress) plus the agent's.
+pub const DEFAULT_PORTS: &[u16] = &[22, 2376, 8443, 5000, 32443, agent::DEFAULT_PORT];
 
 #[derive(Debug, thiserror::Error)]
 pub enum KicError {
@@ -556,7 +550,7 @@ impl Kic {
 
     /// How many times the agent said it was ready (across restarts, logs accumulate).
     pub fn ready_count(&self) -> Result<usize, KicError> {
-        Ok(self.logs()?.matches(READY_MARKER).count())
+        Ok(self.logs()?.matches(agent::READY_MARKER).count())
     }
 
     /// Wait until the agent's ready line appears in the logs for the first time (after
@@ -571,12 +565,12 @@ impl Kic {
         let start = Instant::now();
         loop {
             let logs = self.logs()?;
-            if logs.matches(READY_MARKER).count() > seen {
+            if logs.matches(agent::READY_MARKER).count() > seen {
                 tracing::info!(name = %self.name, secs = start.elapsed().as_secs_f64(), "agent ready");
                 return Ok(start.elapsed());
             }
             let fail = |message: String| KicError::NotReady { name: self.name.clone(), message, log_tail: tail(&logs, 40) };
-            if logs.matches(NOT_SERVING_MARKER).count() > 0 && logs.rfind(NOT_SERVING_MARKER) > logs.rfind(READY_MARKER) {
+            if logs.matches(agent::NOT_SERVING_MARKER).count() > 0 && logs.rfind(agent::NOT_SERVING_MARKER) > logs.rfind(agent::READY_MARKER) {
                 return Err(fail("the agent cannot serve".into()));
             }
             let state = self.state()?;
@@ -584,7 +578,7 @@ impl Kic {
                 return Err(fail(format!("container is {state}")));
             }
             if start.elapsed() > timeout {
-                return Err(fail(format!("no `{READY_MARKER}` line after {timeout:?}")));
+                return Err(fail(format!("no `{}` line after {timeout:?}", agent::READY_MARKER)));
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -598,7 +592,7 @@ impl Kic {
 
     /// The agent's address on the host: 127.0.0.1 and the port published for 7443.
     pub fn agent_addr(&self) -> Result<SocketAddr, KicError> {
-        Ok(SocketAddr::from(([127, 0, 0, 1], self.host_port(AGENT_PORT)?)))
+        Ok(SocketAddr::from(([127, 0, 0, 1], self.host_port(agent::DEFAULT_PORT)?)))
     }
 
     /// Stop (the image's STOPSIGNAL, SIGRTMIN+3, lets systemd shut down cleanly).

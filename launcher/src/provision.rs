@@ -192,7 +192,7 @@ pub fn connect(state: &MachineState, certs: &certs::ProfileCerts) -> Result<Clie
 pub fn connect_existing(home: &Home, m: &MachineDir) -> anyhow::Result<Client> {
     let mut state = m.load()?;
     if let Some(node) = driver::container(m, state.driver) {
-        state.ports.agent = node.host_port(kic::AGENT_PORT)?;
+        state.ports.agent = node.host_port(agent::DEFAULT_PORT)?;
     }
     let ca = std::fs::read_to_string(home.shared_certs().join("agent-ca.crt"))?;
     let id = pki::Identity::load(&m.certs_dir().join("launcher.crt"), &m.certs_dir().join("launcher.key"))?;
@@ -473,7 +473,7 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
         }
     };
     let published = || -> Result<(Ports, String), kic::KicError> {
-        let ports = Ports { agent: node.host_port(kic::AGENT_PORT)?, apiserver: node.host_port(KIC_APISERVER_PORT)?, ssh: node.host_port(KIC_SSH_PORT)? };
+        let ports = Ports { agent: node.host_port(agent::DEFAULT_PORT)?, apiserver: node.host_port(KIC_APISERVER_PORT)?, ssh: node.host_port(KIC_SSH_PORT)? };
         Ok((ports, node.ip()?))
     };
     (state.ports, state.node_ip) = match published() {
@@ -603,7 +603,7 @@ fn provision(m: &MachineDir, up: Up, rep: &mut Reporter) -> Result<MachineState,
 
 /// The console's `minikube-agent: ready` line, if the current boot printed one.
 pub fn agent_ready_line(m: &MachineDir) -> Option<String> {
-    qemu::find_line(&m.console_log(), "minikube-agent: ready")
+    qemu::find_line(&m.console_log(), agent::READY_MARKER)
 }
 
 #[cfg(test)]
