@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub enum AptError {
     #[error("no apt source for suite {suite:?} in {searched}; pass --mirror URL")]
     NoMirror { suite: String, searched: String },
+    #[error("apt sources {path}: {message}; fix the file or pass --mirror URL")]
+    Sources { path: PathBuf, message: String },
     #[error(transparent)]
     Fetch(#[from] FetchError),
     #[error("Release file {url}: signature check failed: {message}")]
@@ -31,8 +33,9 @@ pub struct Source {
 }
 
 /// Parse apt sources under `root` (normally "/"): `etc/apt/sources.list`, and
-/// `etc/apt/sources.list.d/*.list` (one-line style) and `*.sources` (deb822 style).
-pub fn read_sources(root: &Path) -> Vec<Source> {
+/// `etc/apt/sources.list.d/*.list` (one-line style) and `*.sources` (deb822 style). A file
+/// that cannot be read or parsed is an error naming it, never skipped.
+pub fn read_sources(root: &Path) -> Result<Vec<Source>, AptError> {
     let mut out = Vec::new();
     let etc = root.join("etc/apt");
     if let Ok(t) = std::fs::read_to_string(etc.join("sources.list")) {
@@ -43,14 +46,17 @@ pub fn read_sources(root: &Path) -> Vec<Source> {
         .unwrap_or_default();
     files.sort();
     for f in files {
-        let Ok(t) = std::fs::read_to_string(&f) else { continue };
-        match f.extension().and_then(|e| e.to_str()) {
+        let ext = f.extension().and_then(|e| e.to_str());
+        if !matches!(ext, Some("list" | "sources")) {
+            continue;
+        }
+        let t = std::fs::read_to_string(&f).map_err(|e| AptError::Sources { path: f.clone(), message: e.to_string() })?;
+        match ext {
             Some("list") => out.extend(parse_one_line_sources(&t)),
-            Some("sources") => out.extend(parse_deb822_sources(&t)),
-            _ => {}
+            _ => out.extend(parse_deb822_sources(&t).map_err(|message| AptError::Sources { path: f.clone(), message })?),
         }
     }
-    out
+    Ok(out)
 }
 
 pub fn parse_one_line_sources(text: &str) -> Vec<Source> {
@@ -89,9 +95,9 @@ pub fn parse_one_line_sources(text: &str) -> Vec<Source> {
     out
 }
 
-pub fn parse_deb822_sources(text: &str) -> Vec<Source> {
+pub fn parse_deb822_sources(text: &str) -> Result<Vec<Source>, String> {
     let mut out = Vec::new();
-    let Ok(doc) = text.parse::<deb822_fast::Deb822>() else { return out };
+    let doc = text.parse::<deb822_fast::Deb822>().map_err(|e| format!("not deb822: {e}"))?;
     for p in doc.iter() {
         let types = p.get("Types").unwrap_or("");
         if !types.split_whitespace().any(|t| t == "deb") {
@@ -113,7 +119,7 @@ pub fn parse_deb822_sources(text: &str) -> Vec<Source> {
             });
         }
     }
-    out
+    Ok(out)
 }
 
 /// The mirror serving `suite`, from the machine's apt sources.
@@ -387,7 +393,7 @@ impl ArchiveConfig {
     /// Mirror from `mirror` or else the machine's apt sources; keyring from the source's
     /// Signed-By or the Debian archive keyring when present.
     pub fn from_machine(mirror: Option<&str>, suite: &str, arch: &str, components: &[String]) -> Result<Self, AptError> {
-        let sources = read_sources(Path::new("/"));
+        let sources = read_sources(Path::new("/"))?;
         let (mirror, signed_by) = match mirror {
             Some(m) => (m.trim_end_matches('/').to_string(), None),
             None => {
@@ -547,7 +553,7 @@ mod tests {
         assert_eq!(s[0].suites, ["bookworm"]);
         assert_eq!(s[0].signed_by.as_deref(), Some(Path::new("/k.gpg")));
         let d = "Types: deb\nURIs: http://a/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/k.gpg\n\nTypes: deb-src\nURIs: http://b\nSuites: x\n";
-        let s = parse_deb822_sources(d);
+        let s = parse_deb822_sources(d).unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(find_mirror(&s, "bookworm-updates").unwrap().uri, "http://a/debian");
         assert!(find_mirror(&s, "trixie").is_none());

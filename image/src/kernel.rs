@@ -69,18 +69,20 @@ fn decompressed(path: &str, data: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// `key=value` strings of a module's `.modinfo` section.
-pub fn modinfo(ko: &[u8]) -> Vec<(String, String)> {
+/// A module that cannot be read is an error (its dependencies would be missed), not an empty list.
+pub fn modinfo(ko: &[u8]) -> Result<Vec<(String, String)>, String> {
     use object::{Object, ObjectSection};
-    let Ok(obj) = object::File::parse(ko) else { return vec![] };
-    let Some(sec) = obj.section_by_name(".modinfo") else { return vec![] };
-    let Ok(data) = sec.data() else { return vec![] };
-    data.split(|b| *b == 0)
+    let obj = object::File::parse(ko).map_err(|e| format!("not an ELF object: {e}"))?;
+    let sec = obj.section_by_name(".modinfo").ok_or("no .modinfo section")?;
+    let data = sec.data().map_err(|e| format!(".modinfo: {e}"))?;
+    Ok(data
+        .split(|b| *b == 0)
         .filter(|s| !s.is_empty())
         .filter_map(|s| {
             let s = String::from_utf8_lossy(s);
             s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
         })
-        .collect()
+        .collect())
 }
 
 /// Dependencies (hard and soft) of a module, from its modinfo.
@@ -142,7 +144,8 @@ pub fn from_package_tree(pkg: &Tree, package: &str, patterns: &[String], epoch: 
         }
         let (path, raw) = &all[&n];
         let ko = decompressed(path, raw)?;
-        for d in deps_of(&modinfo(&ko)) {
+        let info = modinfo(&ko).map_err(|m| perr(format!("module {path}: {m}")))?;
+        for d in deps_of(&info) {
             if all.contains_key(&d) && !kept.contains(&d) {
                 want.push(d);
             }

@@ -97,10 +97,16 @@ impl Accounts {
             if f.len() < 7 {
                 continue;
             }
+            let id = |v: &str, what: &str| {
+                v.parse::<u32>().map_err(|_| SystemError::Bad {
+                    path: "/usr/share/base-passwd/passwd.master".into(),
+                    message: format!("user {:?}: {what} {v:?} is not a number", f[0]),
+                })
+            };
             a.users.push(PwEntry {
                 name: f[0].into(),
-                uid: f[2].parse().unwrap_or(65534),
-                gid: f[3].parse().unwrap_or(65534),
+                uid: id(f[2], "uid")?,
+                gid: id(f[3], "gid")?,
                 gecos: f[4].into(),
                 home: f[5].into(),
                 shell: f[6].into(),
@@ -112,7 +118,11 @@ impl Accounts {
             if f.len() < 3 {
                 continue;
             }
-            a.groups.push(GrEntry { name: f[0].into(), gid: f[2].parse().unwrap_or(65534), members: vec![] });
+            let gid = f[2].parse::<u32>().map_err(|_| SystemError::Bad {
+                path: "/usr/share/base-passwd/group.master".into(),
+                message: format!("group {:?}: gid {:?} is not a number", f[0], f[2]),
+            })?;
+            a.groups.push(GrEntry { name: f[0].into(), gid, members: vec![] });
         }
         Ok(a)
     }

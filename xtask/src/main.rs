@@ -197,11 +197,18 @@ pub fn source_date_epoch() -> Result<u64> {
     if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
         return v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
     }
-    let out = std::process::Command::new("git").args(["log", "-1", "--format=%ct"]).output();
-    match out {
-        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)),
-        _ => Ok(0),
-    }
+    // The last commit's time; without git or a commit, say so rather than build with epoch 0.
+    let o = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .output()
+        .context("SOURCE_DATE_EPOCH is not set and git could not be run to read the last commit's time")?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    anyhow::ensure!(
+        o.status.success(),
+        "SOURCE_DATE_EPOCH is not set and `git log -1` failed ({}): set SOURCE_DATE_EPOCH",
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+    text.trim().parse().with_context(|| format!("`git log -1 --format=%ct` printed {text:?}, not a time: set SOURCE_DATE_EPOCH"))
 }
 
 pub fn git_commit() -> String {
