@@ -194,7 +194,8 @@ impl Tree {
         }
         n
     }
-    /// Remove entries whose key matches `pred`, together with their subtrees.
+    /// Keep only the entries for which `keep` is true (the root always stays). Children of a
+    /// removed directory are not removed with it: `keep` sees every path on its own.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &Entry) -> bool) {
         self.entries.retain(|k, e| k == "/" || keep(k, e));
         let entries = &self.entries;

@@ -180,9 +180,11 @@ pub struct SystemdSection {
 pub struct KernelSection {
     /// The package that brings the kernel (a metapackage is followed to its image package).
     pub package: String,
-    /// Modules to keep (names or `*` globs); their dependencies are kept too.
+    /// Modules to keep (names or `*` globs, `-` and `_` alike); their `depends` and `softdep`
+    /// modules are kept too. A pattern that matches nothing kept or built in is a build error.
     pub modules: Vec<String>,
-    /// Modules loaded at boot (modules-load.d).
+    /// Modules loaded at boot (written to modules-load.d); each must be kept by `modules` or
+    /// built into the kernel, else the build fails naming it.
     #[serde(default)]
     pub load: Vec<String>,
 }
