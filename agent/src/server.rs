@@ -185,16 +185,18 @@ pub struct Agent {
 
 /// What a handler answered.
 enum Reply {
-    Json(u16, Vec<u8>, Option<bool>),
-    File(std::fs::File, u64),
+    /// A JSON body; `changed` is what a mutating operation reports (for the audit log).
+    Json { status: u16, body: Vec<u8>, changed: Option<bool> },
+    /// A file streamed as the body.
+    File { file: std::fs::File, len: u64 },
 }
 
 fn json<T: Serialize>(v: &T) -> Reply {
-    Reply::Json(200, serde_json::to_vec(v).expect("serialisable"), None)
+    Reply::Json { status: 200, body: serde_json::to_vec(v).expect("serialisable"), changed: None }
 }
 
 fn changed<T: Serialize>(v: &T, changed: bool) -> Reply {
-    Reply::Json(200, serde_json::to_vec(v).expect("serialisable"), Some(changed))
+    Reply::Json { status: 200, body: serde_json::to_vec(v).expect("serialisable"), changed: Some(changed) }
 }
 
 impl Agent {
@@ -235,7 +237,7 @@ impl Agent {
             }
             (Route::Download { path }, _) => {
                 let (f, len) = ops::files::open_download(node, path)?;
-                Reply::File(f, len)
+                Reply::File { file: f, len }
             }
             _ => return Err(OpError::internal("request body does not match the route")),
         })
@@ -302,8 +304,8 @@ impl Agent {
             }
         }
         let (status, changed) = match &reply {
-            Ok(Reply::Json(s, _, c)) => (*s, *c),
-            Ok(Reply::File(..)) => (200, None),
+            Ok(Reply::Json { status, changed, .. }) => (*status, *changed),
+            Ok(Reply::File { .. }) => (200, None),
             Err(e) => (e.status, None),
         };
         if let (Some(audit), Some(route)) = (&self.audit, &route) {
@@ -313,8 +315,8 @@ impl Agent {
         }
         let out = reader.get_mut();
         match reply {
-            Ok(Reply::Json(s, body, _)) => write_json(out, s, &body, keep_alive)?,
-            Ok(Reply::File(mut f, len)) => {
+            Ok(Reply::Json { status, body, .. }) => write_json(out, status, &body, keep_alive)?,
+            Ok(Reply::File { file: mut f, len }) => {
                 http::write_response_head(out, 200, "application/octet-stream", len, keep_alive)?;
                 let copied = io::copy(&mut (&mut f).take(len), out)?;
                 if copied != len {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kic::{self, Engine, Kic, KicError};
+use crate::kic::{self, ContainerState, Engine, Kic, KicError};
 use crate::machine::{self, MachineError, Status};
 use crate::state::{MachineDir, StateError};
 
@@ -99,9 +99,9 @@ pub fn container(m: &MachineDir, driver: Driver) -> Option<Kic> {
 
 /// Map a container state to a machine status: `running` runs; anything else, or no container
 /// at all (the next `start` creates it again), is stopped.
-pub fn container_status(state: Option<&str>) -> Status {
+pub fn container_status(state: Option<&ContainerState>) -> Status {
     match state {
-        Some("running") => Status::Running,
+        Some(ContainerState::Running) => Status::Running,
         _ => Status::Stopped,
     }
 }
@@ -114,7 +114,7 @@ pub fn status(m: &MachineDir) -> Status {
     match recorded(m).and_then(|d| container(m, d)) {
         None => machine::status(m),
         Some(k) => match k.find_state() {
-            Ok(s) => container_status(s.as_deref()),
+            Ok(s) => container_status(s.as_ref()),
             Err(e) => {
                 tracing::warn!("{e}");
                 Status::Stopped
@@ -130,7 +130,7 @@ pub fn stop(m: &MachineDir, timeout: Duration) -> Result<Option<bool>, DriverErr
     match container(m, driver) {
         None => Ok(machine::stop(m, timeout)?),
         Some(k) => {
-            if k.find_state()?.as_deref() != Some("running") {
+            if k.find_state()? != Some(ContainerState::Running) {
                 return Ok(None);
             }
             k.stop_within(timeout)?;
@@ -188,8 +188,10 @@ mod tests {
 
     #[test]
     fn container_states_map_to_status() {
-        assert_eq!(container_status(Some("running")), Status::Running);
+        assert_eq!(container_status(Some(&ContainerState::parse("running"))), Status::Running);
         for s in [Some("exited"), Some("created"), Some("stopped"), None] {
+            let s = s.map(ContainerState::parse);
+            let s = s.as_ref();
             assert_eq!(container_status(s), Status::Stopped, "{s:?}");
         }
     }

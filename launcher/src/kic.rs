@@ -449,8 +449,41 @@ pub struct Kic {
     pub name: String,
 }
 
-/// `running`, `exited`, ... as the engine reports it.
-pub type ContainerState = String;
+/// A container's state as the engine reports it (`inspect --format {{.State.Status}}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    Running,
+    /// Created or configured, not started yet (it may be starting).
+    Created,
+    Exited,
+    Paused,
+    /// Anything else the engine says (`stopped`, `dead`, `removing`...), kept for messages.
+    Other(String),
+}
+
+impl ContainerState {
+    pub fn parse(s: &str) -> ContainerState {
+        match s.trim() {
+            "running" => ContainerState::Running,
+            "created" | "configured" | "initialized" => ContainerState::Created,
+            "exited" => ContainerState::Exited,
+            "paused" => ContainerState::Paused,
+            other => ContainerState::Other(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContainerState::Running => "running",
+            ContainerState::Created => "created",
+            ContainerState::Exited => "exited",
+            ContainerState::Paused => "paused",
+            ContainerState::Other(s) => s,
+        })
+    }
+}
 
 impl Kic {
     /// Create the volume and start the container (nothing is waited for: see [`Kic::wait_ready`]).
@@ -517,7 +550,7 @@ impl Kic {
 
     /// `running`, `exited`, `created`... (`inspect --format {{.State.Status}}`).
     pub fn state(&self) -> Result<ContainerState, KicError> {
-        Ok(self.engine.run(&self.args(&["inspect", "--format", "{{.State.Status}}", &self.name]))?.trim().to_string())
+        Ok(ContainerState::parse(&self.engine.run(&self.args(&["inspect", "--format", "{{.State.Status}}", &self.name]))?))
     }
 
     /// The container's state, None when there is no such container.
@@ -533,10 +566,10 @@ impl Kic {
     /// init could not start).
     pub fn check_running(&self) -> Result<(), KicError> {
         match self.find_state()? {
-            Some(s) if s == "running" => Ok(()),
+            Some(ContainerState::Running) => Ok(()),
             other => Err(KicError::NotReady {
                 name: self.name.clone(),
-                message: format!("container is {}", other.as_deref().unwrap_or("gone")),
+                message: format!("container is {}", other.map_or("gone".to_string(), |s| s.to_string())),
                 log_tail: self.logs().map(|l| tail(&l, 40)).unwrap_or_else(|e| e.to_string()),
             }),
         }
@@ -574,7 +607,7 @@ impl Kic {
                 return Err(fail("the agent cannot serve".into()));
             }
             let state = self.state()?;
-            if state != "running" && state != "created" && state != "configured" {
+            if !matches!(state, ContainerState::Running | ContainerState::Created) {
                 return Err(fail(format!("container is {state}")));
             }
             if start.elapsed() > timeout {

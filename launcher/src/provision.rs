@@ -410,7 +410,7 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
     // machine: state, certificates.
     let t = Instant::now();
     let container = node.find_state()?;
-    let running = container.as_deref() == Some("running");
+    let running = container == Some(kic::ContainerState::Running);
     let (mut state, existed) = recorded_or_new(m, opts, running, || {
         Ok(MachineState {
             oci_runtime: opts.oci_runtime.clone().or_else(|| kic::default_oci_runtime(&engine)),
@@ -452,8 +452,8 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
 
     // boot: create or start the container; the engine chose ports and address.
     let t = Instant::now();
-    let (seen, what) = match container.as_deref() {
-        Some("running") => (0, "already running".to_string()),
+    let (seen, what) = match &container {
+        Some(kic::ContainerState::Running) => (0, "already running".to_string()),
         Some(other) => {
             let seen = node.ready_count()?;
             node.start()?;
@@ -501,7 +501,7 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
     // agent: its ready line in the logs, then an answer through the published port.
     let t = Instant::now();
     node.wait_ready_after(seen, opts.agent_timeout)?;
-    let alive = || node.find_state().ok().flatten().as_deref() == Some("running");
+    let alive = || node.find_state().ok().flatten() == Some(kic::ContainerState::Running);
     let (client, detail) = match poll_agent(&state, &pc, KIC_CONNECT_TIMEOUT, alive) {
         Ok(v) => v,
         Err((last_error, _)) => {
