@@ -163,7 +163,7 @@ fn kicbase_runs_under_podman_and_provisions_containerd() {
     c.upload_bytes("/var/lib/minikube/kic-e2e-marker", b"kept\n", 0o644, None).unwrap();
     drop(c);
     node.stop().unwrap();
-    assert_eq!(node.state().unwrap(), "exited");
+    assert_eq!(node.state().unwrap(), launcher::kic::ContainerState::Exited);
     let again = node.start_and_wait(Duration::from_secs(240)).unwrap();
     eprintln!("FIGURE restart to agent ready: {:.1} s", again.as_secs_f64());
     let mut c = connect(&node, &ca, &client_id);
