@@ -3,55 +3,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use common::{command, spawn};
+
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use agent::api::Upload;
 use agent::client::Client;
-
-struct AgentProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn command(root: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_minikube-agent"));
-    cmd.arg("serve")
-        .arg("--root")
-        .arg(root)
-        .args(["--listen", "127.0.0.1:0", "--console", "/dev/null", "--no-host-commands"])
-        .args(extra)
-        .env_remove("container")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    cmd
-}
-
-/// Start the agent and wait for its `ready` line.
-fn spawn(root: &Path, extra: &[&str]) -> AgentProcess {
-    let mut child = command(root, extra).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("minikube-agent: ready ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    AgentProcess { child, addr }
-}
 
 fn write_trust(dir: &Path, p: &common::Pki, raw_subdir: bool) {
     for (name, pem) in [("ca.crt", p.ca.cert_pem()), ("agent.crt", p.server.cert_pem.as_str()), ("agent.key", p.server.key_pem.as_str())] {

@@ -4,44 +4,18 @@
 
 mod common;
 
+use common::AgentProcess;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use agent::api::*;
 use agent::client::Client;
 
-struct AgentProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn(root: &Path, trust: &Path) -> AgentProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_minikube-agent"))
-        .arg("serve")
-        .arg("--root")
-        .arg(root)
-        .args(["--listen", "127.0.0.1:0", "--console", "/dev/null", "--no-host-commands", "--trust-dir"])
-        .arg(trust)
-        .env_remove("container")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("minikube-agent: ready ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).parse().unwrap();
-    AgentProcess { child, addr }
+    common::spawn(root, &["--trust-dir", trust.to_str().unwrap()])
 }
 
 /// Every file and symlink under `root` (what the agent manages), without its own bookkeeping

@@ -2,7 +2,9 @@
 //! a temporary --root, with the recording host double.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command, Stdio};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -91,3 +93,45 @@ pub fn refusal<T: std::fmt::Debug>(r: Result<T, agent::client::ClientError>) -> 
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// The built `minikube-agent` binary running as a child process (killed when dropped).
+pub struct AgentProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `minikube-agent serve` against `root` on a random loopback port, host commands recorded.
+pub fn command(root: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_minikube-agent"));
+    cmd.arg("serve")
+        .arg("--root")
+        .arg(root)
+        .args(["--listen", "127.0.0.1:0", "--console", "/dev/null", "--no-host-commands"])
+        .args(extra)
+        .env_remove("container")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Start the agent and wait for its `ready` line.
+pub fn spawn(root: &Path, extra: &[&str]) -> AgentProcess {
+    let mut child = command(root, extra).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("minikube-agent: ready ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    AgentProcess { child, addr }
+}
+
