@@ -2,7 +2,7 @@
 //! node from the ISO with containerd, log in over SSH with the profile's key, import and run an
 //! OCI image we build, stop, start again (image, kubelet binary and the agent's trust survived
 //! on the data disk), switch the node to docker through `start` and run the image there too,
-//! then delete.
+//! kill qemu in the middle of provisioning and recover with the next `start`, then delete.
 //!
 //! Needs qemu-system-x86, qemu-utils and the ISO (`cargo xtask iso`, or `MINIKUBE_ISO`).
 
@@ -76,6 +76,33 @@ fn start(home: &Home, opts: &StartOptions) -> Vec<StepEvent> {
 
 fn secs(events: &[StepEvent], step: &str) -> f64 {
     events.iter().find(|e| e.step == step).map_or(0.0, |e| e.seconds)
+}
+
+/// The reporter's output, which kills qemu (SIGKILL, by its pidfile) once a step's line shows:
+/// a crash in the middle of provisioning.
+struct KillQemuAfter {
+    step: &'static str,
+    pidfile: std::path::PathBuf,
+    seen: String,
+    killed: bool,
+}
+
+impl std::io::Write for KillQemuAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.seen.push_str(&String::from_utf8_lossy(buf));
+        std::io::stderr().write_all(buf)?;
+        if !self.killed && self.seen.lines().any(|l| l.starts_with(self.step)) {
+            let pid = std::fs::read_to_string(&self.pidfile).unwrap_or_default();
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                self.killed = true;
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Deletes the machine even when the test fails.
@@ -189,7 +216,23 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let again = start(&home, &opts);
     assert!(again.iter().all(|e| !e.changed), "a second docker start changes nothing: {again:?}");
 
-    // 6. Delete removes the VM and its state.
+    // 6. qemu killed (SIGKILL) in the middle of provisioning, after the certs step: that start
+    //    fails, and the next one recovers the profile without `delete`.
+    drop(c);
+    assert!(machine::stop(&m, Duration::from_secs(120)).unwrap().is_some());
+    opts.runtime = Runtime::Containerd;
+    let killer = KillQemuAfter { step: "certs", pidfile: m.pidfile(), seen: String::new(), killed: false };
+    let mut rep = Reporter::new(Output::Text, Box::new(killer));
+    let crashed = provision::start(&home, &opts, &mut rep);
+    assert!(crashed.is_err(), "qemu was killed during provisioning, yet start succeeded");
+    let recovered = start(&home, &opts);
+    assert!(recovered.iter().any(|e| e.step == "runtime" && e.changed), "{recovered:?}");
+    let mut c = provision::connect_existing(&home, &m).unwrap();
+    assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);
+    let out = exec(&mut c, &["ctr", "-n", "k8s.io", "run", "--rm", &reference, "e2e-hello-run3", "/hello"]);
+    assert_eq!(out.trim(), GREETING);
+
+    // 7. Delete removes the VM and its state.
     drop(c);
     assert!(machine::delete(&m, Duration::from_secs(60)).unwrap());
     assert_eq!(machine::status(&m), Status::Nonexistent);
