@@ -292,6 +292,9 @@ pub fn load_modules(host: &dyn Host, modules: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The SSH host keys made at first boot: (type, file in /etc/ssh).
+pub const HOST_KEYS: [(&str, &str); 2] = [("ed25519", "ssh_host_ed25519_key"), ("ecdsa", "ssh_host_ecdsa_key")];
+
 /// Generate missing SSH host keys (never shipped in the image).
 pub fn ssh_host_keys(root: &GuestRoot, host: &dyn Host) -> Result<bool, BootError> {
     let ssh = root.host("/etc/ssh");
@@ -305,10 +308,12 @@ pub fn ssh_host_keys(root: &GuestRoot, host: &dyn Host) -> Result<bool, BootErro
     if has_keys {
         return Ok(false);
     }
-    if root.dir() == Path::new("/") {
-        run_ok(host, &["ssh-keygen", "-A"], None, Duration::from_secs(120))?;
-    } else {
-        run_ok(host, &["ssh-keygen", "-A", "-f", &root.dir().to_string_lossy()], None, Duration::from_secs(120))?;
+    // Ed25519 and ECDSA only: an RSA key takes seconds to generate under emulation (TCG), on the
+    // path to the agent answering, and every client we serve (OpenSSH, Go's x/crypto/ssh) takes
+    // an Ed25519 host key.
+    for (kind, file) in HOST_KEYS {
+        let path = ssh.join(file);
+        run_ok(host, &["ssh-keygen", "-q", "-N", "", "-t", kind, "-f", &path.to_string_lossy()], None, Duration::from_secs(120))?;
     }
     Ok(true)
 }

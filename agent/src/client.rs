@@ -51,6 +51,9 @@ pub struct Client {
     timeout: Duration,
 }
 
+/// Read/write limit of a request on an established connection.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
 impl Client {
     /// Connect to the agent at `addr`, whose certificate must be valid for `server_name` (an IP
     /// address or DNS name) and issued by `ca_pem`; authenticate with `identity`.
@@ -60,8 +63,21 @@ impl Client {
 
     /// Connect with a prepared rustls configuration.
     pub fn with_config(addr: SocketAddr, server_name: &str, config: Arc<ClientConfig>) -> Result<Client, ClientError> {
+        Client::with_config_timeout(addr, server_name, config, DEFAULT_TIMEOUT)
+    }
+
+    /// Connect, giving the connection and the handshake at most `timeout` per read or write (a
+    /// probe of an agent that may not listen yet should not wait on a stalled connection), then
+    /// use the default timeout for requests.
+    pub fn connect_within(addr: SocketAddr, server_name: &str, ca_pem: &str, identity: &pki::Identity, timeout: Duration) -> Result<Client, ClientError> {
+        let mut c = Client::with_config_timeout(addr, server_name, crate::tls::client_config(ca_pem, identity)?, timeout)?;
+        c.set_timeout(DEFAULT_TIMEOUT);
+        Ok(c)
+    }
+
+    fn with_config_timeout(addr: SocketAddr, server_name: &str, config: Arc<ClientConfig>, timeout: Duration) -> Result<Client, ClientError> {
         let server_name = ServerName::try_from(server_name.to_string()).map_err(|_| ClientError::ServerName(server_name.to_string()))?;
-        let mut c = Client { addr, server_name, config, conn: None, timeout: Duration::from_secs(600) };
+        let mut c = Client { addr, server_name, config, conn: None, timeout };
         c.connection()?;
         Ok(c)
     }
@@ -69,7 +85,13 @@ impl Client {
     /// Limit for each read and write on the socket (default 600 s).
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
-        self.conn = None;
+        let applied = self.conn.as_ref().is_some_and(|c| {
+            let sock = &c.get_ref().sock;
+            sock.set_read_timeout(Some(timeout)).is_ok() && sock.set_write_timeout(Some(timeout)).is_ok()
+        });
+        if !applied {
+            self.conn = None;
+        }
     }
 
     fn io(&self, source: io::Error) -> ClientError {
@@ -78,7 +100,7 @@ impl Client {
 
     fn connection(&mut self) -> Result<&mut Conn, ClientError> {
         if self.conn.is_none() {
-            let mut sock = TcpStream::connect_timeout(&self.addr, Duration::from_secs(30)).map_err(|e| self.io(e))?;
+            let mut sock = TcpStream::connect_timeout(&self.addr, self.timeout.min(Duration::from_secs(30))).map_err(|e| self.io(e))?;
             sock.set_nodelay(true).map_err(|e| self.io(e))?;
             sock.set_read_timeout(Some(self.timeout)).map_err(|e| self.io(e))?;
             sock.set_write_timeout(Some(self.timeout)).map_err(|e| self.io(e))?;

@@ -99,7 +99,10 @@ fn magic_disk_is_formatted_and_its_userdata_installed() {
         assert!(cmds.contains(&bind), "missing {bind}");
     }
     assert!(cmds.contains(&"modprobe br_netfilter".to_string()) && cmds.contains(&"modprobe overlay".to_string()));
-    assert!(cmds.contains(&format!("ssh-keygen -A -f {}", d.path().display())));
+    for (kind, file) in boot::HOST_KEYS {
+        let keygen = format!("ssh-keygen -q -N  -t {kind} -f {}", d.path().join("etc/ssh").join(file).display());
+        assert!(cmds.iter().any(|c| c.starts_with("ssh-keygen") && c.contains(&format!("-t {kind} ")) && c.ends_with(file)), "missing {keygen}: {cmds:?}");
+    }
     assert!(report.ssh_keys_generated);
     assert_eq!(report.userdata_files_changed, 4);
     // userdata: authorized_keys for docker, trust for the agent.

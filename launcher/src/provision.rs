@@ -199,12 +199,18 @@ pub fn connect_existing(home: &Home, m: &MachineDir) -> anyhow::Result<Client> {
     Ok(Client::connect(state.agent_addr(), "127.0.0.1", &ca, &id)?)
 }
 
+/// How long one attempt to reach a booting agent may wait.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Poll the agent until it answers `info`, `alive()` turns false, or `timeout` passes. The
 /// error is the last connection error and whether the node was still alive.
 pub fn poll_agent(state: &MachineState, certs: &certs::ProfileCerts, timeout: Duration, alive: impl Fn() -> bool) -> Result<(Client, String), (String, bool)> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last_error = match connect(state, certs).and_then(|mut c| c.info().map(|i| (c, i))) {
+        // A short limit per attempt: a connection made before the guest's network is up can sit
+        // in SYN retransmission for many seconds after the agent listens; a new one will not.
+        let probe = Client::connect_within(state.agent_addr(), "127.0.0.1", &certs.agent_ca_pem, &certs.launcher, PROBE_TIMEOUT);
+        let last_error = match probe.and_then(|mut c| c.info().map(|i| (c, i))) {
             Ok((c, info)) => return Ok((c, format!("agent {} on {} ({})", info.agent_version, info.kernel, info.os.unwrap_or_default()))),
             Err(e) => e.to_string(),
         };
