@@ -2,6 +2,7 @@
 //! disk, state), boot it detached, tell whether it runs, stop it, delete it. Stale pidfiles and
 //! QMP sockets left by a crashed run are detected and removed.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -58,31 +59,53 @@ impl Status {
     }
 }
 
-/// A port on 127.0.0.1 that nobody listens on right now.
-pub fn free_port() -> Result<u16, MachineError> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(MachineError::NoPort)?;
-    Ok(l.local_addr().map_err(MachineError::NoPort)?.port())
+/// A port on 127.0.0.1 that nobody listens on right now and that is not in `taken`.
+pub fn free_port(taken: &BTreeSet<u16>) -> Result<u16, MachineError> {
+    Ok(free_ports_n(1, taken)?[0])
 }
 
 fn port_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// Three distinct free ports.
-pub fn free_ports() -> Result<Ports, MachineError> {
-    // Hold the listeners until all three are chosen, so they differ.
-    let ls: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>().map_err(MachineError::NoPort)?;
-    let p: Vec<u16> = ls.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>().map_err(MachineError::NoPort)?;
+/// `n` distinct free ports outside `taken` (ports other profiles recorded).
+fn free_ports_n(n: usize, taken: &BTreeSet<u16>) -> Result<Vec<u16>, MachineError> {
+    // Hold the listeners until all are chosen, so they differ.
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..64 {
+        if ports.len() == n {
+            break;
+        }
+        let l = TcpListener::bind("127.0.0.1:0").map_err(MachineError::NoPort)?;
+        let p = l.local_addr().map_err(MachineError::NoPort)?.port();
+        if !taken.contains(&p) {
+            ports.push(p);
+        }
+        held.push(l);
+    }
+    if ports.len() < n {
+        return Err(MachineError::NoPort(std::io::Error::other("no free port outside the ones other profiles recorded")));
+    }
+    Ok(ports)
+}
+
+/// Three distinct free ports outside `taken`.
+pub fn free_ports(taken: &BTreeSet<u16>) -> Result<Ports, MachineError> {
+    let p = free_ports_n(3, taken)?;
     Ok(Ports { agent: p[0], apiserver: p[1], ssh: p[2] })
 }
 
-/// Replace recorded ports that another program took while the machine was stopped. Returns
-/// whether any changed.
-pub fn refresh_ports(ports: &mut Ports) -> Result<bool, MachineError> {
+/// Replace recorded ports that another program took while the machine was stopped, or that
+/// another profile recorded. Returns whether any changed.
+pub fn refresh_ports(ports: &mut Ports, taken: &BTreeSet<u16>) -> Result<bool, MachineError> {
     let mut changed = false;
+    let mut avoid = taken.clone();
+    avoid.extend([ports.agent, ports.apiserver, ports.ssh]);
     for p in [&mut ports.agent, &mut ports.apiserver, &mut ports.ssh] {
-        if !port_free(*p) {
-            *p = free_port()?;
+        if taken.contains(p) || !port_free(*p) {
+            *p = free_port(&avoid)?;
+            avoid.insert(*p);
             changed = true;
         }
     }
@@ -245,12 +268,20 @@ mod tests {
 
     #[test]
     fn ports_are_distinct_and_taken_ones_replaced() {
-        let mut p = free_ports().unwrap();
+        let none = BTreeSet::new();
+        let mut p = free_ports(&none).unwrap();
         assert!(p.agent != p.apiserver && p.apiserver != p.ssh && p.agent != p.ssh);
         let hold = TcpListener::bind(("127.0.0.1", p.agent)).unwrap();
         let before = p.agent;
-        assert!(refresh_ports(&mut p).unwrap());
+        assert!(refresh_ports(&mut p, &none).unwrap());
         assert_ne!(p.agent, before);
         drop(hold);
+        // A port another profile recorded is replaced even when nothing listens on it.
+        let taken: BTreeSet<u16> = [p.ssh].into();
+        let ssh = p.ssh;
+        assert!(refresh_ports(&mut p, &taken).unwrap());
+        assert_ne!(p.ssh, ssh);
+        let fresh = free_ports(&taken).unwrap();
+        assert!(![fresh.agent, fresh.apiserver, fresh.ssh].contains(&ssh));
     }
 }

@@ -365,17 +365,21 @@ fn up_qemu(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter)
     if !running && !iso.is_file() {
         return Err(machine::MachineError::NoIso(iso).into());
     }
+    // Choose ports and start qemu under the home's port lock (released once qemu has bound
+    // them), avoiding the ports other profiles recorded: two starts cannot race for one port.
+    let ports_lock = if running { None } else { Some(home.lock_ports()?) };
+    let taken = home.recorded_ports(&opts.name);
     let (mut state, existed) = recorded_or_new(m, opts, running, || {
         Ok(MachineState {
             iso: iso.clone(),
-            ports: machine::free_ports()?,
+            ports: machine::free_ports(&taken)?,
             node_ip: crate::state::GUEST_IP.into(),
             ..new_state(opts, Driver::Qemu)
         })
     })?;
     // The ISO path may change between starts.
     state.iso = iso;
-    if !running && existed && machine::refresh_ports(&mut state.ports)? {
+    if !running && existed && machine::refresh_ports(&mut state.ports, &taken)? {
         tracing::info!("recorded host ports were taken: now {:?}", state.ports);
     }
     let node_ip = state.node_ip.clone();
@@ -396,6 +400,7 @@ fn up_qemu(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter)
         rep.step("boot", t, false, "already running");
     } else {
         let (pid, accel) = machine::boot(m, &state)?;
+        drop(ports_lock);
         rep.step("boot", t, true, format!("qemu pid {pid}, {} accel, agent on 127.0.0.1:{}", accel.name(), state.ports.agent));
     }
 

@@ -100,6 +100,33 @@ impl Home {
         Ok(MachineDir { name: name.to_string(), dir: self.machines().join(name) })
     }
 
+    /// Hold the home's port lock while choosing host ports and until qemu has bound them, so
+    /// two `start`s of different profiles cannot pick the same port (blocks until free; released
+    /// when dropped or when the process dies).
+    pub fn lock_ports(&self) -> Result<ProfileLock, StateError> {
+        let dir = self.root.join("locks");
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io { path: dir.clone(), source })?;
+        let path = dir.join("ports.lock");
+        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|source| StateError::Io { path: path.clone(), source })?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| StateError::Io { path, source: std::io::Error::from(e) })?;
+        Ok(ProfileLock { _lock: lock })
+    }
+
+    /// Host ports recorded by every profile but `except` (a stopped machine keeps its ports).
+    pub fn recorded_ports(&self, except: &str) -> std::collections::BTreeSet<u16> {
+        let mut taken = std::collections::BTreeSet::new();
+        for name in self.list().unwrap_or_default() {
+            if name == except {
+                continue;
+            }
+            if let Ok(s) = self.machine(&name).and_then(|m| m.load()) {
+                taken.extend([s.ports.agent, s.ports.apiserver, s.ports.ssh]);
+            }
+        }
+        taken
+    }
+
     /// Names of every machine with a state file, sorted.
     pub fn list(&self) -> Result<Vec<String>, StateError> {
         let dir = self.machines();
