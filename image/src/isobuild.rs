@@ -142,7 +142,7 @@ pub fn build(
             let init = opts.init_binary.as_deref().ok_or_else(|| serr("a squashfs root needs the minikube-init binary (Options::init_binary) as the initramfs's /init"))?;
             let index = open_index(spec, opts, &http)?;
             let set = resolve_spec(spec, &index)?;
-            let ri = crate::rootimage::build(spec, opts, &index, &set, &http, init, out_dir)?;
+            let mut ri = crate::rootimage::build(spec, opts, &index, &set, &http, init, out_dir)?;
             report.assemble_time = t0.elapsed();
             report.base_reused = ri.base.reused;
             report.base_key = ri.base.meta.key.clone();
@@ -154,10 +154,10 @@ pub fn build(
             report.packages = ri.base.meta.packages.clone();
             img = img
                 .file("boot/bzImage", IsoFile::Host(ri.base.bzimage()))
-                .file("boot/initrd", ri.initrd.clone())
+                .file("boot/initrd", std::mem::take(&mut ri.initrd))
                 .file(crate::rootimage::BASE_IMAGE, IsoFile::Host(ri.base.root_image()))
                 .file(crate::rootimage::TOP_IMAGE, IsoFile::Host(ri.top.path.clone()))
-                .file("version.json", ri.version_json.clone());
+                .file("version.json", std::mem::take(&mut ri.version_json));
             _root_images = Some(ri);
             index
         }

@@ -17,7 +17,6 @@
 
 use crate::apt::{Index, Package};
 use crate::assemble::{assemble_base, fetch_unpacked, top_tree, AssembleError, Installed, Options};
-use crate::compress::Compression;
 use crate::fetch::Http;
 use crate::rootfs::{Entry, Kind, Tree};
 use crate::spec::{BootSection, Spec};
@@ -156,12 +155,10 @@ pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: 
     let b = assemble_base(spec, opts, index, set, http)?;
     let kernel = b.kernel.as_ref().ok_or_else(|| RootImageError::Other(format!("{}: a squashfs root needs [kernel]", spec.path.display())))?;
     let written = squashfs::write(&b.tree, &sq, &tmp.path().join("root.sqfs"))?;
-    let root_chunks = layer_of(&written, BASE_IMAGE)?.chunks;
     std::fs::write(tmp.path().join("bzImage"), &kernel.bzimage).map_err(ioerr(tmp.path()))?;
     let boot = boot_of(spec)?;
     let (initrd, modules) = initrd_base_tree(boot, b.initrd_modules.as_ref(), index, opts, http)?;
-    let (comp, level) = initrd_compression(boot)?;
-    let bytes = crate::compress::initrd(&initrd, comp, level, 0)?;
+    let bytes = crate::compress::initrd(&initrd, boot.compression, boot.level, 0)?;
     std::fs::write(tmp.path().join("initrd-base"), bytes).map_err(ioerr(tmp.path()))?;
     let dirs = b
         .tree
@@ -173,7 +170,7 @@ pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: 
         format: FORMAT,
         key: key.clone(),
         root_sha256: written.sha256,
-        root_chunks,
+        root_chunks: written.chunks,
         root_size: written.size,
         rootfs_bytes: b.tree.content_bytes(),
         kernel_version: kernel.version.clone(),
@@ -202,7 +199,7 @@ pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: 
 /// Cached package layers kept (the newest by modification time); each is about 180 MB.
 const KEEP: usize = 4;
 
-/// Remove all but the `keep` newest complete entries, and stale temporary directories.
+/// Remove all but the `keep` newest entries.
 fn prune(root: &Path, keep: usize) {
     let Ok(rd) = std::fs::read_dir(root) else { return };
     let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
@@ -227,10 +224,6 @@ fn read_meta(dir: &Path, key: &str) -> Option<BaseMeta> {
         .then_some(meta)
 }
 
-fn initrd_compression(boot: &BootSection) -> Result<(Compression, Option<i32>), RootImageError> {
-    Ok((boot.compression, boot.level))
-}
-
 /// The cached part of the initramfs: modules (with depmod's indexes) and the emergency shell.
 fn initrd_base_tree(boot: &BootSection, modules: Option<&Tree>, index: &Index, opts: &Options, http: &Http) -> Result<(Tree, Vec<String>), RootImageError> {
     let modules = modules.ok_or_else(|| RootImageError::Other("boot.initrd_modules: no module selected".into()))?;
@@ -245,31 +238,9 @@ fn initrd_base_tree(boot: &BootSection, modules: Option<&Tree>, index: &Index, o
         t.insert("/usr/bin/busybox", bb);
         t.insert("/usr/bin/sh", Entry::symlink("busybox"));
     }
-    add_dirs(&mut t, opts.epoch);
+    // Tree::insert made every parent directory (0755 root).
     t.clamp_mtime(opts.epoch);
     Ok((t, names))
-}
-
-/// Parent directories for every entry, 0755 root.
-fn add_dirs(t: &mut Tree, epoch: u64) {
-    let missing: Vec<String> = t
-        .iter()
-        .flat_map(|(k, _)| {
-            let mut v = Vec::new();
-            let mut p = k.as_str();
-            while let Some(par) = crate::rootfs::parent(p) {
-                v.push(par.to_string());
-                p = par;
-            }
-            v
-        })
-        .filter(|d| !t.contains(d))
-        .collect();
-    for d in missing {
-        let mut e = Entry::dir(0o755);
-        e.mtime = epoch;
-        t.insert(&d, e);
-    }
 }
 
 /// The local initramfs part: `/init`, the console node, mount points and the plan.
@@ -282,19 +253,13 @@ pub fn initrd_local_tree(init: &[u8], plan: &Plan, epoch: u64) -> Result<Tree, R
     for d in ["/proc", "/sys", "/run", "/sysroot", "/dev"] {
         t.insert(d, Entry::dir(0o755));
     }
-    add_dirs(&mut t, epoch);
     t.clamp_mtime(epoch);
     Ok(t)
 }
 
 /// The plan's entry for a written image: its whole and per-chunk SHA-256.
-fn layer_of(w: &squashfs::Written, iso_path: &str) -> Result<Layer, RootImageError> {
-    let f = std::fs::File::open(&w.path).map_err(ioerr(&w.path))?;
-    let (sha256, chunks, _) = minikube_init::digest_chunks(std::io::BufReader::new(f), minikube_init::CHUNK_BYTES).map_err(ioerr(&w.path))?;
-    if sha256 != w.sha256 {
-        return Err(RootImageError::Other(format!("{}: changed while it was being hashed", w.path.display())));
-    }
-    Ok(Layer { path: iso_path.into(), sha256, chunk_bytes: minikube_init::CHUNK_BYTES, chunks })
+fn layer_of(w: &squashfs::Written, iso_path: &str) -> Layer {
+    Layer { path: iso_path.into(), sha256: w.sha256.clone(), chunk_bytes: minikube_init::CHUNK_BYTES, chunks: w.chunks.clone() }
 }
 
 /// Everything the ISO needs for a squashfs root.
@@ -325,13 +290,12 @@ pub fn build(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http:
                 chunk_bytes: minikube_init::CHUNK_BYTES,
                 chunks: base.meta.root_chunks.clone(),
             },
-            layer_of(&top_w, TOP_IMAGE)?,
+            layer_of(&top_w, TOP_IMAGE),
         ],
     };
     let boot = boot_of(spec)?;
-    let (comp, level) = initrd_compression(boot)?;
     let mut initrd = std::fs::read(base.initrd_part()).map_err(ioerr(&base.initrd_part()))?;
-    initrd.extend(crate::compress::initrd(&initrd_local_tree(init, &plan, opts.epoch)?, comp, level, 0)?);
+    initrd.extend(crate::compress::initrd(&initrd_local_tree(init, &plan, opts.epoch)?, boot.compression, boot.level, 0)?);
     let version_json = top.get("/version.json").and_then(|e| e.content()).unwrap_or(b"{}").to_vec();
     Ok(RootImages { base, top: top_w, initrd, version_json, _tmp: tmp })
 }

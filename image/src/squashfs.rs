@@ -96,6 +96,8 @@ pub struct Written {
     pub path: PathBuf,
     pub size: u64,
     pub sha256: String,
+    /// SHA-256 of each [`minikube_init::CHUNK_BYTES`] chunk (what the initramfs checks).
+    pub chunks: Vec<String>,
 }
 
 /// `mksquashfs -version`'s first line: part of the cache key of a cached image.
@@ -151,12 +153,13 @@ pub fn write(tree: &Tree, opts: &Options, out: &Path) -> Result<Written, Squashf
     }
     fed?;
     tmp.as_file().sync_all().map_err(ioerr(tmp.path()))?;
-    let (sha256, size) = crate::fetch::sha256_file(tmp.path()).map_err(ioerr(tmp.path()))?;
+    let f = std::fs::File::open(tmp.path()).map_err(ioerr(tmp.path()))?;
+    let (sha256, chunks, size) = minikube_init::digest_chunks(std::io::BufReader::new(f), minikube_init::CHUNK_BYTES).map_err(ioerr(tmp.path()))?;
     {
         use std::os::unix::fs::PermissionsExt;
         tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(ioerr(tmp.path()))?;
     }
     tmp.persist(out).map_err(|e| SquashfsError::Io { path: out.to_path_buf(), source: e.error })?;
     pki::atomic::sync_dir(dir).map_err(ioerr(dir))?;
-    Ok(Written { path: out.to_path_buf(), size, sha256 })
+    Ok(Written { path: out.to_path_buf(), size, sha256, chunks })
 }

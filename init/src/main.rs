@@ -172,7 +172,7 @@ fn verify(plan: &Plan, dev: &str) -> Result<(), String> {
                 l.chunk_bytes
             ));
         }
-        files.push(f);
+        files.push((f, len));
         for ci in 0..want {
             work.push((li, ci));
         }
@@ -189,9 +189,9 @@ fn verify(plan: &Plan, dev: &str) -> Result<(), String> {
                     return;
                 }
                 let l = &plan.layers[li];
+                let (file, len) = &files[li];
                 let off = ci as u64 * l.chunk_bytes;
-                let len = files[li].metadata().map(|m| m.len()).unwrap_or(0);
-                let r = minikube_init::digest_range(&files[li], off, l.chunk_bytes.min(len - off));
+                let r = minikube_init::digest_range(file, off, l.chunk_bytes.min(len - off));
                 let bad = match r {
                     Err(e) => Some(format!("reading {} on {dev} at byte {off}: {e}", l.path)),
                     Ok(got) if got != l.chunks[ci] => Some(format!(

@@ -104,13 +104,25 @@ impl Home {
     /// two `start`s of different profiles cannot pick the same port (blocks until free; released
     /// when dropped or when the process dies).
     pub fn lock_ports(&self) -> Result<ProfileLock, StateError> {
-        let dir = self.root.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io { path: dir.clone(), source })?;
-        let path = dir.join("ports.lock");
-        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|source| StateError::Io { path: path.clone(), source })?;
+        let (f, path) = self.lock_file("ports.lock")?;
         let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| StateError::Io { path, source: std::io::Error::from(e) })?;
         Ok(ProfileLock { _lock: lock })
+    }
+
+    /// `<home>/locks/NAME`, opened (created if missing) for locking.
+    fn lock_file(&self, name: &str) -> Result<(std::fs::File, PathBuf), StateError> {
+        let dir = self.root.join("locks");
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io { path: dir.clone(), source })?;
+        let path = dir.join(name);
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| StateError::Io { path: path.clone(), source })?;
+        Ok((f, path))
     }
 
     /// Host ports recorded by every profile but `except` (a stopped machine keeps its ports).
@@ -169,11 +181,8 @@ impl MachineDir {
     /// Take the profile's lock, or say who holds it.
     pub fn lock(&self, home: &Home) -> Result<ProfileLock, StateError> {
         use std::io::{Read, Seek, Write};
-        let dir = home.root.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io { path: dir.clone(), source })?;
-        let path = dir.join(format!("{}.lock", self.name));
+        let (f, path) = home.lock_file(&format!("{}.lock", self.name))?;
         let io = |source| StateError::Io { path: path.clone(), source };
-        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
             Ok(mut l) => {
                 l.set_len(0).map_err(io)?;

@@ -29,7 +29,7 @@ const CLIENTS: usize = 20;
 struct Trust {
     ca: Ca,
     client: Identity,
-    rogue_ca: Ca,
+    /// A client certificate from another CA.
     rogue_client: Identity,
 }
 
@@ -46,10 +46,6 @@ impl Drop for AgentProcess {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn start_agent(bin: &Path, t: &Trust) -> Result<AgentProcess> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("root");
@@ -64,7 +60,7 @@ fn start_agent(bin: &Path, t: &Trust) -> Result<AgentProcess> {
     std::fs::write(trust.join(agent::trust::CA_FILE), t.ca.cert_pem())?;
     std::fs::write(trust.join(agent::trust::CERT_FILE), &server.cert_pem)?;
     std::fs::write(trust.join(agent::trust::KEY_FILE), &server.key_pem)?;
-    let port = free_port()?;
+    let port = launcher::machine::free_port(&Default::default())?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let child = std::process::Command::new(bin)
         .arg("serve")
@@ -122,7 +118,6 @@ fn hostile(kind: Kind, addr: SocketAddr, stop: Arc<AtomicBool>, t: Arc<Trust>, h
                 if let Ok(mut c) = Client::connect(addr, "127.0.0.1", t.ca.cert_pem(), &t.rogue_client) {
                     let _ = c.info();
                 }
-                let _ = &t.rogue_ca;
             }
             _ => {
                 let Ok(mut s) = TcpStream::connect(addr) else {
@@ -259,7 +254,7 @@ pub fn run(hostile: usize, secs: u64) -> Result<()> {
     let client = ca.issue_client("minikube-user", &["system:masters"], Validity::days_from_now(1))?;
     let rogue_ca = Ca::generate("minikubeCA", Validity::days_from_now(1))?;
     let rogue_client = rogue_ca.issue_client("minikube-user", &["system:masters"], Validity::days_from_now(1))?;
-    let t = Arc::new(Trust { ca, client, rogue_ca, rogue_client });
+    let t = Arc::new(Trust { ca, client, rogue_client });
     println!("agent under hostile load: {CLIENTS} authenticated clients (connect + info + exec per loop) for {secs} s; agent process {}", bin.display());
     let base = run_load(&bin, &t, 0, secs)?;
     let attacked = run_load(&bin, &t, hostile, secs)?;
