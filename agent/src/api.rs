@@ -45,12 +45,28 @@ pub struct InfoResponse {
     pub arch: String,
     /// PRETTY_NAME of /etc/os-release, if present.
     pub os: Option<String>,
+    /// What `minikube-agent boot` did with the node document in this boot (absent when the
+    /// boot step has not run, or from an older agent).
+    #[serde(default)]
+    pub boot_apply: Option<crate::document::BootApply>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HostnameRequest {
     pub name: String,
+    /// More /etc/hosts lines the agent keeps (e.g. `control-plane.minikube.internal`, the other
+    /// nodes of a cluster); the whole managed set is replaced by each request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostEntry>,
+}
+
+/// One /etc/hosts line: an address and its names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HostEntry {
+    pub ip: String,
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -185,6 +201,10 @@ pub struct KubeletRequest {
     /// More `--flag=value` arguments for kubelet.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// SHA-256 of the kubelet binary: when the version's binary is missing, the agent links it
+    /// from its store of binaries by SHA-256 (nothing is uploaded twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -79,6 +79,8 @@ pub enum BootError {
     Host(#[from] HostError),
     #[error("{0}")]
     Userdata(#[from] userdata::TarError),
+    #[error("{0}")]
+    Blob(String),
     #[error("{0} did not appear after partitioning")]
     NoPartition(String),
 }
@@ -188,12 +190,23 @@ pub fn plan(root: &GuestRoot) -> io::Result<DiskPlan> {
     let candidates = disks.iter().filter(|d| d.partitions.is_empty() && !d.read_only && !d.removable && d.sectors > 0);
     let mut empty = None;
     for d in candidates {
-        let Ok(head) = read_head(&dev(&d.name), userdata::MAX_TAR) else { continue };
+        let Ok(head) = read_head(&dev(&d.name), userdata::HEAD) else { continue };
         if head.starts_with(MAGIC.as_bytes()) {
-            let len = userdata::archive_len(&head).unwrap_or(head.len().min(4096));
-            return Ok(DiskPlan::FormatMagic { disk: d.name.clone(), userdata: head[..len].to_vec() });
+            let whole = File::open(dev(&d.name)).and_then(|mut f| {
+                let len = userdata::archive_len_in(&mut f).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                read_head(&dev(&d.name), len)
+            });
+            let userdata = match whole {
+                Ok(tar) => tar,
+                Err(e) => {
+                    // Format anyway (the launcher's trust also arrives by fw_cfg), and say why.
+                    tracing::warn!("/dev/{}: the userdata tar cannot be read whole: {e}", d.name);
+                    head[..head.len().min(4096)].to_vec()
+                }
+            };
+            return Ok(DiskPlan::FormatMagic { disk: d.name.clone(), userdata });
         }
-        if empty.is_none() && head.iter().take(1024 * 1024).all(|b| *b == 0) {
+        if empty.is_none() && head.iter().all(|b| *b == 0) {
             empty = Some(d.name.clone());
         }
     }
@@ -283,6 +296,47 @@ pub fn apply_userdata(root: &GuestRoot, tar: &[u8]) -> Result<usize, BootError> 
     Ok(changed)
 }
 
+/// Move the binaries a fresh userdata tar carries into the store by SHA-256 (each verified);
+/// returns the tar without them, which is what the data disk keeps.
+pub fn import_blobs(root: &GuestRoot, tar: &[u8]) -> Result<Vec<u8>, BootError> {
+    let entries = userdata::parse(tar)?;
+    if !entries.iter().any(|e| e.path.starts_with(userdata::BLOB_PREFIX)) {
+        return Ok(tar.to_vec());
+    }
+    let mut kept = Vec::new();
+    for e in entries {
+        match (e.path.strip_prefix(userdata::BLOB_PREFIX), &e.data) {
+            (Some(sha), Some(data)) => {
+                let sha = crate::ops::files::check_sha256("blob", sha).map_err(|err| BootError::Blob(format!("{}: {}", e.path, err.message)))?;
+                let blob = crate::ops::blobs::path(root, &sha);
+                if !blob.is_file() {
+                    crate::ops::files::receive(&blob, &sha, 0o755, Some((0, 0)), &mut &data[..], data.len() as u64)
+                        .map_err(|err| BootError::Blob(format!("userdata {}: {}", e.path, err.message)))?;
+                }
+            }
+            (Some(_), None) => {}
+            (None, _) if e.path == MAGIC => {}
+            (None, _) => kept.push(e),
+        }
+    }
+    Ok(userdata::build(&kept))
+}
+
+/// The node document in the kept userdata tar, if it has one.
+pub fn userdata_document(root: &GuestRoot) -> Option<crate::ops::apply::Delivered> {
+    let tar = std::fs::read(root.host(USERDATA_TAR)).ok()?;
+    let name = format!("minikube-agent/{}", crate::document::FILE_NAME);
+    let source = "userdata tar".to_string();
+    match userdata::parse(&tar) {
+        Err(e) => Some((source, Err(crate::document::DocumentError::NotJson { source_name: USERDATA_TAR.into(), message: e.to_string() }))),
+        Ok(entries) => entries
+            .into_iter()
+            .find(|e| e.path == name)
+            .and_then(|e| e.data)
+            .map(|d| (source.clone(), crate::document::parse(&d, &format!("{USERDATA_TAR}:{name}")))),
+    }
+}
+
 /// Load each module; returns those that failed (built in or missing), for the log.
 pub fn load_modules(host: &dyn Host, modules: &[&str]) -> Vec<String> {
     modules
@@ -363,7 +417,8 @@ pub fn run(root: &GuestRoot, host: &dyn Host, opts: BootOptions) -> Result<BootR
     }
     let tar_path = root.host(USERDATA_TAR);
     if let Some(tar) = &fresh_userdata {
-        ensure::file(&tar_path, tar, 0o600, None).map_err(io_err(&tar_path))?;
+        let kept = import_blobs(root, tar)?;
+        ensure::file(&tar_path, &kept, 0o600, None).map_err(io_err(&tar_path))?;
     }
     let userdata_files_changed = match std::fs::read(&tar_path) {
         Ok(tar) => apply_userdata(root, &tar)?,

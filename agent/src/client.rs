@@ -185,7 +185,12 @@ impl Client {
 
     /// Set the hostname (kernel, /etc/hostname, /etc/hosts).
     pub fn hostname(&mut self, name: &str) -> Result<Changed, ClientError> {
-        self.call("POST", "/v1/hostname", Some(&HostnameRequest { name: name.to_string() }))
+        self.set_hostname(&HostnameRequest { name: name.to_string(), hosts: Vec::new() })
+    }
+
+    /// Set the hostname and the managed /etc/hosts lines.
+    pub fn set_hostname(&mut self, req: &HostnameRequest) -> Result<Changed, ClientError> {
+        self.call("POST", "/v1/hostname", Some(req))
     }
 
     /// Place certificates/keys and trust CAs.
@@ -222,7 +227,7 @@ impl Client {
 
     /// Upload a file held in memory.
     pub fn upload_bytes(&mut self, path: &str, bytes: &[u8], mode: u32, owner: Option<&str>) -> Result<Changed, ClientError> {
-        let sha256 = crate::ops::files::sha256_bytes(bytes);
+        let sha256 = pki::digest::sha256_hex(bytes);
         let up = Upload { path: path.to_string(), sha256, mode, owner: owner.map(str::to_string) };
         self.upload_file(&up, &mut &bytes[..], bytes.len() as u64)
     }

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod boot;
 pub mod client;
 pub mod console;
+pub mod document;
 pub mod entrypoint;
 pub mod gate;
 pub mod host;
@@ -30,6 +31,9 @@ pub const DEFAULT_PORT: u16 = 7443;
 pub const READY_MARKER: &str = "minikube-agent: ready";
 /// The console line the agent prints when it cannot serve (followed by the reason).
 pub const NOT_SERVING_MARKER: &str = "minikube-agent: not serving";
+/// The console line `minikube-agent boot` prints about the node document (followed by the
+/// outcome, the source and what was done or why not).
+pub const DOCUMENT_MARKER: &str = "minikube-agent: node document";
 /// The agent's state directory on the persistent disk (guest path).
 pub const STATE_DIR: &str = "/var/lib/minikube-agent";
 /// The audit log (guest path).

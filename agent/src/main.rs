@@ -56,6 +56,10 @@ enum Command {
         /// Skip the data disk (implied in containers, when $container is set).
         #[arg(long)]
         no_disk: bool,
+        /// A directory that may hold the node document (node.json) and the binaries it names
+        /// (blobs/SHA256): a container's trust directory.
+        #[arg(long)]
+        trust_dir: Option<PathBuf>,
     },
     /// In a node container: prepare mounts, cgroups, machine-id, DMI, iptables and DNS, then
     /// exec the given command (normally /sbin/init).
@@ -107,13 +111,13 @@ fn serve(common: Common, listen: SocketAddr, trust_dir: Option<PathBuf>) -> anyh
     Ok(ExitCode::SUCCESS)
 }
 
-fn boot(common: Common, no_disk: bool) -> anyhow::Result<ExitCode> {
+fn boot(common: Common, no_disk: bool, trust_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let console = Some(common.console.as_path());
     let root = GuestRoot::new(&common.root);
     let host = host_for(&common);
     let container = in_container();
     let opts = agent::boot::BootOptions { skip_disk: no_disk || container, skip_modules: container };
-    match agent::boot::run(&root, host.as_ref(), opts) {
+    let status = match agent::boot::run(&root, host.as_ref(), opts) {
         Ok(report) => {
             if !report.modules_failed.is_empty() {
                 tracing::warn!("modules not loaded (built in or missing): {}", report.modules_failed.join(" "));
@@ -125,13 +129,33 @@ fn boot(common: Common, no_disk: bool) -> anyhow::Result<ExitCode> {
                     report.plan, report.userdata_files_changed, report.ssh_keys_generated
                 ),
             );
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Err(e) => {
             announce(console, &format!("minikube-agent: boot failed: {e}"));
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
+    };
+    // The node document: configure the node before its runtime and kubelet start.
+    let mut delivered = Vec::new();
+    if let Some(dir) = &trust_dir {
+        let source = format!("trust directory {}", dir.display());
+        delivered.extend(agent::ops::apply::read_delivered(&dir.join(agent::document::FILE_NAME), &source));
     }
+    if !container {
+        if let Err(e) = agent::trust::load_fw_cfg_module(&root, host.as_ref()) {
+            tracing::warn!("{e}");
+        }
+        let fw = root.host(agent::trust::FW_CFG_DIR).join(agent::document::FILE_NAME).join("raw");
+        delivered.extend(agent::ops::apply::read_delivered(&fw, "qemu fw_cfg"));
+    }
+    delivered.extend(agent::boot::userdata_document(&root));
+    let blob_dirs: Vec<PathBuf> = trust_dir.iter().map(|d| d.join("blobs")).collect();
+    let node = agent::ops::Node::new(root, host);
+    let report = agent::ops::apply::at_boot(&node, delivered, &blob_dirs);
+    let from = if report.source.is_empty() { String::new() } else { format!(" from {}", report.source) };
+    announce(console, &format!("{} {}{from}: {}", agent::DOCUMENT_MARKER, report.outcome.name(), report.message));
+    Ok(status)
 }
 
 fn entrypoint(common: Common, command: Vec<String>) -> anyhow::Result<ExitCode> {
@@ -154,7 +178,7 @@ fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).init();
     match Cli::parse().command {
         Command::Serve { common, listen, trust_dir } => serve(common, listen, trust_dir),
-        Command::Boot { common, no_disk } => boot(common, no_disk),
+        Command::Boot { common, no_disk, trust_dir } => boot(common, no_disk, trust_dir),
         Command::Entrypoint { common, command } => entrypoint(common, command),
     }
 }

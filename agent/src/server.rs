@@ -15,6 +15,7 @@ use crate::api::*;
 use crate::audit::AuditLog;
 use crate::gate::{Gate, Limits, Ticket};
 use crate::http::{self, HttpError, RequestHead};
+use crate::ops::apply::remember;
 use crate::ops::{self, Node, OpError};
 
 /// Largest JSON request body.
@@ -204,24 +205,30 @@ impl Agent {
         Agent { node, audit }
     }
 
+    /// Run the operation; the configuring ones are also recorded in the stored node document
+    /// (so that the next boot applies what the API last set).
     fn dispatch(&self, route: &Route, json_req: Option<JsonRequest>, body: &mut dyn Read, len: u64) -> Result<Reply, OpError> {
         let node = &self.node;
         Ok(match (route, json_req) {
             (Route::Info, _) => json(&ops::info::info(node)?),
             (Route::Hostname, Some(JsonRequest::Hostname(r))) => {
                 let c = ops::hostname::apply(node, &r)?;
+                remember(node, |d| d.hostname = Some(r));
                 changed(&c, c.changed)
             }
             (Route::Certs, Some(JsonRequest::Certs(r))) => {
                 let c = ops::certs::apply(node, &r)?;
+                remember(node, |d| d.certs = Some(r));
                 changed(&c, c.changed)
             }
             (Route::Runtime, Some(JsonRequest::Runtime(r))) => {
                 let c = ops::runtime::apply(node, &r)?;
+                remember(node, |d| d.runtime = Some(r));
                 changed(&c, c.changed)
             }
             (Route::Kubelet, Some(JsonRequest::Kubelet(r))) => {
                 let c = ops::kubelet::apply(node, &r)?;
+                remember(node, |d| d.kubelet = Some(r));
                 changed(&c, c.changed)
             }
             (Route::FileStat, Some(JsonRequest::FileStat(r))) => json(&ops::files::stat(node, &r.path)?),

@@ -78,6 +78,15 @@ pub fn save(dir: &Path, trust: &Trust) -> std::io::Result<bool> {
     Ok(changed)
 }
 
+/// Load the qemu_fw_cfg module if its sysfs directory is missing (early in boot,
+/// systemd-modules-load may not have run yet).
+pub fn load_fw_cfg_module(root: &GuestRoot, host: &dyn Host) -> Result<(), String> {
+    if root.host("/sys/firmware/qemu_fw_cfg").exists() {
+        return Ok(());
+    }
+    crate::host::run_ok(host, &["modprobe", "qemu_fw_cfg"], None, Duration::from_secs(30)).map(drop).map_err(|e| format!("modprobe qemu_fw_cfg: {e}"))
+}
+
 /// Find the trust material (see the module documentation), persisting a fresh source.
 /// `load_fw_cfg` loads the qemu_fw_cfg module first if its directory is missing (not in
 /// containers).
@@ -99,9 +108,9 @@ pub fn locate(root: &GuestRoot, trust_dir: Option<&Path>, host: &dyn Host, load_
         None => tried.push("--trust-dir: not given".into()),
     }
     let fw = root.host(FW_CFG_DIR);
-    if load_fw_cfg && !root.host("/sys/firmware/qemu_fw_cfg").exists() {
-        if let Err(e) = crate::host::run_ok(host, &["modprobe", "qemu_fw_cfg"], None, Duration::from_secs(30)) {
-            tried.push(format!("modprobe qemu_fw_cfg: {e}"));
+    if load_fw_cfg {
+        if let Err(e) = load_fw_cfg_module(root, host) {
+            tried.push(e);
         }
     }
     if let Some(t) = read_source(|n| fw.join(n).join("raw"), &Source::FwCfg.to_string())? {

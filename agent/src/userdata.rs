@@ -1,13 +1,21 @@
 //! The userdata tar at the start of a new minikube data disk.
 //!
 //! Its first entry is named [`MAGIC`], so the raw disk starts with the magic string; then come
-//! `.ssh/authorized_keys` and the agent's trust files `minikube-agent/{ca.crt,agent.crt,agent.key}`.
+//! `.ssh/authorized_keys`, the agent's trust files `minikube-agent/{ca.crt,agent.crt,agent.key}`,
+//! the node document `minikube-agent/node.json` and binaries it names,
+//! `minikube-agent/blobs/SHA256` (so that the kubelet does not cross the slow user-mode network).
 //! [`build`] writes such a tar (for the host side and tests); [`parse`] reads one.
+
+use std::io::{Read, Seek, SeekFrom};
 
 /// The first bytes of a data disk that asks to be formatted.
 pub const MAGIC: &str = "boot2docker, please format-me";
-/// Largest userdata tar read from a disk.
-pub const MAX_TAR: usize = 4 * 1024 * 1024;
+/// Largest userdata tar read from a disk (a kubelet is about 80 MB).
+pub const MAX_TAR: usize = 512 * 1024 * 1024;
+/// How much of a disk is read to look for the magic.
+pub const HEAD: usize = 64 * 1024;
+/// Where binaries are in the tar: `BLOB_PREFIX` + lowercase hex SHA-256.
+pub const BLOB_PREFIX: &str = "minikube-agent/blobs/";
 
 const BLOCK: usize = 512;
 
@@ -55,6 +63,25 @@ pub fn archive_len(bytes: &[u8]) -> Result<usize, TarError> {
             .checked_add(BLOCK)
             .and_then(|o| o.checked_add(size.div_ceil(BLOCK) * BLOCK))
             .ok_or_else(|| TarError::Malformed("size overflow".into()))?;
+    }
+}
+
+/// Length of the tar archive at the start of `r`, found by seeking from header to header (the
+/// archive may be larger than what is worth reading to find out).
+pub fn archive_len_in(r: &mut (impl Read + Seek)) -> Result<usize, TarError> {
+    let mut off: u64 = 0;
+    let mut header = [0u8; BLOCK];
+    loop {
+        r.seek(SeekFrom::Start(off)).and_then(|_| r.read_exact(&mut header)).map_err(|e| TarError::Malformed(format!("reading the header at offset {off}: {e}")))?;
+        if header.iter().all(|b| *b == 0) {
+            return usize::try_from(off + 2 * BLOCK as u64).map_err(|_| TarError::Malformed("size overflow".into()));
+        }
+        let size = octal(&header[124..136])?;
+        off = off
+            .checked_add(BLOCK as u64)
+            .and_then(|o| o.checked_add(size.div_ceil(BLOCK as u64) * BLOCK as u64))
+            .filter(|o| *o <= MAX_TAR as u64)
+            .ok_or_else(|| TarError::Malformed(format!("archive larger than {MAX_TAR} bytes")))?;
     }
 }
 
@@ -159,6 +186,7 @@ mod tests {
         assert_eq!(parsed[0].path, MAGIC);
         assert_eq!(&parsed[1..], &entries[..]);
         assert_eq!(archive_len(&[tar.clone(), vec![7u8; 4096]].concat()).unwrap(), tar.len());
+        assert_eq!(archive_len_in(&mut std::io::Cursor::new([tar.clone(), vec![7u8; 4096]].concat())).unwrap(), tar.len());
     }
 
     #[test]

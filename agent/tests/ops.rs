@@ -241,6 +241,7 @@ fn kubelet_binary_and_unit_converge() {
         node_ip: "192.168.49.2".into(),
         runtime: Runtime::Containerd,
         extra_args: vec!["--cgroup-driver=systemd".into()],
+        binary_sha256: None,
     };
     assert_eq!(refusal(c.kubelet(&req)), (422, Some("version".into())));
     assert!(c.upload_binary("v1.35.0", "kubelet", &sha, &mut &binary[..], binary.len() as u64).unwrap().changed);

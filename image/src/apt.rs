@@ -2,7 +2,8 @@
 //! signed Release file (checked with `gpgv` when the archive keyring is present) and the Packages
 //! index, checked against the Release hashes and parsed into [`Index`].
 
-use crate::fetch::{sha256_hex, Cache, FetchError, Http, Item};
+use crate::fetch::{Cache, FetchError, Http, Item};
+use pki::digest::sha256_hex;
 use debversion::Version;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

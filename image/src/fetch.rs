@@ -2,6 +2,7 @@
 //! their SHA256), and parallel fetching with progress on a terminal.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pki::digest::{sha256_file, sha256_hex};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -99,27 +100,6 @@ impl Http {
     }
 }
 
-/// Hex SHA256 of a byte slice.
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-/// Hex SHA256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n_total = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        n_total += n as u64;
-    }
-    Ok((hex::encode(h.finalize()), n_total))
-}
 
 /// A content-addressed store: `<root>/sha256/<hex>`. Entries are written beside their final
 /// name and renamed after their hash was checked, so a partial download never has a valid name.

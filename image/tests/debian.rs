@@ -64,7 +64,7 @@ fn corrupt_deb_in_cache_is_fetched_again() {
     std::fs::create_dir_all(cache.path_of(&item.sha256).parent().unwrap()).unwrap();
     std::fs::write(cache.path_of(&item.sha256), b"partial download").unwrap();
     let got = cache.fetch(&Http::default(), &item, &|_| {}).unwrap();
-    let (h, n) = image::fetch::sha256_file(&got).unwrap();
+    let (h, n) = pki::digest::sha256_file(&got).unwrap();
     assert_eq!((h, n), (item.sha256.clone(), item.size));
     // And the unpacked package is the real busybox.
     let mut t = image::rootfs::Tree::new();
@@ -98,8 +98,8 @@ fn small_iso_is_reproducible_and_well_formed() {
     let b = dir.path().join("b.iso");
     let ra = build_small(&a);
     build_small(&b);
-    let (ha, _) = image::fetch::sha256_file(&a).unwrap();
-    let (hb, _) = image::fetch::sha256_file(&b).unwrap();
+    let (ha, _) = pki::digest::sha256_file(&a).unwrap();
+    let (hb, _) = pki::digest::sha256_file(&b).unwrap();
     assert_eq!(ha, hb, "same spec, packages and SOURCE_DATE_EPOCH must give the same bytes");
     assert!(ra.kernel_version.ends_with("-amd64"));
     // The layout, read back by xorriso.
@@ -237,8 +237,8 @@ fn squashfs_root_is_reproducible_and_an_overlay_change_reuses_the_package_layer(
     let rb = image::isobuild::build(&spec, &opts, None, None, &b).unwrap();
     assert!(!rb.base_reused, "the package layer was removed from the cache");
     assert_eq!(ra.base_key, rb.base_key);
-    let (ha, _) = image::fetch::sha256_file(&a).unwrap();
-    let (hb, _) = image::fetch::sha256_file(&b).unwrap();
+    let (ha, _) = pki::digest::sha256_file(&a).unwrap();
+    let (hb, _) = pki::digest::sha256_file(&b).unwrap();
     assert_eq!(ha, hb, "same spec, packages and SOURCE_DATE_EPOCH must give the same bytes");
     assert!(ra.initrd_size < 15_000_000, "initrd {} bytes", ra.initrd_size);
 
@@ -263,7 +263,7 @@ fn squashfs_root_is_reproducible_and_an_overlay_change_reuses_the_package_layer(
     std::fs::write(dir.path().join("spec/overlay/etc/motd"), "changed by the test\n").unwrap();
     let rc = image::isobuild::build(&spec, &opts, None, None, &c).unwrap();
     assert!(!stale_file.exists() && !stale_dir.exists(), "temporary files of the killed build are left");
-    assert_eq!(image::fetch::sha256_file(&a).unwrap().0, ha, "an earlier ISO was touched");
+    assert_eq!(pki::digest::sha256_file(&a).unwrap().0, ha, "an earlier ISO was touched");
     assert!(rc.base_reused, "an overlay change rebuilt the package layer");
     assert_eq!(rc.base_key, ra.base_key);
     let top = dir.path().join("top.sqfs");
@@ -273,7 +273,7 @@ fn squashfs_root_is_reproducible_and_an_overlay_change_reuses_the_package_layer(
     let (sum, _) = {
         let t = dir.path().join("top-c.sqfs");
         std::fs::copy(&top, &t).unwrap();
-        image::fetch::sha256_file(&t).unwrap()
+        pki::digest::sha256_file(&t).unwrap()
     };
     let initrd = dir.path().join("initrd");
     extract(&c, "/boot/initrd", &initrd);

@@ -28,20 +28,32 @@ pub struct Userdata {
     pub agent_key_pem: String,
     /// `.ssh/authorized_keys` content (may be empty).
     pub authorized_keys: String,
+    /// The node document (`minikube-agent/node.json`; none when empty).
+    pub document: Vec<u8>,
+    /// Binaries by SHA-256: (hex, host file), as `minikube-agent/blobs/HEX`.
+    pub blobs: Vec<(String, PathBuf)>,
 }
 
 /// The userdata tar (the magic entry first).
 pub fn userdata_tar(u: &Userdata) -> Result<Vec<u8>, DiskError> {
-    let file = |path: &str, data: &str, mode: u32| Entry { path: path.to_string(), data: Some(data.as_bytes().to_vec()), mode };
+    let file = |path: &str, data: &[u8], mode: u32| Entry { path: path.to_string(), data: Some(data.to_vec()), mode };
     let dir = |path: &str, mode: u32| Entry { path: path.to_string(), data: None, mode };
-    let tar = userdata::build(&[
+    let mut entries = vec![
         dir(".ssh", 0o700),
-        file(".ssh/authorized_keys", &u.authorized_keys, 0o600),
+        file(".ssh/authorized_keys", u.authorized_keys.as_bytes(), 0o600),
         dir("minikube-agent", 0o700),
-        file(&format!("minikube-agent/{}", agent::trust::CA_FILE), &u.ca_pem, 0o644),
-        file(&format!("minikube-agent/{}", agent::trust::CERT_FILE), &u.agent_cert_pem, 0o644),
-        file(&format!("minikube-agent/{}", agent::trust::KEY_FILE), &u.agent_key_pem, 0o600),
-    ]);
+        file(&format!("minikube-agent/{}", agent::trust::CA_FILE), u.ca_pem.as_bytes(), 0o644),
+        file(&format!("minikube-agent/{}", agent::trust::CERT_FILE), u.agent_cert_pem.as_bytes(), 0o644),
+        file(&format!("minikube-agent/{}", agent::trust::KEY_FILE), u.agent_key_pem.as_bytes(), 0o600),
+    ];
+    if !u.document.is_empty() {
+        entries.push(file(&format!("minikube-agent/{}", agent::document::FILE_NAME), &u.document, 0o600));
+    }
+    for (sha, path) in &u.blobs {
+        let data = std::fs::read(path).map_err(|source| DiskError::Io { path: path.clone(), source })?;
+        entries.push(file(&format!("{}{sha}", userdata::BLOB_PREFIX), &data, 0o755));
+    }
+    let tar = userdata::build(&entries);
     if tar.len() > userdata::MAX_TAR {
         return Err(DiskError::TooLarge { len: tar.len(), max: userdata::MAX_TAR });
     }
@@ -127,7 +139,7 @@ mod tests {
     #[test]
     fn qcow2_starts_with_magic_and_tar() {
         let d = tempfile::tempdir().unwrap();
-        let u = Userdata { ca_pem: "CA".into(), agent_cert_pem: "CERT".into(), agent_key_pem: "KEY".into(), authorized_keys: String::new() };
+        let u = Userdata { ca_pem: "CA".into(), agent_cert_pem: "CERT".into(), agent_key_pem: "KEY".into(), ..Default::default() };
         let tar = userdata_tar(&u).unwrap();
         let disk = d.path().join("disk.qcow2");
         create(&disk, &tar, 64).unwrap();

@@ -94,7 +94,18 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let src = resolve(None, None, "v1.34.1", &d.path().join(TEST_DOUBLE_NAME)).unwrap();
         assert!(src.is_test_double());
-        let out = std::process::Command::new(src.path()).arg("--version").output().unwrap();
+        // Another test thread forking while the script was open for writing makes exec fail
+        // with ETXTBSY for a moment: retry that only.
+        let run = || std::process::Command::new(src.path()).arg("--version").output();
+        let mut out = run();
+        for _ in 0..50 {
+            match &out {
+                Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                _ => break,
+            }
+            out = run();
+        }
+        let out = out.unwrap();
         assert!(out.status.success());
         assert_eq!(String::from_utf8_lossy(&out.stdout), format!("Kubernetes v1.34.1 ({TEST_DOUBLE_NAME})\n"));
     }

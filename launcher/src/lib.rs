@@ -18,6 +18,7 @@ pub mod kic;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod machine;
+pub mod node_doc;
 pub mod provision;
 pub mod qemu;
 pub mod ssh;

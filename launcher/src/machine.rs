@@ -7,7 +7,10 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use agent::document::NodeDocument;
+
 use crate::certs::ProfileCerts;
+use crate::node_doc::Binary;
 use crate::qemu::{self, Accel, BootMedium, VmConfig};
 use crate::state::{MachineDir, MachineState, Ports};
 
@@ -150,9 +153,10 @@ pub fn clean_stale(m: &MachineDir) -> bool {
     removed
 }
 
-/// Create the data disk if it does not exist yet, carrying the agent's trust and the machine's
-/// SSH public key (made now if needed) as the docker user's authorized key.
-pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts) -> Result<bool, MachineError> {
+/// Create the data disk if it does not exist yet, carrying the agent's trust, the machine's SSH
+/// public key as the docker user's authorized key, the node document and the kubelet it names
+/// (so that the first boot configures the node with nothing crossing the network).
+pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts, doc: &NodeDocument, kubelet: &Binary) -> Result<bool, MachineError> {
     if m.disk().exists() {
         return Ok(false);
     }
@@ -162,6 +166,8 @@ pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts) -
         agent_cert_pem: certs.agent.cert_pem.clone(),
         agent_key_pem: certs.agent.key_pem.clone(),
         authorized_keys,
+        document: crate::node_doc::to_bytes(doc),
+        blobs: vec![(kubelet.sha256.clone(), kubelet.path.clone())],
     })?;
     crate::disk::create(&m.disk(), &tar, state.disk_mb)?;
     Ok(true)
@@ -178,7 +184,11 @@ pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig
         boot: BootMedium::Cdrom(state.iso.clone()),
         firmware: None,
         disks: vec![m.disk()],
-        fw_cfg: [agent::trust::CA_FILE, agent::trust::CERT_FILE, agent::trust::KEY_FILE].iter().map(|f| (fw_cfg_name(f), trust.join(f))).collect(),
+        fw_cfg: [agent::trust::CA_FILE, agent::trust::CERT_FILE, agent::trust::KEY_FILE]
+            .iter()
+            .map(|f| (fw_cfg_name(f), trust.join(f)))
+            .chain(Some(crate::node_doc::machine_file(m)).filter(|p| p.is_file()).map(|p| (fw_cfg_name(agent::document::FILE_NAME), p)))
+            .collect(),
         hostfwd: vec![(state.ports.agent, GUEST_AGENT_PORT), (state.ports.apiserver, GUEST_APISERVER_PORT), (state.ports.ssh, GUEST_SSH_PORT)],
         serial_log: m.console_log(),
         qmp_socket: m.qmp_socket(),

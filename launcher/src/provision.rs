@@ -9,20 +9,18 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use agent::api::{CgroupDriver, KubeletRequest, Runtime, RuntimeRequest};
+use agent::api::Runtime;
 use agent::client::{Client, ClientError};
-use sha2::{Digest, Sha256};
+use agent::document::{NodeDocument, Outcome};
 
 use crate::certs;
 use crate::driver::{self, Driver};
 use crate::kic::{self, ImageSource, Kic, KicConfig};
 use crate::kubelet::{self, KubeletSource};
 use crate::machine::{self, Status};
+use crate::node_doc::{self, Binary, Sections};
 use crate::qemu;
 use crate::state::{Home, MachineDir, MachineState, Ports};
-
-/// Pause image handed to the runtime (minikube's for recent Kubernetes).
-pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.1";
 
 /// `--image` default: the archive `cargo xtask kicbase` writes.
 pub const DEFAULT_KIC_IMAGE: &str = "out/kicbase.tar";
@@ -211,7 +209,19 @@ pub fn poll_agent(state: &MachineState, certs: &certs::ProfileCerts, timeout: Du
         // in SYN retransmission for many seconds after the agent listens; a new one will not.
         let probe = Client::connect_within(state.agent_addr(), "127.0.0.1", &certs.agent_ca_pem, &certs.launcher, PROBE_TIMEOUT);
         let last_error = match probe.and_then(|mut c| c.info().map(|i| (c, i))) {
-            Ok((c, info)) => return Ok((c, format!("agent {} on {} ({})", info.agent_version, info.kernel, info.os.unwrap_or_default()))),
+            Ok((c, info)) => {
+                let mut detail = format!("agent {} on {} ({})", info.agent_version, info.kernel, info.os.unwrap_or_default());
+                if let Some(b) = &info.boot_apply {
+                    if matches!(b.outcome, Outcome::Refused | Outcome::Failed) {
+                        tracing::warn!("the node document was {} at boot ({}): {}; the API steps converge the node", b.outcome.name(), b.source, b.message);
+                    }
+                    detail.push_str(&format!("; node document {} at boot", b.outcome.name()));
+                    if !matches!(b.outcome, Outcome::Applied) {
+                        detail.push_str(&format!(": {}", b.message));
+                    }
+                }
+                return Ok((c, detail));
+            }
             Err(e) => e.to_string(),
         };
         let alive = alive();
@@ -232,22 +242,6 @@ pub fn wait_for_agent(m: &MachineDir, state: &MachineState, certs: &certs::Profi
         log: m.console_log().display().to_string(),
         tail: machine::console_tail(m, 20),
     })
-}
-
-fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = std::io::Read::read(&mut f, &mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((h.finalize().iter().map(|b| format!("{b:02x}")).collect(), n))
 }
 
 /// The whole `start` flow: the driver's part (machine, boot, where the agent answers), then
@@ -276,8 +270,10 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
 struct Up {
     state: MachineState,
     cas: certs::SharedCas,
-    pc: certs::ProfileCerts,
     kubelet_src: KubeletSource,
+    kubelet: Binary,
+    /// The node document delivered for this boot: its sections are the API steps' requests.
+    doc: NodeDocument,
     client: Client,
 }
 
@@ -311,21 +307,34 @@ fn recorded_or_new(
     Ok((s, true))
 }
 
-/// The machine directory, the kubelet to upload and the certificates (the API server's for
-/// `node_ip`).
-fn prepare(
-    home: &Home,
-    m: &MachineDir,
-    opts: &StartOptions,
-    state: &mut MachineState,
-    node_ip: &str,
-) -> Result<(certs::SharedCas, certs::ProfileCerts, KubeletSource), StartError> {
+/// What `start` prepares on the host before the node boots.
+struct Prepared {
+    cas: certs::SharedCas,
+    pc: certs::ProfileCerts,
+    kubelet_src: KubeletSource,
+    kubelet: Binary,
+    /// The profile's SSH public key (the docker user's authorized key).
+    ssh_key: String,
+}
+
+impl Prepared {
+    /// The node document for `state` as prepared.
+    fn document(&self, state: &MachineState) -> NodeDocument {
+        node_doc::build(state, &self.pc, &self.ssh_key, &self.kubelet)
+    }
+}
+
+/// The machine directory, the kubelet to upload, the certificates (the API server's for
+/// `node_ip`) and the SSH key.
+fn prepare(home: &Home, m: &MachineDir, opts: &StartOptions, state: &mut MachineState, node_ip: &str) -> Result<Prepared, StartError> {
     std::fs::create_dir_all(&m.dir).map_err(|source| StartError::Io { path: m.dir.clone(), source })?;
     let kubelet_src = kubelet::resolve(opts.kubelet.as_deref(), opts.kubelet_cache.as_deref(), &opts.kubernetes_version, &m.kubelet_double())?;
     state.kubelet = machine::absolute(kubelet_src.path());
+    let kubelet = Binary::of(&state.kubelet).map_err(|source| StartError::Io { path: state.kubelet.clone(), source })?;
     let cas = certs::shared_cas(&home.shared_certs())?;
     let pc = certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), node_ip)?;
-    Ok((cas, pc, kubelet_src))
+    let (ssh_key, _) = crate::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
+    Ok(Prepared { cas, pc, kubelet_src, kubelet, ssh_key })
 }
 
 /// A new profile's state from the options; the driver part fills in ISO, image, ports and IP.
@@ -383,16 +392,21 @@ fn up_qemu(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter)
         tracing::info!("recorded host ports were taken: now {:?}", state.ports);
     }
     let node_ip = state.node_ip.clone();
-    let (cas, pc, kubelet_src) = prepare(home, m, opts, &mut state, &node_ip)?;
-    let disk_new = machine::ensure_disk(m, &state, &pc)?;
+    let prep = prepare(home, m, opts, &mut state, &node_ip)?;
+    // The node document, for fw_cfg at this boot (a running node gets it at its next boot) and,
+    // with the kubelet, in a new data disk's userdata.
+    let doc = prep.document(&state);
+    let doc_file = node_doc::machine_file(m);
+    pki::atomic::write_atomic(&doc_file, &node_doc::to_bytes(&doc), 0o600).map_err(|source| StartError::Io { path: doc_file.clone(), source })?;
+    let disk_new = machine::ensure_disk(m, &state, &prep.pc, &doc, &prep.kubelet)?;
     m.save(&state)?;
     let detail = match (existed, disk_new) {
         (false, _) => format!("created {} ({} CPUs, {} MiB, disk {} MiB)", m.dir.display(), state.cpus, state.memory_mb, state.disk_mb),
         (true, true) => "reused; data disk re-created".to_string(),
         (true, false) => "reused".to_string(),
     };
-    let changed = !existed || disk_new || !pc.issued.is_empty();
-    rep.step("machine", t, changed, format!("{detail}{}", issued_suffix(&pc.issued)));
+    let changed = !existed || disk_new || !prep.pc.issued.is_empty();
+    rep.step("machine", t, changed, format!("{detail}{}", issued_suffix(&prep.pc.issued)));
 
     // boot
     let t = Instant::now();
@@ -406,9 +420,9 @@ fn up_qemu(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter)
 
     // agent
     let t = Instant::now();
-    let (client, detail) = wait_for_agent(m, &state, &pc, opts.agent_timeout)?;
+    let (client, detail) = wait_for_agent(m, &state, &prep.pc, opts.agent_timeout)?;
     rep.step("agent", t, !running, detail);
-    Ok(Up { state, cas, pc, kubelet_src, client })
+    Ok(Up { state, cas: prep.cas, kubelet_src: prep.kubelet_src, kubelet: prep.kubelet, doc, client })
 }
 
 /// kic: state and certificates (the trust directory is mounted into the container); the image
@@ -435,11 +449,17 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
     // The API server's certificate names the node's address, known once the container runs:
     // until then the loopback address stands in (already among its names).
     let provisional = if state.node_ip.is_empty() { "127.0.0.1".to_string() } else { state.node_ip.clone() };
-    let (cas, mut pc, kubelet_src) = prepare(home, m, opts, &mut state, &provisional)?;
+    let mut prep = prepare(home, m, opts, &mut state, &provisional)?;
+    // The node document and the kubelet, in the trust directory the container mounts: its boot
+    // step applies them before the runtime starts.
+    let mut doc = prep.document(&state);
+    let trust = m.trust_dir();
+    node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, Some((&trust.join("blobs"), &prep.kubelet)))
+        .map_err(|source| StartError::Io { path: trust.clone(), source })?;
     m.save(&state)?;
     let detail =
         if existed { "reused".to_string() } else { format!("created {} ({}, {} CPUs, {} MiB)", m.dir.display(), state.driver, state.cpus, state.memory_mb) };
-    rep.step("machine", t, !existed || !pc.issued.is_empty(), format!("{detail}{}", issued_suffix(&pc.issued)));
+    rep.step("machine", t, !existed || !prep.pc.issued.is_empty(), format!("{detail}{}", issued_suffix(&prep.pc.issued)));
 
     // image: only a container to create needs one.
     let t = Instant::now();
@@ -497,9 +517,13 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
         }
     };
     if state.node_ip != provisional {
-        let again = certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
+        // A new container's address is known only now: the API steps bring the certificates and
+        // the kubelet's node IP up to date (the next boot gets them from the document).
+        let again = certs::ensure_profile(&prep.cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
         tracing::info!("node address {}: issued {:?}", state.node_ip, again.issued);
-        pc = again;
+        prep.pc = again;
+        doc = prep.document(&state);
+        node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, None).map_err(|source| StartError::Io { path: trust.clone(), source })?;
     }
     m.save(&state)?;
     rep.step(
@@ -513,7 +537,7 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
     let t = Instant::now();
     node.wait_ready_after(seen, opts.agent_timeout)?;
     let alive = || node.find_state().ok().flatten() == Some(kic::ContainerState::Running);
-    let (client, detail) = match poll_agent(&state, &pc, KIC_CONNECT_TIMEOUT, alive) {
+    let (client, detail) = match poll_agent(&state, &prep.pc, KIC_CONNECT_TIMEOUT, alive) {
         Ok(v) => v,
         Err((last_error, _)) => {
             return Err(StartError::KicAgent {
@@ -528,7 +552,7 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
     // The engine bind-mounts /etc/hostname and /etc/hosts: the agent rewrites such files in
     // place (a rename onto a mount point fails with EBUSY).
     rep.step("agent", t, !running, detail);
-    Ok(Up { state, cas, pc, kubelet_src, client })
+    Ok(Up { state, cas: prep.cas, kubelet_src: prep.kubelet_src, kubelet: prep.kubelet, doc, client })
 }
 
 /// The container ports of the API server and SSH (published on 127.0.0.1 like the agent's).
@@ -538,59 +562,40 @@ pub const KIC_SSH_PORT: u16 = 22;
 const KIC_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The steps every driver shares, through the agent: hostname, certificates, container runtime,
-/// kubelet; then the kubeconfig on the host.
+/// kubelet — each the node document's section, so each answers `changed: false` in
+/// milliseconds when the boot step applied the document — then the kubeconfig on the host.
 fn provision(m: &MachineDir, up: Up, rep: &mut Reporter) -> Result<MachineState, StartError> {
-    let Up { state, cas, pc, kubelet_src, mut client } = up;
+    let Up { state, cas, kubelet_src, kubelet: bin, doc, mut client } = up;
+    let sections = Sections::of(&doc);
 
     // hostname
     let t = Instant::now();
-    let c = with_retry("hostname", 5, || client.hostname(&state.name))?;
+    let c = with_retry("hostname", 5, || client.set_hostname(sections.hostname))?;
     rep.step("hostname", t, c.changed, state.name.clone());
 
-    // certs
+    // certs, with the small files (sa.pub, the SSH key for docker)
     let t = Instant::now();
-    let req = certs::certs_request(&pc);
-    let c = with_retry("certs", 5, || client.certs(&req))?;
-    let sa = with_retry("certs", 5, || client.upload_bytes(certs::GUEST_SA_PUB, pc.sa_pub_pem.as_bytes(), 0o644, None))?;
-    // The profile's SSH key for `minikube-node ssh` (a VM got it from the data disk already;
-    // a container gets it here).
-    let (key, _) = crate::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
-    let ak = with_retry("certs", 5, || client.upload_bytes(crate::ssh::AUTHORIZED_KEYS, key.as_bytes(), 0o600, Some("docker:docker")))?;
-    rep.step(
-        "certs",
-        t,
-        c.changed || sa.changed || ak.changed,
-        format!("{} files into {}, SSH key for docker", req.files.len() + 1, certs::GUEST_CERTS_DIR),
-    );
+    let c = with_retry("certs", 5, || client.certs(sections.certs))?;
+    let mut changed = c.changed;
+    for f in sections.files {
+        let up = agent::ops::apply::upload_of(f);
+        changed |= with_retry("certs", 5, || client.upload_file(&up, &mut f.content.as_bytes(), f.content.len() as u64))?.changed;
+    }
+    rep.step("certs", t, changed, format!("{} files into {}, SSH key for docker", sections.certs.files.len() + 1, certs::GUEST_CERTS_DIR));
 
     // runtime
     let t = Instant::now();
-    let req = RuntimeRequest {
-        runtime: state.runtime,
-        pause_image: PAUSE_IMAGE.into(),
-        cgroup_driver: CgroupDriver::Systemd,
-        insecure_registries: vec![],
-        docker_tls: None,
-        socket_timeout_secs: Some(120),
-    };
-    let r = with_retry("runtime", 5, || client.runtime(&req))?;
+    let r = with_retry("runtime", 5, || client.runtime(sections.runtime))?;
     rep.step("runtime", t, r.changed, format!("{} {}", state.runtime.name(), r.version.lines().next().unwrap_or_default()));
 
-    // kubelet
+    // kubelet: the agent keeps binaries by SHA-256 and answers before the body is sent when it
+    // has this one.
     let t = Instant::now();
-    let (sha, len) = sha256_file(&state.kubelet).map_err(|source| StartError::Io { path: state.kubelet.clone(), source })?;
     let up = with_retry("kubelet", 5, || {
-        let mut f = std::fs::File::open(&state.kubelet).map_err(|source| ClientError::Io { addr: state.agent_addr(), source })?;
-        client.upload_binary(&state.kubernetes_version, "kubelet", &sha, &mut f, len)
+        let mut f = std::fs::File::open(&bin.path).map_err(|source| ClientError::Io { addr: state.agent_addr(), source })?;
+        client.upload_binary(&state.kubernetes_version, "kubelet", &bin.sha256, &mut f, bin.len)
     })?;
-    let kreq = KubeletRequest {
-        version: state.kubernetes_version.clone(),
-        node_name: state.name.clone(),
-        node_ip: state.node_ip.clone(),
-        runtime: state.runtime,
-        extra_args: vec![],
-    };
-    let k = with_retry("kubelet", 5, || client.kubelet(&kreq))?;
+    let k = with_retry("kubelet", 5, || client.kubelet(sections.kubelet))?;
     let what = match &kubelet_src {
         KubeletSource::TestDouble(_) => format!("{} (test double: no real kubelet given)", kubelet::TEST_DOUBLE_NAME),
         other => other.path().display().to_string(),

@@ -7,6 +7,7 @@
 //! - [`atomic`] replaces files atomically (temp beside the target, fsync, rename, fsync dir).
 
 pub mod atomic;
+pub mod digest;
 mod der;
 mod issue;
 mod name;

@@ -130,6 +130,7 @@ fn provision(c: &mut Client, f: &Fixture, binary: &[u8], binary_sha: &str) -> Re
         node_ip: "192.168.49.2".into(),
         runtime: Runtime::Containerd,
         extra_args: vec![],
+        binary_sha256: None,
     };
     changed += usize::from(c.kubelet(&kubelet)?.changed);
     changed += usize::from(c.upload_bytes("/var/tmp/minikube/kubeadm.yaml", b"apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n", 0o644, None)?.changed);
@@ -178,7 +179,7 @@ pub fn run(iterations: usize) -> Result<()> {
 
     // Provisioning: fresh node each run (untimed setup), then the converged repeat.
     let binary: Vec<u8> = (0..BINARY_BYTES).map(|i| (i % 251) as u8).collect();
-    let binary_sha = agent::ops::files::sha256_bytes(&binary);
+    let binary_sha = pki::digest::sha256_hex(&binary);
     let runs = iterations.clamp(3, 30);
     let mut first = Vec::new();
     let mut repeat = Vec::new();

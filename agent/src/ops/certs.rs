@@ -11,9 +11,11 @@ use crate::paths::Access;
 pub const CA_SHARE_DIR: &str = "/usr/share/ca-certificates";
 pub const CA_LINK_DIR: &str = "/etc/ssl/certs";
 
-/// Validate and place everything; a repeat changes nothing.
-pub fn apply(node: &Node, req: &CertsRequest) -> Result<Changed, OpError> {
-    // Validate the whole request before touching anything.
+/// What a checked request places: (host path, PEM, mode) files and (name, PEM, subject hash) CAs.
+type Checked<'a> = (Vec<(std::path::PathBuf, &'a [u8], u32)>, Vec<(&'a str, &'a [u8], String)>);
+
+/// Check the whole request (every error names its field); nothing is touched.
+pub fn validate<'a>(node: &Node, req: &'a CertsRequest) -> Result<Checked<'a>, OpError> {
     let mut files = Vec::new();
     for (i, f) in req.files.iter().enumerate() {
         let field = format!("files[{i}].path");
@@ -38,7 +40,12 @@ pub fn apply(node: &Node, req: &CertsRequest) -> Result<Changed, OpError> {
         let hash = pki::subject_hash_hex(&der).map_err(|e| OpError::bad(&pem_field, e.to_string()))?;
         cas.push((name.as_str(), ca.pem.as_bytes(), hash));
     }
+    Ok((files, cas))
+}
 
+/// Validate and place everything; a repeat changes nothing.
+pub fn apply(node: &Node, req: &CertsRequest) -> Result<Changed, OpError> {
+    let (files, cas) = validate(node, req)?;
     let _w = node.lock_writes();
     let mut changed = false;
     for (host, pem, mode) in files {

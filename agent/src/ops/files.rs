@@ -14,26 +14,7 @@ use crate::paths::Access;
 
 /// Lowercase hex SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
-}
-
-/// Lowercase hex SHA-256 of bytes in memory.
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    pki::digest::sha256_file(path).map(|(h, _)| h)
 }
 
 /// Check a client-supplied SHA-256 (64 hex digits), returned lowercased.
@@ -100,7 +81,7 @@ pub fn receive(target: &Path, sha256: &str, mode: u32, owner: Option<(u32, u32)>
         out.write_all(&buf[..n]).map_err(|e| OpError::io(target, e))?;
         left -= n as u64;
     }
-    let got = hex(&hasher.finalize());
+    let got = pki::digest::hex(&hasher.finalize());
     if got != sha256 {
         return Err(OpError::unprocessable("sha256", format!("body has SHA-256 {got}, expected {sha256}")));
     }
@@ -108,17 +89,33 @@ pub fn receive(target: &Path, sha256: &str, mode: u32, owner: Option<(u32, u32)>
     Ok(true)
 }
 
-pub fn upload(node: &Node, up: &Upload, body: &mut dyn Read, len: u64) -> Result<Changed, OpError> {
-    let (clean, host) = node.root.resolve(&up.path, "path", Access::Write)?;
-    refuse_temp_names(&clean, "path")?;
-    let sha = check_sha256("sha256", &up.sha256)?;
+/// A checked upload: the host path, the SHA-256 and the owner.
+pub struct Checked {
+    pub host: std::path::PathBuf,
+    pub sha256: String,
+    pub owner: (u32, u32),
+}
+
+/// Check an upload's path, hash, mode and owner; nothing is touched. `field` prefixes the
+/// field names in errors (empty for the API's query fields).
+pub fn check_upload(node: &Node, up: &Upload, field: &str) -> Result<Checked, OpError> {
+    let f = |name: &str| format!("{field}{name}");
+    let (clean, host) = node.root.resolve(&up.path, &f("path"), Access::Write)?;
+    refuse_temp_names(&clean, &f("path"))?;
+    let sha256 = check_sha256(&f("sha256"), &up.sha256)?;
     if up.mode & !0o7777 != 0 {
-        return Err(OpError::bad("mode", format!("{:o} is not a permission mode", up.mode)));
+        return Err(OpError::bad(&f("mode"), format!("{:o} is not a permission mode", up.mode)));
     }
     let owner = match &up.owner {
-        Some(spec) => Some(crate::accounts::resolve_owner(node.root.dir(), spec).map_err(|e| OpError::bad("owner", e))?),
-        None => Some((0, 0)),
+        Some(spec) => crate::accounts::resolve_owner(node.root.dir(), spec).map_err(|e| OpError::bad(&f("owner"), e))?,
+        None => (0, 0),
     };
+    Ok(Checked { host, sha256, owner })
+}
+
+pub fn upload(node: &Node, up: &Upload, body: &mut dyn Read, len: u64) -> Result<Changed, OpError> {
+    let Checked { host, sha256: sha, owner } = check_upload(node, up, "")?;
+    let owner = Some(owner);
     let _w = node.lock_writes();
     let changed = receive(&host, &sha, up.mode, owner, body, len)?;
     Ok(Changed { changed })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::api::{Changed, KubeletRequest, KubeletResponse, Runtime};
 use crate::host::systemctl;
-use crate::ops::{ensure, files, plain_text, Node, OpError};
+use crate::ops::{blobs, ensure, files, plain_text, Deferred, Node, OpError};
 
 pub const BINARIES_DIR: &str = "/var/lib/minikube/binaries";
 pub const BINARY_NAMES: &[&str] = &["kubelet", "kubeadm", "kubectl"];
@@ -38,7 +38,8 @@ pub fn check_version(field: &str, v: &str) -> Result<(), OpError> {
     Ok(())
 }
 
-/// Receive a binary for `version` (0755 root:root).
+/// Receive a binary for `version` (0755 root:root) into the store of binaries by SHA-256 (the
+/// body is not read when the store has it) and link it as BINARIES_DIR/VERSION/NAME.
 pub fn upload_binary(node: &Node, version: &str, name: &str, sha256: &str, body: &mut dyn Read, len: u64) -> Result<Changed, OpError> {
     check_version("version", version)?;
     if !BINARY_NAMES.contains(&name) {
@@ -47,7 +48,23 @@ pub fn upload_binary(node: &Node, version: &str, name: &str, sha256: &str, body:
     let sha = files::check_sha256("sha256", sha256)?;
     let target = node.root.host(&format!("{BINARIES_DIR}/{version}/{name}"));
     let _w = node.lock_writes();
-    Ok(Changed { changed: files::receive(&target, &sha, 0o755, Some((0, 0)), body, len)? })
+    let mut changed = blobs::receive(node, &sha, body, len)?;
+    let blob = blobs::path(&node.root, &sha);
+    changed |= blobs::link(&blob, &target).map_err(|e| OpError::io(&target, e))?;
+    Ok(Changed { changed })
+}
+
+/// Whether the kubelet of `req.version` is in place, linking it from the store when the request
+/// names its SHA-256 and the store has it.
+pub fn binary_ready(node: &Node, req: &KubeletRequest) -> Result<bool, OpError> {
+    let binary = node.root.host(&format!("{BINARIES_DIR}/{}/kubelet", req.version));
+    let Some(sha) = &req.binary_sha256 else { return Ok(binary.is_file()) };
+    let blob = blobs::path(&node.root, &files::check_sha256("binary_sha256", sha)?);
+    if !blob.is_file() {
+        return Ok(binary.is_file());
+    }
+    blobs::link(&blob, &binary).map_err(|e| OpError::io(&binary, e))?;
+    Ok(true)
 }
 
 fn runtime_unit(r: Runtime) -> &'static str {
@@ -90,6 +107,9 @@ pub fn validate(req: &KubeletRequest) -> Result<(), OpError> {
         return Err(OpError::bad("node_name", format!("{:?} is not a node name", req.node_name)));
     }
     req.node_ip.parse::<std::net::IpAddr>().map_err(|_| OpError::bad("node_ip", format!("{:?} is not an IP address", req.node_ip)))?;
+    if let Some(sha) = &req.binary_sha256 {
+        files::check_sha256("binary_sha256", sha)?;
+    }
     for (i, a) in req.extra_args.iter().enumerate() {
         if !a.starts_with("--") || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(OpError::bad(&format!("extra_args[{i}]"), format!("{a:?} must be one --flag=value without spaces")));
@@ -104,12 +124,17 @@ fn state(node: &Node) -> Result<String, OpError> {
 }
 
 pub fn apply(node: &Node, req: &KubeletRequest) -> Result<KubeletResponse, OpError> {
+    apply_in(node, req, None)
+}
+
+/// Install and start the kubelet. `deferred` is the boot path: the files are written and the
+/// start is queued there.
+pub fn apply_in(node: &Node, req: &KubeletRequest, mut deferred: Option<&mut Deferred>) -> Result<KubeletResponse, OpError> {
     validate(req)?;
-    let binary = node.root.host(&format!("{BINARIES_DIR}/{}/kubelet", req.version));
-    if !binary.is_file() {
+    let _w = node.lock_writes();
+    if !binary_ready(node, req)? {
         return Err(OpError::unprocessable("version", format!("{BINARIES_DIR}/{}/kubelet is missing: upload it first", req.version)));
     }
-    let _w = node.lock_writes();
     let mut changed = false;
     for d in NODE_DIRS {
         let host = node.root.host(d);
@@ -117,7 +142,16 @@ pub fn apply(node: &Node, req: &KubeletRequest) -> Result<KubeletResponse, OpErr
     }
     for (path, text) in [(UNIT_PATH, unit_text()), (DROP_IN_PATH, drop_in_text(req))] {
         let host = node.root.host(path);
-        changed |= ensure::file(&host, text.as_bytes(), 0o644, None).map_err(|e| OpError::io(&host, e))?;
+        if ensure::file(&host, text.as_bytes(), 0o644, None).map_err(|e| OpError::io(&host, e))? {
+            changed = true;
+            if let Some(d) = deferred.as_deref_mut() {
+                d.wrote(path);
+            }
+        }
+    }
+    if let Some(d) = deferred {
+        d.start.push("kubelet.service");
+        return Ok(KubeletResponse { changed, state: "queued".into() });
     }
     let h = node.host.as_ref();
     if changed {

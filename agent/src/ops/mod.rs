@@ -1,6 +1,8 @@
 //! The provisioning operations. Each is idempotent: a repeat with the same input reports
 //! `changed: false` and touches nothing.
 
+pub mod apply;
+pub mod blobs;
 pub mod certs;
 pub mod ensure;
 pub mod exec;
@@ -33,6 +35,46 @@ impl Node {
     /// Hold this while mutating the node.
     pub fn lock_writes(&self) -> MutexGuard<'_, ()> {
         self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Service actions owed by an operation that runs at boot (`minikube-agent boot`, ordered
+/// before the runtimes and the kubelet): instead of restarting a service after the fact, the
+/// operation writes its files and leaves the starts here, queued once at the end without waiting
+/// (a job that waited would wait on the boot step itself).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Deferred {
+    /// A unit file or drop-in changed.
+    pub reload: bool,
+    pub stop: Vec<&'static str>,
+    pub start: Vec<&'static str>,
+}
+
+impl Deferred {
+    /// Note that `guest_path` changed: a unit file or drop-in needs a reload.
+    pub fn wrote(&mut self, guest_path: &str) {
+        if guest_path.starts_with("/etc/systemd/") || guest_path.starts_with("/lib/systemd/") || guest_path.starts_with("/usr/lib/systemd/") {
+            self.reload = true;
+        }
+    }
+
+    /// Reload if needed, then queue the stops and starts (`--no-block`).
+    pub fn run(&self, host: &dyn Host) -> Result<(), HostError> {
+        if self.reload {
+            crate::host::systemctl(host, &["daemon-reload"])?;
+        }
+        if !self.stop.is_empty() {
+            // Other runtimes' units may not be installed: not an error.
+            let mut argv = vec!["systemctl", "stop", "--no-block"];
+            argv.extend(&self.stop);
+            let _ = host.run(&argv, None, std::time::Duration::from_secs(60));
+        }
+        if !self.start.is_empty() {
+            let mut args = vec!["start", "--no-block"];
+            args.extend(&self.start);
+            crate::host::systemctl(host, &args)?;
+        }
+        Ok(())
     }
 }
 

@@ -202,17 +202,79 @@ pub const RESTART_PENDING: &str = "/run/minikube-agent/runtime-restart-pending";
 pub const DOCKER_SOCKET: &str = "/run/docker.sock";
 
 pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpError> {
+    apply_in(node, req, None)
+}
+
+/// Load the pod-networking modules and sysctls.
+fn network_setup(node: &Node) -> Result<(), OpError> {
+    let host = node.host.as_ref();
+    for module in NETWORK_MODULES {
+        if let Err(e) = run_ok(host, &["modprobe", module], None, Duration::from_secs(30)) {
+            // In a container modprobe cannot load anything; the host's kernel may have the
+            // module already (or built in), which is all the runtime needs.
+            if node.root.host(&format!("/sys/module/{module}")).exists() {
+                tracing::warn!("{e}; module {module} is present in the kernel, going on");
+            } else {
+                return Err(e.into());
+            }
+        }
+    }
+    run_ok(host, &["sysctl", "--load", "/etc/sysctl.d/99-minikube-runtime.conf"], None, Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// The runtime's units: docker without cri-dockerd (Debian does not package it) is docker's own
+/// units and socket.
+fn units_and_socket(node: &Node, runtime: Runtime) -> (Vec<&'static str>, &'static str) {
+    let no_shim = runtime == Runtime::Docker && !node.root.host("/usr/bin/cri-dockerd").exists();
+    let units = runtime.units().iter().copied().filter(|u| !(no_shim && u.starts_with("cri-docker"))).collect();
+    (units, if no_shim { DOCKER_SOCKET } else { runtime.cri_socket() })
+}
+
+/// The other runtimes' units (those `ours` does not share).
+fn other_units(runtime: Runtime, ours: &[&'static str]) -> Vec<&'static str> {
+    Runtime::ALL.iter().filter(|r| **r != runtime).flat_map(|r| r.units().iter().copied()).filter(|u| !ours.contains(u)).collect()
+}
+
+/// Configure the runtime. `deferred` is the boot path: the files are written, and the runtime's
+/// start is queued there (it starts once, with this configuration) instead of restarted here.
+pub fn apply_in(node: &Node, req: &RuntimeRequest, deferred: Option<&mut super::Deferred>) -> Result<RuntimeResponse, OpError> {
     validate(req)?;
     let (files, absent) = config_files(req);
     let _w = node.lock_writes();
     let mut changed = false;
+    let mut wrote = Vec::new();
     for f in &files {
         let host = node.root.host(&f.path);
-        changed |= ensure::file(&host, f.content.as_bytes(), f.mode, None).map_err(|e| OpError::io(&host, e))?;
+        if ensure::file(&host, f.content.as_bytes(), f.mode, None).map_err(|e| OpError::io(&host, e))? {
+            changed = true;
+            wrote.push(f.path.as_str());
+        }
     }
     for p in absent {
         let host = node.root.host(p);
-        changed |= ensure::absent(&host).map_err(|e| OpError::io(&host, e))?;
+        if ensure::absent(&host).map_err(|e| OpError::io(&host, e))? {
+            changed = true;
+            wrote.push(p);
+        }
+    }
+    let (units, socket_path) = units_and_socket(node, req.runtime);
+    if let Some(d) = deferred {
+        for p in wrote {
+            d.wrote(p);
+        }
+        network_setup(node)?;
+        // A unit masked by an earlier runtime switch (a container's root persists) is unmasked.
+        for unit in &units {
+            let mask = node.root.host(&format!("/etc/systemd/system/{unit}"));
+            if std::fs::read_link(&mask).is_ok_and(|t| t == std::path::Path::new("/dev/null")) {
+                ensure::absent(&mask).map_err(|e| OpError::io(&mask, e))?;
+                d.reload = true;
+            }
+        }
+        d.stop.extend(other_units(req.runtime, &units));
+        d.start.extend(&units);
+        return Ok(RuntimeResponse { changed, socket: socket_path.to_string(), version: String::new() });
     }
     // A restart that did not finish (the agent died, or a step failed) is owed: remember it
     // across calls, so a repeat after a failure restarts instead of seeing unchanged files.
@@ -226,12 +288,6 @@ pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpErr
         changed = true;
     }
     let host = node.host.as_ref();
-    // Docker's CRI shim (cri-dockerd) is optional: Debian does not package it. Without it the
-    // runtime is plain docker, its units are docker's own and its socket is docker's.
-    let no_shim = req.runtime == Runtime::Docker && !node.root.host("/usr/bin/cri-dockerd").exists();
-    let units: Vec<&'static str> =
-        req.runtime.units().iter().copied().filter(|u| !(no_shim && u.starts_with("cri-docker"))).collect();
-    let socket_path = if no_shim { DOCKER_SOCKET } else { req.runtime.cri_socket() };
     let socket = node.root.host(socket_path);
     if !changed && !socket.exists() {
         // Configured but not running (stopped, or crashed): start it.
@@ -242,24 +298,11 @@ pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpErr
     } else if changed {
         let ours = &units[..];
         // Stop and mask the other runtimes' units (they may not be installed: failures are fine).
-        for other in Runtime::ALL.iter().filter(|r| **r != req.runtime) {
-            for unit in other.units().iter().filter(|u| !ours.contains(u)) {
-                let _ = host.run(&["systemctl", "stop", unit], None, Duration::from_secs(120));
-                let _ = host.run(&["systemctl", "mask", unit], None, Duration::from_secs(30));
-            }
+        for unit in other_units(req.runtime, ours) {
+            let _ = host.run(&["systemctl", "stop", unit], None, Duration::from_secs(120));
+            let _ = host.run(&["systemctl", "mask", unit], None, Duration::from_secs(30));
         }
-        for module in NETWORK_MODULES {
-            if let Err(e) = run_ok(host, &["modprobe", module], None, Duration::from_secs(30)) {
-                // In a container modprobe cannot load anything; the host's kernel may have the
-                // module already (or built in), which is all the runtime needs.
-                if node.root.host(&format!("/sys/module/{module}")).exists() {
-                    tracing::warn!("{e}; module {module} is present in the kernel, going on");
-                } else {
-                    return Err(e.into());
-                }
-            }
-        }
-        run_ok(host, &["sysctl", "--load", "/etc/sysctl.d/99-minikube-runtime.conf"], None, Duration::from_secs(30))?;
+        network_setup(node)?;
         systemctl(host, &["unmask"].iter().chain(ours).copied().collect::<Vec<_>>())?;
         systemctl(host, &["daemon-reload"])?;
         systemctl(host, &["enable"].iter().chain(ours).copied().collect::<Vec<_>>())?;

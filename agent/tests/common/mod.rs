@@ -83,7 +83,7 @@ pub fn serve(pki: &Pki, root: &Path, host: Arc<RecordingHost>) -> SocketAddr {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    agent::ops::files::sha256_bytes(bytes)
+    pki::digest::sha256_hex(bytes)
 }
 
 /// The status and field of a refused request.

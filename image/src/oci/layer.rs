@@ -416,7 +416,7 @@ pub fn write_layer(
 
 /// sha256 of a file as `sha256:<hex>`, streamed.
 pub fn sha256_file(path: &Path) -> Result<String, OciError> {
-    let (hex, _) = crate::fetch::sha256_file(path).map_err(OciError::io(path))?;
+    let (hex, _) = pki::digest::sha256_file(path).map_err(OciError::io(path))?;
     Ok(format!("sha256:{hex}"))
 }
 

@@ -1,0 +1,239 @@
+//! The node document applied: every section is checked first (a bad document changes nothing),
+//! then each runs through the same operation the API runs — hostname, certs, file upload,
+//! runtime, kubelet — with the service starts deferred to one queued batch at the end
+//! ([`Deferred`]). [`at_boot`] chooses the document (delivered or stored), applies it and
+//! reports; [`remember`] keeps the stored copy in step with the API.
+
+use std::path::{Path, PathBuf};
+
+use crate::api::Upload;
+use crate::document::{self, BootApply, DocumentError, FileContent, NodeDocument, Outcome, Stored};
+use crate::ops::{blobs, certs, files, hostname, kubelet, runtime, Deferred, Node, OpError};
+
+/// Test hook: `MINIKUBE_AGENT_TEST_CRASH_BEFORE=SECTION` kills the process with SIGKILL just
+/// before that section is applied (the tests' stand-in for a power cut in the middle).
+pub const CRASH_HOOK: &str = "MINIKUBE_AGENT_TEST_CRASH_BEFORE";
+
+fn prefixed(e: OpError, section: &str) -> OpError {
+    let field = e.field.as_ref().map(|f| format!("{section}.{f}"));
+    OpError { message: format!("{section}.{}", e.message), field, ..e }
+}
+
+/// The upload a file section stands for.
+pub fn upload_of(f: &FileContent) -> Upload {
+    Upload { path: f.path.clone(), sha256: pki::digest::sha256_hex(f.content.as_bytes()), mode: f.mode, owner: f.owner.clone() }
+}
+
+/// Check every section; nothing is touched. Errors name the field (`runtime.pause_image`).
+pub fn validate(node: &Node, doc: &NodeDocument) -> Result<(), OpError> {
+    if let Some(h) = &doc.hostname {
+        hostname::validate(h).map_err(|e| prefixed(e, "hostname"))?;
+    }
+    if let Some(c) = &doc.certs {
+        certs::validate(node, c).map_err(|e| prefixed(e, "certs"))?;
+    }
+    for (i, f) in doc.files.iter().enumerate() {
+        files::check_upload(node, &upload_of(f), "").map_err(|e| prefixed(e, &format!("files[{i}]")))?;
+    }
+    if let Some(r) = &doc.runtime {
+        runtime::validate(r).map_err(|e| prefixed(e, "runtime"))?;
+    }
+    if let Some(k) = &doc.kubelet {
+        kubelet::validate(k).map_err(|e| prefixed(e, "kubelet"))?;
+    }
+    Ok(())
+}
+
+/// What applying did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Sections that changed something.
+    pub changed: Vec<&'static str>,
+    /// Sections left for the API, with the reason (a kubelet whose binary is not on the node).
+    pub skipped: Vec<String>,
+}
+
+fn crash_hook(section: &str) {
+    if std::env::var(CRASH_HOOK).is_ok_and(|v| v == section) {
+        tracing::warn!("{CRASH_HOOK}={section}: killing this process");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Apply a checked document; the service starts are left in `deferred`.
+pub fn apply(node: &Node, doc: &NodeDocument, deferred: &mut Deferred) -> Result<Applied, OpError> {
+    let mut out = Applied::default();
+    let mut note = |section: &'static str, changed: bool| {
+        if changed {
+            out.changed.push(section);
+        }
+    };
+    if let Some(h) = &doc.hostname {
+        crash_hook("hostname");
+        note("hostname", hostname::apply(node, h).map_err(|e| prefixed(e, "hostname"))?.changed);
+    }
+    if let Some(c) = &doc.certs {
+        crash_hook("certs");
+        note("certs", certs::apply(node, c).map_err(|e| prefixed(e, "certs"))?.changed);
+    }
+    let mut files_changed = false;
+    for (i, f) in doc.files.iter().enumerate() {
+        crash_hook("files");
+        let c = files::upload(node, &upload_of(f), &mut f.content.as_bytes(), f.content.len() as u64).map_err(|e| prefixed(e, &format!("files[{i}]")))?;
+        files_changed |= c.changed;
+    }
+    note("files", files_changed);
+    if let Some(r) = &doc.runtime {
+        crash_hook("runtime");
+        note("runtime", runtime::apply_in(node, r, Some(deferred)).map_err(|e| prefixed(e, "runtime"))?.changed);
+    }
+    if let Some(k) = &doc.kubelet {
+        crash_hook("kubelet");
+        if kubelet::binary_ready(node, k).map_err(|e| prefixed(e, "kubelet"))? {
+            note("kubelet", kubelet::apply_in(node, k, Some(deferred)).map_err(|e| prefixed(e, "kubelet"))?.changed);
+        } else {
+            out.skipped.push(format!("kubelet: {}/{}/kubelet is not on the node yet (the API uploads it)", kubelet::BINARIES_DIR, k.version));
+        }
+    }
+    Ok(out)
+}
+
+/// The stored document, if any.
+pub fn load_stored(node: &Node) -> Result<Option<Stored>, DocumentError> {
+    let path = node.root.host(document::STORED);
+    let source_name = path.display().to_string();
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<Stored>(&bytes)
+            .map_err(|e| DocumentError::Field { source_name, message: e.to_string() })
+            .and_then(|s| {
+                // The format check of a delivered document, for the stored one's.
+                document::parse(&serde_json::to_vec(&s.document).unwrap_or_default(), document::STORED)?;
+                Ok(Some(s))
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(DocumentError::NotJson { source_name, message: e.to_string() }),
+    }
+}
+
+fn save_stored(node: &Node, stored: &Stored) -> Result<(), OpError> {
+    let path = node.root.host(document::STORED);
+    let mut bytes = serde_json::to_vec_pretty(stored).expect("serialisable");
+    bytes.push(b'\n');
+    super::ensure::file(&path, &bytes, 0o600, None).map(drop).map_err(|e| OpError::io(&path, e))
+}
+
+/// Record what an API operation applied in the stored document (so that the next boot keeps
+/// it). A failure is logged: the operation itself succeeded.
+pub fn remember(node: &Node, update: impl FnOnce(&mut NodeDocument)) {
+    let _w = node.lock_writes();
+    let mut stored = match load_stored(node) {
+        Ok(Some(s)) => s,
+        Ok(None) => Stored { document: NodeDocument::new(0), delivered_serial: 0 },
+        Err(e) => {
+            tracing::warn!("{e}: starting a new stored document");
+            Stored { document: NodeDocument::new(0), delivered_serial: 0 }
+        }
+    };
+    let before = stored.clone();
+    update(&mut stored.document);
+    if stored != before {
+        if let Err(e) = save_stored(node, &stored) {
+            tracing::warn!("recording the node document: {e}");
+        }
+    }
+}
+
+/// A document delivered for this boot: where from, and what it said.
+pub type Delivered = (String, Result<NodeDocument, DocumentError>);
+
+/// Choose the document (the newest delivered one if it is newer than the last applied delivery,
+/// else the stored one), check it, apply it, queue the service starts, store it, and write the
+/// report to [`document::STATUS`]. Blobs the document names are imported from `blob_dirs`
+/// (a kic trust directory's `blobs/`) first.
+pub fn at_boot(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf]) -> BootApply {
+    let report = choose_and_apply(node, delivered, blob_dirs);
+    let status = node.root.host(document::STATUS);
+    let bytes = serde_json::to_vec(&report).expect("serialisable");
+    if let Err(e) = super::ensure::file(&status, &bytes, 0o644, None) {
+        tracing::warn!("{}: {e}", status.display());
+    }
+    report
+}
+
+fn choose_and_apply(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf]) -> BootApply {
+    let refused = |source: &str, message: String| BootApply { outcome: Outcome::Refused, source: source.to_string(), message };
+    let mut newest: Option<(String, NodeDocument)> = None;
+    for (source, doc) in delivered {
+        match doc {
+            Err(e) => return refused(&source, format!("{e}; nothing applied, the API converges the node")),
+            Ok(d) if newest.as_ref().is_none_or(|(_, n)| d.serial > n.serial) => newest = Some((source, d)),
+            Ok(_) => {}
+        }
+    }
+    let stored = match load_stored(node) {
+        Ok(s) => s,
+        Err(e) if newest.is_none() => return refused(document::STORED, format!("{e}; nothing applied, the API converges the node")),
+        Err(e) => {
+            tracing::warn!("{e}: replaced by the delivered document");
+            None
+        }
+    };
+    let delivered_serial = stored.as_ref().map_or(0, |s| s.delivered_serial);
+    let (source, doc, next) = match (newest, stored) {
+        (Some((source, d)), _) if d.serial > delivered_serial => {
+            let next = Stored { document: d.clone(), delivered_serial: d.serial };
+            (source, d, next)
+        }
+        (_, Some(s)) => ("stored copy".to_string(), s.document.clone(), s),
+        (Some((source, _)), None) => {
+            return BootApply { outcome: Outcome::NoDocument, source, message: "the delivered document was already applied and none is stored".into() }
+        }
+        (None, None) => return BootApply { outcome: Outcome::NoDocument, source: String::new(), message: "no node document delivered or stored".into() },
+    };
+    if let Err(e) = validate(node, &doc) {
+        return refused(&source, format!("{}; nothing applied, the API converges the node", e.message));
+    }
+    if let Some(sha) = doc.kubelet.as_ref().and_then(|k| k.binary_sha256.as_deref()) {
+        for dir in blob_dirs {
+            let from = dir.join(sha);
+            if from.is_file() && !blobs::path(&node.root, sha).is_file() {
+                if let Err(e) = blobs::import(&node.root, sha, &from) {
+                    return BootApply { outcome: Outcome::Failed, source, message: e.message };
+                }
+            }
+        }
+    }
+    let failed = |source: &str, message: String| BootApply { outcome: Outcome::Failed, source: source.to_string(), message };
+    let mut deferred = Deferred::default();
+    let applied = match apply(node, &doc, &mut deferred) {
+        Ok(a) => a,
+        Err(e) => return failed(&source, e.message),
+    };
+    if let Err(e) = deferred.run(node.host.as_ref()) {
+        return failed(&source, format!("queueing the services: {e}"));
+    }
+    if let Err(e) = save_stored(node, &next) {
+        return failed(&source, e.message);
+    }
+    let mut message = format!("applied {}", doc.sections().join(", "));
+    message.push_str(&match applied.changed.is_empty() {
+        true => "; nothing changed".to_string(),
+        false => format!("; changed {}", applied.changed.join(", ")),
+    });
+    if !deferred.start.is_empty() {
+        message.push_str(&format!("; starting {}", deferred.start.join(" ")));
+    }
+    for s in &applied.skipped {
+        message.push_str(&format!("; {s}"));
+    }
+    BootApply { outcome: Outcome::Applied, source, message }
+}
+
+/// Read a delivered document at `path`, if there is one.
+pub fn read_delivered(path: &Path, source: &str) -> Option<Delivered> {
+    match std::fs::read(path) {
+        Ok(bytes) => Some((source.to_string(), document::parse(&bytes, source))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some((source.to_string(), Err(DocumentError::NotJson { source_name: format!("{source} ({})", path.display()), message: e.to_string() }))),
+    }
+}

@@ -1,0 +1,171 @@
+//! The node document a `start` hands to the node before it boots ([`agent::document`]): built
+//! once from the profile, delivered beside the agent's trust (qemu: fw_cfg, and the userdata tar
+//! of a new data disk with the kubelet in it; kic: the trust directory with the kubelet in
+//! `blobs/`), and then used, section by section, as the requests of the API steps that check it.
+
+use std::path::{Path, PathBuf};
+
+use agent::api::{CertsRequest, CgroupDriver, HostEntry, HostnameRequest, KubeletRequest, RuntimeRequest};
+use agent::document::{FileContent, NodeDocument};
+
+use crate::certs::{self, ProfileCerts};
+use crate::state::{MachineDir, MachineState};
+
+/// Pause image handed to the runtime (minikube's for recent Kubernetes).
+pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.1";
+/// The name minikube gives the control plane's address in every node's /etc/hosts.
+pub const CONTROL_PLANE_NAME: &str = "control-plane.minikube.internal";
+
+/// The kubelet binary the document names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binary {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub len: u64,
+}
+
+impl Binary {
+    pub fn of(path: &Path) -> std::io::Result<Binary> {
+        let (sha256, len) = pki::digest::sha256_file(path)?;
+        Ok(Binary { path: path.to_path_buf(), sha256, len })
+    }
+}
+
+/// The document's serial: now, in milliseconds (later writes order after earlier ones).
+pub fn serial() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The whole document for `state`.
+pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kubelet: &Binary) -> NodeDocument {
+    let hostname = HostnameRequest {
+        name: state.name.clone(),
+        hosts: vec![HostEntry { ip: state.node_ip.clone(), names: vec![CONTROL_PLANE_NAME.to_string()] }],
+    };
+    let files = vec![
+        FileContent { path: certs::GUEST_SA_PUB.into(), content: pc.sa_pub_pem.clone(), mode: 0o644, owner: None },
+        FileContent { path: crate::ssh::AUTHORIZED_KEYS.into(), content: authorized_key.to_string(), mode: 0o600, owner: Some("docker:docker".into()) },
+    ];
+    let runtime = RuntimeRequest {
+        runtime: state.runtime,
+        pause_image: PAUSE_IMAGE.into(),
+        cgroup_driver: CgroupDriver::Systemd,
+        insecure_registries: vec![],
+        docker_tls: None,
+        socket_timeout_secs: Some(120),
+    };
+    let kubelet = KubeletRequest {
+        version: state.kubernetes_version.clone(),
+        node_name: state.name.clone(),
+        node_ip: state.node_ip.clone(),
+        runtime: state.runtime,
+        extra_args: vec![],
+        binary_sha256: Some(kubelet.sha256.clone()),
+    };
+    NodeDocument {
+        hostname: Some(hostname),
+        certs: Some(certs::certs_request(pc)),
+        files,
+        runtime: Some(runtime),
+        kubelet: Some(kubelet),
+        ..NodeDocument::new(serial())
+    }
+}
+
+/// The sections `start` checks through the API (all present in a document from [`build`]).
+pub struct Sections<'a> {
+    pub hostname: &'a HostnameRequest,
+    pub certs: &'a CertsRequest,
+    pub files: &'a [FileContent],
+    pub runtime: &'a RuntimeRequest,
+    pub kubelet: &'a KubeletRequest,
+}
+
+impl<'a> Sections<'a> {
+    pub fn of(doc: &'a NodeDocument) -> Sections<'a> {
+        let missing = "a document from node_doc::build has every section";
+        Sections {
+            hostname: doc.hostname.as_ref().expect(missing),
+            certs: doc.certs.as_ref().expect(missing),
+            files: &doc.files,
+            runtime: doc.runtime.as_ref().expect(missing),
+            kubelet: doc.kubelet.as_ref().expect(missing),
+        }
+    }
+}
+
+/// The document's bytes.
+pub fn to_bytes(doc: &NodeDocument) -> Vec<u8> {
+    let mut b = serde_json::to_vec_pretty(doc).expect("serialisable");
+    b.push(b'\n');
+    b
+}
+
+/// Where a qemu machine's document is kept for fw_cfg.
+pub fn machine_file(m: &MachineDir) -> PathBuf {
+    m.dir.join(agent::document::FILE_NAME)
+}
+
+/// Write the document for the next boot: beside the machine (fw_cfg) or into the trust directory
+/// (kic, with the kubelet in `blobs/`; other blobs there are removed).
+pub fn deliver(path: &Path, doc: &NodeDocument, blobs_dir: Option<(&Path, &Binary)>) -> std::io::Result<()> {
+    if let Some((dir, bin)) = blobs_dir {
+        std::fs::create_dir_all(dir)?;
+        for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+            if e.file_name().to_string_lossy() != bin.sha256 {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        let target = dir.join(&bin.sha256);
+        if !target.is_file() {
+            let temp = dir.join(format!("{}{}", pki::atomic::TEMP_PREFIX, bin.sha256));
+            let _ = std::fs::remove_file(&temp);
+            if std::fs::hard_link(&bin.path, &temp).is_err() {
+                std::fs::copy(&bin.path, &temp)?;
+            }
+            std::fs::rename(&temp, &target)?;
+        }
+    }
+    pki::atomic::write_atomic(path, &to_bytes(doc), 0o600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_reads_what_the_launcher_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let cas = certs::shared_cas(&d.path().join("shared")).unwrap();
+        let pc = certs::ensure_profile(&cas, &d.path().join("certs"), &d.path().join("trust"), "10.0.2.15").unwrap();
+        let k = d.path().join("kubelet");
+        std::fs::write(&k, b"kubelet").unwrap();
+        let bin = Binary::of(&k).unwrap();
+        let state = MachineState {
+            name: "p1".into(),
+            driver: crate::driver::Driver::Qemu,
+            iso: "/x.iso".into(),
+            image: String::new(),
+            oci_runtime: None,
+            cpus: 2,
+            memory_mb: 4096,
+            disk_mb: 20000,
+            runtime: agent::api::Runtime::Containerd,
+            kubernetes_version: "v1.34.1".into(),
+            kubelet: k.clone(),
+            ports: crate::state::Ports { agent: 1, apiserver: 2, ssh: 3 },
+            node_ip: crate::state::GUEST_IP.into(),
+        };
+        let doc = build(&state, &pc, "ssh-ed25519 AAAA k\n", &bin);
+        let parsed = agent::document::parse(&to_bytes(&doc), "test").unwrap();
+        assert_eq!(parsed, doc);
+        assert_eq!(parsed.kubelet.as_ref().unwrap().binary_sha256.as_deref(), Some(bin.sha256.as_str()));
+        let trust = d.path().join("trust");
+        std::fs::create_dir_all(trust.join("blobs")).unwrap();
+        std::fs::write(trust.join("blobs/stale"), b"old").unwrap();
+        deliver(&trust.join("node.json"), &doc, Some((&trust.join("blobs"), &bin))).unwrap();
+        let blobs: Vec<_> = std::fs::read_dir(trust.join("blobs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(blobs, vec![bin.sha256.clone()]);
+        assert_eq!(std::fs::read(trust.join("blobs").join(&bin.sha256)).unwrap(), b"kubelet");
+    }
+}
