@@ -176,6 +176,17 @@ pub enum DiskPlan {
     None,
 }
 
+impl std::fmt::Display for DiskPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DiskPlan::Use { partition } => write!(f, "data disk /dev/{partition}"),
+            DiskPlan::FormatMagic { disk, userdata } => write!(f, "formatted /dev/{disk} (userdata {} KiB)", userdata.len().div_ceil(1024)),
+            DiskPlan::FormatEmpty { disk } => write!(f, "formatted empty /dev/{disk}"),
+            DiskPlan::None => write!(f, "no data disk"),
+        }
+    }
+}
+
 /// Decide from `/sys/block` and the device contents under the root.
 pub fn plan(root: &GuestRoot) -> io::Result<DiskPlan> {
     let disks = scan_disks(root)?;
@@ -398,7 +409,7 @@ pub fn run(root: &GuestRoot, host: &dyn Host, opts: BootOptions) -> Result<BootR
         plan_text = "disk skipped".to_string();
     } else {
         let p = plan(root).map_err(io_err(&root.host("/sys/block")))?;
-        plan_text = format!("{p:?}").chars().take(120).collect();
+        plan_text = p.to_string();
         let partition = match p {
             DiskPlan::Use { partition } => Some(partition),
             DiskPlan::FormatMagic { disk, userdata } => {

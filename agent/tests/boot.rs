@@ -138,7 +138,7 @@ fn no_disk_runs_from_memory() {
     std::fs::create_dir_all(d.path().join("sys/block")).unwrap();
     let host = RecordingHost::new("minikube");
     let report = boot::run(&GuestRoot::new(d.path()), &host, BootOptions { skip_disk: false, skip_modules: true }).unwrap();
-    assert_eq!(report.plan, "None");
+    assert_eq!(report.plan, "no data disk");
     assert!(host.commands().is_empty(), "{:?}", host.commands());
 }
 

@@ -359,6 +359,12 @@ fn launcher_podman_driver_start_stop_delete() {
     provision::start(&home, &opts, &mut rep).unwrap();
     assert!(step(&rep.events, "boot").changed && step(&rep.events, "agent").changed);
     assert!(!step(&rep.events, "image").changed, "the image is not loaded again");
+    // The node document in the trust directory was applied by the boot step before the
+    // runtime started: the API steps only check (containerd was started by the boot step).
+    assert!(step(&rep.events, "agent").detail.contains("node document applied at boot"), "{:?}", step(&rep.events, "agent"));
+    for s in ["hostname", "certs", "runtime", "kubelet"] {
+        assert!(!step(&rep.events, s).changed, "restart: {s} changed, yet the boot step applied the document: {:?}", rep.events);
+    }
     eprintln!(
         "FIGURE launcher podman: restart -> agent ready {:.1} s, -> provisioned {:.1} s",
         secs(&rep.events, &["boot", "agent"]),

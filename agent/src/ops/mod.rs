@@ -44,23 +44,52 @@ impl Node {
 /// (a job that waited would wait on the boot step itself).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Deferred {
-    /// A unit file or drop-in changed.
+    /// Units whose file or drop-in changed.
+    pub changed_units: Vec<String>,
+    /// A reload is needed whatever the units' state (a unit was unmasked).
     pub reload: bool,
     pub stop: Vec<&'static str>,
     pub start: Vec<&'static str>,
 }
 
+/// The unit a unit file or drop-in path belongs to.
+fn unit_of(guest_path: &str) -> Option<String> {
+    let rest = ["/etc/systemd/system/", "/lib/systemd/system/", "/usr/lib/systemd/system/"].iter().find_map(|d| guest_path.strip_prefix(d))?;
+    let first = rest.split('/').next()?;
+    Some(first.strip_suffix(".d").unwrap_or(first).to_string())
+}
+
 impl Deferred {
-    /// Note that `guest_path` changed: a unit file or drop-in needs a reload.
+    /// Note that `guest_path` changed (a unit file or drop-in matters to systemd).
     pub fn wrote(&mut self, guest_path: &str) {
-        if guest_path.starts_with("/etc/systemd/") || guest_path.starts_with("/lib/systemd/") || guest_path.starts_with("/usr/lib/systemd/") {
-            self.reload = true;
+        if let Some(unit) = unit_of(guest_path) {
+            if !self.changed_units.contains(&unit) {
+                self.changed_units.push(unit);
+            }
+        }
+    }
+
+    /// Whether systemd must reload: a changed unit it has loaded already. A unit it has not
+    /// found (kubelet.service on a fresh root) is read from disk when its start is queued, so
+    /// the reload (about 2 s under emulation) is skipped.
+    fn needs_reload(&self, host: &dyn Host) -> bool {
+        if self.reload {
+            return true;
+        }
+        if self.changed_units.is_empty() {
+            return false;
+        }
+        let mut argv = vec!["systemctl", "show", "--property=LoadState", "--value"];
+        argv.extend(self.changed_units.iter().map(String::as_str));
+        match crate::host::run_ok(host, &argv, None, std::time::Duration::from_secs(60)) {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "loaded"),
+            Err(_) => true,
         }
     }
 
     /// Reload if needed, then queue the stops and starts (`--no-block`).
     pub fn run(&self, host: &dyn Host) -> Result<(), HostError> {
-        if self.reload {
+        if self.needs_reload(host) {
             crate::host::systemctl(host, &["daemon-reload"])?;
         }
         if !self.stop.is_empty() {
@@ -76,6 +105,12 @@ impl Deferred {
         }
         Ok(())
     }
+}
+
+/// Whether any of `units` has a queued or running job (the boot step queued its start).
+pub fn has_job(host: &dyn Host, units: &[&str]) -> bool {
+    crate::host::run_ok(host, &["systemctl", "list-jobs", "--no-legend", "--plain"], None, std::time::Duration::from_secs(30))
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l.split_whitespace().nth(1).is_some_and(|u| units.contains(&u))))
 }
 
 /// An operation's failure: an HTTP status, the request field at fault, and a message.
@@ -124,6 +159,16 @@ impl OpError {
 impl From<HostError> for OpError {
     fn from(e: HostError) -> OpError {
         OpError::internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unit_of_paths() {
+        assert_eq!(super::unit_of("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf").as_deref(), Some("kubelet.service"));
+        assert_eq!(super::unit_of("/lib/systemd/system/kubelet.service").as_deref(), Some("kubelet.service"));
+        assert_eq!(super::unit_of("/etc/containerd/config.toml"), None);
     }
 }
 

@@ -290,11 +290,14 @@ pub fn apply_in(node: &Node, req: &RuntimeRequest, deferred: Option<&mut super::
     let host = node.host.as_ref();
     let socket = node.root.host(socket_path);
     if !changed && !socket.exists() {
-        // Configured but not running (stopped, or crashed): start it.
-        for unit in &units {
-            systemctl(host, &["start", unit])?;
+        // Configured but its socket is not there: starting (the boot step queued it: wait for
+        // the socket), or stopped or crashed (start it: a change).
+        if !super::has_job(host, &units) {
+            for unit in &units {
+                systemctl(host, &["start", unit])?;
+            }
+            changed = true;
         }
-        changed = true;
     } else if changed {
         let ours = &units[..];
         // Stop and mask the other runtimes' units (they may not be installed: failures are fine).
