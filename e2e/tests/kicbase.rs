@@ -287,10 +287,13 @@ fn launcher_podman_driver_start_stop_delete() {
     let state = provision::start(&home, &opts, &mut rep).unwrap();
     let steps: Vec<&str> = rep.events.iter().map(|e| e.step).collect();
     assert_eq!(steps, ["machine", "image", "boot", "agent", "hostname", "certs", "runtime", "kubelet", "kubeconfig"]);
-    // (hostname may be unchanged: the engine already named the container's UTS namespace.)
-    for s in ["machine", "boot", "agent", "certs", "kubelet", "kubeconfig"] {
+    // The API steps may find nothing to do: the boot step applied the node document from the
+    // trust directory (rewritten with the container's address as soon as the engine gave it,
+    // which the boot step may or may not have read yet; the API steps converge either way).
+    for s in ["machine", "boot", "agent", "kubeconfig"] {
         assert!(step(&rep.events, s).changed, "first start: {s} changed");
     }
+    assert!(step(&rep.events, "agent").detail.contains("node document applied at boot"), "{:?}", step(&rep.events, "agent"));
     eprintln!(
         "FIGURE launcher podman: image {:.1} s, container start -> agent ready {:.1} s, start -> provisioned {:.1} s",
         step(&rep.events, "image").seconds,
@@ -360,9 +363,11 @@ fn launcher_podman_driver_start_stop_delete() {
     assert!(step(&rep.events, "boot").changed && step(&rep.events, "agent").changed);
     assert!(!step(&rep.events, "image").changed, "the image is not loaded again");
     // The node document in the trust directory was applied by the boot step before the
-    // runtime started: the API steps only check (containerd was started by the boot step).
+    // runtime started: containerd (not enabled in the image) was started by the boot step, so the
+    // runtime step only checks. (Certificates and the kubelet name the container's address,
+    // which the engine may change at a restart: those steps converge either way.)
     assert!(step(&rep.events, "agent").detail.contains("node document applied at boot"), "{:?}", step(&rep.events, "agent"));
-    for s in ["hostname", "certs", "runtime", "kubelet"] {
+    for s in ["hostname", "runtime"] {
         assert!(!step(&rep.events, s).changed, "restart: {s} changed, yet the boot step applied the document: {:?}", rep.events);
     }
     eprintln!(
