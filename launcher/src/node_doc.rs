@@ -141,21 +141,7 @@ mod tests {
         let k = d.path().join("kubelet");
         std::fs::write(&k, b"kubelet").unwrap();
         let bin = Binary::of(&k).unwrap();
-        let state = MachineState {
-            name: "p1".into(),
-            driver: crate::driver::Driver::Qemu,
-            iso: "/x.iso".into(),
-            image: String::new(),
-            oci_runtime: None,
-            cpus: 2,
-            memory_mb: 4096,
-            disk_mb: 20000,
-            runtime: agent::api::Runtime::Containerd,
-            kubernetes_version: "v1.34.1".into(),
-            kubelet: k.clone(),
-            ports: crate::state::Ports { agent: 1, apiserver: 2, ssh: 3 },
-            node_ip: crate::state::GUEST_IP.into(),
-        };
+        let state = MachineState { kubelet: k.clone(), ..crate::state::example_state("p1") };
         let doc = build(&state, &pc, "ssh-ed25519 AAAA k\n", &bin);
         let parsed = agent::document::parse(&to_bytes(&doc), "test").unwrap();
         assert_eq!(parsed, doc);

@@ -653,21 +653,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let home = Home::at(d.path());
         let m = home.machine("p1").unwrap();
-        let qemu = MachineState {
-            name: "p1".into(),
-            driver: Driver::Qemu,
-            iso: "/x.iso".into(),
-            image: String::new(),
-            oci_runtime: None,
-            cpus: 2,
-            memory_mb: 4096,
-            disk_mb: 20000,
-            runtime: Runtime::Containerd,
-            kubernetes_version: "v1.34.1".into(),
-            kubelet: "/k".into(),
-            ports: Ports { agent: 1, apiserver: 2, ssh: 3 },
-            node_ip: crate::state::GUEST_IP.into(),
-        };
+        let qemu = MachineState { kubernetes_version: "v1.34.1".into(), ..crate::state::example_state("p1") };
         m.save(&qemu).unwrap();
         let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
         let e = start(&home, &StartOptions::kic("p1", Driver::Docker, "kicbase:v1"), &mut rep).unwrap_err();

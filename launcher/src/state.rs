@@ -320,6 +320,26 @@ pub fn remove_dir(dir: &Path) -> Result<(), StateError> {
     }
 }
 
+/// A qemu machine's state for tests.
+#[cfg(test)]
+pub(crate) fn example_state(name: &str) -> MachineState {
+    MachineState {
+        name: name.into(),
+        driver: crate::driver::Driver::Qemu,
+        iso: "/x.iso".into(),
+        image: String::new(),
+        oci_runtime: None,
+        cpus: 2,
+        memory_mb: 4096,
+        disk_mb: 20000,
+        runtime: agent::api::Runtime::Containerd,
+        kubernetes_version: "v1.35.0".into(),
+        kubelet: "/k".into(),
+        ports: Ports { agent: 1, apiserver: 2, ssh: 3 },
+        node_ip: GUEST_IP.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,21 +375,7 @@ mod tests {
         assert!(home.list().unwrap().is_empty());
         let m = home.machine("p1").unwrap();
         assert!(matches!(m.load(), Err(StateError::NoMachine(..))));
-        let s = MachineState {
-            name: "p1".into(),
-            driver: crate::driver::Driver::Qemu,
-            iso: "/x.iso".into(),
-            image: String::new(),
-            oci_runtime: None,
-            cpus: 2,
-            memory_mb: 4096,
-            disk_mb: 20000,
-            runtime: agent::api::Runtime::Containerd,
-            kubernetes_version: "v1.35.0".into(),
-            kubelet: "/k".into(),
-            ports: Ports { agent: 1, apiserver: 2, ssh: 3 },
-            node_ip: GUEST_IP.into(),
-        };
+        let s = example_state("p1");
         m.save(&s).unwrap();
         assert_eq!(m.load().unwrap(), s);
         assert_eq!(home.list().unwrap(), vec!["p1".to_string()]);
