@@ -2,7 +2,7 @@
 //! signed Release file (checked with `gpgv` when the archive keyring is present) and the Packages
 //! index, checked against the Release hashes and parsed into [`Index`].
 
-use crate::fetch::{Cache, FetchError, Http, Item};
+use fetch::{Cache, FetchError, Http, Item};
 use pki::digest::sha256_hex;
 use debversion::Version;
 use std::collections::{BTreeMap, HashMap};

@@ -4,7 +4,7 @@
 //! an initramfs, ISO or OCI layers is the job of other modules.
 
 use crate::apt::{ArchiveConfig, Index, Package};
-use crate::fetch::{Cache, Http};
+use fetch::{Cache, Http};
 use crate::resolve::{resolve, Request};
 use crate::rootfs::{Entry, Kind, Tree};
 use crate::spec::Spec;
@@ -18,8 +18,8 @@ pub enum AssembleError {
     Apt(#[from] crate::apt::AptError),
     #[error(transparent)]
     Resolve(#[from] crate::resolve::ResolveError),
-    #[error(transparent)]
-    Fetch(#[from] crate::fetch::FetchError),
+    #[error("{0} (check the mirror in your apt sources, or pass --mirror)")]
+    Fetch(#[from] fetch::FetchError),
     #[error(transparent)]
     Deb(#[from] crate::deb::DebError),
     #[error(transparent)]

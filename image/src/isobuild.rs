@@ -10,7 +10,7 @@
 
 use crate::assemble::{assemble, fetch_unpacked, open_index, resolve_spec, AssembleError, Installed, Options};
 use crate::compress::Compression;
-use crate::fetch::Http;
+use fetch::Http;
 use crate::iso::{BiosBoot, EfiBoot, IsoFile, IsoImage};
 use crate::rootfs::Entry;
 use crate::spec::{RootMode, Spec};

@@ -7,7 +7,6 @@ pub mod apt;
 pub mod assemble;
 pub mod caps;
 pub mod deb;
-pub mod fetch;
 pub mod isobuild;
 pub mod kernel;
 pub mod resolve;

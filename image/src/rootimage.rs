@@ -17,7 +17,7 @@
 
 use crate::apt::{Index, Package};
 use crate::assemble::{assemble_base, fetch_unpacked, top_tree, AssembleError, Installed, Options};
-use crate::fetch::Http;
+use fetch::Http;
 use crate::rootfs::{Entry, Kind, Tree};
 use crate::spec::{BootSection, Spec};
 use crate::squashfs;

@@ -3,7 +3,7 @@
 
 use image::apt::ArchiveConfig;
 use image::assemble::Options;
-use image::fetch::{Cache, Http};
+use fetch::{Cache, Http};
 use image::rootfs::Kind;
 use image::spec::Spec;
 use std::path::{Path, PathBuf};

@@ -130,7 +130,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             for _ in 0..runs {
                 let cache = tempfile::tempdir()?;
                 let mut o = opts.clone();
-                o.cache = image::fetch::Cache::new(cache.path());
+                o.cache = fetch::Cache::new(cache.path());
                 cold.push(build(&o, &spec, root, &out)?.0);
             }
             println!("[{}] cold build (empty cache)     {:>9}", root.name(), secs(median(cold)));
@@ -209,7 +209,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
 /// The package layer in each format: size, build time (and boots of each squashfs compressor).
 fn formats(spec: &Spec, opts: &Options, boots: usize, runs: usize) -> Result<()> {
-    let http = image::fetch::Http::default();
+    let http = fetch::Http::default();
     let index = image::assemble::open_index(spec, opts, &http)?;
     let set = image::assemble::resolve_spec(spec, &index)?;
     let b = image::assemble::assemble_base(spec, opts, &index, &set, &http)?;

@@ -225,7 +225,7 @@ pub fn options(common: &CommonArgs) -> Result<image::assemble::Options> {
     let mut o = image::assemble::Options::new(source_date_epoch()?);
     o.mirror = common.mirror.clone();
     if let Some(c) = &common.cache {
-        o.cache = image::fetch::Cache::new(c);
+        o.cache = fetch::Cache::new(c);
     }
     o.jobs = common.jobs;
     o.commit = git_commit();

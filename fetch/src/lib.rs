@@ -1,4 +1,4 @@
-//! Downloads: one HTTP client with bounded timeouts, a content-addressed cache (files named by
+//! Downloads for every crate: one HTTP client with bounded timeouts, a content-addressed cache (files named by
 //! their SHA256), and parallel fetching with progress on a terminal.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("cannot reach {url}: {message} (check the mirror in your apt sources, or pass --mirror)")]
+    #[error("cannot reach {url}: {message}")]
     Unreachable { url: String, message: String },
     #[error("{url}: HTTP status {status}")]
     Status { url: String, status: u16 },
@@ -166,9 +166,7 @@ impl Cache {
         let dir = p.parent().unwrap();
         let ctx = |source| FetchError::Cache { path: dir.to_path_buf(), source };
         std::fs::create_dir_all(dir).map_err(ctx)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(ctx)?;
-        tmp.write_all(data).map_err(ctx)?;
-        tmp.persist(&p).map_err(|e| ctx(e.error))?;
+        pki::atomic::write_atomic(&p, data, 0o644).map_err(ctx)?;
         Ok(p)
     }
 
@@ -187,16 +185,16 @@ impl Cache {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(500 << attempt));
             }
-            let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(ctx)?;
+            let mut tmp = pki::atomic::AtomicFile::create(&p, 0o644).map_err(ctx)?;
             let got = {
-                let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+                let mut w = std::io::BufWriter::new(&mut tmp);
                 let r = http.download(&item.url, &mut w, tick);
                 w.flush().map_err(ctx)?;
                 r
             };
             match got {
                 Ok((h, n)) if h == item.sha256 && n == item.size => {
-                    tmp.persist(&p).map_err(|e| ctx(e.error))?;
+                    tmp.commit().map_err(ctx)?;
                     return Ok(p);
                 }
                 Ok((h, n)) => {
