@@ -280,6 +280,7 @@ fn launcher_podman_driver_start_stop_delete() {
     let m = home.machine(&name).unwrap();
     let _cleanup = DeleteProfile(m.clone());
     let mut opts = StartOptions::kic(&name, Driver::Podman, &archive.to_string_lossy());
+    opts.kubelet_test_double = true;
     opts.agent_timeout = Duration::from_secs(240);
 
     // First start: every step reports, in order, and did something.

@@ -48,7 +48,7 @@ fn hello_archive(dir: &Path) -> std::path::PathBuf {
     tree.insert("/hello", hello);
     let store = BlobStore::open(dir.join("store")).unwrap();
     let layer = write_layer(&store, &tree, Compression::default(), "e2e hello").unwrap();
-    let mut config = ImageConfig::linux(launcher::kubelet::go_arch());
+    let mut config = ImageConfig::linux(launcher::binaries::go_arch());
     config.cmd = vec!["/hello".into()];
     let meta = ImageMeta { name: IMAGE_NAME.into(), tag: IMAGE_TAG.into(), epoch: 1_700_000_000, ..Default::default() };
     let image = build_image(&store, vec![layer], &config, &meta).unwrap();
@@ -148,6 +148,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let archive = hello_archive(tmp.path());
     let archive_bytes = std::fs::read(&archive).unwrap();
     let mut opts = StartOptions::new(PROFILE, iso);
+    opts.kubelet_test_double = true;
     opts.memory_mb = 3072;
     opts.disk_mb = 4096;
     opts.runtime = Runtime::Containerd;

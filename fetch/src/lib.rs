@@ -20,6 +20,8 @@ pub enum FetchError {
     Checksum { url: String, expected: String, actual: String, size: u64, got: u64 },
     #[error("cache {path}: {source}")]
     Cache { path: PathBuf, source: std::io::Error },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
 }
 
 /// A blocking HTTP client with timeouts, so an unreachable mirror fails instead of hanging.
@@ -45,6 +47,82 @@ impl Http {
             .build()
             .into();
         Http { agent }
+    }
+
+    /// A client for one HTTPS server: it trusts only `ca_pem` and presents the client
+    /// certificate `cert_pem` with `key_pem` (a Kubernetes API server of ours).
+    pub fn with_client_tls(connect: Duration, read: Duration, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Http, FetchError> {
+        use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+        let bad = |what: &str, e: ureq::Error| FetchError::Tls(format!("{what}: {e}"));
+        let ca = Certificate::from_pem(ca_pem.as_bytes()).map_err(|e| bad("CA certificate", e))?;
+        let cert = Certificate::from_pem(cert_pem.as_bytes()).map_err(|e| bad("client certificate", e))?;
+        let key = PrivateKey::from_pem(key_pem.as_bytes()).map_err(|e| bad("client key", e))?;
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::new_with_certs(&[ca]))
+            .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(connect))
+            .timeout_per_read(Some(read))
+            .timeout_recv_response(Some(read))
+            .http_status_as_error(false)
+            .tls_config(tls)
+            .build()
+            .into();
+        Ok(Http { agent })
+    }
+
+    /// GET a small resource: its status and body, whatever the status.
+    pub fn get_any(&self, url: &str) -> Result<(u16, Vec<u8>), FetchError> {
+        let mut resp = self.agent.get(url).call().map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+        let status = resp.status().as_u16();
+        let mut buf = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(16 << 20)
+            .read_to_end(&mut buf)
+            .map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+        Ok((status, buf))
+    }
+
+    /// Download `url` to `target` (permission bits `mode`) if its SHA-256 is `sha256`: written
+    /// beside the target and renamed only once checked, so a partial or wrong download never
+    /// takes the name. A connection that fails or breaks is tried `attempts` times in all, with
+    /// a doubling pause; an HTTP status is final. Progress shows on a terminal.
+    pub fn download_verified(&self, url: &str, target: &Path, sha256: &str, mode: u32, attempts: u32) -> Result<u64, FetchError> {
+        let dir = target.parent().unwrap_or(Path::new("."));
+        let ctx = |source| FetchError::Cache { path: target.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(ctx)?;
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut pause = Duration::from_millis(500);
+        let mut attempt = 1;
+        loop {
+            let bar = progress_bar(0, &name);
+            let mut tmp = pki::atomic::AtomicFile::create(target, mode).map_err(ctx)?;
+            let got = {
+                let mut w = std::io::BufWriter::new(&mut tmp);
+                let r = self.download(url, &mut w, &|n| bar.inc(n));
+                w.flush().map_err(ctx)?;
+                r
+            };
+            bar.finish_and_clear();
+            let err = match got {
+                Ok((h, n)) if h == sha256 => {
+                    tmp.commit().map_err(ctx)?;
+                    return Ok(n);
+                }
+                Ok((h, n)) => FetchError::Checksum { url: url.into(), expected: sha256.into(), actual: h, size: n, got: n },
+                Err(e @ FetchError::Status { .. }) => return Err(e),
+                Err(e) => e,
+            };
+            if attempt >= attempts {
+                return Err(err);
+            }
+            tracing::warn!("{err}; retrying in {pause:?} (attempt {attempt} of {attempts})");
+            std::thread::sleep(pause);
+            pause *= 2;
+            attempt += 1;
+        }
     }
 
     fn open(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>, FetchError> {

@@ -1,11 +1,14 @@
-//! Which kubelet binary goes to the node: one given by path, one from a minikube-style cache
-//! (`CACHE/linux/ARCH/VERSION/kubelet`), or — nothing can be downloaded here — a test double.
+//! Which kubelet binary goes to the node: one given by path, one by version from the cache or the
+//! release host ([`crate::binaries`]), or — only when asked for with `--kubelet-test-double` —
+//! a test double.
 //!
 //! The test double is a shell script named [`TEST_DOUBLE_NAME`]: it answers `--version` like
-//! kubelet and otherwise prints what it is and sleeps, so systemd keeps it active. It exists only
-//! because no real kubelet is available offline; a real one is used whenever it is given.
+//! kubelet and otherwise prints what it is and sleeps, so systemd keeps it active. It exists for
+//! machines with no route to the release host (this project's CI); it is never a fallback.
 
 use std::path::{Path, PathBuf};
+
+use crate::binaries::{BinaryError, Downloader};
 
 /// The file name of the test double (says what it is).
 pub const TEST_DOUBLE_NAME: &str = "kubelet-test-double";
@@ -18,14 +21,15 @@ pub enum KubeletError {
     Missing(PathBuf),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("cache {cache}: no kubelet at {expected}")]
-    NotInCache { cache: PathBuf, expected: PathBuf },
+    #[error("{0}")]
+    Download(#[from] BinaryError),
 }
 
 /// Where the kubelet came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KubeletSource {
     Given(PathBuf),
+    /// By version, from the cache (downloaded into it if it was not there).
     Cache(PathBuf),
     TestDouble(PathBuf),
 }
@@ -41,15 +45,6 @@ impl KubeletSource {
     }
 }
 
-/// The Go architecture name of this host (the node has the host's architecture).
-pub fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
 /// The script's text for `version`.
 pub fn test_double_script(version: &str) -> String {
     format!(
@@ -62,21 +57,17 @@ pub fn test_double_script(version: &str) -> String {
     )
 }
 
-/// Choose the kubelet: `given` path, else `cache` dir, else write the test double to
-/// `double_path`.
-pub fn resolve(given: Option<&Path>, cache: Option<&Path>, version: &str, double_path: &Path) -> Result<KubeletSource, KubeletError> {
+/// Choose the kubelet: the `given` path; else, if asked for, the test double written to
+/// `double_path`; else `version` from the downloader's cache or its release host.
+pub fn resolve(given: Option<&Path>, test_double: bool, downloader: &Downloader, version: &str, double_path: &Path) -> Result<KubeletSource, KubeletError> {
     if let Some(p) = given {
         if !p.is_file() {
             return Err(KubeletError::Missing(p.to_path_buf()));
         }
         return Ok(KubeletSource::Given(p.to_path_buf()));
     }
-    if let Some(c) = cache {
-        let expected = c.join("linux").join(go_arch()).join(version).join("kubelet");
-        if expected.is_file() {
-            return Ok(KubeletSource::Cache(expected));
-        }
-        return Err(KubeletError::NotInCache { cache: c.to_path_buf(), expected });
+    if !test_double {
+        return Ok(KubeletSource::Cache(downloader.ensure(version, "kubelet")?));
     }
     let script = test_double_script(version);
     if std::fs::read_to_string(double_path).ok().as_deref() != Some(&script) {
@@ -92,7 +83,8 @@ mod tests {
     #[test]
     fn test_double_runs_and_reports_version() {
         let d = tempfile::tempdir().unwrap();
-        let src = resolve(None, None, "v1.34.1", &d.path().join(TEST_DOUBLE_NAME)).unwrap();
+        let dl = Downloader::new(Some("http://127.0.0.1:9"), &d.path().join("cache"), "amd64");
+        let src = resolve(None, true, &dl, "v1.34.1", &d.path().join(TEST_DOUBLE_NAME)).unwrap();
         assert!(src.is_test_double());
         // Another test thread forking while the script was open for writing makes exec fail
         // with ETXTBSY for a moment: retry that only.
@@ -113,14 +105,20 @@ mod tests {
     #[test]
     fn cache_layout_and_given_path() {
         let d = tempfile::tempdir().unwrap();
-        let k = d.path().join("cache/linux").join(go_arch()).join("v1.30.0/kubelet");
+        let k = d.path().join("cache/linux/amd64/v1.30.0/kubelet");
         std::fs::create_dir_all(k.parent().unwrap()).unwrap();
         std::fs::write(&k, b"ELF").unwrap();
         let dbl = d.path().join("dbl");
-        assert_eq!(resolve(None, Some(&d.path().join("cache")), "v1.30.0", &dbl).unwrap(), KubeletSource::Cache(k.clone()));
-        assert!(matches!(resolve(None, Some(&d.path().join("cache")), "v1.31.0", &dbl), Err(KubeletError::NotInCache { .. })));
-        assert_eq!(resolve(Some(&k), None, "v1.30.0", &dbl).unwrap(), KubeletSource::Given(k));
-        assert!(matches!(resolve(Some(&d.path().join("nope")), None, "v1.30.0", &dbl), Err(KubeletError::Missing(_))));
+        // Nothing listens on the mirror: a cached file is used with no request, a missing one
+        // is an error naming the URL and the ways out, never the test double.
+        let dl = Downloader::new(Some("http://127.0.0.1:9"), &d.path().join("cache"), "amd64");
+        assert_eq!(resolve(None, false, &dl, "v1.30.0", &dbl).unwrap(), KubeletSource::Cache(k.clone()));
+        let e = resolve(None, false, &dl, "v1.31.0", &dbl).unwrap_err().to_string();
+        for want in ["http://127.0.0.1:9/v1.31.0/bin/linux/amd64/kubelet", "--kubelet PATH", "--binary-mirror URL", "--cache-dir"] {
+            assert!(e.contains(want), "{want} missing in: {e}");
+        }
+        assert_eq!(resolve(Some(&k), false, &dl, "v1.30.0", &dbl).unwrap(), KubeletSource::Given(k));
+        assert!(matches!(resolve(Some(&d.path().join("nope")), false, &dl, "v1.30.0", &dbl), Err(KubeletError::Missing(_))));
         assert!(!dbl.exists());
     }
 }

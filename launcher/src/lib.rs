@@ -11,6 +11,8 @@
 //!   minikube way over SSH, for the agent-versus-SSH benchmark.
 //! - [`provision`]: the `start` flow; [`kubelet`], [`kubeconfig`]: its inputs and output.
 
+pub mod binaries;
+pub mod bootstrap;
 pub mod certs;
 pub mod disk;
 pub mod driver;

@@ -156,7 +156,7 @@ pub fn clean_stale(m: &MachineDir) -> bool {
 /// Create the data disk if it does not exist yet, carrying the agent's trust, the machine's SSH
 /// public key as the docker user's authorized key, the node document and the kubelet it names
 /// (so that the first boot configures the node with nothing crossing the network).
-pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts, doc: &NodeDocument, kubelet: &Binary) -> Result<bool, MachineError> {
+pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts, doc: &NodeDocument, kubelet: Option<&Binary>) -> Result<bool, MachineError> {
     if m.disk().exists() {
         return Ok(false);
     }
@@ -167,7 +167,7 @@ pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts, d
         agent_key_pem: certs.agent.key_pem.clone(),
         authorized_keys,
         document: crate::node_doc::to_bytes(doc),
-        blobs: vec![(kubelet.sha256.clone(), kubelet.path.clone())],
+        blobs: kubelet.iter().map(|k| (k.sha256.clone(), k.path.clone())).collect(),
     })?;
     crate::disk::create(&m.disk(), &tar, state.disk_mb)?;
     Ok(true)

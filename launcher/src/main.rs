@@ -75,12 +75,24 @@ enum Cmd {
         /// Kubernetes version [default: the profile's, else the newest this launcher knows].
         #[arg(long)]
         kubernetes_version: Option<String>,
-        /// A kubelet binary to install (else the cache, else a test double).
+        /// A kubelet binary to install instead of the release's.
         #[arg(long)]
         kubelet: Option<PathBuf>,
-        /// A minikube-style cache directory holding linux/ARCH/VERSION/kubelet.
+        /// minikube's cache directory: linux/ARCH/VERSION/{kubelet,kubeadm,kubectl} are used from
+        /// it, and downloaded into it [default: the home's cache/].
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        /// Download Kubernetes binaries from this mirror (the upstream layout:
+        /// URL/VERSION/bin/linux/ARCH/NAME) instead of https://dl.k8s.io/release.
+        #[arg(long)]
+        binary_mirror: Option<String>,
+        /// Install a test double instead of a real kubelet (for machines with no route to the
+        /// release host); Kubernetes is not bootstrapped then.
+        #[arg(long)]
+        kubelet_test_double: bool,
+        /// Only the node and its container runtime: no kubelet, no kubeadm.
+        #[arg(long)]
+        no_kubernetes: bool,
         /// Seconds to wait for the agent after qemu (or the container) started.
         #[arg(long, default_value_t = 600)]
         wait_timeout: u64,
@@ -119,6 +131,15 @@ enum Cmd {
     },
     /// The node's IP address.
     Ip,
+    /// Run the cached kubectl of the profile's Kubernetes version with its kubeconfig:
+    /// `kubectl -- get nodes`.
+    Kubectl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// minikube's cache directory [default: the home's cache/].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
     /// Every machine with its status.
     List,
 }
@@ -157,7 +178,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let m = home.machine(&cli.name)?;
     match cli.command {
-        Cmd::Start { driver, iso, image, oci_runtime, cpus, memory, disk_size, container_runtime, kubernetes_version, kubelet, cache_dir, wait_timeout } => {
+        Cmd::Start {
+            driver,
+            iso,
+            image,
+            oci_runtime,
+            cpus,
+            memory,
+            disk_size,
+            container_runtime,
+            kubernetes_version,
+            kubelet,
+            cache_dir,
+            binary_mirror,
+            kubelet_test_double,
+            no_kubernetes,
+            wait_timeout,
+        } => {
             let mut opts = StartOptions::new(&cli.name, iso);
             opts.driver = driver.or_else(|| driver::recorded(&m)).unwrap_or(Driver::Qemu);
             opts.image = image;
@@ -174,7 +211,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             opts.kubernetes_version = kubernetes_version.or(recorded.as_ref().map(|s| s.kubernetes_version.clone())).unwrap_or(opts.kubernetes_version);
             opts.kubelet = kubelet;
-            opts.kubelet_cache = cache_dir;
+            opts.cache_dir = cache_dir;
+            opts.binary_mirror = binary_mirror;
+            opts.kubelet_test_double = kubelet_test_double;
+            opts.no_kubernetes = no_kubernetes;
             opts.agent_timeout = Duration::from_secs(wait_timeout);
             let mut rep = Reporter::new(output, Box::new(std::io::stdout()));
             provision::start(&home, &opts, &mut rep).with_context(|| format!("starting {}", cli.name))?;
@@ -255,6 +295,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bail!("ssh: {err} (apt-get install openssh-client)");
         }
         Cmd::Ip => println!("{}", m.load()?.node_ip),
+        Cmd::Kubectl { args, cache_dir } => {
+            let state = m.load()?;
+            let cache = cache_dir.unwrap_or_else(|| home.cache());
+            let kubectl = launcher::binaries::Downloader::new(None, &cache, launcher::binaries::go_arch()).cached(&state.kubernetes_version, "kubectl");
+            if !kubectl.is_file() {
+                bail!("{}: no kubectl {} in the cache (it is downloaded by `minikube-node start`)", kubectl.display(), state.kubernetes_version);
+            }
+            let err = std::os::unix::process::CommandExt::exec(std::process::Command::new(&kubectl).args(&args).env("KUBECONFIG", m.kubeconfig()));
+            bail!("{}: {err}", kubectl.display());
+        }
         Cmd::List => {
             let mut rows = Vec::new();
             for name in home.list()? {

@@ -37,7 +37,7 @@ pub fn serial() -> u64 {
 }
 
 /// The whole document for `state`.
-pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kubelet: &Binary) -> NodeDocument {
+pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kubelet: Option<&Binary>) -> NodeDocument {
     let hostname = HostnameRequest {
         name: state.name.clone(),
         hosts: vec![HostEntry { ip: state.node_ip.clone(), names: vec![CONTROL_PLANE_NAME.to_string()] }],
@@ -54,31 +54,32 @@ pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kube
         docker_tls: None,
         socket_timeout_secs: Some(120),
     };
-    let kubelet = KubeletRequest {
+    let kubelet = kubelet.map(|k| KubeletRequest {
         version: state.kubernetes_version.clone(),
         node_name: state.name.clone(),
         node_ip: state.node_ip.clone(),
         runtime: state.runtime,
         extra_args: vec![],
-        binary_sha256: Some(kubelet.sha256.clone()),
-    };
+        binary_sha256: Some(k.sha256.clone()),
+    });
     NodeDocument {
         hostname: Some(hostname),
         certs: Some(certs::certs_request(pc)),
         files,
         runtime: Some(runtime),
-        kubelet: Some(kubelet),
+        kubelet,
         ..NodeDocument::new(serial())
     }
 }
 
-/// The sections `start` checks through the API (all present in a document from [`build`]).
+/// The sections `start` checks through the API (present in a document from [`build`]).
 pub struct Sections<'a> {
     pub hostname: &'a HostnameRequest,
     pub certs: &'a CertsRequest,
     pub files: &'a [FileContent],
     pub runtime: &'a RuntimeRequest,
-    pub kubelet: &'a KubeletRequest,
+    /// None with `--no-kubernetes`.
+    pub kubelet: Option<&'a KubeletRequest>,
 }
 
 impl<'a> Sections<'a> {
@@ -89,7 +90,7 @@ impl<'a> Sections<'a> {
             certs: doc.certs.as_ref().expect(missing),
             files: &doc.files,
             runtime: doc.runtime.as_ref().expect(missing),
-            kubelet: doc.kubelet.as_ref().expect(missing),
+            kubelet: doc.kubelet.as_ref(),
         }
     }
 }
@@ -108,14 +109,16 @@ pub fn machine_file(m: &MachineDir) -> PathBuf {
 
 /// Write the document for the next boot: beside the machine (fw_cfg) or into the trust directory
 /// (kic, with the kubelet in `blobs/`; other blobs there are removed).
-pub fn deliver(path: &Path, doc: &NodeDocument, blobs_dir: Option<(&Path, &Binary)>) -> std::io::Result<()> {
+pub fn deliver(path: &Path, doc: &NodeDocument, blobs_dir: Option<(&Path, Option<&Binary>)>) -> std::io::Result<()> {
     if let Some((dir, bin)) = blobs_dir {
         std::fs::create_dir_all(dir)?;
         for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
-            if e.file_name().to_string_lossy() != bin.sha256 {
+            if bin.is_none_or(|b| e.file_name().to_string_lossy() != b.sha256) {
                 std::fs::remove_file(e.path())?;
             }
         }
+    }
+    if let Some((dir, Some(bin))) = blobs_dir {
         let target = dir.join(&bin.sha256);
         if !target.is_file() {
             let temp = dir.join(format!("{}{}", pki::atomic::TEMP_PREFIX, bin.sha256));
@@ -142,14 +145,14 @@ mod tests {
         std::fs::write(&k, b"kubelet").unwrap();
         let bin = Binary::of(&k).unwrap();
         let state = MachineState { kubelet: k.clone(), ..crate::state::example_state("p1") };
-        let doc = build(&state, &pc, "ssh-ed25519 AAAA k\n", &bin);
+        let doc = build(&state, &pc, "ssh-ed25519 AAAA k\n", Some(&bin));
         let parsed = agent::document::parse(&to_bytes(&doc), "test").unwrap();
         assert_eq!(parsed, doc);
         assert_eq!(parsed.kubelet.as_ref().unwrap().binary_sha256.as_deref(), Some(bin.sha256.as_str()));
         let trust = d.path().join("trust");
         std::fs::create_dir_all(trust.join("blobs")).unwrap();
         std::fs::write(trust.join("blobs/stale"), b"old").unwrap();
-        deliver(&trust.join("node.json"), &doc, Some((&trust.join("blobs"), &bin))).unwrap();
+        deliver(&trust.join("node.json"), &doc, Some((&trust.join("blobs"), Some(&bin)))).unwrap();
         let blobs: Vec<_> = std::fs::read_dir(trust.join("blobs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(blobs, vec![bin.sha256.clone()]);
         assert_eq!(std::fs::read(trust.join("blobs").join(&bin.sha256)).unwrap(), b"kubelet");

@@ -16,6 +16,7 @@ use agent::document::{NodeDocument, Outcome};
 use crate::certs;
 use crate::driver::{self, Driver};
 use crate::kic::{self, ImageSource, Kic, KicConfig};
+use crate::binaries::Downloader;
 use crate::kubelet::{self, KubeletSource};
 use crate::machine::{self, Status};
 use crate::node_doc::{self, Binary, Sections};
@@ -41,8 +42,18 @@ pub struct StartOptions {
     pub disk_mb: u64,
     pub runtime: Runtime,
     pub kubernetes_version: String,
+    /// A kubelet binary to install instead of the release's.
     pub kubelet: Option<PathBuf>,
-    pub kubelet_cache: Option<PathBuf>,
+    /// minikube's cache directory (`linux/ARCH/VERSION/NAME`); None: the home's `cache/`.
+    pub cache_dir: Option<PathBuf>,
+    /// Replaces the upstream release host (minikube's `--binary-mirror`).
+    pub binary_mirror: Option<String>,
+    /// Install the kubelet test double (no Kubernetes is bootstrapped then).
+    pub kubelet_test_double: bool,
+    /// A node with its container runtime only: no kubelet, no kubeadm.
+    pub no_kubernetes: bool,
+    /// How long `kubeadm init`, and each wait for the control plane, may take.
+    pub kubernetes_timeout: Duration,
     /// How long to wait for the agent after qemu (or the container) started.
     pub agent_timeout: Duration,
 }
@@ -62,7 +73,11 @@ impl StartOptions {
             runtime: Runtime::Containerd,
             kubernetes_version: kubelet::DEFAULT_VERSION.to_string(),
             kubelet: None,
-            kubelet_cache: None,
+            cache_dir: None,
+            binary_mirror: None,
+            kubelet_test_double: false,
+            no_kubernetes: false,
+            kubernetes_timeout: Duration::from_secs(600),
             agent_timeout: Duration::from_secs(600),
         }
     }
@@ -135,6 +150,10 @@ pub enum StartError {
     Certs(#[from] certs::CertError),
     #[error("{0}")]
     Kubelet(#[from] kubelet::KubeletError),
+    #[error("{0}")]
+    Binaries(#[from] crate::binaries::BinaryError),
+    #[error("{0}")]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
     #[error("{0}")]
     Ssh(#[from] crate::ssh::SshError),
     #[error("step {step}: {source}")]
@@ -261,7 +280,7 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
         Driver::Qemu => up_qemu(home, &m, opts, rep)?,
         Driver::Podman | Driver::Docker => up_kic(home, &m, opts, rep)?,
     };
-    let state = provision(&m, up, rep)?;
+    let state = provision(&m, up, opts.kubernetes_timeout, rep)?;
     rep.done(total.elapsed(), &m.kubeconfig());
     Ok(state)
 }
@@ -270,8 +289,10 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
 struct Up {
     state: MachineState,
     cas: certs::SharedCas,
-    kubelet_src: KubeletSource,
-    kubelet: Binary,
+    pc: certs::ProfileCerts,
+    kubelet: Option<Kubelet>,
+    /// kubeadm, kubectl and crictl when Kubernetes is bootstrapped.
+    kubernetes: Option<Vec<(&'static str, Binary)>>,
     /// The node document delivered for this boot: its sections are the API steps' requests.
     doc: NodeDocument,
     client: Client,
@@ -308,11 +329,17 @@ fn recorded_or_new(
 }
 
 /// What `start` prepares on the host before the node boots.
+/// The kubelet for the node: where it came from and its bytes.
+struct Kubelet {
+    src: KubeletSource,
+    bin: Binary,
+}
+
 struct Prepared {
     cas: certs::SharedCas,
     pc: certs::ProfileCerts,
-    kubelet_src: KubeletSource,
-    kubelet: Binary,
+    kubelet: Option<Kubelet>,
+    kubernetes: Option<Vec<(&'static str, Binary)>>,
     /// The profile's SSH public key (the docker user's authorized key).
     ssh_key: String,
 }
@@ -320,7 +347,7 @@ struct Prepared {
 impl Prepared {
     /// The node document for `state` as prepared.
     fn document(&self, state: &MachineState) -> NodeDocument {
-        node_doc::build(state, &self.pc, &self.ssh_key, &self.kubelet)
+        node_doc::build(state, &self.pc, &self.ssh_key, self.kubelet.as_ref().map(|k| &k.bin))
     }
 }
 
@@ -328,13 +355,33 @@ impl Prepared {
 /// `node_ip`) and the SSH key.
 fn prepare(home: &Home, m: &MachineDir, opts: &StartOptions, state: &mut MachineState, node_ip: &str) -> Result<Prepared, StartError> {
     std::fs::create_dir_all(&m.dir).map_err(|source| StartError::Io { path: m.dir.clone(), source })?;
-    let kubelet_src = kubelet::resolve(opts.kubelet.as_deref(), opts.kubelet_cache.as_deref(), &opts.kubernetes_version, &m.kubelet_double())?;
-    state.kubelet = machine::absolute(kubelet_src.path());
-    let kubelet = Binary::of(&state.kubelet).map_err(|source| StartError::Io { path: state.kubelet.clone(), source })?;
+    let cache = opts.cache_dir.clone().unwrap_or_else(|| home.cache());
+    let downloads = Downloader::new(opts.binary_mirror.as_deref(), &cache, crate::binaries::go_arch());
+    let binary = |p: &std::path::Path| Binary::of(p).map_err(|source| StartError::Io { path: p.to_path_buf(), source });
+    let kubelet = if opts.no_kubernetes {
+        None
+    } else {
+        let src = kubelet::resolve(opts.kubelet.as_deref(), opts.kubelet_test_double, &downloads, &opts.kubernetes_version, &m.kubelet_double())?;
+        state.kubelet = machine::absolute(src.path());
+        Some(Kubelet { bin: binary(&state.kubelet)?, src })
+    };
+    // Kubernetes is bootstrapped with the release's kubeadm, kubectl and crictl, unless the
+    // kubelet is the test double (nothing real could run) or there is no kubelet.
+    let kubernetes = match &kubelet {
+        Some(k) if !k.src.is_test_double() => {
+            let v = &opts.kubernetes_version;
+            Some(vec![
+                ("kubeadm", binary(&downloads.ensure(v, "kubeadm")?)?),
+                ("kubectl", binary(&downloads.ensure(v, "kubectl")?)?),
+                ("crictl", binary(&downloads.ensure_crictl(&crate::binaries::crictl_version(v))?)?),
+            ])
+        }
+        _ => None,
+    };
     let cas = certs::shared_cas(&home.shared_certs())?;
     let pc = certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), node_ip)?;
     let (ssh_key, _) = crate::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
-    Ok(Prepared { cas, pc, kubelet_src, kubelet, ssh_key })
+    Ok(Prepared { cas, pc, kubelet, kubernetes, ssh_key })
 }
 
 /// A new profile's state from the options; the driver part fills in ISO, image, ports and IP.
@@ -398,7 +445,7 @@ fn up_qemu(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter)
     let doc = prep.document(&state);
     let doc_file = node_doc::machine_file(m);
     pki::atomic::write_atomic(&doc_file, &node_doc::to_bytes(&doc), 0o600).map_err(|source| StartError::Io { path: doc_file.clone(), source })?;
-    let disk_new = machine::ensure_disk(m, &state, &prep.pc, &doc, &prep.kubelet)?;
+    let disk_new = machine::ensure_disk(m, &state, &prep.pc, &doc, prep.kubelet.as_ref().map(|k| &k.bin))?;
     m.save(&state)?;
     let detail = match (existed, disk_new) {
         (false, _) => format!("created {} ({} CPUs, {} MiB, disk {} MiB)", m.dir.display(), state.cpus, state.memory_mb, state.disk_mb),
@@ -422,7 +469,7 @@ fn up_qemu(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter)
     let t = Instant::now();
     let (client, detail) = wait_for_agent(m, &state, &prep.pc, opts.agent_timeout)?;
     rep.step("agent", t, !running, detail);
-    Ok(Up { state, cas: prep.cas, kubelet_src: prep.kubelet_src, kubelet: prep.kubelet, doc, client })
+    Ok(Up { state, cas: prep.cas, pc: prep.pc, kubelet: prep.kubelet, kubernetes: prep.kubernetes, doc, client })
 }
 
 /// kic: state and certificates (the trust directory is mounted into the container); the image
@@ -454,7 +501,7 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
     // step applies them before the runtime starts.
     let mut doc = prep.document(&state);
     let trust = m.trust_dir();
-    node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, Some((&trust.join("blobs"), &prep.kubelet)))
+    node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, Some((&trust.join("blobs"), prep.kubelet.as_ref().map(|k| &k.bin))))
         .map_err(|source| StartError::Io { path: trust.clone(), source })?;
     m.save(&state)?;
     let detail =
@@ -552,7 +599,7 @@ fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) 
     // The engine bind-mounts /etc/hostname and /etc/hosts: the agent rewrites such files in
     // place (a rename onto a mount point fails with EBUSY).
     rep.step("agent", t, !running, detail);
-    Ok(Up { state, cas: prep.cas, kubelet_src: prep.kubelet_src, kubelet: prep.kubelet, doc, client })
+    Ok(Up { state, cas: prep.cas, pc: prep.pc, kubelet: prep.kubelet, kubernetes: prep.kubernetes, doc, client })
 }
 
 /// The container ports of the API server and SSH (published on 127.0.0.1 like the agent's).
@@ -564,8 +611,8 @@ const KIC_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The steps every driver shares, through the agent: hostname, certificates, container runtime,
 /// kubelet — each the node document's section, so each answers `changed: false` in
 /// milliseconds when the boot step applied the document — then the kubeconfig on the host.
-fn provision(m: &MachineDir, up: Up, rep: &mut Reporter) -> Result<MachineState, StartError> {
-    let Up { state, cas, kubelet_src, kubelet: bin, doc, mut client } = up;
+fn provision(m: &MachineDir, up: Up, kubernetes_timeout: Duration, rep: &mut Reporter) -> Result<MachineState, StartError> {
+    let Up { state, cas, pc, kubelet, kubernetes, doc, mut client } = up;
     let sections = Sections::of(&doc);
 
     // hostname
@@ -591,17 +638,51 @@ fn provision(m: &MachineDir, up: Up, rep: &mut Reporter) -> Result<MachineState,
     // kubelet: the agent keeps binaries by SHA-256 and answers before the body is sent when it
     // has this one.
     let t = Instant::now();
-    let up = with_retry("kubelet", 5, || {
-        let mut f = std::fs::File::open(&bin.path).map_err(|source| ClientError::Io { addr: state.agent_addr(), source })?;
-        client.upload_binary(&state.kubernetes_version, "kubelet", &bin.sha256, &mut f, bin.len)
-    })?;
-    let k = with_retry("kubelet", 5, || client.kubelet(sections.kubelet))?;
-    let what = match &kubelet_src {
-        KubeletSource::TestDouble(_) => format!("{} (test double: no real kubelet given)", kubelet::TEST_DOUBLE_NAME),
-        other => other.path().display().to_string(),
-    };
-    let binary = if up.changed { "binary uploaded" } else { "binary present" };
-    rep.step("kubelet", t, up.changed || k.changed, format!("{} {what}, {binary}: {}", state.kubernetes_version, k.state));
+    match (&kubelet, sections.kubelet) {
+        (Some(k), Some(req)) => {
+            let up = upload(&mut client, &state, "kubelet", &k.bin, "kubelet")?;
+            let r = with_retry("kubelet", 5, || client.kubelet(req))?;
+            let what = match &k.src {
+                KubeletSource::TestDouble(_) => format!("{} (test double, as asked)", kubelet::TEST_DOUBLE_NAME),
+                other => other.path().display().to_string(),
+            };
+            let binary = if up { "binary uploaded" } else { "binary present" };
+            rep.step("kubelet", t, up || r.changed, format!("{} {what}, {binary}: {}", state.kubernetes_version, r.state));
+        }
+        _ => rep.step("kubelet", t, false, "none (--no-kubernetes)"),
+    }
+
+    // Kubernetes: kubeadm init (once), CNI, admin.conf as the kubeconfig, Ready.
+    if let Some(bins) = &kubernetes {
+        let t = Instant::now();
+        let mut uploaded = Vec::new();
+        for (name, bin) in bins {
+            if upload(&mut client, &state, "binaries", bin, name)? {
+                uploaded.push(*name);
+            }
+        }
+        let detail = if uploaded.is_empty() { "kubeadm, kubectl, crictl present".to_string() } else { format!("uploaded {}", uploaded.join(", ")) };
+        rep.step("binaries", t, !uploaded.is_empty(), format!("{} {detail}", state.kubernetes_version));
+        let b = crate::bootstrap::Bootstrap {
+            node: crate::bootstrap::Node {
+                cluster_name: &state.name,
+                node_name: &state.name,
+                node_ip: &state.node_ip,
+                kubernetes_version: &state.kubernetes_version,
+                runtime: state.runtime,
+            },
+            api: crate::bootstrap::Api {
+                url: format!("https://127.0.0.1:{}", state.ports.apiserver),
+                ca_pem: &pc.cluster_ca.cert_pem,
+                cert_pem: &pc.client.cert_pem,
+                key_pem: &pc.client.key_pem,
+            },
+            kubeconfig: &m.kubeconfig(),
+            timeout: kubernetes_timeout,
+        };
+        crate::bootstrap::run(&mut client, &b, rep)?;
+        return Ok(state);
+    }
 
     // kubeconfig
     let t = Instant::now();
@@ -615,6 +696,15 @@ fn provision(m: &MachineDir, up: Up, rep: &mut Reporter) -> Result<MachineState,
     let changed = crate::kubeconfig::write(&m.kubeconfig(), &text).map_err(|source| StartError::Io { path: m.kubeconfig(), source })?;
     rep.step("kubeconfig", t, changed, m.kubeconfig().display().to_string());
     Ok(state)
+}
+
+/// Upload a binary for the node's Kubernetes version (nothing is sent when the node has it).
+fn upload(client: &mut Client, state: &MachineState, step: &'static str, bin: &Binary, name: &str) -> Result<bool, StartError> {
+    Ok(with_retry(step, 5, || {
+        let mut f = std::fs::File::open(&bin.path).map_err(|source| ClientError::Io { addr: state.agent_addr(), source })?;
+        client.upload_binary(&state.kubernetes_version, name, &bin.sha256, &mut f, bin.len)
+    })?
+    .changed)
 }
 
 /// The console's `minikube-agent: ready` line, if the current boot printed one.

@@ -91,6 +91,11 @@ impl Home {
         self.root.join("certs")
     }
 
+    /// Downloaded binaries, in minikube's layout (`cache/linux/ARCH/VERSION/NAME`).
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
     pub fn machines(&self) -> PathBuf {
         self.root.join("machines")
     }

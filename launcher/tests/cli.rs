@@ -25,7 +25,7 @@ fn missing_iso_is_a_clear_error_and_creates_nothing() {
     let o = Command::new(env!("CARGO_BIN_EXE_minikube-node"))
         .env("MINIKUBE_NODE_HOME", d.path())
         .env("MINIKUBE_QEMU", "false")
-        .args(["start", "--iso", iso.to_str().unwrap(), "-p", "t1", "--disk-size", "64"])
+        .args(["start", "--iso", iso.to_str().unwrap(), "-p", "t1", "--disk-size", "64", "--kubelet-test-double"])
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -60,4 +60,26 @@ fn unknown_profile_and_bad_names() {
     let o = node(d.path(), &["ip", "-p", "Bad_Name"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("profile name \"Bad_Name\""), "{}", text(&o));
+}
+
+#[test]
+fn no_route_to_the_release_host_names_the_url_and_the_ways_out() {
+    // No flags: the kubelet is downloaded by version, and this machine has no route to the
+    // release host. The error names the URL and the flags that get around it; no test double.
+    let d = tempfile::tempdir().unwrap();
+    let iso = d.path().join("x.iso");
+    std::fs::write(&iso, b"not an iso").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_minikube-node"))
+        .env("MINIKUBE_NODE_HOME", d.path())
+        .env("MINIKUBE_QEMU", "false")
+        .args(["start", "--iso", iso.to_str().unwrap(), "-p", "t2", "--disk-size", "64"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let t = text(&o);
+    let arch = launcher::binaries::go_arch();
+    for want in [&format!("https://dl.k8s.io/release/v1.34.1/bin/linux/{arch}/kubelet") as &str, "--kubelet PATH", "--binary-mirror URL", "--cache-dir"] {
+        assert!(t.contains(want), "{want:?} missing in: {t}");
+    }
+    assert!(!t.contains("kubelet-test-double") && !d.path().join("machines/t2/kubelet-test-double").exists(), "never a silent test double: {t}");
 }

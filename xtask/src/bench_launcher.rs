@@ -48,6 +48,8 @@ pub fn run(boots: usize, rounds: usize, kubelet_mb: usize) -> Result<()> {
     let home = Home::at(tmp.path());
     let m = home.machine("bench")?;
     let mut opts = StartOptions::new("bench", iso);
+    // No route to the release host here: the kubelet test double (no Kubernetes bootstrap).
+    opts.kubelet_test_double = true;
     opts.memory_mb = 3072;
     opts.disk_mb = 4096;
     opts.agent_timeout = Duration::from_secs(900);
@@ -147,9 +149,10 @@ fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &
     let sha = pki::digest::sha256_hex(&bytes);
     // The same requests `start` sends: the node document's sections.
     let (key, _) = launcher::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
-    let doc = launcher::node_doc::build(&state, &pc, &key, &launcher::node_doc::Binary::of(&binary)?);
+    let doc = launcher::node_doc::build(&state, &pc, &key, Some(&launcher::node_doc::Binary::of(&binary)?));
     let sections = launcher::node_doc::Sections::of(&doc);
-    let (certs, runtime, kubelet) = (sections.certs.clone(), sections.runtime.clone(), sections.kubelet.clone());
+    let (certs, runtime) = (sections.certs.clone(), sections.runtime.clone());
+    let kubelet = sections.kubelet.cloned().context("the document names a kubelet")?;
     let plan = baseline::Plan {
         hostname: &state.name,
         certs: &certs,

@@ -10,7 +10,7 @@ use crate::host::systemctl;
 use crate::ops::{blobs, ensure, files, plain_text, Deferred, Node, OpError};
 
 pub const BINARIES_DIR: &str = "/var/lib/minikube/binaries";
-pub const BINARY_NAMES: &[&str] = &["kubelet", "kubeadm", "kubectl"];
+pub const BINARY_NAMES: &[&str] = &["kubelet", "kubeadm", "kubectl", "crictl"];
 pub const UNIT_PATH: &str = "/lib/systemd/system/kubelet.service";
 pub const DROP_IN_PATH: &str = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf";
 
