@@ -17,8 +17,11 @@ use crate::userdata::{self, MAGIC};
 
 /// The label of the data partition.
 pub const DATA_LABEL: &str = "boot2docker-data";
-/// Directories kept on the data disk (bind-mounted from /mnt/PART/...).
+/// Directories kept on the data disk (bind-mounted from /mnt/PART/...). `/etc/kubernetes`
+/// (kubeadm's kubeconfigs and static pod manifests) is among them, so that a restart brings the
+/// control plane back without `kubeadm init` on a root that is a fresh tmpfs at each boot.
 pub const PERSISTENT_DIRS: &[&str] = &[
+    "/etc/kubernetes",
     "/var/lib/docker",
     "/var/lib/containerd",
     "/var/lib/minikube",
