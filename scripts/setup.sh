@@ -10,6 +10,8 @@ pkgs=(
   xorriso isolinux syslinux-common cpio zstd xz-utils bzip2 gzip kmod gpgv debian-archive-keyring
   squashfs-tools erofs-utils libcap2-bin
   grub-efi-amd64-bin grub-common mtools ovmf openssl git ca-certificates curl
+  # signing and packing the throwaway repositories of image/tests/extra_repo.rs
+  gnupg dpkg
   # booting them
   qemu-system-x86 qemu-utils openssh-client
   # OCI images and containers

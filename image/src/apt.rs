@@ -3,9 +3,9 @@
 //! index, checked against the Release hashes and parsed into [`Index`].
 
 use fetch::{Cache, FetchError, Http, Item};
-use pki::digest::sha256_hex;
+pub use crate::repo::parse_release_hashes;
 use debversion::Version;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,11 @@ pub enum AptError {
     Release { url: String, message: String },
     #[error("Packages index {url}: {message}")]
     Index { url: String, message: String },
+    /// An extra repository's InRelease did not verify with its own key (never skipped).
+    #[error("repository {url}: signature check with key {key} failed: {message}")]
+    RepoSignature { url: String, key: PathBuf, message: String },
+    #[error("repository {url}: key file {key}: {message}")]
+    RepoKey { url: String, key: PathBuf, message: String },
 }
 
 /// One `deb` line or stanza from apt's sources.
@@ -368,6 +373,16 @@ impl Index {
         }
     }
 
+    /// Keep only packages for `arch` and `Architecture: all` (a flat repository's one Packages
+    /// index lists every architecture).
+    pub fn retain_arch(&mut self, arch: &str) {
+        let all = std::mem::take(&mut self.packages);
+        (self.by_name, self.providers) = Default::default();
+        for p in all.into_iter().filter(|p| p.arch == arch || p.arch == "all") {
+            self.push(p);
+        }
+    }
+
     /// Download URL of a package (from the mirror that listed it).
     pub fn url(&self, p: &Package) -> String {
         let base = if p.mirror.is_empty() { &self.mirror } else { &p.mirror };
@@ -422,52 +437,11 @@ fn verify_inrelease(data: &[u8], keyring: Option<&Path>, url: &str) -> Result<(S
     let Some(keyring) = keyring else {
         return Ok((cleartext(), Signature::NotChecked { reason: "no Debian archive keyring on this machine".into() }));
     };
-    let dir = tempfile::tempdir().map_err(|e| AptError::Release { url: url.into(), message: e.to_string() })?;
-    let signed = dir.path().join("InRelease");
-    std::fs::write(&signed, data).map_err(|e| AptError::Release { url: url.into(), message: e.to_string() })?;
-    let out = dir.path().join("Release");
-    let res = std::process::Command::new("gpgv")
-        .arg("--keyring")
-        .arg(keyring)
-        .arg("--output")
-        .arg(&out)
-        .arg(&signed)
-        .output();
-    match res {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok((cleartext(), Signature::NotChecked { reason: "gpgv is not installed".into() }))
-        }
-        Err(e) => Err(AptError::Signature { url: url.into(), message: e.to_string() }),
-        Ok(o) if !o.status.success() => Err(AptError::Signature {
-            url: url.into(),
-            message: String::from_utf8_lossy(&o.stderr).trim().to_string(),
-        }),
-        Ok(_) => {
-            let text = std::fs::read_to_string(&out).map_err(|e| AptError::Release { url: url.into(), message: e.to_string() })?;
-            Ok((text, Signature::Verified { keyring: keyring.to_path_buf() }))
-        }
+    match crate::repo::gpgv(data, keyring) {
+        Ok(Some(text)) => Ok((text, Signature::Verified { keyring: keyring.to_path_buf() })),
+        Ok(None) => Ok((cleartext(), Signature::NotChecked { reason: "gpgv is not installed".into() })),
+        Err(message) => Err(AptError::Signature { url: url.into(), message }),
     }
-}
-
-/// `path -> (sha256, size)` from the Release file's SHA256 section.
-pub fn parse_release_hashes(text: &str) -> BTreeMap<String, (String, u64)> {
-    let mut out = BTreeMap::new();
-    let mut in_sha = false;
-    for line in text.lines() {
-        if !line.starts_with(' ') {
-            in_sha = line.trim_end() == "SHA256:";
-            continue;
-        }
-        if in_sha {
-            let w: Vec<&str> = line.split_whitespace().collect();
-            if w.len() == 3 {
-                if let Ok(n) = w[1].parse() {
-                    out.insert(w[2].to_string(), (w[0].to_string(), n));
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Fetch and check the Release file and the Packages indexes, using the cache for indexes.
@@ -488,52 +462,18 @@ pub fn load_index(cfg: &ArchiveConfig, http: &Http, cache: &Cache) -> Result<Ind
         Signature::NotChecked { reason } => tracing::warn!("Release signature NOT checked: {reason}"),
     }
     let hashes = parse_release_hashes(&text);
+    let base = format!("{}/dists/{}", cfg.mirror, cfg.suite);
     let mut all = String::new();
     for comp in &cfg.components {
-        let mut found = false;
-        for (suffix, kind) in [("xz", 0), ("gz", 1), ("", 2)] {
-            let rel = if suffix.is_empty() {
-                format!("{comp}/binary-{}/Packages", cfg.arch)
-            } else {
-                format!("{comp}/binary-{}/Packages.{suffix}", cfg.arch)
-            };
-            let Some((sha, size)) = hashes.get(&rel) else { continue };
-            let url = format!("{}/dists/{}/{rel}", cfg.mirror, cfg.suite);
-            let item = Item { name: rel.clone(), url: url.clone(), sha256: sha.clone(), size: *size };
-            let raw = match cache.lookup(&item) {
-                Some(p) => std::fs::read(&p).map_err(|e| AptError::Index { url: url.clone(), message: e.to_string() })?,
-                None => {
-                    let d = http.get(&url)?;
-                    let got = sha256_hex(&d);
-                    if &got != sha || d.len() as u64 != *size {
-                        return Err(AptError::Index {
-                            url,
-                            message: format!("does not match the Release file (sha256 {got}, expected {sha})"),
-                        });
-                    }
-                    cache.put(&d)?;
-                    d
-                }
-            };
-            let mut text = String::new();
-            let rd: Box<dyn std::io::Read> = match kind {
-                0 => Box::new(liblzma::read::XzDecoder::new(&raw[..])),
-                1 => Box::new(flate2::read::GzDecoder::new(&raw[..])),
-                _ => Box::new(&raw[..]),
-            };
-            let mut rd = rd;
-            std::io::Read::read_to_string(&mut rd, &mut text).map_err(|e| AptError::Index { url: url.clone(), message: e.to_string() })?;
-            all.push_str(&text);
-            all.push_str("\n\n");
-            found = true;
-            break;
-        }
-        if !found {
+        let names: Vec<String> = crate::repo::PACKAGES_FILES.iter().map(|f| format!("{comp}/binary-{}/{f}", cfg.arch)).collect();
+        let Some(text) = crate::repo::fetch_listed(http, cache, &base, &hashes, &names)? else {
             return Err(AptError::Release {
                 url: rel_url.clone(),
                 message: format!("lists no Packages index for {comp}/binary-{}", cfg.arch),
             });
-        }
+        };
+        all.push_str(&text);
+        all.push_str("\n\n");
     }
     let mut idx = Index::parse(&all, &cfg.mirror, &cfg.suite, &cfg.arch)
         .map_err(|m| AptError::Index { url: rel_url.clone(), message: m })?;
@@ -573,13 +513,5 @@ mod tests {
         let v: Version = "2.36-9".parse().unwrap();
         assert!(Op::Ge.holds(&v, &"2.34".parse().unwrap()));
         assert!(!Op::Lt.holds(&v, &"2.34".parse().unwrap()));
-    }
-
-    #[test]
-    fn release_hash_section() {
-        let t = "Origin: Debian\nMD5Sum:\n 00 1 main/x\nSHA256:\n abcd 123 main/binary-amd64/Packages.xz\n";
-        let h = parse_release_hashes(t);
-        assert_eq!(h.get("main/binary-amd64/Packages.xz"), Some(&("abcd".to_string(), 123)));
-        assert!(h.get("main/x").is_none());
     }
 }

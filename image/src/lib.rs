@@ -9,6 +9,7 @@ pub mod caps;
 pub mod deb;
 pub mod isobuild;
 pub mod kernel;
+pub mod repo;
 pub mod resolve;
 pub mod rootfs;
 pub mod oci;

@@ -4,10 +4,14 @@
 //! the same set.
 
 use crate::apt::{Dep, Index, Package};
+use debversion::Version;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
+    /// `index` is "suite/arch", as in the other messages.
+    #[error("package {name:?} is pinned to version {version}, which {index} does not have (it has: {available})")]
+    NoVersion { name: String, version: String, index: String, available: String },
     #[error("package {name:?} is not in {suite}/{arch} (requested by {by})")]
     Unknown { name: String, suite: String, arch: String, by: String },
     #[error("{package}: cannot satisfy dependency \"{dep}\" in {suite}/{arch}: {why}")]
@@ -17,9 +21,71 @@ pub enum ResolveError {
     Conflict { package: String, field: &'static str, dep: String, other: String },
 }
 
+/// A package the spec asks for: `name`, or `name=version` (apt's spelling) to pin that exact
+/// version. Checked when the spec is read; the resolver only compares versions.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct PackageRef {
+    pub name: String,
+    pub version: Option<Version>,
+}
+
+impl PackageRef {
+    /// The package name (what `exclude`, `prefer` and kicbase's layer split compare).
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl TryFrom<String> for PackageRef {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = |why: &str| format!("packages.include: {s:?}: {why}");
+        let (name, version) = match s.split_once('=') {
+            None => (s.as_str(), None),
+            Some((n, v)) => {
+                let v: Version = v.trim().parse().map_err(|e| bad(&format!("bad version: {e:?}")))?;
+                (n, Some(v))
+            }
+        };
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+            return Err(bad("not a package name (write `name` or `name=version`)"));
+        }
+        Ok(PackageRef { name: name.to_string(), version })
+    }
+}
+
+/// An unpinned package, by name (for requests built in code).
+impl From<&str> for PackageRef {
+    fn from(name: &str) -> Self {
+        PackageRef { name: name.to_string(), version: None }
+    }
+}
+
+impl std::fmt::Display for PackageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.version {
+            None => f.write_str(&self.name),
+            Some(v) => write!(f, "{}={v}", self.name),
+        }
+    }
+}
+
+/// Equal to its spelling in the spec: `"kubelet"` or `"kubelet=1.34.1-1.1"`.
+impl PartialEq<str> for PackageRef {
+    fn eq(&self, other: &str) -> bool {
+        match (&self.version, other.split_once('=')) {
+            (None, None) => self.name == other,
+            (Some(v), Some((n, ov))) => self.name == n && v.to_string() == ov,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Request {
-    pub include: Vec<String>,
+    pub include: Vec<PackageRef>,
     /// Add every `Priority: required` package.
     pub required: bool,
     pub exclude: Vec<String>,
@@ -30,7 +96,7 @@ pub struct Request {
 /// The resolved set, sorted by package name.
 pub fn resolve<'a>(index: &'a Index, req: &Request) -> Result<Vec<&'a Package>, ResolveError> {
     let mut r = Resolver { index, req, chosen: BTreeMap::new(), queue: VecDeque::new() };
-    let mut roots: Vec<(String, String)> = req.include.iter().map(|n| (n.clone(), "the spec".to_string())).collect();
+    let mut roots: Vec<(PackageRef, &str)> = req.include.iter().map(|n| (n.clone(), "the spec")).collect();
     if req.required {
         let mut req_names: BTreeSet<&str> = BTreeSet::new();
         for p in &index.packages {
@@ -38,13 +104,28 @@ pub fn resolve<'a>(index: &'a Index, req: &Request) -> Result<Vec<&'a Package>, 
                 req_names.insert(&p.name);
             }
         }
-        roots.extend(req_names.into_iter().map(|n| (n.to_string(), "Priority: required".to_string())));
+        roots.extend(req_names.into_iter().map(|n| (PackageRef::from(n), "Priority: required")));
     }
-    for (name, by) in &roots {
-        if req.exclude.contains(name) {
+    // Pinned roots first, so a dependency on the same name meets the pinned version.
+    roots.sort_by_key(|(r, _)| r.version.is_none());
+    for (root, by) in &roots {
+        let name = &root.name;
+        if req.exclude.contains(name) || r.chosen.contains_key(name) {
             continue;
         }
         let cands = index.by_name(name);
+        if let Some(want) = &root.version {
+            let Some(p) = cands.iter().find(|p| &p.version == want) else {
+                return Err(ResolveError::NoVersion {
+                    name: name.clone(),
+                    version: want.to_string(),
+                    index: format!("{}/{}", index.suite, index.arch),
+                    available: if cands.is_empty() { "none".into() } else { cands.iter().map(|p| p.version.to_string()).collect::<Vec<_>>().join(", ") },
+                });
+            };
+            r.choose(p);
+            continue;
+        }
         let pick = match cands.first() {
             Some(p) => *p,
             None => match r.pick_provider(name, None) {
@@ -54,7 +135,7 @@ pub fn resolve<'a>(index: &'a Index, req: &Request) -> Result<Vec<&'a Package>, 
                         name: name.clone(),
                         suite: index.suite.clone(),
                         arch: index.arch.clone(),
-                        by: by.clone(),
+                        by: by.to_string(),
                     })
                 }
             },
@@ -71,6 +152,11 @@ pub fn resolve<'a>(index: &'a Index, req: &Request) -> Result<Vec<&'a Package>, 
             for d in group {
                 if r.req.exclude.contains(&d.name) {
                     why.push(format!("{} is excluded by the spec", d.name));
+                    continue;
+                }
+                if let Some(have) = r.chosen.get(&d.name) {
+                    // Another version is already in the set (pinned by the spec, or chosen first).
+                    why.push(format!("{} {} is in the set", have.name, have.version));
                     continue;
                 }
                 if let Some(c) = r.candidate(d) {
@@ -207,7 +293,7 @@ impl<'a> Resolver<'a, '_> {
         provs
             .iter()
             .copied()
-            .min_by_key(|p| (!self.req.include.contains(&p.name), rank(p), p.name.clone()))
+            .min_by_key(|p| (!self.req.include.iter().any(|r| r.name == p.name), rank(p), p.name.clone()))
     }
 }
 
@@ -353,12 +439,62 @@ Size: 1
 SHA256: 12
 ";
         let i = Index::parse(text, "http://m", "bookworm", "amd64").unwrap();
-        let req = |names: &[&str]| Request { include: names.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let req = |names: &[&str]| Request { include: names.iter().map(|&s| s.into()).collect(), ..Default::default() };
         // Conflicting with a virtual name it provides itself is fine.
         assert!(resolve(&i, &req(&["new-tool"])).is_ok());
         let e = resolve(&i, &req(&["new-tool", "old-lib"])).unwrap_err().to_string();
         assert!(e.contains("new-tool 2.0 Breaks \"old-lib (<< 2)\"") && e.contains("old-lib 1.5"), "{e}");
         let e = resolve(&i, &req(&["new-tool", "exim"])).unwrap_err().to_string();
         assert!(e.contains("Conflicts \"mta\"") && e.contains("exim 4"), "{e}");
+    }
+
+    #[test]
+    fn pinned_version_wins_and_a_dependency_cannot_replace_it() {
+        let text = "\
+Package: kubelet
+Version: 1.34.1-1.1
+Architecture: amd64
+Filename: pool/k/kubelet_new.deb
+Size: 1
+SHA256: 20
+
+Package: kubelet
+Version: 1.33.5-1.1
+Architecture: amd64
+Filename: pool/k/kubelet_old.deb
+Size: 1
+SHA256: 21
+
+Package: kubeadm
+Version: 1.34.1-1.1
+Architecture: amd64
+Depends: kubelet (>= 1.34.0)
+Filename: pool/k/kubeadm.deb
+Size: 1
+SHA256: 22
+";
+        let i = Index::parse(text, "http://m", "k8s", "amd64").unwrap();
+        let pin = |s: &str| PackageRef::try_from(s.to_string()).unwrap();
+        let got = resolve(&i, &Request { include: vec![pin("kubelet=1.33.5-1.1")], ..Default::default() }).unwrap();
+        assert_eq!(got[0].filename, "pool/k/kubelet_old.deb");
+        // The pin is honoured even when listed after what depends on the package, and a
+        // dependency the pinned version does not meet is an error, never a silent swap.
+        let e = resolve(&i, &Request { include: vec![pin("kubeadm"), pin("kubelet=1.33.5-1.1")], ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kubelet (>= 1.34.0)") && e.contains("kubelet 1.33.5-1.1 is in the set"), "{e}");
+        let e = resolve(&i, &Request { include: vec![pin("kubelet=1.30.0-1.1")], ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("pinned to version 1.30.0-1.1") && e.contains("1.34.1-1.1, 1.33.5-1.1"), "{e}");
+    }
+
+    #[test]
+    fn package_refs_are_checked_when_read() {
+        let r = PackageRef::try_from("cri-tools=1.34.0-1.1".to_string()).unwrap();
+        assert_eq!((r.name.as_str(), r.version.as_ref().unwrap().to_string().as_str()), ("cri-tools", "1.34.0-1.1"));
+        assert!(r == *"cri-tools=1.34.0-1.1" && r.as_str() == "cri-tools");
+        for bad in ["kubelet=", "=1.0", "kube let", "kubelet==1"] {
+            let e = PackageRef::try_from(bad.to_string()).unwrap_err();
+            assert!(e.starts_with("packages.include:"), "{bad}: {e}");
+        }
     }
 }

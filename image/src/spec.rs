@@ -4,6 +4,7 @@
 //! which users, alternatives and systemd units, which kernel modules and how to boot. Paths in a
 //! spec are relative to the spec file's directory.
 
+use crate::resolve::PackageRef;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,10 @@ pub struct SourceSection {
     /// skipped with a warning (the build says which suites it read).
     #[serde(default)]
     pub updates: Vec<String>,
+    /// Extra signed apt repositories (`[[source.repos]]`), e.g. Kubernetes': each one is checked
+    /// with its own key and its packages join the index (see [`crate::repo`]).
+    #[serde(default)]
+    pub repos: Vec<Repo>,
 }
 impl Default for SourceSection {
     fn default() -> Self {
@@ -89,7 +94,69 @@ impl Default for SourceSection {
             components: default_components(),
             mirror: None,
             updates: Vec::new(),
+            repos: Vec::new(),
         }
+    }
+}
+
+/// An extra apt repository and the key that signs its InRelease.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawRepo")]
+pub struct Repo {
+    /// The archive root, `http://` or `https://`, without a trailing slash.
+    pub uri: String,
+    pub layout: RepoLayout,
+    /// ASCII-armored OpenPGP public key, relative to the spec file (checked when it is read).
+    pub key: PathBuf,
+}
+
+/// Where a repository keeps its release index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoLayout {
+    /// Debian's layout: `dists/SUITE/InRelease`, `dists/SUITE/COMP/binary-ARCH/Packages`.
+    Suite { suite: String, components: Vec<String> },
+    /// A flat repository: `PATH/InRelease` and `PATH/Packages` under the URI (`dir` has no
+    /// leading or trailing slash; empty for `path = "/"`).
+    Flat { dir: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepo {
+    uri: String,
+    suite: Option<String>,
+    components: Option<Vec<String>>,
+    path: Option<String>,
+    key: PathBuf,
+}
+
+impl TryFrom<RawRepo> for Repo {
+    type Error = String;
+    fn try_from(r: RawRepo) -> Result<Repo, String> {
+        let bad = |m: String| format!("source.repos: {:?}: {m}", r.uri);
+        let word = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
+        if !(r.uri.starts_with("http://") || r.uri.starts_with("https://")) || !word(&r.uri) {
+            return Err(bad("uri must be an http:// or https:// URL".into()));
+        }
+        let layout = match (r.suite, r.components, r.path) {
+            (Some(suite), Some(components), None) => {
+                if !word(&suite) || components.is_empty() || !components.iter().all(|c| word(c)) {
+                    return Err(bad("suite and components must be non-empty words".into()));
+                }
+                RepoLayout::Suite { suite, components }
+            }
+            (None, None, Some(path)) => {
+                if path.contains(char::is_whitespace) || path.split('/').any(|c| c == "..") {
+                    return Err(bad(format!("path {path:?} must be a directory below the uri, like \"/\"")));
+                }
+                RepoLayout::Flat { dir: path.trim_matches('/').to_string() }
+            }
+            _ => return Err(bad("give either suite with components (a Debian-style repository) or path (a flat one, like \"/\")".into())),
+        };
+        if r.key.as_os_str().is_empty() {
+            return Err(bad("key: the key file is missing".into()));
+        }
+        Ok(Repo { uri: r.uri.trim_end_matches('/').to_string(), layout, key: r.key })
     }
 }
 fn default_suite() -> String {
@@ -105,7 +172,8 @@ fn default_components() -> Vec<String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PackagesSection {
-    pub include: Vec<String>,
+    /// `name`, or `name=version` to pin an exact version.
+    pub include: Vec<PackageRef>,
     /// Also install every `Priority: required` package (what debootstrap's minbase does).
     #[serde(default)]
     pub required: bool,
@@ -295,6 +363,15 @@ impl Spec {
         if self.packages.include.is_empty() {
             return Err(err("packages.include: the package list is empty".into()));
         }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = self.packages.include.iter().find(|p| !seen.insert(p.name.as_str())) {
+            return Err(err(format!("packages.include: {} is listed twice", dup.name)));
+        }
+        for (i, r) in self.source.repos.iter().enumerate() {
+            let key = self.resolve_path(&r.key);
+            crate::repo::read_key(&key)
+                .map_err(|m| err(format!("source.repos[{i}].key: {}: {m}", key.display())))?;
+        }
         for (link, target) in &self.alternatives {
             if !link.starts_with('/') || !target.starts_with('/') {
                 return Err(err(format!(
@@ -353,5 +430,37 @@ mod tests {
     fn empty_package_list_is_refused() {
         let e = Spec::parse("[image]\nname='x'\n[packages]\ninclude=[]\n", Path::new("s.toml")).unwrap_err();
         assert!(e.to_string().contains("packages.include"));
+    }
+
+    #[test]
+    fn pins_and_repos_are_typed_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        let armored = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\naGVsbG8=\n-----END PGP PUBLIC KEY BLOCK-----\n";
+        std::fs::write(dir.path().join("k.asc"), armored).unwrap();
+        let repo = |body: &str| format!("[image]\nname='x'\n[[source.repos]]\nuri='https://r.example/deb/'\n{body}\n[packages]\ninclude=['kubelet=1.34.1-1.1', 'jq']\n");
+        let s = Spec::parse(&repo("path='/'\nkey='k.asc'"), &path).unwrap();
+        let r = &s.source.repos[0];
+        assert_eq!((r.uri.as_str(), &r.layout), ("https://r.example/deb", &RepoLayout::Flat { dir: String::new() }));
+        assert_eq!(s.packages.include[0].version.as_ref().unwrap().to_string(), "1.34.1-1.1");
+        assert!(s.packages.include[1].version.is_none());
+        let s = Spec::parse(&repo("suite='stable'\ncomponents=['main']\nkey='k.asc'"), &path).unwrap();
+        assert!(matches!(&s.source.repos[0].layout, RepoLayout::Suite { suite, .. } if suite == "stable"));
+        for (body, want) in [
+            ("suite='stable'\ncomponents=['main']\npath='/'\nkey='k.asc'", "either suite with components"),
+            ("path='/'", "missing field `key`"),
+            ("path='/'\nkey='nosuch.asc'", "source.repos[0].key"),
+            ("path='/'\nkey='s.toml'", "not an ASCII-armored"),
+            ("path='../x'\nkey='k.asc'", "below the uri"),
+            ("path='/'\nkey='k.asc'\nsigned_by='x'", "signed_by"),
+        ] {
+            std::fs::write(&path, "").unwrap();
+            let e = Spec::parse(&repo(body), &path).unwrap_err().to_string();
+            assert!(e.contains("s.toml") && e.contains(want), "{body}: {e}");
+        }
+        let e = Spec::parse("[image]\nname='x'\n[packages]\ninclude=['kubelet=']\n", &path).unwrap_err().to_string();
+        assert!(e.contains("s.toml") && e.contains("packages.include") && e.contains("kubelet="), "{e}");
+        let e = Spec::parse("[image]\nname='x'\n[packages]\ninclude=['a', 'a=1']\n", &path).unwrap_err().to_string();
+        assert!(e.contains("a is listed twice"), "{e}");
     }
 }
