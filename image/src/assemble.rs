@@ -104,6 +104,8 @@ pub fn open_index(spec: &Spec, opts: &Options, http: &Http) -> Result<Index, Ass
             Err(e) => return Err(e.into()),
         }
     }
+    // The spec's extra signed repositories (each verified with its own key).
+    crate::repo::merge_repos(&mut index, spec, http, &opts.cache)?;
     Ok(index)
 }
 

@@ -236,6 +236,7 @@ pub fn write(image: &IsoImage, out: &Path) -> Result<Written, IsoError> {
         f.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io("setting mode of", tmp.path()))?;
         f.sync_all().map_err(io("syncing", tmp.path()))?;
     }
+    crate::test_hook::pause("iso-write");
     tmp.persist(out).map_err(|e| IsoError::Io { context: "renaming temporary file to", path: out.to_path_buf(), source: e.error })?;
     if let Ok(d) = std::fs::File::open(&dir) {
         d.sync_all().map_err(io("syncing directory", &dir))?;

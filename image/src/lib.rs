@@ -23,3 +23,4 @@ pub mod kicbase;
 pub mod rootimage;
 pub mod squashfs;
 pub mod tarstream;
+pub mod test_hook;

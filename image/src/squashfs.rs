@@ -134,6 +134,7 @@ pub fn write(tree: &Tree, opts: &Options, out: &Path) -> Result<Written, Squashf
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(SquashfsError::Spawn)?;
+    crate::test_hook::pause("squashfs");
     let stdin = child.stdin.take().expect("piped stdin");
     let stderr = child.stderr.take().expect("piped stderr");
     let err_reader = std::thread::spawn(move || {

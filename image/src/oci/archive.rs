@@ -86,6 +86,7 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
     })?;
     readable(tmp.as_file()).map_err(io_tmp)?;
     tmp.as_file().sync_all().map_err(io_tmp)?;
+    crate::test_hook::pause("archive-write");
     tmp.persist(target).map_err(|e| OciError::Io {
         path: target.to_path_buf(),
         source: e.error,
