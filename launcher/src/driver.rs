@@ -1,13 +1,13 @@
-//! Which driver runs a node, and the lifecycle commands (`status`, `stop`, `delete`, console)
-//! dispatched on the driver recorded in the profile's `state.json`: qemu through
-//! [`crate::machine`], podman and docker through [`crate::kic`].
+//! Which driver runs a node, the [`NodeDriver`] trait each one implements, and the lifecycle
+//! commands (`status`, `stop`, `delete`, console) dispatched on the driver recorded in the
+//! profile's `state.json`.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kic::{self, ContainerState, Engine, Kic, KicError};
-use crate::machine::{self, MachineError, Status};
+use crate::kic::{Engine, Kic, KicError};
+use crate::machine::{MachineError, Status};
 use crate::state::{MachineDir, StateError};
 
 /// How a node runs.
@@ -92,74 +92,60 @@ pub fn recorded(m: &MachineDir) -> Option<Driver> {
     m.load().ok().map(|s| s.driver)
 }
 
-/// The node container of a kic profile.
-pub fn container(m: &MachineDir, driver: Driver) -> Option<Kic> {
-    driver.engine().map(|e| Kic::existing(e, &m.name))
+/// One driver's half of a node: bringing it up to an answering agent, and the lifecycle
+/// commands. [`crate::qemu_node::QemuNode`] and [`crate::kic_node::KicNode`] implement it; the
+/// agent steps after `up` are the same for every driver ([`crate::provision`]).
+pub trait NodeDriver {
+    /// Whether the node runs.
+    fn status(&self) -> Status;
+    /// Stop the node: None when it was not running, Some(clean) otherwise.
+    fn stop(&self, timeout: Duration) -> Result<Option<bool>, DriverError>;
+    /// Stop and remove the node and its state directory; whether there was anything.
+    fn delete(&self, timeout: Duration) -> Result<bool, DriverError>;
+    /// The last `lines` lines of the node's console (serial log, or the container's logs).
+    fn console_tail(&self, lines: usize) -> Result<String, DriverError>;
+    /// The host ports of the agent, the API server and SSH.
+    fn host_ports(&self, state: &crate::state::MachineState) -> Result<crate::state::Ports, DriverError>;
+    /// Create or start the node and wait until its agent answers (the steps `machine`, [`image`],
+    /// `boot`, `agent`).
+    fn up(&self, home: &crate::state::Home, opts: &crate::provision::StartOptions, rep: &mut crate::provision::Reporter) -> Result<crate::provision::Up, crate::provision::StartError>;
 }
 
-/// Map a container state to a machine status: `running` runs; anything else, or no container
-/// at all (the next `start` creates it again), is stopped.
-pub fn container_status(state: Option<&ContainerState>) -> Status {
-    match state {
-        Some(ContainerState::Running) => Status::Running,
-        _ => Status::Stopped,
+/// The node of profile `m` run by `driver`.
+pub fn node(m: &MachineDir, driver: Driver) -> Box<dyn NodeDriver> {
+    match driver.engine() {
+        None => Box::new(crate::qemu_node::QemuNode { m: m.clone() }),
+        Some(e) => Box::new(crate::kic_node::KicNode { m: m.clone(), kic: Kic::existing(e, &m.name) }),
     }
 }
 
-/// Whether the machine runs (the qemu process, or the container's state).
+/// The node of profile `m` by its recorded driver (qemu when it has no readable state).
+pub fn recorded_node(m: &MachineDir) -> Box<dyn NodeDriver> {
+    node(m, recorded(m).unwrap_or(Driver::Qemu))
+}
+
+/// Whether the machine runs.
 pub fn status(m: &MachineDir) -> Status {
     if !m.exists() {
         return Status::Nonexistent;
     }
-    match recorded(m).and_then(|d| container(m, d)) {
-        None => machine::status(m),
-        Some(k) => match k.find_state() {
-            Ok(s) => container_status(s.as_ref()),
-            Err(e) => {
-                tracing::warn!("{e}");
-                Status::Stopped
-            }
-        },
-    }
+    recorded_node(m).status()
 }
 
-/// Stop the node. None when it was not running, Some(clean) otherwise (qemu: ACPI power-off
-/// within `timeout`, else a hard stop; kic: the engine's stop with `timeout`, then SIGKILL).
+/// Stop the node (qemu: ACPI power-off within `timeout`, else a hard stop; kic: the engine's
+/// stop with `timeout`, then SIGKILL). None when it was not running, Some(clean) otherwise.
 pub fn stop(m: &MachineDir, timeout: Duration) -> Result<Option<bool>, DriverError> {
-    let driver = m.load()?.driver;
-    match container(m, driver) {
-        None => Ok(machine::stop(m, timeout)?),
-        Some(k) => {
-            if k.find_state()? != Some(ContainerState::Running) {
-                return Ok(None);
-            }
-            k.stop_within(timeout)?;
-            Ok(Some(true))
-        }
-    }
+    node(m, m.load()?.driver).stop(timeout)
 }
 
-/// Stop and remove the node (kic: container and /var volume) and its state directory. Returns
-/// whether there was anything.
+/// Stop and remove the node (kic: container and /var volume) and its state directory.
 pub fn delete(m: &MachineDir, timeout: Duration) -> Result<bool, DriverError> {
-    match recorded(m).and_then(|d| container(m, d)) {
-        None => Ok(machine::delete(m, timeout)?),
-        Some(k) => {
-            let existed = m.dir.exists();
-            k.delete()?;
-            crate::state::remove_dir(&m.dir)?;
-            Ok(existed)
-        }
-    }
+    recorded_node(m).delete(timeout)
 }
 
-/// The node's console: the last `lines` lines of the serial log (qemu) or the container's logs
-/// (kic: systemd and the agent write to its tty).
+/// The node's console.
 pub fn console_tail(m: &MachineDir, lines: usize) -> Result<String, DriverError> {
-    match recorded(m).and_then(|d| container(m, d)) {
-        None => Ok(machine::console_tail(m, lines)),
-        Some(k) => Ok(kic::tail(&k.logs()?, lines)),
-    }
+    recorded_node(m).console_tail(lines)
 }
 
 #[cfg(test)]
@@ -184,15 +170,5 @@ mod tests {
         let e = check_same("p1", Driver::Qemu, Driver::Podman).unwrap_err().to_string();
         assert!(e.contains("\"p1\"") && e.contains("qemu driver") && e.contains("not podman"), "{e}");
         assert!(e.contains("delete -p p1"), "{e}");
-    }
-
-    #[test]
-    fn container_states_map_to_status() {
-        assert_eq!(container_status(Some(&ContainerState::parse("running"))), Status::Running);
-        for s in [Some("exited"), Some("created"), Some("stopped"), None] {
-            let s = s.map(ContainerState::parse);
-            let s = s.as_ref();
-            assert_eq!(container_status(s), Status::Stopped, "{s:?}");
-        }
     }
 }

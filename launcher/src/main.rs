@@ -278,10 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if driver::status(&m) != Status::Running {
                 bail!("{}: not running (minikube-node start -p {})", cli.name, cli.name);
             }
-            let port = match driver::container(&m, state.driver) {
-                Some(node) => node.host_port(provision::KIC_SSH_PORT)?,
-                None => state.ports.ssh,
-            };
+            let port = driver::node(&m, state.driver).host_ports(&state)?.ssh;
             let ssh = launcher::ssh::Ssh::for_machine(&m, port);
             let mut cmd = std::process::Command::new("ssh");
             if command.is_empty() {

@@ -15,10 +15,9 @@ use agent::document::{NodeDocument, Outcome};
 
 use crate::certs;
 use crate::driver::{self, Driver};
-use crate::kic::{self, ImageSource, Kic, KicConfig};
 use crate::binaries::Downloader;
 use crate::kubelet::{self, KubeletSource};
-use crate::machine::{self, Status};
+use crate::machine;
 use crate::node_doc::{self, Binary, Sections};
 use crate::qemu;
 use crate::state::{Home, MachineDir, MachineState, Ports};
@@ -167,7 +166,7 @@ pub enum StartError {
     #[error("{0}")]
     Driver(#[from] driver::DriverError),
     #[error("{0}")]
-    Kic(#[from] kic::KicError),
+    Kic(#[from] crate::kic::KicError),
     #[error("container {name}: the agent logged its ready line but did not answer within {secs}s at {addr} ({last_error}); last container log lines:\n{tail}")]
     KicAgent { secs: u64, addr: String, last_error: String, name: String, tail: String },
 }
@@ -204,13 +203,11 @@ pub fn connect(state: &MachineState, certs: &certs::ProfileCerts) -> Result<Clie
     Client::connect(state.agent_addr(), "127.0.0.1", &certs.agent_ca_pem, &certs.launcher)
 }
 
-/// Connect using the certificates on disk (for exec, logs...). A kic node's agent port is read
-/// from the engine (it is chosen again whenever the container starts).
+/// Connect using the certificates on disk (for exec, logs...), to the agent port the driver
+/// says (a kic node's is read from the engine).
 pub fn connect_existing(home: &Home, m: &MachineDir) -> anyhow::Result<Client> {
     let mut state = m.load()?;
-    if let Some(node) = driver::container(m, state.driver) {
-        state.ports.agent = node.host_port(agent::DEFAULT_PORT)?;
-    }
+    state.ports = driver::node(m, state.driver).host_ports(&state)?;
     let ca = std::fs::read_to_string(home.shared_certs().join("agent-ca.crt"))?;
     let id = pki::Identity::load(&m.certs_dir().join("launcher.crt"), &m.certs_dir().join("launcher.key"))?;
     Ok(Client::connect(state.agent_addr(), "127.0.0.1", &ca, &id)?)
@@ -276,32 +273,29 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
     if m.exists() {
         driver::check_same(&opts.name, m.load()?.driver, opts.driver)?;
     }
-    let up = match opts.driver {
-        Driver::Qemu => up_qemu(home, &m, opts, rep)?,
-        Driver::Podman | Driver::Docker => up_kic(home, &m, opts, rep)?,
-    };
+    let up = driver::node(&m, opts.driver).up(home, opts, rep)?;
     let state = provision(&m, up, opts.kubernetes_timeout, rep)?;
     rep.done(total.elapsed(), &m.kubeconfig());
     Ok(state)
 }
 
 /// A node whose agent answers, handed from the driver's part of `start` to [`provision`].
-struct Up {
-    state: MachineState,
-    cas: certs::SharedCas,
-    pc: certs::ProfileCerts,
-    kubelet: Option<Kubelet>,
+pub struct Up {
+    pub(crate) state: MachineState,
+    pub(crate) cas: certs::SharedCas,
+    pub(crate) pc: certs::ProfileCerts,
+    pub(crate) kubelet: Option<Kubelet>,
     /// kubeadm, kubectl and crictl when Kubernetes is bootstrapped.
-    kubernetes: Option<Vec<(&'static str, Binary)>>,
+    pub(crate) kubernetes: Option<Vec<(&'static str, Binary)>>,
     /// The node document delivered for this boot: its sections are the API steps' requests.
-    doc: NodeDocument,
-    client: Client,
+    pub(crate) doc: NodeDocument,
+    pub(crate) client: Client,
 }
 
 /// The recorded state with what may change between starts (runtime, Kubernetes; CPUs and
 /// memory when the node is not running), or `new()` for a new profile. Returns whether the
 /// profile existed.
-fn recorded_or_new(
+pub(crate) fn recorded_or_new(
     m: &MachineDir,
     opts: &StartOptions,
     running: bool,
@@ -328,32 +322,32 @@ fn recorded_or_new(
     Ok((s, true))
 }
 
-/// What `start` prepares on the host before the node boots.
 /// The kubelet for the node: where it came from and its bytes.
-struct Kubelet {
-    src: KubeletSource,
-    bin: Binary,
+pub(crate) struct Kubelet {
+    pub(crate) src: KubeletSource,
+    pub(crate) bin: Binary,
 }
 
-struct Prepared {
-    cas: certs::SharedCas,
-    pc: certs::ProfileCerts,
-    kubelet: Option<Kubelet>,
-    kubernetes: Option<Vec<(&'static str, Binary)>>,
+/// What `start` prepares on the host before the node boots.
+pub(crate) struct Prepared {
+    pub(crate) cas: certs::SharedCas,
+    pub(crate) pc: certs::ProfileCerts,
+    pub(crate) kubelet: Option<Kubelet>,
+    pub(crate) kubernetes: Option<Vec<(&'static str, Binary)>>,
     /// The profile's SSH public key (the docker user's authorized key).
-    ssh_key: String,
+    pub(crate) ssh_key: String,
 }
 
 impl Prepared {
     /// The node document for `state` as prepared.
-    fn document(&self, state: &MachineState) -> NodeDocument {
+    pub(crate) fn document(&self, state: &MachineState) -> NodeDocument {
         node_doc::build(state, &self.pc, &self.ssh_key, self.kubelet.as_ref().map(|k| &k.bin))
     }
 }
 
 /// The machine directory, the kubelet to upload, the certificates (the API server's for
 /// `node_ip`) and the SSH key.
-fn prepare(home: &Home, m: &MachineDir, opts: &StartOptions, state: &mut MachineState, node_ip: &str) -> Result<Prepared, StartError> {
+pub(crate) fn prepare(home: &Home, m: &MachineDir, opts: &StartOptions, state: &mut MachineState, node_ip: &str) -> Result<Prepared, StartError> {
     std::fs::create_dir_all(&m.dir).map_err(|source| StartError::Io { path: m.dir.clone(), source })?;
     let cache = opts.cache_dir.clone().unwrap_or_else(|| home.cache());
     let downloads = Downloader::new(opts.binary_mirror.as_deref(), &cache, crate::binaries::go_arch());
@@ -385,7 +379,7 @@ fn prepare(home: &Home, m: &MachineDir, opts: &StartOptions, state: &mut Machine
 }
 
 /// A new profile's state from the options; the driver part fills in ISO, image, ports and IP.
-fn new_state(opts: &StartOptions, driver: Driver) -> MachineState {
+pub(crate) fn new_state(opts: &StartOptions, driver: Driver) -> MachineState {
     MachineState {
         name: opts.name.clone(),
         driver,
@@ -403,210 +397,13 @@ fn new_state(opts: &StartOptions, driver: Driver) -> MachineState {
     }
 }
 
-fn issued_suffix(issued: &[&str]) -> String {
+pub(crate) fn issued_suffix(issued: &[&str]) -> String {
     if issued.is_empty() {
         String::new()
     } else {
         format!("; issued {}", issued.join(", "))
     }
 }
-
-/// qemu: state, certificates and data disk; boot from the ISO; wait for the agent on the
-/// forwarded port.
-fn up_qemu(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) -> Result<Up, StartError> {
-    // machine: state, certificates, data disk.
-    let t = Instant::now();
-    let running = machine::status(m) == Status::Running;
-    let iso = machine::absolute(&opts.iso);
-    if !running && !iso.is_file() {
-        return Err(machine::MachineError::NoIso(iso).into());
-    }
-    // Choose ports and start qemu under the home's port lock (released once qemu has bound
-    // them), avoiding the ports other profiles recorded: two starts cannot race for one port.
-    let ports_lock = if running { None } else { Some(home.lock_ports()?) };
-    let taken = home.recorded_ports(&opts.name);
-    let (mut state, existed) = recorded_or_new(m, opts, running, || {
-        Ok(MachineState {
-            iso: iso.clone(),
-            ports: machine::free_ports(&taken)?,
-            node_ip: crate::state::GUEST_IP.into(),
-            ..new_state(opts, Driver::Qemu)
-        })
-    })?;
-    // The ISO path may change between starts.
-    state.iso = iso;
-    if !running && existed && machine::refresh_ports(&mut state.ports, &taken)? {
-        tracing::info!("recorded host ports were taken: now {:?}", state.ports);
-    }
-    let node_ip = state.node_ip.clone();
-    let prep = prepare(home, m, opts, &mut state, &node_ip)?;
-    // The node document, for fw_cfg at this boot (a running node gets it at its next boot) and,
-    // with the kubelet, in a new data disk's userdata.
-    let doc = prep.document(&state);
-    let doc_file = node_doc::machine_file(m);
-    pki::atomic::write_atomic(&doc_file, &node_doc::to_bytes(&doc), 0o600).map_err(|source| StartError::Io { path: doc_file.clone(), source })?;
-    let disk_new = machine::ensure_disk(m, &state, &prep.pc, &doc, prep.kubelet.as_ref().map(|k| &k.bin))?;
-    m.save(&state)?;
-    let detail = match (existed, disk_new) {
-        (false, _) => format!("created {} ({} CPUs, {} MiB, disk {} MiB)", m.dir.display(), state.cpus, state.memory_mb, state.disk_mb),
-        (true, true) => "reused; data disk re-created".to_string(),
-        (true, false) => "reused".to_string(),
-    };
-    let changed = !existed || disk_new || !prep.pc.issued.is_empty();
-    rep.step("machine", t, changed, format!("{detail}{}", issued_suffix(&prep.pc.issued)));
-
-    // boot
-    let t = Instant::now();
-    if running {
-        rep.step("boot", t, false, "already running");
-    } else {
-        let (pid, accel) = machine::boot(m, &state)?;
-        drop(ports_lock);
-        rep.step("boot", t, true, format!("qemu pid {pid}, {} accel, agent on 127.0.0.1:{}", accel.name(), state.ports.agent));
-    }
-
-    // agent
-    let t = Instant::now();
-    let (client, detail) = wait_for_agent(m, &state, &prep.pc, opts.agent_timeout)?;
-    rep.step("agent", t, !running, detail);
-    Ok(Up { state, cas: prep.cas, pc: prep.pc, kubelet: prep.kubelet, kubernetes: prep.kubernetes, doc, client })
-}
-
-/// kic: state and certificates (the trust directory is mounted into the container); the image
-/// (an archive is loaded once); the container created, or started again, with its ports and
-/// address read back from the engine; the agent's ready line in the container's logs.
-fn up_kic(home: &Home, m: &MachineDir, opts: &StartOptions, rep: &mut Reporter) -> Result<Up, StartError> {
-    let engine = opts.driver.engine().expect("a kic driver has an engine");
-    let node = Kic::existing(engine.clone(), &opts.name);
-
-    // machine: state, certificates.
-    let t = Instant::now();
-    let container = node.find_state()?;
-    let running = container == Some(kic::ContainerState::Running);
-    let (mut state, existed) = recorded_or_new(m, opts, running, || {
-        Ok(MachineState {
-            oci_runtime: opts.oci_runtime.clone().or_else(|| kic::default_oci_runtime(&engine)),
-            ..new_state(opts, opts.driver)
-        })
-    })?;
-    if container.is_none() && opts.oci_runtime.is_some() {
-        // A container made anew may use another OCI runtime.
-        state.oci_runtime = opts.oci_runtime.clone();
-    }
-    // The API server's certificate names the node's address, known once the container runs:
-    // until then the loopback address stands in (already among its names).
-    let provisional = if state.node_ip.is_empty() { "127.0.0.1".to_string() } else { state.node_ip.clone() };
-    let mut prep = prepare(home, m, opts, &mut state, &provisional)?;
-    // The node document and the kubelet, in the trust directory the container mounts: its boot
-    // step applies them before the runtime starts.
-    let mut doc = prep.document(&state);
-    let trust = m.trust_dir();
-    node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, Some((&trust.join("blobs"), prep.kubelet.as_ref().map(|k| &k.bin))))
-        .map_err(|source| StartError::Io { path: trust.clone(), source })?;
-    m.save(&state)?;
-    let detail =
-        if existed { "reused".to_string() } else { format!("created {} ({}, {} CPUs, {} MiB)", m.dir.display(), state.driver, state.cpus, state.memory_mb) };
-    rep.step("machine", t, !existed || !prep.pc.issued.is_empty(), format!("{detail}{}", issued_suffix(&prep.pc.issued)));
-
-    // image: only a container to create needs one.
-    let t = Instant::now();
-    if container.is_none() {
-        let src = match ImageSource::parse(&opts.image)? {
-            ImageSource::Archive(p) => ImageSource::Archive(machine::absolute(&p)),
-            r => r,
-        };
-        let ready = engine.ensure_image(&src)?;
-        let detail = match (&src, ready.loaded) {
-            (ImageSource::Archive(p), true) => format!("{} loaded from {}", ready.reference, p.display()),
-            (ImageSource::Archive(_), false) => format!("{} already in {}", ready.reference, engine.program),
-            (ImageSource::Reference(_), _) => ready.reference.clone(),
-        };
-        state.image = ready.reference;
-        m.save(&state)?;
-        rep.step("image", t, ready.loaded, detail);
-    } else {
-        rep.step("image", t, false, format!("{} (the container exists)", state.image));
-    }
-
-    // boot: create or start the container; the engine chose ports and address.
-    let t = Instant::now();
-    let (seen, what) = match &container {
-        Some(kic::ContainerState::Running) => (0, "already running".to_string()),
-        Some(other) => {
-            let seen = node.ready_count()?;
-            node.start()?;
-            (seen, format!("started again (was {other})"))
-        }
-        None => {
-            let mut cfg = KicConfig::new(engine.clone(), &state.name, &state.image, m.trust_dir());
-            cfg.runtime = state.oci_runtime.clone();
-            cfg.cpus = Some(state.cpus.to_string());
-            cfg.memory = Some(format!("{}m", state.memory_mb));
-            let (_, privileges) = Kic::create_with_fallback(&cfg)?;
-            let how = match privileges {
-                kic::Privileges::Privileged => "privileged",
-                kic::Privileges::AllCaps => "all capabilities",
-            };
-            (0, format!("created from {} ({how}, OCI runtime {})", state.image, state.oci_runtime.as_deref().unwrap_or("default")))
-        }
-    };
-    let published = || -> Result<(Ports, String), kic::KicError> {
-        let ports = Ports { agent: node.host_port(agent::DEFAULT_PORT)?, apiserver: node.host_port(KIC_APISERVER_PORT)?, ssh: node.host_port(KIC_SSH_PORT)? };
-        Ok((ports, node.ip()?))
-    };
-    (state.ports, state.node_ip) = match published() {
-        Ok(v) => v,
-        Err(e) => {
-            // A container whose init exits at once loses its ports: say that, with its logs.
-            std::thread::sleep(Duration::from_secs(1));
-            node.check_running()?;
-            return Err(e.into());
-        }
-    };
-    if state.node_ip != provisional {
-        // A new container's address is known only now: the API steps bring the certificates and
-        // the kubelet's node IP up to date (the next boot gets them from the document).
-        let again = certs::ensure_profile(&prep.cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
-        tracing::info!("node address {}: issued {:?}", state.node_ip, again.issued);
-        prep.pc = again;
-        doc = prep.document(&state);
-        node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, None).map_err(|source| StartError::Io { path: trust.clone(), source })?;
-    }
-    m.save(&state)?;
-    rep.step(
-        "boot",
-        t,
-        !running,
-        format!("{} container {what}, {} at {}, agent on 127.0.0.1:{}", engine.program, state.name, state.node_ip, state.ports.agent),
-    );
-
-    // agent: its ready line in the logs, then an answer through the published port.
-    let t = Instant::now();
-    node.wait_ready_after(seen, opts.agent_timeout)?;
-    let alive = || node.find_state().ok().flatten() == Some(kic::ContainerState::Running);
-    let (client, detail) = match poll_agent(&state, &prep.pc, KIC_CONNECT_TIMEOUT, alive) {
-        Ok(v) => v,
-        Err((last_error, _)) => {
-            return Err(StartError::KicAgent {
-                secs: KIC_CONNECT_TIMEOUT.as_secs(),
-                addr: state.agent_addr().to_string(),
-                last_error,
-                name: state.name.clone(),
-                tail: node.logs().map(|l| kic::tail(&l, 20)).unwrap_or_else(|e| e.to_string()),
-            })
-        }
-    };
-    // The engine bind-mounts /etc/hostname and /etc/hosts: the agent rewrites such files in
-    // place (a rename onto a mount point fails with EBUSY).
-    rep.step("agent", t, !running, detail);
-    Ok(Up { state, cas: prep.cas, pc: prep.pc, kubelet: prep.kubelet, kubernetes: prep.kubernetes, doc, client })
-}
-
-/// The container ports of the API server and SSH (published on 127.0.0.1 like the agent's).
-pub const KIC_APISERVER_PORT: u16 = 8443;
-pub const KIC_SSH_PORT: u16 = 22;
-/// How long the agent may take to answer through the published port after its ready line.
-const KIC_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The steps every driver shares, through the agent: hostname, certificates, container runtime,
 /// kubelet — each the node document's section, so each answers `changed: false` in

@@ -1,0 +1,198 @@
+//! The kic drivers (podman, docker): a kicbase container ([`crate::kic`] for the engine), the
+//! trust directory with the node document and the kubelet mounted into it, the agent on a port
+//! the engine publishes.
+
+use std::time::{Duration, Instant};
+
+use crate::driver::{DriverError, NodeDriver};
+use crate::kic::{self, ContainerState, ImageSource, Kic, KicConfig};
+use crate::machine::{self, Status};
+use crate::node_doc;
+use crate::provision::{issued_suffix, poll_agent, prepare, recorded_or_new, new_state, Reporter, StartError, StartOptions, Up};
+use crate::state::{Home, MachineDir, MachineState, Ports};
+use crate::certs;
+
+/// The container ports of the API server and SSH (published on 127.0.0.1 like the agent's).
+pub const KIC_APISERVER_PORT: u16 = 8443;
+pub const KIC_SSH_PORT: u16 = 22;
+/// How long the agent may take to answer through the published port after its ready line.
+const KIC_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+
+/// A kic node.
+pub struct KicNode {
+    pub m: MachineDir,
+    pub kic: Kic,
+}
+
+impl NodeDriver for KicNode {
+    /// `running` runs; anything else, or no container at all (the next `start` creates it again),
+    /// is stopped.
+    fn status(&self) -> Status {
+        match self.kic.find_state() {
+            Ok(Some(ContainerState::Running)) => Status::Running,
+            Ok(_) => Status::Stopped,
+            Err(e) => {
+                tracing::warn!("{e}");
+                Status::Stopped
+            }
+        }
+    }
+
+    fn stop(&self, timeout: Duration) -> Result<Option<bool>, DriverError> {
+        if self.kic.find_state()? != Some(ContainerState::Running) {
+            return Ok(None);
+        }
+        self.kic.stop_within(timeout)?;
+        Ok(Some(true))
+    }
+
+    fn delete(&self, _timeout: Duration) -> Result<bool, DriverError> {
+        let existed = self.m.dir.exists();
+        self.kic.delete()?;
+        crate::state::remove_dir(&self.m.dir)?;
+        Ok(existed)
+    }
+
+    /// systemd and the agent write to the container's tty.
+    fn console_tail(&self, lines: usize) -> Result<String, DriverError> {
+        Ok(kic::tail(&self.kic.logs()?, lines))
+    }
+
+    /// Read from the engine: it chooses them again whenever the container starts.
+    fn host_ports(&self, _state: &MachineState) -> Result<Ports, DriverError> {
+        Ok(Ports {
+            agent: self.kic.host_port(agent::DEFAULT_PORT)?,
+            apiserver: self.kic.host_port(KIC_APISERVER_PORT)?,
+            ssh: self.kic.host_port(KIC_SSH_PORT)?,
+        })
+    }
+
+    /// State and certificates (the trust directory is mounted into the container); the image (an
+    /// archive is loaded once); the container created, or started again, with its ports and
+    /// address read back from the engine; the agent's ready line in the container's logs.
+    fn up(&self, home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Up, StartError> {
+        let m = &self.m;
+        let engine = opts.driver.engine().expect("a kic driver has an engine");
+        let node = &self.kic;
+
+        // machine: state, certificates.
+        let t = Instant::now();
+        let container = node.find_state()?;
+        let running = container == Some(kic::ContainerState::Running);
+        let (mut state, existed) = recorded_or_new(m, opts, running, || {
+            Ok(MachineState {
+                oci_runtime: opts.oci_runtime.clone().or_else(|| kic::default_oci_runtime(&engine)),
+                ..new_state(opts, opts.driver)
+            })
+        })?;
+        if container.is_none() && opts.oci_runtime.is_some() {
+            // A container made anew may use another OCI runtime.
+            state.oci_runtime = opts.oci_runtime.clone();
+        }
+        // The API server's certificate names the node's address, known once the container runs:
+        // until then the loopback address stands in (already among its names).
+        let provisional = if state.node_ip.is_empty() { "127.0.0.1".to_string() } else { state.node_ip.clone() };
+        let mut prep = prepare(home, m, opts, &mut state, &provisional)?;
+        // The node document and the kubelet, in the trust directory the container mounts: its boot
+        // step applies them before the runtime starts.
+        let mut doc = prep.document(&state);
+        let trust = m.trust_dir();
+        node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, Some((&trust.join("blobs"), prep.kubelet.as_ref().map(|k| &k.bin))))
+            .map_err(|source| StartError::Io { path: trust.clone(), source })?;
+        m.save(&state)?;
+        let detail =
+            if existed { "reused".to_string() } else { format!("created {} ({}, {} CPUs, {} MiB)", m.dir.display(), state.driver, state.cpus, state.memory_mb) };
+        rep.step("machine", t, !existed || !prep.pc.issued.is_empty(), format!("{detail}{}", issued_suffix(&prep.pc.issued)));
+
+        // image: only a container to create needs one.
+        let t = Instant::now();
+        if container.is_none() {
+            let src = match ImageSource::parse(&opts.image)? {
+                ImageSource::Archive(p) => ImageSource::Archive(machine::absolute(&p)),
+                r => r,
+            };
+            let ready = engine.ensure_image(&src)?;
+            let detail = match (&src, ready.loaded) {
+                (ImageSource::Archive(p), true) => format!("{} loaded from {}", ready.reference, p.display()),
+                (ImageSource::Archive(_), false) => format!("{} already in {}", ready.reference, engine.program),
+                (ImageSource::Reference(_), _) => ready.reference.clone(),
+            };
+            state.image = ready.reference;
+            m.save(&state)?;
+            rep.step("image", t, ready.loaded, detail);
+        } else {
+            rep.step("image", t, false, format!("{} (the container exists)", state.image));
+        }
+
+        // boot: create or start the container; the engine chose ports and address.
+        let t = Instant::now();
+        let (seen, what) = match &container {
+            Some(kic::ContainerState::Running) => (0, "already running".to_string()),
+            Some(other) => {
+                let seen = node.ready_count()?;
+                node.start()?;
+                (seen, format!("started again (was {other})"))
+            }
+            None => {
+                let mut cfg = KicConfig::new(engine.clone(), &state.name, &state.image, m.trust_dir());
+                cfg.runtime = state.oci_runtime.clone();
+                cfg.cpus = Some(state.cpus.to_string());
+                cfg.memory = Some(format!("{}m", state.memory_mb));
+                let (_, privileges) = Kic::create_with_fallback(&cfg)?;
+                let how = match privileges {
+                    kic::Privileges::Privileged => "privileged",
+                    kic::Privileges::AllCaps => "all capabilities",
+                };
+                (0, format!("created from {} ({how}, OCI runtime {})", state.image, state.oci_runtime.as_deref().unwrap_or("default")))
+            }
+        };
+        let published = || -> Result<(Ports, String), DriverError> { Ok((self.host_ports(&state)?, node.ip()?)) };
+        (state.ports, state.node_ip) = match published() {
+            Ok(v) => v,
+            Err(e) => {
+                // A container whose init exits at once loses its ports: say that, with its logs.
+                std::thread::sleep(Duration::from_secs(1));
+                node.check_running()?;
+                return Err(e.into());
+            }
+        };
+        if state.node_ip != provisional {
+            // A new container's address is known only now: the API steps bring the certificates and
+            // the kubelet's node IP up to date (the next boot gets them from the document).
+            let again = certs::ensure_profile(&prep.cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
+            tracing::info!("node address {}: issued {:?}", state.node_ip, again.issued);
+            prep.pc = again;
+            doc = prep.document(&state);
+            node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, None).map_err(|source| StartError::Io { path: trust.clone(), source })?;
+        }
+        m.save(&state)?;
+        rep.step(
+            "boot",
+            t,
+            !running,
+            format!("{} container {what}, {} at {}, agent on 127.0.0.1:{}", engine.program, state.name, state.node_ip, state.ports.agent),
+        );
+
+        // agent: its ready line in the logs, then an answer through the published port.
+        let t = Instant::now();
+        node.wait_ready_after(seen, opts.agent_timeout)?;
+        let alive = || node.find_state().ok().flatten() == Some(kic::ContainerState::Running);
+        let (client, detail) = match poll_agent(&state, &prep.pc, KIC_CONNECT_TIMEOUT, alive) {
+            Ok(v) => v,
+            Err((last_error, _)) => {
+                return Err(StartError::KicAgent {
+                    secs: KIC_CONNECT_TIMEOUT.as_secs(),
+                    addr: state.agent_addr().to_string(),
+                    last_error,
+                    name: state.name.clone(),
+                    tail: node.logs().map(|l| kic::tail(&l, 20)).unwrap_or_else(|e| e.to_string()),
+                })
+            }
+        };
+        // The engine bind-mounts /etc/hostname and /etc/hosts: the agent rewrites such files in
+        // place (a rename onto a mount point fails with EBUSY).
+        rep.step("agent", t, !running, detail);
+        Ok(Up { state, cas: prep.cas, pc: prep.pc, kubelet: prep.kubelet, kubernetes: prep.kubernetes, doc, client })
+    }
+}
