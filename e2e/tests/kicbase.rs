@@ -259,6 +259,7 @@ impl Drop for DeleteProfile {
         if self.0.exists() {
             let _ = driver::delete(&self.0, Duration::from_secs(10));
         }
+        let _ = launcher::cluster::remove_network(&launcher::kic::Engine::podman(), &self.0.name);
     }
 }
 
@@ -382,11 +383,93 @@ fn launcher_podman_driver_start_stop_delete() {
     assert_eq!(c.info().unwrap().hostname, name);
     drop(c);
 
-    // delete: container, volume and state directory gone.
-    assert!(driver::delete(&m, Duration::from_secs(30)).unwrap());
+    // delete: container, volume, network and state directory gone.
+    assert!(launcher::cluster::delete_all(&home, &name, Duration::from_secs(30)).unwrap());
+    assert!(!Command::new("podman").args(["network", "exists", &name]).status().unwrap().success(), "network {name} deleted");
     let exists = |what: &str| Command::new("podman").args([what, "exists", &name]).status().unwrap().success();
     assert!(!exists("container"), "container {name} deleted");
     assert!(!exists("volume"), "volume {name} deleted");
     assert!(!m.dir.exists(), "{} removed", m.dir.display());
     assert_eq!(driver::status(&m), Status::Nonexistent);
+}
+
+/// `exec` on a node through its agent; the command must succeed.
+fn node_exec(home: &Home, name: &str, argv: &[&str]) -> String {
+    let mut c = provision::connect_existing(home, &home.machine(name).unwrap()).unwrap();
+    let r = exec(&mut c, argv, 30);
+    assert_eq!(r.exit_code, Some(0), "{name}: {argv:?}: {}{}", r.stdout, r.stderr);
+    r.stdout
+}
+
+#[test]
+fn podman_three_node_cluster_on_its_own_network() {
+    let _one = BOOTS.lock().unwrap_or_else(|e| e.into_inner());
+    let archive = archive();
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::at(dir.path().join("home"));
+    let name = format!("kic-multi-{}", std::process::id());
+    let _cleanup = DeleteCluster(home.clone(), name.clone());
+    let mut opts = StartOptions::kic(&name, Driver::Podman, &archive.to_string_lossy());
+    opts.agent_timeout = Duration::from_secs(240);
+    opts.kubelet_test_double = true;
+
+    let t = std::time::Instant::now();
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
+    let nodes = launcher::cluster::start(&home, &opts, 3, &mut rep).unwrap();
+    eprintln!("FIGURE launcher podman: 3-node cluster from nothing to all provisioned {:.1} s", t.elapsed().as_secs_f64());
+    let names: Vec<String> = nodes.iter().map(|s| s.name.clone()).collect();
+    assert_eq!(names, [name.clone(), format!("{name}-m02"), format!("{name}-m03")]);
+    // The cluster's network: the first free /24 from 192.168.49.0, nodes from .2.
+    let net = podman(&["network", "inspect", "--format", "{{range .Subnets}}{{.Subnet}}{{end}}", &name]);
+    let prefix = net.trim().strip_suffix(".0/24").unwrap_or_else(|| panic!("network {name}: {net}")).to_string();
+    for (i, s) in nodes.iter().enumerate() {
+        assert_eq!(s.node_ip, format!("{prefix}.{}", i + 2), "{}", s.name);
+    }
+    // Every node's agent answers; every node reaches every other by name and by address, and
+    // knows the control plane's name.
+    for a in &nodes {
+        assert_eq!(node_exec(&home, &a.name, &["hostname"]).trim(), a.name);
+        let hosts = node_exec(&home, &a.name, &["cat", "/etc/hosts"]);
+        assert!(hosts.contains(&format!("{}\tcontrol-plane.minikube.internal", nodes[0].node_ip)), "{hosts}");
+        for b in nodes.iter().filter(|b| b.name != a.name) {
+            node_exec(&home, &a.name, &["ping", "-c", "1", "-W", "5", &b.name]);
+            node_exec(&home, &a.name, &["ping", "-c", "1", "-W", "5", &b.node_ip]);
+        }
+    }
+
+    // node add: the next name and address, known to every node.
+    let t = std::time::Instant::now();
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
+    let added = launcher::cluster::add(&home, &opts, &mut rep).unwrap();
+    eprintln!("FIGURE launcher podman: node add {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!(added, format!("{name}-m04"));
+    assert!(node_exec(&home, &name, &["cat", "/etc/hosts"]).contains(&format!("{prefix}.5\t{added}")));
+
+    // node delete m03: its container and volume go, and the others forget it.
+    launcher::cluster::delete_node(&home, &name, &format!("{name}-m03"), Duration::from_secs(30)).unwrap();
+    let exists = |what: &str, n: &str| Command::new("podman").args([what, "exists", n]).status().unwrap().success();
+    assert!(!exists("container", &format!("{name}-m03")) && !exists("volume", &format!("{name}-m03")));
+    for n in [name.clone(), format!("{name}-m02"), added.clone()] {
+        let hosts = node_exec(&home, &n, &["cat", "/etc/hosts"]);
+        assert!(!hosts.contains(&format!("{name}-m03")), "{n} still lists m03:\n{hosts}");
+    }
+    let left: Vec<String> = launcher::cluster::nodes(&home, &name).unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(left, [name.clone(), format!("{name}-m02"), added.clone()]);
+    assert!(launcher::cluster::delete_node(&home, &name, &name, Duration::from_secs(30)).unwrap_err().to_string().contains("control plane"));
+
+    // delete: every node, every volume, the network.
+    assert!(launcher::cluster::delete_all(&home, &name, Duration::from_secs(30)).unwrap());
+    for n in &left {
+        assert!(!exists("container", n) && !exists("volume", n), "{n} left behind");
+    }
+    assert!(!exists("network", &name), "network {name} left behind");
+    assert!(home.list().unwrap().is_empty());
+}
+
+/// Deletes a cluster even when the test fails half way.
+struct DeleteCluster(Home, String);
+impl Drop for DeleteCluster {
+    fn drop(&mut self) {
+        let _ = launcher::cluster::delete_all(&self.0, &self.1, Duration::from_secs(10));
+    }
 }

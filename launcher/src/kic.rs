@@ -57,7 +57,7 @@ pub enum KicError {
 }
 
 /// Whether the engine said the container, volume or image does not exist.
-fn is_missing(e: &KicError) -> bool {
+pub fn is_missing(e: &KicError) -> bool {
     matches!(e, KicError::Command { stderr, .. } if {
         let s = stderr.to_ascii_lowercase();
         s.contains("no such") || s.contains("not known") || s.contains("not found")

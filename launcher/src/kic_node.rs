@@ -90,6 +90,15 @@ impl NodeDriver for KicNode {
             // A container made anew may use another OCI runtime.
             state.oci_runtime = opts.oci_runtime.clone();
         }
+        // A new container joins its cluster's network at a fixed address (.2 for the first node,
+        // .3 for the second...), known before it exists: certificates and the node document name it.
+        if container.is_none() {
+            let cluster = crate::cluster::cluster_of(&state).to_string();
+            let subnet = crate::cluster::ensure_network(&engine, &cluster)?;
+            let index = crate::cluster::node_index(&cluster, &state.name).unwrap_or(1);
+            state.node_ip = subnet.node_ip(index);
+            state.network = Some(cluster);
+        }
         // The API server's certificate names the node's address, known once the container runs:
         // until then the loopback address stands in (already among its names).
         let provisional = if state.node_ip.is_empty() { "127.0.0.1".to_string() } else { state.node_ip.clone() };
@@ -139,6 +148,12 @@ impl NodeDriver for KicNode {
                 cfg.runtime = state.oci_runtime.clone();
                 cfg.cpus = Some(state.cpus.to_string());
                 cfg.memory = Some(format!("{}m", state.memory_mb));
+                cfg.network = state.network.clone();
+                cfg.ip = state.network.as_ref().map(|_| state.node_ip.clone());
+                cfg.profile = crate::cluster::cluster_of(&state).to_string();
+                if state.cluster.is_some() {
+                    cfg.role = "worker".into();
+                }
                 let (_, privileges) = Kic::create_with_fallback(&cfg)?;
                 let how = match privileges {
                     kic::Privileges::Privileged => "privileged",

@@ -14,6 +14,7 @@
 pub mod binaries;
 pub mod bootstrap;
 pub mod certs;
+pub mod cluster;
 pub mod disk;
 pub mod driver;
 pub mod kic;

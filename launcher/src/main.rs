@@ -22,6 +22,9 @@ struct Cli {
     /// Output format of `start`, `status` and `list`.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputArg::Text)]
     output: OutputArg,
+    /// The node of a multi-node profile to act on (`PROFILE-m02`...; default: the first node).
+    #[arg(long, global = true)]
+    node: Option<String>,
     /// More logging (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -39,6 +42,20 @@ enum OutputArg {
 enum RuntimeArg {
     Docker,
     Containerd,
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Add the next node (PROFILE-mNN) with the profile's settings.
+    Add,
+    /// Delete a node (not the first: delete the profile for that).
+    Delete {
+        name: String,
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// The nodes with their status and address.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -96,6 +113,14 @@ enum Cmd {
         /// Seconds to wait for the agent after qemu (or the container) started.
         #[arg(long, default_value_t = 600)]
         wait_timeout: u64,
+        /// Nodes in the cluster (podman, docker): PROFILE, PROFILE-m02, PROFILE-m03...
+        #[arg(long, default_value_t = 1)]
+        nodes: u32,
+    },
+    /// Add, delete or list the nodes of a profile.
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
     },
     /// Whether the machine runs and its agent answers.
     Status,
@@ -176,7 +201,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         OutputArg::Text => Output::Text,
         OutputArg::Json => Output::Json,
     };
-    let m = home.machine(&cli.name)?;
+    // The machine a per-node command acts on: `--node`, which must be one of the profile's.
+    let m = match &cli.node {
+        None => home.machine(&cli.name)?,
+        Some(n) => {
+            if launcher::cluster::node_index(&cli.name, n).is_none() {
+                bail!("{n} is not a node of {} ({}, {}-m02, ...)", cli.name, cli.name, cli.name);
+            }
+            home.machine(n)?
+        }
+    };
     match cli.command {
         Cmd::Start {
             driver,
@@ -194,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             kubelet_test_double,
             no_kubernetes,
             wait_timeout,
+            nodes,
         } => {
             let mut opts = StartOptions::new(&cli.name, iso);
             opts.driver = driver.or_else(|| driver::recorded(&m)).unwrap_or(Driver::Qemu);
@@ -217,7 +252,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.no_kubernetes = no_kubernetes;
             opts.agent_timeout = Duration::from_secs(wait_timeout);
             let mut rep = Reporter::new(output, Box::new(std::io::stdout()));
-            provision::start(&home, &opts, &mut rep).with_context(|| format!("starting {}", cli.name))?;
+            launcher::cluster::start(&home, &opts, nodes, &mut rep).with_context(|| format!("starting {}", cli.name))?;
         }
         Cmd::Status => {
             let st = driver::status(&m);
@@ -229,9 +264,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 st.name().to_string()
             };
+            let nodes: Vec<serde_json::Value> = launcher::cluster::nodes(&home, &cli.name)
+                .unwrap_or_default()
+                .iter()
+                .map(|s| serde_json::json!({ "name": s.name, "host": home.machine(&s.name).map(|nm| driver::status(&nm).name()).unwrap_or("Unknown"), "ip": s.node_ip }))
+                .collect();
             match output {
-                Output::Json => println!("{}", serde_json::json!({ "name": cli.name, "host": st.name(), "agent": agent })),
-                Output::Text => println!("{}\nhost: {}\nagent: {agent}", cli.name, st.name()),
+                Output::Json => println!("{}", serde_json::json!({ "name": m.name, "host": st.name(), "agent": agent, "nodes": nodes })),
+                Output::Text => {
+                    println!("{}\nhost: {}\nagent: {agent}", m.name, st.name());
+                    if nodes.len() > 1 {
+                        for n in &nodes {
+                            println!("node {}: {} {}", n["name"].as_str().unwrap_or(""), n["host"].as_str().unwrap_or(""), n["ip"].as_str().unwrap_or(""));
+                        }
+                    }
+                }
             }
             if st != Status::Running {
                 return Ok(ExitCode::from(if st == Status::Nonexistent { 85 } else { 7 }));
@@ -248,7 +295,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Delete { timeout } => {
-            if driver::delete(&m, Duration::from_secs(timeout))? {
+            if cli.node.is_some() {
+                bail!("`delete` removes the whole profile; `minikube-node node delete NAME -p {}` removes one node", cli.name);
+            }
+            if launcher::cluster::delete_all(&home, &cli.name, Duration::from_secs(timeout))? {
                 println!("{}: deleted", cli.name);
             } else {
                 println!("{}: nothing to delete", cli.name);
@@ -292,6 +342,54 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bail!("ssh: {err} (apt-get install openssh-client)");
         }
         Cmd::Ip => println!("{}", m.load()?.node_ip),
+        Cmd::Node { cmd } => {
+            let first = home.machine(&cli.name)?;
+            let state = first.load()?;
+            match cmd {
+                NodeCmd::Add => {
+                    let mut opts = StartOptions::new(&cli.name, state.iso.clone());
+                    opts.driver = state.driver;
+                    opts.image = state.image.clone();
+                    opts.oci_runtime = state.oci_runtime.clone();
+                    opts.cpus = state.cpus;
+                    opts.memory_mb = state.memory_mb;
+                    opts.disk_mb = state.disk_mb;
+                    opts.runtime = state.runtime;
+                    opts.kubernetes_version = state.kubernetes_version.clone();
+                    // The same kubelet as the first node: the test double, or that binary.
+                    if state.kubelet.file_name().is_some_and(|n| n == launcher::kubelet::TEST_DOUBLE_NAME) {
+                        opts.kubelet_test_double = true;
+                    } else if state.kubelet.as_os_str().is_empty() {
+                        opts.no_kubernetes = true;
+                    } else {
+                        opts.kubelet = Some(state.kubelet.clone());
+                    }
+                    let mut rep = Reporter::new(output, Box::new(std::io::stdout()));
+                    let name = launcher::cluster::add(&home, &opts, &mut rep)?;
+                    println!("{name}: added to {}", cli.name);
+                }
+                NodeCmd::Delete { name, timeout } => {
+                    launcher::cluster::delete_node(&home, &cli.name, &name, Duration::from_secs(timeout))?;
+                    println!("{name}: deleted from {}", cli.name);
+                }
+                NodeCmd::List => {
+                    let nodes = launcher::cluster::nodes(&home, &cli.name)?;
+                    let rows: Vec<(String, &'static str, String)> =
+                        nodes.iter().map(|s| (s.name.clone(), home.machine(&s.name).map(|nm| driver::status(&nm).name()).unwrap_or("Unknown"), s.node_ip.clone())).collect();
+                    match output {
+                        Output::Json => println!(
+                            "{}",
+                            serde_json::Value::Array(rows.iter().map(|(n, st, ip)| serde_json::json!({ "name": n, "status": st, "ip": ip })).collect())
+                        ),
+                        Output::Text => {
+                            for (n, st, ip) in rows {
+                                println!("{n:<24} {st:<12} {ip}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
         Cmd::Kubectl { args, cache_dir } => {
             let state = m.load()?;
             let cache = cache_dir.unwrap_or_else(|| home.cache());

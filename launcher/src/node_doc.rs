@@ -36,12 +36,9 @@ pub fn serial() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The whole document for `state`.
-pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kubelet: Option<&Binary>) -> NodeDocument {
-    let hostname = HostnameRequest {
-        name: state.name.clone(),
-        hosts: vec![HostEntry { ip: state.node_ip.clone(), names: vec![CONTROL_PLANE_NAME.to_string()] }],
-    };
+/// The whole document for `state`; `hosts` are the cluster's /etc/hosts lines.
+pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kubelet: Option<&Binary>, hosts: Vec<HostEntry>) -> NodeDocument {
+    let hostname = HostnameRequest { name: state.name.clone(), hosts };
     let files = vec![
         FileContent { path: certs::GUEST_SA_PUB.into(), content: pc.sa_pub_pem.clone(), mode: 0o644, owner: None },
         FileContent { path: crate::ssh::AUTHORIZED_KEYS.into(), content: authorized_key.to_string(), mode: 0o600, owner: Some("docker:docker".into()) },
@@ -145,7 +142,7 @@ mod tests {
         std::fs::write(&k, b"kubelet").unwrap();
         let bin = Binary::of(&k).unwrap();
         let state = MachineState { kubelet: k.clone(), ..crate::state::example_state("p1") };
-        let doc = build(&state, &pc, "ssh-ed25519 AAAA k\n", Some(&bin));
+        let doc = build(&state, &pc, "ssh-ed25519 AAAA k\n", Some(&bin), crate::cluster::hosts(std::slice::from_ref(&state)));
         let parsed = agent::document::parse(&to_bytes(&doc), "test").unwrap();
         assert_eq!(parsed, doc);
         assert_eq!(parsed.kubelet.as_ref().unwrap().binary_sha256.as_deref(), Some(bin.sha256.as_str()));

@@ -53,6 +53,8 @@ pub struct StartOptions {
     pub no_kubernetes: bool,
     /// How long `kubeadm init`, and each wait for the control plane, may take.
     pub kubernetes_timeout: Duration,
+    /// The cluster (its first node's name) when this is a second, third... node.
+    pub cluster: Option<String>,
     /// How long to wait for the agent after qemu (or the container) started.
     pub agent_timeout: Duration,
 }
@@ -77,6 +79,7 @@ impl StartOptions {
             kubelet_test_double: false,
             no_kubernetes: false,
             kubernetes_timeout: Duration::from_secs(600),
+            cluster: None,
             agent_timeout: Duration::from_secs(600),
         }
     }
@@ -334,6 +337,8 @@ pub(crate) struct Prepared {
     pub(crate) pc: certs::ProfileCerts,
     pub(crate) kubelet: Option<Kubelet>,
     pub(crate) kubernetes: Option<Vec<(&'static str, Binary)>>,
+    /// The other nodes of the cluster (for /etc/hosts).
+    pub(crate) peers: Vec<MachineState>,
     /// The profile's SSH public key (the docker user's authorized key).
     pub(crate) ssh_key: String,
 }
@@ -341,7 +346,11 @@ pub(crate) struct Prepared {
 impl Prepared {
     /// The node document for `state` as prepared.
     pub(crate) fn document(&self, state: &MachineState) -> NodeDocument {
-        node_doc::build(state, &self.pc, &self.ssh_key, self.kubelet.as_ref().map(|k| &k.bin))
+        let cluster = crate::cluster::cluster_of(state).to_string();
+        let mut all: Vec<MachineState> = self.peers.iter().filter(|p| p.name != state.name).cloned().collect();
+        all.push(state.clone());
+        all.sort_by_key(|s| crate::cluster::node_index(&cluster, &s.name));
+        node_doc::build(state, &self.pc, &self.ssh_key, self.kubelet.as_ref().map(|k| &k.bin), crate::cluster::hosts(&all))
     }
 }
 
@@ -361,8 +370,9 @@ pub(crate) fn prepare(home: &Home, m: &MachineDir, opts: &StartOptions, state: &
     };
     // Kubernetes is bootstrapped with the release's kubeadm, kubectl and crictl, unless the
     // kubelet is the test double (nothing real could run) or there is no kubelet.
+    // (A second node would join with kubeadm join, which is not done yet: no bootstrap there.)
     let kubernetes = match &kubelet {
-        Some(k) if !k.src.is_test_double() => {
+        Some(k) if !k.src.is_test_double() && opts.cluster.is_none() => {
             let v = &opts.kubernetes_version;
             Some(vec![
                 ("kubeadm", binary(&downloads.ensure(v, "kubeadm")?)?),
@@ -375,7 +385,8 @@ pub(crate) fn prepare(home: &Home, m: &MachineDir, opts: &StartOptions, state: &
     let cas = certs::shared_cas(&home.shared_certs())?;
     let pc = certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), node_ip)?;
     let (ssh_key, _) = crate::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
-    Ok(Prepared { cas, pc, kubelet, kubernetes, ssh_key })
+    let peers = crate::cluster::nodes(home, crate::cluster::cluster_of(state))?;
+    Ok(Prepared { cas, pc, kubelet, kubernetes, peers, ssh_key })
 }
 
 /// A new profile's state from the options; the driver part fills in ISO, image, ports and IP.
@@ -394,6 +405,8 @@ pub(crate) fn new_state(opts: &StartOptions, driver: Driver) -> MachineState {
         kubelet: PathBuf::new(),
         ports: Ports { agent: 0, apiserver: 0, ssh: 0 },
         node_ip: String::new(),
+        cluster: opts.cluster.clone(),
+        network: None,
     }
 }
 

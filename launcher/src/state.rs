@@ -303,6 +303,12 @@ pub struct MachineState {
     pub kubelet: PathBuf,
     pub ports: Ports,
     pub node_ip: String,
+    /// The cluster (its first node's name) of a second, third... node; None for a first node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The cluster's container network (kic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 fn is_empty_path(p: &Path) -> bool {
@@ -342,6 +348,8 @@ pub(crate) fn example_state(name: &str) -> MachineState {
         kubelet: "/k".into(),
         ports: Ports { agent: 1, apiserver: 2, ssh: 3 },
         node_ip: GUEST_IP.into(),
+        cluster: None,
+        network: None,
     }
 }
 

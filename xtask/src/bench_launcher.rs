@@ -149,7 +149,7 @@ fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &
     let sha = pki::digest::sha256_hex(&bytes);
     // The same requests `start` sends: the node document's sections.
     let (key, _) = launcher::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
-    let doc = launcher::node_doc::build(&state, &pc, &key, Some(&launcher::node_doc::Binary::of(&binary)?));
+    let doc = launcher::node_doc::build(&state, &pc, &key, Some(&launcher::node_doc::Binary::of(&binary)?), launcher::cluster::hosts(std::slice::from_ref(&state)));
     let sections = launcher::node_doc::Sections::of(&doc);
     let (certs, runtime) = (sections.certs.clone(), sections.runtime.clone());
     let kubelet = sections.kubelet.cloned().context("the document names a kubelet")?;

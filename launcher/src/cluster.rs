@@ -1,0 +1,262 @@
+//! Clusters of several nodes, minikube's way: the profile's first node is the control plane and
+//! is named after the profile; the others are `PROFILE-m02`, `PROFILE-m03`... Each node is a
+//! machine of its own (state, certificates, ports) whose state names its cluster, so the nodes of
+//! a cluster are found by reading the machines, never from a second list to keep in step.
+//!
+//! kic clusters get their own container network, as minikube's do: the first free /24 from
+//! 192.168.49.0 (stepping by 9, as minikube does), gateway .1, node N at .N+1. Every node's
+//! /etc/hosts lists every node and `control-plane.minikube.internal`, through the node document
+//! at boot and through the agent when a node is added or deleted.
+
+use std::net::Ipv4Addr;
+
+use agent::api::{HostEntry, HostnameRequest};
+
+use crate::kic::{Engine, KicError};
+use crate::node_doc::CONTROL_PLANE_NAME;
+use crate::state::{Home, MachineState, StateError};
+
+/// The name of node `index` (1 = the control plane) of `profile`.
+pub fn node_name(profile: &str, index: u32) -> String {
+    if index <= 1 {
+        profile.to_string()
+    } else {
+        format!("{profile}-m{index:02}")
+    }
+}
+
+/// The index of node `name` in `profile` (None when it is not one of its names).
+pub fn node_index(profile: &str, name: &str) -> Option<u32> {
+    if name == profile {
+        return Some(1);
+    }
+    let n: u32 = name.strip_prefix(profile)?.strip_prefix("-m")?.parse().ok()?;
+    (n >= 2 && node_name(profile, n) == name).then_some(n)
+}
+
+/// The cluster a machine belongs to (its own name for a first node).
+pub fn cluster_of(state: &MachineState) -> &str {
+    state.cluster.as_deref().unwrap_or(&state.name)
+}
+
+/// The nodes of `profile` with their states, control plane first.
+pub fn nodes(home: &Home, profile: &str) -> Result<Vec<MachineState>, StateError> {
+    let mut out = Vec::new();
+    for name in home.list()? {
+        if node_index(profile, &name).is_none() {
+            continue;
+        }
+        let s = home.machine(&name)?.load()?;
+        if cluster_of(&s) == profile {
+            out.push(s);
+        }
+    }
+    out.sort_by_key(|s| node_index(profile, &s.name));
+    Ok(out)
+}
+
+/// The lowest index after the existing nodes'.
+pub fn next_index(nodes: &[MachineState], profile: &str) -> u32 {
+    nodes.iter().filter_map(|s| node_index(profile, &s.name)).max().unwrap_or(0) + 1
+}
+
+/// /etc/hosts lines for a cluster: the control plane's name, then every node.
+pub fn hosts(nodes: &[MachineState]) -> Vec<HostEntry> {
+    let mut v = Vec::new();
+    if let Some(cp) = nodes.first().filter(|s| !s.node_ip.is_empty()) {
+        v.push(HostEntry { ip: cp.node_ip.clone(), names: vec![CONTROL_PLANE_NAME.to_string()] });
+    }
+    for s in nodes.iter().filter(|s| !s.node_ip.is_empty() && s.node_ip != "127.0.0.1") {
+        v.push(HostEntry { ip: s.node_ip.clone(), names: vec![s.name.clone()] });
+    }
+    v
+}
+
+/// Give every running node of `nodes` the cluster's /etc/hosts lines through its agent.
+pub fn refresh_hosts(home: &Home, nodes: &[MachineState]) -> anyhow::Result<()> {
+    let entries = hosts(nodes);
+    for s in nodes {
+        let m = home.machine(&s.name)?;
+        if crate::driver::status(&m) != crate::machine::Status::Running {
+            continue;
+        }
+        let mut c = crate::provision::connect_existing(home, &m)?;
+        c.set_hostname(&HostnameRequest { name: s.name.clone(), hosts: entries.clone() })?;
+    }
+    Ok(())
+}
+
+/// A cluster network's /24: its first three octets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet(pub [u8; 3]);
+
+impl Subnet {
+    pub fn cidr(self) -> String {
+        format!("{}.0/24", self.prefix())
+    }
+    pub fn gateway(self) -> String {
+        format!("{}.1", self.prefix())
+    }
+    /// The address of node `index` (1 → .2).
+    pub fn node_ip(self, index: u32) -> String {
+        format!("{}.{}", self.prefix(), index + 1)
+    }
+    fn prefix(self) -> String {
+        let [a, b, c] = self.0;
+        format!("{a}.{b}.{c}")
+    }
+    fn parse(cidr: &str) -> Option<Subnet> {
+        let ip: Ipv4Addr = cidr.split('/').next()?.parse().ok()?;
+        let [a, b, c, _] = ip.octets();
+        Some(Subnet([a, b, c]))
+    }
+}
+
+/// The first free /24 from 192.168.49.0, stepping by 9 (minikube's choice), outside `taken`.
+pub fn free_subnet(taken: &[Subnet]) -> Option<Subnet> {
+    (49u16..=254).step_by(9).map(|c| Subnet([192, 168, c as u8])).find(|s| !taken.contains(s))
+}
+
+/// The cluster's network `name`, made with the first free subnet if it does not exist.
+pub fn ensure_network(engine: &Engine, name: &str) -> Result<Subnet, KicError> {
+    let fmt = "{{range .Subnets}}{{.Subnet}} {{end}}";
+    if let Ok(out) = engine.run(&["network".into(), "inspect".into(), "--format".into(), fmt.into(), name.into()]) {
+        if let Some(s) = out.split_whitespace().find_map(Subnet::parse) {
+            return Ok(s);
+        }
+    }
+    let listed = engine.run(&["network".into(), "ls".into(), "-q".into()])?;
+    let mut taken = Vec::new();
+    for net in listed.split_whitespace() {
+        if let Ok(out) = engine.run(&["network".into(), "inspect".into(), "--format".into(), fmt.into(), net.into()]) {
+            taken.extend(out.split_whitespace().filter_map(Subnet::parse));
+        }
+    }
+    let subnet = free_subnet(&taken).ok_or_else(|| KicError::Command {
+        command: format!("{} network create {name}", engine.program),
+        status: "not run".into(),
+        stderr: "no free /24 left in 192.168.49.0-192.168.254.0".into(),
+    })?;
+    engine.run(&[
+        "network".into(),
+        "create".into(),
+        "--subnet".into(),
+        subnet.cidr(),
+        "--gateway".into(),
+        subnet.gateway(),
+        "--label".into(),
+        "created_by.minikube.sigs.k8s.io=true".into(),
+        name.into(),
+    ])?;
+    Ok(subnet)
+}
+
+/// Remove the cluster's network (nothing when it is gone already).
+pub fn remove_network(engine: &Engine, name: &str) -> Result<(), KicError> {
+    match engine.run(&["network".into(), "rm".into(), "-f".into(), name.into()]) {
+        Err(e) if !crate::kic::is_missing(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_indexes() {
+        assert_eq!(node_name("mk", 1), "mk");
+        assert_eq!(node_name("mk", 2), "mk-m02");
+        assert_eq!(node_index("mk", "mk-m03"), Some(3));
+        assert_eq!(node_index("mk", "mk"), Some(1));
+        assert_eq!(node_index("mk", "mk-m3"), None);
+        assert_eq!(node_index("mk", "other-m02"), None);
+    }
+
+    #[test]
+    fn subnets_step_by_nine_from_49() {
+        assert_eq!(free_subnet(&[]), Some(Subnet([192, 168, 49])));
+        assert_eq!(free_subnet(&[Subnet([192, 168, 49])]), Some(Subnet([192, 168, 58])));
+        let s = Subnet([192, 168, 49]);
+        assert_eq!((s.cidr().as_str(), s.gateway().as_str(), s.node_ip(1).as_str(), s.node_ip(3).as_str()), ("192.168.49.0/24", "192.168.49.1", "192.168.49.2", "192.168.49.4"));
+        assert_eq!(Subnet::parse("10.88.0.0/16"), Some(Subnet([10, 88, 0])));
+    }
+}
+
+/// The options of node `index` of the cluster whose first node `first` was started with.
+pub fn node_options(first: &crate::provision::StartOptions, index: u32) -> crate::provision::StartOptions {
+    let mut o = first.clone();
+    o.name = node_name(&first.name, index);
+    o.cluster = (index > 1).then(|| first.name.clone());
+    o
+}
+
+/// Start a cluster of `count` nodes (and any node it has beyond them), each reporting its own
+/// steps, then give every node the whole cluster's /etc/hosts lines.
+pub fn start(home: &Home, first: &crate::provision::StartOptions, count: u32, rep: &mut crate::provision::Reporter) -> anyhow::Result<Vec<MachineState>> {
+    if count == 0 {
+        anyhow::bail!("--nodes must be at least 1");
+    }
+    if (count > 1 || nodes(home, &first.name)?.len() > 1) && !first.driver.is_kic() {
+        anyhow::bail!("several nodes need the podman or docker driver for now (qemu nodes share no network yet)");
+    }
+    crate::provision::start(home, first, rep)?;
+    let mut indexes: Vec<u32> = (2..=count).collect();
+    indexes.extend(nodes(home, &first.name)?.iter().filter_map(|s| node_index(&first.name, &s.name)).filter(|i| *i > count));
+    for i in indexes {
+        crate::provision::start(home, &node_options(first, i), rep)?;
+    }
+    let all = nodes(home, &first.name)?;
+    if all.len() > 1 {
+        refresh_hosts(home, &all)?;
+    }
+    Ok(all)
+}
+
+/// Add the next node to the cluster `first` started; returns its name.
+pub fn add(home: &Home, first: &crate::provision::StartOptions, rep: &mut crate::provision::Reporter) -> anyhow::Result<String> {
+    if !first.driver.is_kic() {
+        anyhow::bail!("adding a node needs the podman or docker driver for now (qemu nodes share no network yet)");
+    }
+    let index = next_index(&nodes(home, &first.name)?, &first.name);
+    let o = node_options(first, index);
+    crate::provision::start(home, &o, rep)?;
+    refresh_hosts(home, &nodes(home, &first.name)?)?;
+    Ok(o.name)
+}
+
+/// Delete node `name` of `profile` (not its control plane) and take it out of the others'
+/// /etc/hosts.
+pub fn delete_node(home: &Home, profile: &str, name: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
+    match node_index(profile, name) {
+        Some(1) => anyhow::bail!("{name} is the control plane of {profile}: delete the cluster with `minikube-node delete -p {profile}`"),
+        None => anyhow::bail!("{name} is not a node name of {profile} ({profile}-m02, {profile}-m03...)"),
+        Some(_) => {}
+    }
+    let m = home.machine(name)?;
+    if !m.exists() || cluster_of(&m.load()?) != profile {
+        anyhow::bail!("{profile} has no node {name} (`minikube-node node list -p {profile}`)");
+    }
+    crate::driver::delete(&m, timeout)?;
+    refresh_hosts(home, &nodes(home, profile)?)?;
+    Ok(())
+}
+
+/// Delete every node of `profile` (the others first), then its network. Whether there was
+/// anything.
+pub fn delete_all(home: &Home, profile: &str, timeout: std::time::Duration) -> anyhow::Result<bool> {
+    let all = nodes(home, profile)?;
+    let mut any = false;
+    for s in all.iter().rev() {
+        any |= crate::driver::delete(&home.machine(&s.name)?, timeout)?;
+    }
+    if all.is_empty() {
+        any |= crate::driver::delete(&home.machine(profile)?, timeout)?;
+    }
+    for s in all.iter().filter(|s| s.network.is_some()) {
+        if let (Some(engine), Some(net)) = (s.driver.engine(), &s.network) {
+            remove_network(&engine, net)?;
+        }
+    }
+    Ok(any)
+}
