@@ -1,18 +1,6 @@
-//! The wire protocol: JSON bodies shared by the server and [`crate::client::Client`].
-//!
-//! | operation | request | response |
-//! | --- | --- | --- |
-//! | info | `GET /v1/info` | [`InfoResponse`] |
-//! | hostname | `POST /v1/hostname` [`HostnameRequest`] | [`Changed`] |
-//! | certs | `POST /v1/certs` [`CertsRequest`] | [`Changed`] |
-//! | runtime | `POST /v1/runtime` [`RuntimeRequest`] | [`RuntimeResponse`] |
-//! | binary upload | `PUT /v1/binaries?version=V&name=N&sha256=H` raw body | [`Changed`] |
-//! | kubelet | `POST /v1/kubelet` [`KubeletRequest`] | [`KubeletResponse`] |
-//! | file upload | `PUT /v1/files?path=P&sha256=H&mode=0644&owner=U:G` raw body | [`Changed`] |
-//! | file stat | `POST /v1/files/stat` [`PathRequest`] | [`FileStat`] |
-//! | file download | `GET /v1/files?path=P` | raw body |
-//! | exec | `POST /v1/exec` [`ExecRequest`] | [`ExecResponse`] |
-//! | logs | `POST /v1/logs` [`LogsRequest`] | [`LogsResponse`] |
+//! The wire protocol's types: JSON bodies and query strings shared by the server and
+//! [`crate::client::Client`]. Which operation carries which type, at which method and path, is
+//! defined once in [`crate::endpoints`] (its module documentation has the table).
 //!
 //! Errors are 4xx/5xx with an [`ErrorResponse`] naming the offending field.
 
@@ -232,14 +220,32 @@ pub struct FileStat {
 }
 
 /// Metadata of a file upload (sent in the query string).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Upload {
     pub path: String,
     pub sha256: String,
-    /// Permission bits, e.g. 0o644.
+    /// Permission bits, e.g. 0o644 (octal text in the query; 0644 when absent).
+    #[serde(default = "crate::endpoints::octal_mode::default", with = "crate::endpoints::octal_mode")]
     pub mode: u32,
     /// `user:group`, names or numbers; default root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+}
+
+/// A Kubernetes binary upload (sent in the query string).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BinaryUpload {
+    /// Kubernetes version, e.g. `v1.35.0`.
+    pub version: String,
+    /// One of [`crate::ops::kubelet::BINARY_NAMES`].
+    pub name: String,
+    pub sha256: String,
+}
+
+/// A file download (sent in the query string).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Download {
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]

@@ -1,4 +1,5 @@
-//! The host side: a keep-alive mTLS client with one typed method per operation.
+//! The host side: a keep-alive mTLS client with one typed method per operation, each a call
+//! of an endpoint defined in [`crate::endpoints`].
 //!
 //! ```no_run
 //! # fn main() -> Result<(), agent::client::ClientError> {
@@ -18,10 +19,10 @@ use std::time::Duration;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::api::*;
-use crate::http::{self, percent_encode, HttpError};
+use crate::endpoints::{self as ep, Endpoint, Transport};
+use crate::http::{self, HttpError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -113,15 +114,22 @@ impl Client {
         Ok(self.conn.as_mut().expect("just connected"))
     }
 
-    /// Send one request with a body of `len` bytes from `body`; read the response head.
-    fn send(&mut self, method: &str, target: &str, content_type: &str, body: &mut dyn Read, len: u64) -> Result<http::ResponseHead, ClientError> {
+    /// Send one request with a body of `len` bytes from `body` (after the server's go-ahead if
+    /// `expect_continue`); read the response head.
+    fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+        expect_continue: bool,
+    ) -> Result<http::ResponseHead, ClientError> {
         let host = self.addr.to_string();
         let addr = self.addr;
         let conn = self.connection()?;
         let result = (|| -> Result<http::ResponseHead, ClientError> {
             let io = |source| ClientError::Io { addr, source };
-            // Streamed uploads wait for the server's go-ahead: a refusal then costs no upload.
-            let expect_continue = method == "PUT" && len > 0;
             let out = conn.get_mut();
             let mut head = Vec::new();
             http::write_request_head(&mut head, method, target, &host, content_type, len, expect_continue).map_err(io)?;
@@ -147,6 +155,21 @@ impl Client {
         result
     }
 
+    /// Send `req` to endpoint `E` as its transport says: a JSON body, or the query string with
+    /// `upload` (`len` bytes) streamed as the body; read the response head.
+    fn request<E: Endpoint>(&mut self, req: &E::Request, upload: &mut dyn Read, len: u64) -> Result<http::ResponseHead, ClientError> {
+        let target = ep::target::<E>(req);
+        match E::TRANSPORT {
+            Transport::Json => {
+                let body = serde_json::to_vec(req)?;
+                self.send(E::METHOD, &target, "application/json", &mut body.as_slice(), body.len() as u64, false)
+            }
+            // Streamed uploads wait for the server's go-ahead: a refusal then costs no upload.
+            Transport::Upload => self.send(E::METHOD, &target, "application/octet-stream", upload, len, len > 0),
+            Transport::Query | Transport::Download => self.send(E::METHOD, &target, "application/json", &mut io::empty(), 0, false),
+        }
+    }
+
     fn read_body(&mut self, head: &http::ResponseHead) -> Result<Vec<u8>, ClientError> {
         let addr = self.addr;
         let conn = self.conn.as_mut().expect("connected");
@@ -169,18 +192,24 @@ impl Client {
         Ok(serde_json::from_slice(&body)?)
     }
 
-    fn call<Req: Serialize, Resp: DeserializeOwned>(&mut self, method: &str, path: &str, req: Option<&Req>) -> Result<Resp, ClientError> {
-        let body = match req {
-            Some(r) => serde_json::to_vec(r)?,
-            None => Vec::new(),
-        };
-        let head = self.send(method, path, "application/json", &mut body.as_slice(), body.len() as u64)?;
+    /// Call endpoint `E`, whose request travels as JSON or in the query string, and read its
+    /// JSON answer.
+    pub fn call<E: Endpoint>(&mut self, req: &E::Request) -> Result<E::Response, ClientError> {
+        const { assert!(matches!(E::TRANSPORT, Transport::Json | Transport::Query), "call takes no body and reads a JSON answer") };
+        let head = self.request::<E>(req, &mut io::empty(), 0)?;
         self.finish(head)
     }
 
-    /// `GET /v1/info`
+    /// Call endpoint `E`, streaming `len` bytes of `body` after its query string.
+    fn upload<E: Endpoint>(&mut self, req: &E::Request, body: &mut dyn Read, len: u64) -> Result<E::Response, ClientError> {
+        const { assert!(matches!(E::TRANSPORT, Transport::Upload), "upload is for streamed-body endpoints") };
+        let head = self.request::<E>(req, body, len)?;
+        self.finish(head)
+    }
+
+    /// Versions of the agent, kernel and OS; what the boot step did.
     pub fn info(&mut self) -> Result<InfoResponse, ClientError> {
-        self.call::<(), _>("GET", "/v1/info", None)
+        self.call::<ep::Info>(&())
     }
 
     /// Set the hostname (kernel, /etc/hostname, /etc/hosts).
@@ -190,39 +219,33 @@ impl Client {
 
     /// Set the hostname and the managed /etc/hosts lines.
     pub fn set_hostname(&mut self, req: &HostnameRequest) -> Result<Changed, ClientError> {
-        self.call("POST", "/v1/hostname", Some(req))
+        self.call::<ep::Hostname>(req)
     }
 
     /// Place certificates/keys and trust CAs.
     pub fn certs(&mut self, req: &CertsRequest) -> Result<Changed, ClientError> {
-        self.call("POST", "/v1/certs", Some(req))
+        self.call::<ep::Certs>(req)
     }
 
     /// Configure and (re)start the container runtime.
     pub fn runtime(&mut self, req: &RuntimeRequest) -> Result<RuntimeResponse, ClientError> {
-        self.call("POST", "/v1/runtime", Some(req))
+        self.call::<ep::Runtime>(req)
     }
 
     /// Upload a Kubernetes binary (`kubelet`, `kubeadm`, `kubectl`) of `version`.
     pub fn upload_binary(&mut self, version: &str, name: &str, sha256: &str, body: &mut dyn Read, len: u64) -> Result<Changed, ClientError> {
-        let target = format!("/v1/binaries?version={}&name={}&sha256={}", percent_encode(version), percent_encode(name), percent_encode(sha256));
-        let head = self.send("PUT", &target, "application/octet-stream", body, len)?;
-        self.finish(head)
+        let req = BinaryUpload { version: version.to_string(), name: name.to_string(), sha256: sha256.to_string() };
+        self.upload::<ep::UploadBinary>(&req, body, len)
     }
 
     /// Install the kubelet unit and drop-in, enable and start it.
     pub fn kubelet(&mut self, req: &KubeletRequest) -> Result<KubeletResponse, ClientError> {
-        self.call("POST", "/v1/kubelet", Some(req))
+        self.call::<ep::Kubelet>(req)
     }
 
     /// Upload a file of `len` bytes read from `body`, whose SHA-256 is `up.sha256`.
     pub fn upload_file(&mut self, up: &Upload, body: &mut dyn Read, len: u64) -> Result<Changed, ClientError> {
-        let mut target = format!("/v1/files?path={}&sha256={}&mode={:o}", percent_encode(&up.path), percent_encode(&up.sha256), up.mode);
-        if let Some(o) = &up.owner {
-            target.push_str(&format!("&owner={}", percent_encode(o)));
-        }
-        let head = self.send("PUT", &target, "application/octet-stream", body, len)?;
-        self.finish(head)
+        self.upload::<ep::UploadFile>(up, body, len)
     }
 
     /// Upload a file held in memory.
@@ -234,13 +257,12 @@ impl Client {
 
     /// Size, SHA-256, mode and owner of a file (or `exists: false`).
     pub fn stat(&mut self, path: &str) -> Result<FileStat, ClientError> {
-        self.call("POST", "/v1/files/stat", Some(&PathRequest { path: path.to_string() }))
+        self.call::<ep::StatFile>(&PathRequest { path: path.to_string() })
     }
 
     /// Download a file into `out`; returns its length.
     pub fn download(&mut self, path: &str, out: &mut dyn Write) -> Result<u64, ClientError> {
-        let target = format!("/v1/files?path={}", percent_encode(path));
-        let head = self.send("GET", &target, "application/json", &mut io::empty(), 0)?;
+        let head = self.request::<ep::DownloadFile>(&Download { path: path.to_string() }, &mut io::empty(), 0)?;
         if head.status != 200 {
             return self.finish::<serde_json::Value>(head).map(|_| 0);
         }
@@ -259,11 +281,11 @@ impl Client {
 
     /// Run a command on the node.
     pub fn exec(&mut self, req: &ExecRequest) -> Result<ExecResponse, ClientError> {
-        self.call("POST", "/v1/exec", Some(req))
+        self.call::<ep::Exec>(req)
     }
 
     /// The last `lines` lines of a unit's journal.
     pub fn logs(&mut self, unit: &str, lines: Option<u32>) -> Result<LogsResponse, ClientError> {
-        self.call("POST", "/v1/logs", Some(&LogsRequest { unit: unit.to_string(), lines }))
+        self.call::<ep::Logs>(&LogsRequest { unit: unit.to_string(), lines })
     }
 }

@@ -13,6 +13,7 @@ pub mod boot;
 pub mod client;
 pub mod console;
 pub mod document;
+pub mod endpoints;
 pub mod entrypoint;
 pub mod gate;
 pub mod host;

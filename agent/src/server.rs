@@ -1,18 +1,20 @@
 //! The HTTPS server: std `TcpListener`, a thread per connection admitted through the
 //! [`crate::gate`] (unauthenticated peers cannot starve authenticated ones), rustls
-//! `StreamOwned`, keep-alive HTTP/1.1 with JSON bodies. Routing and request decoding are separate from I/O so that they
-//! can be fuzzed.
+//! `StreamOwned`, keep-alive HTTP/1.1 with JSON bodies. Requests are routed by one table built
+//! from the [`crate::endpoints`] definitions; routing and request decoding are separate from
+//! I/O so that they can be fuzzed.
 
+use std::any::Any;
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::api::*;
 use crate::audit::AuditLog;
+use crate::endpoints::{self as ep, decode_query, Endpoint, Transport};
 use crate::gate::{Gate, Limits, Ticket};
 use crate::http::{self, HttpError, RequestHead};
 use crate::ops::apply::remember;
@@ -28,107 +30,149 @@ const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 /// Largest upload.
 pub const MAX_UPLOAD: u64 = 16 * 1024 * 1024 * 1024;
 
-/// What a request asks for, decoded from its head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Info,
-    Hostname,
-    Certs,
-    Runtime,
-    Kubelet,
-    FileStat,
-    Exec,
-    Logs,
-    UploadFile(Upload),
-    UploadBinary { version: String, name: String, sha256: String },
-    Download { path: String },
+/// What an operation answered.
+enum Served<R> {
+    /// The endpoint's JSON response.
+    Json(R),
+    /// A file streamed as the body ([`Transport::Download`]).
+    File { file: File, len: u64 },
 }
 
-/// A decoded JSON request body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JsonRequest {
-    Hostname(HostnameRequest),
-    Certs(CertsRequest),
-    Runtime(RuntimeRequest),
-    Kubelet(KubeletRequest),
-    FileStat(PathRequest),
-    Exec(ExecRequest),
-    Logs(LogsRequest),
+/// The request body an operation may stream from ([`Transport::Upload`]).
+struct Incoming<'a> {
+    body: &'a mut dyn Read,
+    len: u64,
 }
 
-fn required<'a>(head: &'a RequestHead, name: &str) -> Result<&'a str, OpError> {
-    head.query_param(name).ok_or_else(|| OpError::bad(name, "missing query parameter"))
+type Outcome<E> = Result<Served<<E as Endpoint>::Response>, OpError>;
+
+/// The server half of an endpoint: the operation it runs. The configuring operations are also
+/// recorded in the stored node document (so that the next boot applies what the API last set).
+trait Serve: Endpoint {
+    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Outcome<Self>;
 }
+
+impl Serve for ep::Info {
+    fn run(node: &Node, _: (), _: Incoming) -> Outcome<Self> {
+        ops::info::info(node).map(Served::Json)
+    }
+}
+
+impl Serve for ep::Hostname {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+        let c = ops::hostname::apply(node, &req)?;
+        remember(node, |d| d.hostname = Some(req));
+        Ok(Served::Json(c))
+    }
+}
+
+impl Serve for ep::Certs {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+        let c = ops::certs::apply(node, &req)?;
+        remember(node, |d| d.certs = Some(req));
+        Ok(Served::Json(c))
+    }
+}
+
+impl Serve for ep::Runtime {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+        let c = ops::runtime::apply(node, &req)?;
+        remember(node, |d| d.runtime = Some(req));
+        Ok(Served::Json(c))
+    }
+}
+
+impl Serve for ep::Kubelet {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+        let c = ops::kubelet::apply(node, &req)?;
+        remember(node, |d| d.kubelet = Some(req));
+        Ok(Served::Json(c))
+    }
+}
+
+impl Serve for ep::StatFile {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+        ops::files::stat(node, &req.path).map(Served::Json)
+    }
+}
+
+impl Serve for ep::Exec {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+        ops::exec::run(node, &req).map(Served::Json)
+    }
+}
+
+impl Serve for ep::Logs {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+        ops::logs::read(node, &req).map(Served::Json)
+    }
+}
+
+impl Serve for ep::UploadFile {
+    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Outcome<Self> {
+        ops::files::upload(node, &req, incoming.body, incoming.len).map(Served::Json)
+    }
+}
+
+impl Serve for ep::UploadBinary {
+    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Outcome<Self> {
+        ops::kubelet::upload_binary(node, &req.version, &req.name, &req.sha256, incoming.body, incoming.len).map(Served::Json)
+    }
+}
+
+impl Serve for ep::DownloadFile {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+        let (file, len) = ops::files::open_download(node, &req.path)?;
+        Ok(Served::File { file, len })
+    }
+}
+
+/// Every operation the agent serves, looked up by method and path.
+static ROUTES: [Route; 11] = [
+    Route::of::<ep::Info>(),
+    Route::of::<ep::Hostname>(),
+    Route::of::<ep::Certs>(),
+    Route::of::<ep::Runtime>(),
+    Route::of::<ep::Kubelet>(),
+    Route::of::<ep::StatFile>(),
+    Route::of::<ep::Exec>(),
+    Route::of::<ep::Logs>(),
+    Route::of::<ep::UploadFile>(),
+    Route::of::<ep::UploadBinary>(),
+    Route::of::<ep::DownloadFile>(),
+];
+
+/// One row of the routing table: an endpoint's definition with its types erased.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub name: &'static str,
+    pub audited: bool,
+    pub transport: Transport,
+    decode: Decoder,
+}
+
+/// Reads an endpoint's request from the head and, for JSON, the body.
+type Decoder = fn(&RequestHead, &mut dyn Read) -> Result<Box<dyn Call>, OpError>;
 
 impl Route {
-    pub fn from_head(head: &RequestHead) -> Result<Route, OpError> {
-        let m = head.method.as_str();
-        let route = match (m, head.path.as_str()) {
-            ("GET", "/v1/info") => Route::Info,
-            ("POST", "/v1/hostname") => Route::Hostname,
-            ("POST", "/v1/certs") => Route::Certs,
-            ("POST", "/v1/runtime") => Route::Runtime,
-            ("POST", "/v1/kubelet") => Route::Kubelet,
-            ("POST", "/v1/files/stat") => Route::FileStat,
-            ("POST", "/v1/exec") => Route::Exec,
-            ("POST", "/v1/logs") => Route::Logs,
-            ("PUT", "/v1/files") => {
-                let mode_text = head.query_param("mode").unwrap_or("0644");
-                let mode = u32::from_str_radix(mode_text, 8).map_err(|_| OpError::bad("mode", format!("{mode_text:?} is not octal")))?;
-                Route::UploadFile(Upload {
-                    path: required(head, "path")?.to_string(),
-                    sha256: required(head, "sha256")?.to_string(),
-                    mode,
-                    owner: head.query_param("owner").map(str::to_string),
-                })
-            }
-            ("PUT", "/v1/binaries") => Route::UploadBinary {
-                version: required(head, "version")?.to_string(),
-                name: required(head, "name")?.to_string(),
-                sha256: required(head, "sha256")?.to_string(),
-            },
-            ("GET", "/v1/files") => Route::Download { path: required(head, "path")?.to_string() },
-            (_, "/v1/info" | "/v1/hostname" | "/v1/certs" | "/v1/runtime" | "/v1/kubelet" | "/v1/files/stat" | "/v1/exec" | "/v1/logs" | "/v1/files" | "/v1/binaries") => {
-                return Err(OpError { status: 405, field: None, message: format!("{m} not allowed on {}", head.path) })
-            }
-            _ => return Err(OpError { status: 404, field: None, message: format!("no operation at {}", head.path) }),
+    const fn of<E: Serve>() -> Route {
+        Route { method: E::METHOD, path: E::PATH, name: E::NAME, audited: E::AUDITED, transport: E::TRANSPORT, decode: decode::<E> }
+    }
+
+    /// The endpoint at the request's method and path: 404 for an unknown path, 405 for a
+    /// known path with another method.
+    fn find(head: &RequestHead) -> Result<&'static Route, OpError> {
+        let at_path = || ROUTES.iter().filter(|r| r.path == head.path);
+        if let Some(route) = at_path().find(|r| r.method == head.method) {
+            return Ok(route);
+        }
+        let (status, message) = if at_path().next().is_some() {
+            (405, format!("{} not allowed on {}", head.method, head.path))
+        } else {
+            (404, format!("no operation at {}", head.path))
         };
-        let limit = if route.streams_body() { MAX_UPLOAD } else { MAX_JSON_BODY };
-        if head.content_length > limit {
-            return Err(OpError { status: 413, field: Some("body".into()), message: format!("body: larger than {limit} bytes") });
-        }
-        Ok(route)
-    }
-
-    /// The body is a raw upload, not JSON.
-    pub fn streams_body(&self) -> bool {
-        matches!(self, Route::UploadFile(_) | Route::UploadBinary { .. })
-    }
-
-    /// The body is JSON to decode.
-    pub fn has_json_body(&self) -> bool {
-        !self.streams_body() && !matches!(self, Route::Info | Route::Download { .. })
-    }
-
-    /// Operations recorded in the audit log (everything that may change the node).
-    pub fn audited(&self) -> bool {
-        !matches!(self, Route::Info | Route::FileStat | Route::Download { .. } | Route::Logs)
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Route::Info => "info",
-            Route::Hostname => "hostname",
-            Route::Certs => "certs",
-            Route::Runtime => "runtime",
-            Route::Kubelet => "kubelet",
-            Route::FileStat => "files.stat",
-            Route::Exec => "exec",
-            Route::Logs => "logs",
-            Route::UploadFile(_) => "files.upload",
-            Route::UploadBinary { .. } => "binaries.upload",
-            Route::Download { .. } => "files.download",
-        }
+        Err(OpError { status, field: None, message })
     }
 }
 
@@ -145,37 +189,100 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, OpError> {
     })
 }
 
-impl JsonRequest {
-    pub fn decode(route: &Route, body: &[u8]) -> Result<Option<JsonRequest>, OpError> {
-        Ok(Some(match route {
-            Route::Hostname => JsonRequest::Hostname(decode_json(body)?),
-            Route::Certs => JsonRequest::Certs(decode_json(body)?),
-            Route::Runtime => JsonRequest::Runtime(decode_json(body)?),
-            Route::Kubelet => JsonRequest::Kubelet(decode_json(body)?),
-            Route::FileStat => JsonRequest::FileStat(decode_json(body)?),
-            Route::Exec => JsonRequest::Exec(decode_json(body)?),
-            Route::Logs => JsonRequest::Logs(decode_json(body)?),
-            _ => return Ok(None),
-        }))
+fn within(head: &RequestHead, limit: u64) -> Result<(), OpError> {
+    if head.content_length > limit {
+        return Err(OpError { status: 413, field: Some("body".into()), message: format!("body: larger than {limit} bytes") });
+    }
+    Ok(())
+}
+
+/// Decode `E`'s request from the head (query) or the body (JSON), refusing a body larger than
+/// the endpoint takes. An upload's body is left unread.
+fn decode<E: Serve>(head: &RequestHead, body: &mut dyn Read) -> Result<Box<dyn Call>, OpError> {
+    let req = match E::TRANSPORT {
+        Transport::Json => {
+            within(head, MAX_JSON_BODY)?;
+            let mut buf = Vec::with_capacity(head.content_length.min(1 << 20) as usize);
+            body.take(head.content_length).read_to_end(&mut buf).map_err(|e| OpError::bad("body", e.to_string()))?;
+            decode_json(&buf)?
+        }
+        Transport::Upload => {
+            let req = decode_query(&head.query)?;
+            within(head, MAX_UPLOAD)?;
+            req
+        }
+        Transport::Query | Transport::Download => {
+            let req = decode_query(&head.query)?;
+            within(head, MAX_JSON_BODY)?;
+            req
+        }
+    };
+    Ok(Box::new(Typed::<E>(req)))
+}
+
+/// A decoded request, ready to run.
+trait Call: Send {
+    /// The audit log's detail.
+    fn detail(&self) -> String;
+    fn run(self: Box<Self>, node: &Node, incoming: Incoming) -> Result<Reply, OpError>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The request of endpoint `E`.
+struct Typed<E: Endpoint>(E::Request);
+
+impl<E: Serve> Call for Typed<E> {
+    fn detail(&self) -> String {
+        E::detail(&self.0)
+    }
+
+    fn run(self: Box<Self>, node: &Node, incoming: Incoming) -> Result<Reply, OpError> {
+        Ok(match E::run(node, self.0, incoming)? {
+            Served::Json(resp) => Reply::Json { body: serde_json::to_vec(&resp).expect("serialisable"), changed: E::changed(&resp) },
+            Served::File { file, len } => Reply::File { file, len },
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A request decoded by [`decode_request`]: the endpoint it is for and its typed request.
+pub struct Decoded {
+    route: &'static Route,
+    call: Box<dyn Call>,
+}
+
+impl Decoded {
+    pub fn route(&self) -> &'static Route {
+        self.route
+    }
+
+    /// The request, if it is for endpoint `E`.
+    pub fn request<E: Endpoint>(&self) -> Option<&E::Request> {
+        self.call.as_any().downcast_ref::<Typed<E>>().map(|t| &t.0)
+    }
+}
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Decoded({} {})", self.route.method, self.route.path)
     }
 }
 
 /// Decode a whole request held in memory (head and, for JSON operations, body): the fuzz
 /// target's entry point. Nothing is executed.
-pub fn decode_request(bytes: &[u8]) -> Result<Option<(Route, Option<JsonRequest>)>, OpError> {
+pub fn decode_request(bytes: &[u8]) -> Result<Option<Decoded>, OpError> {
     let mut reader = BufReader::new(bytes);
     let head = match http::read_request_head(&mut reader) {
         Ok(Some(h)) => h,
         Ok(None) => return Ok(None),
         Err(e) => return Err(OpError { status: e.status(), field: None, message: e.to_string() }),
     };
-    let route = Route::from_head(&head)?;
-    let mut body = Vec::new();
-    if route.has_json_body() {
-        reader.take(head.content_length).read_to_end(&mut body).map_err(|e| OpError::bad("body", e.to_string()))?;
-    }
-    let json = JsonRequest::decode(&route, &body)?;
-    Ok(Some((route, json)))
+    let route = Route::find(&head)?;
+    let call = (route.decode)(&head, &mut reader)?;
+    Ok(Some(Decoded { route, call }))
 }
 
 /// The agent: the node plus its audit log. Shared by every connection.
@@ -184,70 +291,17 @@ pub struct Agent {
     audit: Option<AuditLog>,
 }
 
-/// What a handler answered.
+/// What a handler answered, ready to write.
 enum Reply {
     /// A JSON body; `changed` is what a mutating operation reports (for the audit log).
-    Json { status: u16, body: Vec<u8>, changed: Option<bool> },
+    Json { body: Vec<u8>, changed: Option<bool> },
     /// A file streamed as the body.
-    File { file: std::fs::File, len: u64 },
-}
-
-fn json<T: Serialize>(v: &T) -> Reply {
-    Reply::Json { status: 200, body: serde_json::to_vec(v).expect("serialisable"), changed: None }
-}
-
-fn changed<T: Serialize>(v: &T, changed: bool) -> Reply {
-    Reply::Json { status: 200, body: serde_json::to_vec(v).expect("serialisable"), changed: Some(changed) }
+    File { file: File, len: u64 },
 }
 
 impl Agent {
     pub fn new(node: Node, audit: Option<AuditLog>) -> Agent {
         Agent { node, audit }
-    }
-
-    /// Run the operation; the configuring ones are also recorded in the stored node document
-    /// (so that the next boot applies what the API last set).
-    fn dispatch(&self, route: &Route, json_req: Option<JsonRequest>, body: &mut dyn Read, len: u64) -> Result<Reply, OpError> {
-        let node = &self.node;
-        Ok(match (route, json_req) {
-            (Route::Info, _) => json(&ops::info::info(node)?),
-            (Route::Hostname, Some(JsonRequest::Hostname(r))) => {
-                let c = ops::hostname::apply(node, &r)?;
-                remember(node, |d| d.hostname = Some(r));
-                changed(&c, c.changed)
-            }
-            (Route::Certs, Some(JsonRequest::Certs(r))) => {
-                let c = ops::certs::apply(node, &r)?;
-                remember(node, |d| d.certs = Some(r));
-                changed(&c, c.changed)
-            }
-            (Route::Runtime, Some(JsonRequest::Runtime(r))) => {
-                let c = ops::runtime::apply(node, &r)?;
-                remember(node, |d| d.runtime = Some(r));
-                changed(&c, c.changed)
-            }
-            (Route::Kubelet, Some(JsonRequest::Kubelet(r))) => {
-                let c = ops::kubelet::apply(node, &r)?;
-                remember(node, |d| d.kubelet = Some(r));
-                changed(&c, c.changed)
-            }
-            (Route::FileStat, Some(JsonRequest::FileStat(r))) => json(&ops::files::stat(node, &r.path)?),
-            (Route::Exec, Some(JsonRequest::Exec(r))) => json(&ops::exec::run(node, &r)?),
-            (Route::Logs, Some(JsonRequest::Logs(r))) => json(&ops::logs::read(node, &r)?),
-            (Route::UploadFile(up), _) => {
-                let c = ops::files::upload(node, up, body, len)?;
-                changed(&c, c.changed)
-            }
-            (Route::UploadBinary { version, name, sha256 }, _) => {
-                let c = ops::kubelet::upload_binary(node, version, name, sha256, body, len)?;
-                changed(&c, c.changed)
-            }
-            (Route::Download { path }, _) => {
-                let (f, len) = ops::files::open_download(node, path)?;
-                Reply::File { file: f, len }
-            }
-            _ => return Err(OpError::internal("request body does not match the route")),
-        })
     }
 
     /// Serve HTTP requests on an authenticated stream until the peer closes it. `caller` is the
@@ -277,22 +331,10 @@ impl Agent {
     fn serve_request<S: Read + Write>(&self, head: &RequestHead, reader: &mut BufReader<S>, caller: &str) -> io::Result<bool> {
         let expect_continue = head.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         let mut body = Body { inner: reader, left: head.content_length, continue_pending: expect_continue && head.content_length > 0 };
-        let result = Route::from_head(head).and_then(|route| {
-            let json_req = if route.has_json_body() {
-                let mut buf = Vec::with_capacity(head.content_length as usize);
-                body.read_to_end(&mut buf).map_err(|e| OpError::bad("body", e.to_string()))?;
-                JsonRequest::decode(&route, &buf)?
-            } else {
-                None
-            };
-            let detail = match (&route, &json_req) {
-                (Route::UploadFile(u), _) => u.path.clone(),
-                (Route::UploadBinary { version, name, .. }, _) => format!("{version}/{name}"),
-                (_, Some(JsonRequest::Exec(e))) => e.argv.first().cloned().unwrap_or_default(),
-                (_, Some(JsonRequest::Hostname(h))) => h.name.clone(),
-                _ => String::new(),
-            };
-            let reply = self.dispatch(&route, json_req, &mut body, head.content_length);
+        let result = Route::find(head).and_then(|route| {
+            let call = (route.decode)(head, &mut body)?;
+            let detail = call.detail();
+            let reply = call.run(&self.node, Incoming { body: &mut body, len: head.content_length });
             Ok((route, detail, reply))
         });
         let (route, detail, reply) = match result {
@@ -311,18 +353,18 @@ impl Agent {
             }
         }
         let (status, changed) = match &reply {
-            Ok(Reply::Json { status, changed, .. }) => (*status, *changed),
+            Ok(Reply::Json { changed, .. }) => (200, *changed),
             Ok(Reply::File { .. }) => (200, None),
             Err(e) => (e.status, None),
         };
-        if let (Some(audit), Some(route)) = (&self.audit, &route) {
-            if route.audited() {
-                audit.record(caller, route.name(), &detail, status, changed);
+        if let (Some(audit), Some(route)) = (&self.audit, route) {
+            if route.audited {
+                audit.record(caller, route.name, &detail, status, changed);
             }
         }
         let out = reader.get_mut();
         match reply {
-            Ok(Reply::Json { status, body, .. }) => write_json(out, status, &body, keep_alive)?,
+            Ok(Reply::Json { body, .. }) => write_json(out, 200, &body, keep_alive)?,
             Ok(Reply::File { file: mut f, len }) => {
                 http::write_response_head(out, 200, "application/octet-stream", len, keep_alive)?;
                 let copied = io::copy(&mut (&mut f).take(len), out)?;
@@ -334,7 +376,7 @@ impl Agent {
             }
             Err(e) => {
                 if e.status >= 500 {
-                    tracing::warn!(operation = route.as_ref().map_or("?", Route::name), "{}", e.message);
+                    tracing::warn!(operation = route.map_or("?", |r| r.name), "{}", e.message);
                 }
                 write_json(out, e.status, &serde_json::to_vec(&e.body()).unwrap_or_default(), keep_alive)?;
             }
@@ -497,4 +539,107 @@ fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent, ticket:
         return Ok(());
     };
     agent.serve_connection(stream, &caller)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(raw: &str) -> (u16, Option<String>) {
+        let e = decode_request(raw.as_bytes()).unwrap_err();
+        (e.status, e.field)
+    }
+
+    #[test]
+    fn one_route_per_method_and_path_and_name() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[..i] {
+                assert!((a.method, a.path) != (b.method, b.path), "{} {} twice", a.method, a.path);
+                assert_ne!(a.name, b.name);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_paths_and_methods() {
+        assert_eq!(refusal("GET /v2/info HTTP/1.1\r\n\r\n"), (404, None));
+        assert_eq!(refusal("DELETE /v1/files HTTP/1.1\r\n\r\n"), (405, None));
+        assert_eq!(refusal("GET /v1/hostname HTTP/1.1\r\n\r\n"), (405, None));
+    }
+
+    #[test]
+    fn query_is_checked_before_the_body_size() {
+        let huge = MAX_UPLOAD + 1;
+        assert_eq!(refusal(&format!("PUT /v1/files?sha256=00 HTTP/1.1\r\nContent-Length: {huge}\r\n\r\n")), (400, Some("path".into())));
+        assert_eq!(refusal(&format!("PUT /v1/files?path=/x&sha256=00 HTTP/1.1\r\nContent-Length: {huge}\r\n\r\n")), (413, Some("body".into())));
+        let big = MAX_JSON_BODY + 1;
+        assert_eq!(refusal(&format!("POST /v1/exec HTTP/1.1\r\nContent-Length: {big}\r\n\r\n")), (413, Some("body".into())));
+        assert_eq!(refusal(&format!("GET /v1/files?path=/x HTTP/1.1\r\nContent-Length: {big}\r\n\r\n")), (413, Some("body".into())));
+        let bin = decode_request(b"PUT /v1/binaries?version=v1.35.0&name=kubelet&sha256=00 HTTP/1.1\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
+        assert_eq!(bin.request::<ep::UploadBinary>().map(ep::UploadBinary::detail).as_deref(), Some("v1.35.0/kubelet"));
+    }
+
+    /// Requests read from `input`, answers appended to `output`.
+    struct Duplex {
+        input: io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Duplex {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Duplex {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn audit_lines_and_continue_on_one_connection() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/hosts"), "127.0.0.1\tlocalhost\n").unwrap();
+        let node = Node::new(crate::paths::GuestRoot::new(root.path()), Arc::new(crate::host::RecordingHost::new("localhost")));
+        let log = root.path().join("audit.log");
+        let agent = Agent::new(node, Some(AuditLog::open(&log).unwrap()));
+        let sha = pki::digest::sha256_hex(b"abc");
+        let hostname = r#"{"name":"minikube"}"#;
+        let requests = [
+            format!("POST /v1/hostname HTTP/1.1\r\nContent-Length: {}\r\n\r\n{hostname}", hostname.len()),
+            "GET /v1/info HTTP/1.1\r\n\r\n".to_string(),
+            // Refused before the body: no 100 Continue, and the client sends no body.
+            "PUT /v1/files?path=/etc/x&sha256=00 HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n".to_string(),
+            format!("PUT /v1/files?path=/etc/x&sha256={sha}&mode=600 HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc"),
+            "PUT /v1/binaries?version=v1.35.0&name=bash&sha256=00 HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_string(),
+            "POST /v1/files/stat HTTP/1.1\r\nContent-Length: 17\r\nConnection: close\r\n\r\n{\"path\":\"/etc/x\"}".to_string(),
+        ];
+        let mut conn = Duplex { input: io::Cursor::new(requests.concat().into_bytes()), output: Vec::new() };
+        agent.serve_connection(&mut conn, "CN=test").unwrap();
+        let answers = String::from_utf8(conn.output).unwrap();
+        let statuses: Vec<&str> = answers.match_indices("HTTP/1.1 ").map(|(i, _)| &answers[i + 9..i + 12]).collect();
+        assert_eq!(statuses, ["200", "200", "400", "100", "200", "400", "200"], "{answers}");
+        assert_eq!(std::fs::read(root.path().join("etc/x")).unwrap(), b"abc");
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let seen: Vec<(&str, &str, u64, Option<bool>)> = lines
+            .iter()
+            .map(|l| (l["operation"].as_str().unwrap(), l["detail"].as_str().unwrap(), l["status"].as_u64().unwrap(), l["changed"].as_bool()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("hostname", "minikube", 200, Some(true)),
+                ("files.upload", "/etc/x", 400, None),
+                ("files.upload", "/etc/x", 200, Some(true)),
+                ("binaries.upload", "v1.35.0/bash", 400, None),
+            ]
+        );
+        assert!(lines.iter().all(|l| l["caller"] == "CN=test"));
+    }
 }
