@@ -1,4 +1,4 @@
-//! The node document: the whole configuration of a node (hostname and /etc/hosts lines,
+//! The node document: the whole configuration of a node (a cluster NIC's address, hostname and /etc/hosts lines,
 //! certificates, files such as the SSH authorized keys, the container runtime, the kubelet), one
 //! typed value written by the launcher and read by the agent.
 //!
@@ -34,6 +34,9 @@ pub struct NodeDocument {
     pub format: u32,
     /// Orders deliveries: the launcher's clock in milliseconds when it wrote the document.
     pub serial: u64,
+    /// The cluster NIC's static address (a VM of a multi-node cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::ops::network::NetworkRequest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<HostnameRequest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,6 +59,9 @@ impl NodeDocument {
     /// The names of the sections present, in the order they are applied.
     pub fn sections(&self) -> Vec<&'static str> {
         let mut s = Vec::new();
+        if self.network.is_some() {
+            s.push("network");
+        }
         if self.hostname.is_some() {
             s.push("hostname");
         }

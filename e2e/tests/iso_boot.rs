@@ -21,6 +21,7 @@ fn config(dir: &Path, label: &str, boot: BootMedium, firmware: Option<PathBuf>) 
         disks: vec![],
         fw_cfg: vec![],
         hostfwd: vec![],
+        cluster_nic: None,
         serial_log: dir.join("console.log"),
         qmp_socket: dir.join("qmp.sock"),
         pidfile: dir.join("qemu.pid"),

@@ -289,3 +289,44 @@ fn start_provision_run_image_stop_restart_docker_delete() {
         eprintln!("boot {}: agent ready {:.1}s after qemu started", i + 1, secs(b, "agent") + secs(b, "boot"));
     }
 }
+
+#[test]
+fn qemu_two_nodes_share_a_segment() {
+    let _guest = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let home = Home::at(tmp.path().join("home"));
+    let profile = "e2e-pair";
+    struct DeleteAll<'a>(&'a Home);
+    impl Drop for DeleteAll<'_> {
+        fn drop(&mut self) {
+            let _ = launcher::cluster::delete_all(self.0, "e2e-pair", Duration::from_secs(5));
+        }
+    }
+    let _cleanup = DeleteAll(&home);
+    let mut opts = StartOptions::new(profile, e2e::iso_path());
+    opts.kubelet_test_double = true;
+    opts.memory_mb = 2048;
+    opts.disk_mb = 2048;
+    opts.agent_timeout = Duration::from_secs(900);
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
+    let nodes = launcher::cluster::start(&home, &opts, 2, &mut rep).unwrap_or_else(|e| panic!("{e:#}"));
+    let second: f64 = rep.events.iter().skip_while(|e| !(e.step == "machine" && e.detail.contains("-m02"))).map(|e| e.seconds).sum();
+    eprintln!("FIGURE qemu (TCG): adding a node, from nothing to provisioned {second:.1} s");
+    assert_eq!(nodes.iter().map(|s| s.node_ip.as_str()).collect::<Vec<_>>(), ["192.168.49.2", "192.168.49.3"]);
+    let m2 = home.machine(&format!("{profile}-m02")).unwrap();
+    let mut c = provision::connect_existing(&home, &m2).unwrap();
+    // Node 2 reaches node 1's cluster address, by address and by name...
+    assert!(exec(&mut c, &["ping", "-c", "1", "-W", "5", "192.168.49.2"]).contains("1 received"));
+    assert!(exec(&mut c, &["ping", "-c", "1", "-W", "5", profile]).contains("1 received"));
+    // ...and node 1's agent port: the TLS handshake is refused for want of a client certificate,
+    // which only the agent says.
+    let r = c
+        .exec(&ExecRequest { argv: ["curl", "-sS", "--max-time", "20", "-k", "https://192.168.49.2:7443/v1/info"].map(String::from).to_vec(), ..Default::default() })
+        .unwrap();
+    assert!(r.exit_code != Some(0) && r.stderr.contains("certificate required"), "{r:?}");
+    let listed = launcher::cluster::nodes(&home, profile).unwrap();
+    assert_eq!(listed.len(), 2);
+    drop(c);
+    assert!(launcher::cluster::delete_all(&home, profile, Duration::from_secs(60)).unwrap());
+    assert!(home.list().unwrap().is_empty());
+}

@@ -86,6 +86,34 @@ pub fn refresh_hosts(home: &Home, nodes: &[MachineState]) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The multicast group qemu clusters' shared NICs join (each cluster on its own port).
+pub const MCAST_GROUP: &str = "230.0.0.1";
+/// The qemu clusters' segment (isolated per multicast port, so every cluster may use it).
+pub const QEMU_SUBNET: Subnet = Subnet([192, 168, 49]);
+
+/// The shared NIC of qemu node `index` of a cluster whose first node is `first` (its port is
+/// chosen for the first node, outside the ports other clusters recorded).
+pub fn qemu_nic(home: &Home, cluster: &str, index: u32) -> Result<crate::state::ClusterNic, StateError> {
+    let mut taken = Vec::new();
+    let mut port = None;
+    for name in home.list()? {
+        let Ok(s) = home.machine(&name).and_then(|m| m.load()) else { continue };
+        if let Some(n) = &s.cluster_nic {
+            if cluster_of(&s) == cluster {
+                port = Some(n.mcast_port);
+            } else {
+                taken.push(n.mcast_port);
+            }
+        }
+    }
+    let port = port.unwrap_or_else(|| (23000u16..24000).find(|p| !taken.contains(p)).unwrap_or(23000));
+    Ok(crate::state::ClusterNic {
+        mcast_port: port,
+        mac: format!("52:54:00:4d:{:02x}:{:02x}", port % 256, index),
+        address: format!("{}/24", QEMU_SUBNET.node_ip(index)),
+    })
+}
+
 /// A cluster network's /24: its first three octets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subnet(pub [u8; 3]);
@@ -197,9 +225,11 @@ pub fn start(home: &Home, first: &crate::provision::StartOptions, count: u32, re
     if count == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
-    if (count > 1 || nodes(home, &first.name)?.len() > 1) && !first.driver.is_kic() {
-        anyhow::bail!("several nodes need the podman or docker driver for now (qemu nodes share no network yet)");
-    }
+    let multi = count > 1 || nodes(home, &first.name)?.len() > 1;
+    let mut first = first.clone();
+    // VMs of a cluster share a second NIC; the first node gets it only when there are others.
+    first.cluster_nic = multi && !first.driver.is_kic();
+    let first = &first;
     crate::provision::start(home, first, rep)?;
     let mut indexes: Vec<u32> = (2..=count).collect();
     indexes.extend(nodes(home, &first.name)?.iter().filter_map(|s| node_index(&first.name, &s.name)).filter(|i| *i > count));
@@ -215,11 +245,16 @@ pub fn start(home: &Home, first: &crate::provision::StartOptions, count: u32, re
 
 /// Add the next node to the cluster `first` started; returns its name.
 pub fn add(home: &Home, first: &crate::provision::StartOptions, rep: &mut crate::provision::Reporter) -> anyhow::Result<String> {
-    if !first.driver.is_kic() {
-        anyhow::bail!("adding a node needs the podman or docker driver for now (qemu nodes share no network yet)");
+    let existing = nodes(home, &first.name)?;
+    if !first.driver.is_kic() && existing.first().is_some_and(|s| s.cluster_nic.is_none()) {
+        anyhow::bail!(
+            "{} has no cluster network: VMs get one when the profile is started with several nodes (`minikube-node stop -p {}`, then `start -p {} --nodes 2`)",
+            first.name, first.name, first.name
+        );
     }
-    let index = next_index(&nodes(home, &first.name)?, &first.name);
-    let o = node_options(first, index);
+    let index = next_index(&existing, &first.name);
+    let mut o = node_options(first, index);
+    o.cluster_nic = !first.driver.is_kic();
     crate::provision::start(home, &o, rep)?;
     refresh_hosts(home, &nodes(home, &first.name)?)?;
     Ok(o.name)

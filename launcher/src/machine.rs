@@ -190,6 +190,7 @@ pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig
             .chain(Some(crate::node_doc::machine_file(m)).filter(|p| p.is_file()).map(|p| (fw_cfg_name(agent::document::FILE_NAME), p)))
             .collect(),
         hostfwd: vec![(state.ports.agent, GUEST_AGENT_PORT), (state.ports.apiserver, GUEST_APISERVER_PORT), (state.ports.ssh, GUEST_SSH_PORT)],
+        cluster_nic: state.cluster_nic.as_ref().map(|n| (format!("{}:{}", crate::cluster::MCAST_GROUP, n.mcast_port), n.mac.clone())),
         serial_log: m.console_log(),
         qmp_socket: m.qmp_socket(),
         pidfile: m.pidfile(),

@@ -60,6 +60,7 @@ pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kube
         binary_sha256: Some(k.sha256.clone()),
     });
     NodeDocument {
+        network: state.cluster_nic.as_ref().map(|n| agent::ops::network::NetworkRequest { mac: n.mac.clone(), address: n.address.clone() }),
         hostname: Some(hostname),
         certs: Some(certs::certs_request(pc)),
         files,

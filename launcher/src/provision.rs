@@ -55,6 +55,8 @@ pub struct StartOptions {
     pub kubernetes_timeout: Duration,
     /// The cluster (its first node's name) when this is a second, third... node.
     pub cluster: Option<String>,
+    /// A VM of a multi-node cluster: give it the cluster's shared NIC.
+    pub cluster_nic: bool,
     /// How long to wait for the agent after qemu (or the container) started.
     pub agent_timeout: Duration,
 }
@@ -80,6 +82,7 @@ impl StartOptions {
             no_kubernetes: false,
             kubernetes_timeout: Duration::from_secs(600),
             cluster: None,
+            cluster_nic: false,
             agent_timeout: Duration::from_secs(600),
         }
     }
@@ -407,6 +410,7 @@ pub(crate) fn new_state(opts: &StartOptions, driver: Driver) -> MachineState {
         node_ip: String::new(),
         cluster: opts.cluster.clone(),
         network: None,
+        cluster_nic: None,
     }
 }
 

@@ -142,6 +142,8 @@ pub struct VmConfig {
     pub fw_cfg: Vec<(String, PathBuf)>,
     /// User-mode networking forwards: (host port on 127.0.0.1, guest port).
     pub hostfwd: Vec<(u16, u16)>,
+    /// A second NIC on a cluster's shared segment: (multicast `group:port`, MAC).
+    pub cluster_nic: Option<(String, String)>,
     pub serial_log: PathBuf,
     pub qmp_socket: PathBuf,
     pub pidfile: PathBuf,
@@ -183,6 +185,11 @@ impl VmConfig {
         }
         c.arg("-netdev").arg(net);
         c.args(["-device", "virtio-net-pci,netdev=net0", "-device", "virtio-rng-pci"]);
+        if let Some((mcast, mac)) = &self.cluster_nic {
+            // qemu's multicast socket: every VM of the cluster joins one group on the loopback.
+            c.arg("-netdev").arg(format!("socket,id=net1,mcast={mcast},localaddr=127.0.0.1"));
+            c.arg("-device").arg(format!("virtio-net-pci,netdev=net1,mac={mac}"));
+        }
         c.arg("-serial").arg(format!("file:{}", self.serial_log.display()));
         c.arg("-qmp").arg(format!("unix:{},server=on,wait=off", self.qmp_socket.display()));
         c.arg("-pidfile").arg(&self.pidfile);
@@ -453,6 +460,7 @@ mod tests {
             firmware: None,
             disks: vec!["/x/disk.qcow2".into()],
             fw_cfg: vec![("opt/io.minikube/agent/ca.crt".into(), "/x/ca.crt".into())],
+            cluster_nic: None,
             hostfwd: vec![(40001, 7443)],
             serial_log: "/x/console.log".into(),
             qmp_socket: "/x/qmp.sock".into(),

@@ -64,6 +64,16 @@ impl NodeDriver for QemuNode {
         if !running && existed && machine::refresh_ports(&mut state.ports, &taken)? {
             tracing::info!("recorded host ports were taken: now {:?}", state.ports);
         }
+        // A VM of a multi-node cluster: a second NIC on the cluster's segment, its address the
+        // node's (certificates, kubelet, /etc/hosts name it). It is added when qemu starts.
+        if opts.cluster_nic && state.cluster_nic.is_none() && !running {
+            let cluster = crate::cluster::cluster_of(&state).to_string();
+            let index = crate::cluster::node_index(&cluster, &state.name).unwrap_or(1);
+            state.cluster_nic = Some(crate::cluster::qemu_nic(home, &cluster, index)?);
+        }
+        if let Some(nic) = &state.cluster_nic {
+            state.node_ip = nic.address.split('/').next().unwrap_or_default().to_string();
+        }
         let node_ip = state.node_ip.clone();
         let prep = prepare(home, m, opts, &mut state, &node_ip)?;
         // The node document, for fw_cfg at this boot (a running node gets it at its next boot) and,

@@ -309,6 +309,20 @@ pub struct MachineState {
     /// The cluster's container network (kic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// The NIC a multi-node cluster's VMs share (qemu).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_nic: Option<ClusterNic>,
+}
+
+/// A VM's NIC on its cluster's segment: a qemu multicast socket (no root, no bridge), its MAC
+/// and the node's static address on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNic {
+    /// UDP port of the multicast group 230.0.0.1 (one per cluster).
+    pub mcast_port: u16,
+    pub mac: String,
+    /// The address with its prefix, e.g. `192.168.49.3/24`.
+    pub address: String,
 }
 
 fn is_empty_path(p: &Path) -> bool {
@@ -350,6 +364,7 @@ pub(crate) fn example_state(name: &str) -> MachineState {
         node_ip: GUEST_IP.into(),
         cluster: None,
         network: None,
+        cluster_nic: None,
     }
 }
 

@@ -55,6 +55,7 @@ fn boot_once(iso: &Path, memory_mb: u32) -> Result<Boot> {
         disks: vec![],
         fw_cfg: vec![],
         hostfwd: vec![],
+        cluster_nic: None,
         serial_log: d.path().join("console.log"),
         qmp_socket: d.path().join("qmp.sock"),
         pidfile: d.path().join("pid"),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::api::Upload;
 use crate::document::{self, BootApply, DocumentError, FileContent, NodeDocument, Outcome, Stored};
-use crate::ops::{blobs, certs, files, hostname, kubelet, runtime, Deferred, Node, OpError};
+use crate::ops::{blobs, certs, files, hostname, kubelet, network, runtime, Deferred, Node, OpError};
 
 /// Test hook: `MINIKUBE_AGENT_TEST_CRASH_BEFORE=SECTION` kills the process with SIGKILL just
 /// before that section is applied (the tests' stand-in for a power cut in the middle).
@@ -26,6 +26,9 @@ pub fn upload_of(f: &FileContent) -> Upload {
 
 /// Check every section; nothing is touched. Errors name the field (`runtime.pause_image`).
 pub fn validate(node: &Node, doc: &NodeDocument) -> Result<(), OpError> {
+    if let Some(n) = &doc.network {
+        network::validate(n).map_err(|e| prefixed(e, "network"))?;
+    }
     if let Some(h) = &doc.hostname {
         hostname::validate(h).map_err(|e| prefixed(e, "hostname"))?;
     }
@@ -68,6 +71,10 @@ pub fn apply(node: &Node, doc: &NodeDocument, deferred: &mut Deferred) -> Result
             out.changed.push(section);
         }
     };
+    if let Some(n) = &doc.network {
+        crash_hook("network");
+        note("network", network::apply_in(node, n, Some(deferred)).map_err(|e| prefixed(e, "network"))?);
+    }
     if let Some(h) = &doc.hostname {
         crash_hook("hostname");
         note("hostname", hostname::apply(node, h).map_err(|e| prefixed(e, "hostname"))?.changed);

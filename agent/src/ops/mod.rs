@@ -11,6 +11,7 @@ pub mod hostname;
 pub mod info;
 pub mod kubelet;
 pub mod logs;
+pub mod network;
 pub mod runtime;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +51,9 @@ pub struct Deferred {
     pub reload: bool,
     pub stop: Vec<&'static str>,
     pub start: Vec<&'static str>,
+    /// A networkd file changed: `networkctl reload` (networkd may not run yet: then it reads
+    /// the file when it starts).
+    pub networkd: bool,
 }
 
 /// The unit a unit file or drop-in path belongs to.
@@ -97,6 +101,9 @@ impl Deferred {
             let mut argv = vec!["systemctl", "stop", "--no-block"];
             argv.extend(&self.stop);
             let _ = host.run(&argv, None, std::time::Duration::from_secs(60));
+        }
+        if self.networkd {
+            let _ = host.run(&["networkctl", "reload"], None, std::time::Duration::from_secs(30));
         }
         if !self.start.is_empty() {
             let mut args = vec!["start", "--no-block"];
