@@ -222,6 +222,11 @@ impl Client {
         self.call::<ep::Hostname>(req)
     }
 
+    /// Give the cluster NIC its static address.
+    pub fn network(&mut self, req: &crate::ops::network::NetworkRequest) -> Result<Changed, ClientError> {
+        self.call::<ep::Network>(req)
+    }
+
     /// Place certificates/keys and trust CAs.
     pub fn certs(&mut self, req: &CertsRequest) -> Result<Changed, ClientError> {
         self.call::<ep::Certs>(req)

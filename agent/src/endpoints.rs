@@ -7,6 +7,7 @@
 //! | --- | --- | --- | --- | --- |
 //! | [`Info`] | info | `GET /v1/info` | [`InfoResponse`] | |
 //! | [`Hostname`] | hostname | `POST /v1/hostname` [`HostnameRequest`] | [`Changed`] | yes |
+//! | [`Network`] | network | `POST /v1/network` [`NetworkRequest`] | [`Changed`] | yes |
 //! | [`Certs`] | certs | `POST /v1/certs` [`CertsRequest`] | [`Changed`] | yes |
 //! | [`Runtime`] | runtime | `POST /v1/runtime` [`RuntimeRequest`] | [`RuntimeResponse`] | yes |
 //! | [`UploadBinary`] | binaries.upload | `PUT /v1/binaries?version=V&name=N&sha256=H` ([`BinaryUpload`]) raw body | [`Changed`] | yes |
@@ -25,6 +26,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeOwned, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+
+use crate::ops::network::NetworkRequest;
 
 use crate::api::{
     BinaryUpload, CertsRequest, Changed, Download, ExecRequest, ExecResponse, FileStat, HostnameRequest, InfoResponse, KubeletRequest, KubeletResponse,
@@ -109,6 +112,24 @@ impl Endpoint for Hostname {
     type Response = Changed;
     fn detail(req: &HostnameRequest) -> String {
         req.name.clone()
+    }
+    fn changed(resp: &Changed) -> Option<bool> {
+        Some(resp.changed)
+    }
+}
+
+/// `POST /v1/network`: the static address of a VM's cluster NIC.
+pub struct Network;
+impl Endpoint for Network {
+    const METHOD: &'static str = "POST";
+    const PATH: &'static str = "/v1/network";
+    const NAME: &'static str = "network";
+    const AUDITED: bool = true;
+    const TRANSPORT: Transport = Transport::Json;
+    type Request = NetworkRequest;
+    type Response = Changed;
+    fn detail(req: &NetworkRequest) -> String {
+        req.address.clone()
     }
     fn changed(resp: &Changed) -> Option<bool> {
         Some(resp.changed)

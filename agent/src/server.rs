@@ -66,6 +66,14 @@ impl Serve for ep::Hostname {
     }
 }
 
+impl Serve for ep::Network {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+        let changed = ops::network::apply_in(node, &req, None)?;
+        remember(node, |d| d.network = Some(req));
+        Ok(Served::Json(crate::api::Changed { changed }))
+    }
+}
+
 impl Serve for ep::Certs {
     fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
         let c = ops::certs::apply(node, &req)?;
@@ -128,9 +136,10 @@ impl Serve for ep::DownloadFile {
 }
 
 /// Every operation the agent serves, looked up by method and path.
-static ROUTES: [Route; 11] = [
+static ROUTES: [Route; 12] = [
     Route::of::<ep::Info>(),
     Route::of::<ep::Hostname>(),
+    Route::of::<ep::Network>(),
     Route::of::<ep::Certs>(),
     Route::of::<ep::Runtime>(),
     Route::of::<ep::Kubelet>(),

@@ -372,3 +372,19 @@ fn malformed_json_names_the_field() {
     let n = tls.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 405"));
 }
+
+#[test]
+fn network_converges_and_is_remembered() {
+    use agent::ops::network::{NetworkRequest, NETWORK_FILE};
+    let a = start();
+    let mut c = a.client();
+    let req = NetworkRequest { mac: "52:54:00:4d:27:03".into(), address: "192.168.49.3/24".into() };
+    assert!(c.network(&req).unwrap().changed);
+    assert!(!c.network(&req).unwrap().changed);
+    let text = std::fs::read_to_string(a.path(NETWORK_FILE)).unwrap();
+    assert!(text.contains("MACAddress=52:54:00:4d:27:03") && text.contains("Address=192.168.49.3/24"), "{text}");
+    assert_eq!(a.host.commands().iter().filter(|c| *c == "networkctl reload").count(), 1, "reloaded once: {:?}", a.host.commands());
+    assert_eq!(refusal(c.network(&NetworkRequest { mac: "nope".into(), address: "192.168.49.3/24".into() })), (400, Some("mac".into())));
+    let stored = std::fs::read_to_string(a.path(agent::document::STORED)).unwrap();
+    assert!(stored.contains("192.168.49.3/24"), "the next boot keeps it: {stored}");
+}

@@ -169,16 +169,6 @@ impl From<HostError> for OpError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn unit_of_paths() {
-        assert_eq!(super::unit_of("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf").as_deref(), Some("kubelet.service"));
-        assert_eq!(super::unit_of("/lib/systemd/system/kubelet.service").as_deref(), Some("kubelet.service"));
-        assert_eq!(super::unit_of("/etc/containerd/config.toml"), None);
-    }
-}
-
 /// Reject empty strings and strings with control characters (they end up in config files).
 pub fn plain_text<'a>(field: &str, value: &'a str) -> Result<&'a str, OpError> {
     if value.trim().is_empty() {
@@ -188,4 +178,14 @@ pub fn plain_text<'a>(field: &str, value: &'a str) -> Result<&'a str, OpError> {
         return Err(OpError::bad(field, "must not contain control characters"));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unit_of_paths() {
+        assert_eq!(super::unit_of("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf").as_deref(), Some("kubelet.service"));
+        assert_eq!(super::unit_of("/lib/systemd/system/kubelet.service").as_deref(), Some("kubelet.service"));
+        assert_eq!(super::unit_of("/etc/containerd/config.toml"), None);
+    }
 }
