@@ -41,7 +41,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use archive::{write_archive, write_layout, ArchiveSummary};
-pub use config::{build_image, rfc3339, Image, ImageConfig, ImageMeta};
+pub use config::{build_image, rfc3339, MAX_EPOCH, Image, ImageConfig, ImageMeta};
 pub use layer::{sha256_file, write_layer, BlobStore, Compression, Layer, GZIP_CHUNK};
 pub use split::{split_layers, stack_layers};
 

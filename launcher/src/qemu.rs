@@ -427,7 +427,7 @@ pub fn powerdown(socket: &Path, pid: u32, timeout: Duration) -> Result<bool, Qem
         std::thread::sleep(Duration::from_millis(100));
     }
     if pid_alive(pid) {
-        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
     }
     Ok(false)
 }

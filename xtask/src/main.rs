@@ -195,7 +195,9 @@ fn workspace_root() -> PathBuf {
 /// SOURCE_DATE_EPOCH, else the time of the last commit (so builds of one commit are identical).
 pub fn source_date_epoch() -> Result<u64> {
     if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
-        return v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
+        let epoch: u64 = v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
+        anyhow::ensure!(epoch <= image::oci::MAX_EPOCH, "SOURCE_DATE_EPOCH={epoch} is past the year 9999 (at most {})", image::oci::MAX_EPOCH);
+        return Ok(epoch);
     }
     // The last commit's time; without git or a commit, say so rather than build with epoch 0.
     let o = std::process::Command::new("git")

@@ -370,26 +370,14 @@ fn sorted(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Seconds since the Unix epoch as RFC 3339 UTC (`2024-05-01T12:00:00Z`).
+/// The latest epoch a build accepts: the end of year 9999 (RFC 3339 has four-digit years).
+pub const MAX_EPOCH: u64 = 253_402_300_799;
+
+/// Seconds since the Unix epoch as RFC 3339 UTC (`2024-05-01T12:00:00Z`), by the `time` crate.
+/// Epochs past [`MAX_EPOCH`] are refused where they are read (`SOURCE_DATE_EPOCH`).
 pub fn rfc3339(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let secs = epoch % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian), Howard Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
+    let at = time::OffsetDateTime::from_unix_timestamp(epoch.min(MAX_EPOCH) as i64).expect("an epoch up to year 9999 is representable");
+    at.format(&time::format_description::well_known::Rfc3339).expect("a UTC date in years 0000-9999 formats as RFC 3339")
 }
 
 #[cfg(test)]
