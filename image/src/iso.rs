@@ -216,13 +216,9 @@ pub fn write(image: &IsoImage, out: &Path) -> Result<Written, IsoError> {
         let path = path.to_path_buf();
         move |source| IsoError::Io { context, path, source }
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(pki::atomic::TEMP_PREFIX)
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(io("creating temporary file in", &dir))?;
-    let file = tmp.as_file().try_clone().map_err(io("duplicating handle of", tmp.path()))?;
-    let device = hadris_storage::host::FileDevice::new(file).map_err(io("opening", tmp.path()))?;
+    let tmp = pki::atomic::AtomicFile::create(out, 0o644).map_err(io("creating temporary file in", &dir))?;
+    let file = tmp.file().try_clone().map_err(io("duplicating handle of", tmp.temp_path()))?;
+    let device = hadris_storage::host::FileDevice::new(file).map_err(io("opening", tmp.temp_path()))?;
     let started = std::time::Instant::now();
     let report = hadris_iso::sync::write(device, &tree, &options)
         .map_err(|e| IsoError::Write { path: out.to_path_buf(), message: e.to_string() })?;
@@ -230,17 +226,8 @@ pub fn write(image: &IsoImage, out: &Path) -> Result<Written, IsoError> {
     for w in &warnings {
         tracing::warn!(iso = %out.display(), "{w}");
     }
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let f = tmp.as_file();
-        f.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io("setting mode of", tmp.path()))?;
-        f.sync_all().map_err(io("syncing", tmp.path()))?;
-    }
     crate::test_hook::pause("iso-write");
-    tmp.persist(out).map_err(|e| IsoError::Io { context: "renaming temporary file to", path: out.to_path_buf(), source: e.error })?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        d.sync_all().map_err(io("syncing directory", &dir))?;
-    }
+    tmp.commit().map_err(io("renaming temporary file to", out))?;
     let size = std::fs::metadata(out).map_err(io("reading size of", out))?.len();
     tracing::info!(iso = %out.display(), size, seconds = started.elapsed().as_secs_f64(), "ISO written");
     let _ = std::io::stderr().flush();

@@ -274,16 +274,11 @@ fn read_cached(path: &Path, store: &BlobStore, created_by: &str) -> Option<Layer
     (meta.len() == l.size).then_some(l)
 }
 
-/// Write `bytes` to `path` atomically (temporary file beside it, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KicbaseError> {
-    use std::io::Write;
+/// Write `bytes` to `path` (0644) through the one atomic writer, making its directory first.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KicbaseError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut tmp = tempfile::Builder::new().prefix(pki::atomic::TEMP_PREFIX).tempfile_in(dir).map_err(io_err(dir))?;
-    tmp.write_all(bytes).map_err(io_err(path))?;
-    tmp.as_file().sync_all().map_err(io_err(path))?;
-    tmp.persist(path).map_err(|e| KicbaseError::Io { path: path.to_path_buf(), source: e.error })?;
-    Ok(())
+    pki::atomic::write_atomic(path, bytes, 0o644).map_err(io_err(path))
 }
 
 /// A CycloneDX 1.5 JSON SBOM: the image as the subject, one component per Debian package with

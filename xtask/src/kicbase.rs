@@ -101,7 +101,7 @@ pub fn run(a: KicbaseArgs) -> Result<()> {
         "archive_sha256": b.archive.sha256,
         "layers": layers,
     });
-    image::kicbase::write_atomic(&summary_path, &serde_json::to_vec_pretty(&doc)?)?;
+    pki::atomic::write_atomic(&summary_path, &serde_json::to_vec_pretty(&doc)?, 0o644).with_context(|| summary_path.display().to_string())?;
 
     let compressed: u64 = b.image.layers.iter().map(|l| l.size).sum();
     let tar_bytes: u64 = b.image.layers.iter().map(|l| l.tar_size).sum();

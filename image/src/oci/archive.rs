@@ -32,21 +32,13 @@ pub struct ArchiveSummary {
 pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, OciError> {
     let parent = parent_dir(target);
     fs::create_dir_all(&parent).map_err(OciError::io(&parent))?;
-    let file_name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!("{}{file_name}.", pki::atomic::TEMP_PREFIX))
-        .suffix(".tmp")
-        .tempfile_in(&parent)
-        .map_err(OciError::io(&parent))?;
-    let tmp_path = tmp.path().to_path_buf();
+    let tmp = pki::atomic::AtomicFile::create(target, 0o644).map_err(OciError::io(&parent))?;
+    let tmp_path = tmp.temp_path().to_path_buf();
     let epoch = image.meta.epoch;
 
     let index = image.index_json()?;
     let docker_manifest = image.docker_manifest_json()?;
-    let out = tmp.as_file().try_clone().map_err(OciError::io(&tmp_path))?;
+    let out = tmp.file().try_clone().map_err(OciError::io(&tmp_path))?;
     let hashing = super::layer::HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
     let mut b = tar::Builder::new(hashing);
     let io_tmp = |e| OciError::Io {
@@ -84,14 +76,8 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
         path: tmp_path.clone(),
         source: e.into_error(),
     })?;
-    readable(tmp.as_file()).map_err(io_tmp)?;
-    tmp.as_file().sync_all().map_err(io_tmp)?;
     crate::test_hook::pause("archive-write");
-    tmp.persist(target).map_err(|e| OciError::Io {
-        path: target.to_path_buf(),
-        source: e.error,
-    })?;
-    sync_dir(&parent);
+    tmp.commit().map_err(OciError::io(target))?;
     let summary = ArchiveSummary {
         path: target.to_path_buf(),
         size: count,
