@@ -205,10 +205,10 @@ pub fn apply(node: &Node, req: &RuntimeRequest) -> Result<RuntimeResponse, OpErr
     apply_in(node, req, None)
 }
 
-/// Load the pod-networking modules and sysctls.
-fn network_setup(node: &Node) -> Result<(), OpError> {
+/// Load the pod-networking modules (unless `modules` is false) and sysctls.
+fn network_setup(node: &Node, modules: bool) -> Result<(), OpError> {
     let host = node.host.as_ref();
-    for module in NETWORK_MODULES {
+    for module in NETWORK_MODULES.iter().filter(|_| modules) {
         if let Err(e) = run_ok(host, &["modprobe", module], None, Duration::from_secs(30)) {
             // In a container modprobe cannot load anything; the host's kernel may have the
             // module already (or built in), which is all the runtime needs.
@@ -263,7 +263,9 @@ pub fn apply_in(node: &Node, req: &RuntimeRequest, deferred: Option<&mut super::
         for p in wrote {
             d.wrote(p);
         }
-        network_setup(node)?;
+        // `minikube-agent boot` loaded these modules already (they are among its
+        // RUNTIME_MODULES): only the sysctls remain.
+        network_setup(node, false)?;
         // A unit masked by an earlier runtime switch (a container's root persists) is unmasked.
         for unit in &units {
             let mask = node.root.host(&format!("/etc/systemd/system/{unit}"));
@@ -305,7 +307,7 @@ pub fn apply_in(node: &Node, req: &RuntimeRequest, deferred: Option<&mut super::
             let _ = host.run(&["systemctl", "stop", unit], None, Duration::from_secs(120));
             let _ = host.run(&["systemctl", "mask", unit], None, Duration::from_secs(30));
         }
-        network_setup(node)?;
+        network_setup(node, true)?;
         systemctl(host, &["unmask"].iter().chain(ours).copied().collect::<Vec<_>>())?;
         systemctl(host, &["daemon-reload"])?;
         systemctl(host, &["enable"].iter().chain(ours).copied().collect::<Vec<_>>())?;
