@@ -9,6 +9,7 @@ mod bench_iso;
 mod bench_launcher;
 mod buildroot;
 mod kicbase;
+mod test_run;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -235,6 +236,7 @@ pub fn options(common: &CommonArgs) -> Result<image::assemble::Options> {
 }
 
 fn test(args: Vec<String>) -> Result<()> {
+    test_run::preflight()?;
     let iso_args = IsoArgs::parse_from(["iso"]);
     iso(iso_args).context("building out/minikube.iso for the end-to-end tests")?;
     #[derive(Parser)]
@@ -243,17 +245,7 @@ fn test(args: Vec<String>) -> Result<()> {
         k: kicbase::KicbaseArgs,
     }
     kicbase::run(K::parse_from(["kicbase"]).k).context("building out/kicbase.tar for the end-to-end tests")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["test", "--workspace"])
-        .args(&args)
-        .env("MINIKUBE_ISO", std::fs::canonicalize("out/minikube.iso")?)
-        .status()
-        .context("run cargo test")?;
-    if !status.success() {
-        bail!("tests failed");
-    }
-    Ok(())
+    test_run::cargo_test(&args, &std::fs::canonicalize("out/minikube.iso")?)
 }
 
 fn iso(a: IsoArgs) -> Result<()> {
