@@ -112,6 +112,23 @@ pub fn parent(path: &str) -> Option<&str> {
     }
 }
 
+/// Glob over path components, for the spec's path and module patterns: `*` matches any run of
+/// characters inside one component, every other byte matches itself, and pattern and path have
+/// the same number of components (`/usr/share/doc/*/copyright` does not match a deeper path).
+pub fn glob_match(pat: &str, path: &str) -> bool {
+    let pc: Vec<&str> = pat.split('/').collect();
+    let xc: Vec<&str> = path.split('/').collect();
+    pc.len() == xc.len() && pc.iter().zip(xc.iter()).all(|(p, x)| component_match(p.as_bytes(), x.as_bytes()))
+}
+
+fn component_match(p: &[u8], s: &[u8]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some(b'*') => (0..=s.len()).any(|i| component_match(&p[1..], &s[i..])),
+        Some(c) => s.first() == Some(c) && component_match(&p[1..], &s[1..]),
+    }
+}
+
 impl Tree {
     pub fn new() -> Self {
         let mut t = Tree::default();
@@ -159,7 +176,8 @@ impl Tree {
         self.xattrs.entry(key).or_default().insert(name.to_string(), value);
         true
     }
-    /// The extended attributes of `path` (empty for most paths).
+    /// The extended attributes of `path` (`None` for most paths). `path` is a key as the tree
+    /// holds it (normalised, as [`Tree::iter`] yields it).
     pub fn xattrs(&self, path: &str) -> Option<&BTreeMap<String, Vec<u8>>> {
         self.xattrs.get(path)
     }
@@ -194,8 +212,10 @@ impl Tree {
         }
         n
     }
-    /// Keep only the entries for which `keep` is true (the root always stays). Children of a
-    /// removed directory are not removed with it: `keep` sees every path on its own.
+    /// Keep only the entries for which `keep` is true (the root always stays); a removed entry's
+    /// extended attributes go with it. Children of a removed directory are not removed with it:
+    /// `keep` sees every path on its own, and a caller that drops a directory drops its subtree too
+    /// (as [`crate::system::drop_paths`] does), or the kept children are left without a parent.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &Entry) -> bool) {
         self.entries.retain(|k, e| k == "/" || keep(k, e));
         let entries = &self.entries;
@@ -248,6 +268,15 @@ mod tests {
         assert_eq!(keys, ["/", "/usr", "/usr/lib", "/usr/lib/x", "/usr/lib/x/file"]);
         assert_eq!(t.get("/usr/lib").unwrap().kind, Kind::Dir);
         assert_eq!(t.content_bytes(), 2);
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("/usr/share/doc/*/copyright", "/usr/share/doc/bash/copyright"));
+        assert!(!glob_match("/usr/share/doc/*/copyright", "/usr/share/doc/bash/x/copyright"));
+        assert!(glob_match("/usr/share/man", "/usr/share/man"));
+        assert!(glob_match("xt_*", "xt_conntrack"));
+        assert!(!glob_match("xt_*", "nf_conntrack"));
     }
 
     #[test]
