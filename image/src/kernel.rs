@@ -13,6 +13,9 @@ pub enum KernelError {
     NoSuchModule { pattern: String, version: String },
     #[error("kernel.load: module {module:?} is neither kept by kernel.modules nor built into kernel {version}; add it to kernel.modules")]
     NotKept { module: String, version: String },
+    /// A kept module that cannot be read: its `depends` and `softdep` would be missed.
+    #[error("kernel package {package}: module {path}: {message} (its depends and softdep cannot be read)")]
+    Module { package: String, path: String, message: String },
     #[error("depmod failed: {0} (install the kmod package)")]
     Depmod(String),
     #[error("{0}")]
@@ -142,8 +145,9 @@ pub fn from_package_tree(pkg: &Tree, package: &str, patterns: &[String], epoch: 
             continue;
         }
         let (path, raw) = &all[&n];
-        let ko = decompressed(path, raw)?;
-        let info = modinfo(&ko).map_err(|m| perr(format!("module {path}: {m}")))?;
+        let merr = |message: String| KernelError::Module { package: package.into(), path: path.clone(), message };
+        let ko = decompressed(path, raw).map_err(|e| merr(format!("cannot decompress: {e}")))?;
+        let info = modinfo(&ko).map_err(merr)?;
         for d in deps_of(&info) {
             if all.contains_key(&d) && !kept.contains(&d) {
                 want.push(d);
@@ -232,6 +236,20 @@ mod tests {
         k.check_load(&["virtio-blk".into(), "ext4".into()]).unwrap();
         let e = k.check_load(&["virtio_blk".into(), "overlayy".into()]).unwrap_err().to_string();
         assert!(e.contains("kernel.load") && e.contains("\"overlayy\"") && e.contains("6.1.0-9-amd64"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_module_is_an_error_naming_its_file() {
+        let mut pkg = Tree::new();
+        pkg.insert("/boot/vmlinuz-6.1.0-9-amd64", Entry::file(b"kernel".to_vec(), 0o644));
+        let m = "/usr/lib/modules/6.1.0-9-amd64/kernel/drivers/block/broken.ko";
+        pkg.insert(m, Entry::file(b"not an ELF object".to_vec(), 0o644));
+        let e = from_package_tree(&pkg, "linux-image-6.1.0-9-amd64", &["broken".into()], 0).err().expect("an error").to_string();
+        assert!(e.contains(m) && e.contains("linux-image-6.1.0-9-amd64"), "{e}");
+        let mx = "/usr/lib/modules/6.1.0-9-amd64/kernel/drivers/block/packed.ko.xz";
+        pkg.insert(mx, Entry::file(b"not xz".to_vec(), 0o644));
+        let e = from_package_tree(&pkg, "linux-image-6.1.0-9-amd64", &["packed".into()], 0).err().expect("an error").to_string();
+        assert!(e.contains(mx), "{e}");
     }
 
     #[test]
