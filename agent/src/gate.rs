@@ -15,6 +15,13 @@
 //!   it is answered 503 and closed. An authenticated connection idle for [`Limits::idle`] between
 //!   requests is closed.
 //!
+//! * A peer whose handshake **fails** (bytes that are not TLS, no client certificate, one from
+//!   another CA) hears so only after [`Limits::failure_delay`], as a login prompt delays a wrong
+//!   password: the connection stays pending (first in line to be shed) and its thread waits on
+//!   the socket. A client that loops on failing handshakes then costs one handshake per delay
+//!   instead of one per round trip; without it, 125 such loops took most of both cores from the
+//!   clients that do have a certificate (`cargo xtask bench agent --hostile`).
+//!
 //! A pending connection younger than [`Limits::grace`] is never shed: when nothing older can
 //! make room, the newcomer is closed instead. So threads and memory stay bounded by
 //! `max_pending + max_authenticated` connections, and an attacker who reconnects in a loop sheds
@@ -37,6 +44,9 @@ pub struct Limits {
     pub handshake_deadline: Duration,
     pub max_authenticated: usize,
     pub idle: Duration,
+    /// How long a failed handshake waits before its alert is sent and the socket closed (never
+    /// past the handshake deadline).
+    pub failure_delay: Duration,
 }
 
 impl Default for Limits {
@@ -48,6 +58,7 @@ impl Default for Limits {
             grace: Duration::from_millis(500),
             max_authenticated: 64,
             idle: Duration::from_secs(120),
+            failure_delay: Duration::from_secs(2),
         }
     }
 }
@@ -57,9 +68,13 @@ struct Pending {
     peer: IpAddr,
     started: Instant,
     sock: TcpStream,
-    /// Bytes the handshake has read so far (shared with the connection's [`Ticket`]).
+    /// Bytes the handshake has read so far (shared with the connection's [`Ticket`]), with
+    /// [`FAILED`] set once the handshake failed.
     received: Arc<AtomicU64>,
 }
+
+/// The bit of [`Pending::received`] that marks a failed handshake (waiting out its delay).
+const FAILED: u64 = 1 << 63;
 
 /// Counters, for logs and the benchmark.
 #[derive(Debug, Default)]
@@ -68,6 +83,8 @@ pub struct GateStats {
     pub shed_deadline: AtomicU64,
     pub turned_away: AtomicU64,
     pub refused_authenticated: AtomicU64,
+    /// Handshakes that failed (and waited out [`Limits::failure_delay`]).
+    pub failed_handshakes: AtomicU64,
 }
 
 /// The shared admission state of one server.
@@ -180,12 +197,17 @@ impl Gate {
     }
 }
 
-/// The pending connection to shed (of `peer` only, if given), among those past their grace
-/// period: fewest bytes received, then oldest.
+/// The pending connection to shed (of `peer` only, if given): a failed handshake waiting out
+/// its delay first, whatever its age; else, among those past their grace period, the one with
+/// the fewest bytes received, then the oldest.
 fn victim(q: &VecDeque<Pending>, peer: Option<IpAddr>, now: Instant, grace: Duration) -> Option<usize> {
+    let of_peer = |p: &Pending| peer.is_none_or(|x| p.peer == x);
+    if let Some(i) = q.iter().position(|p| of_peer(p) && p.received.load(Ordering::Relaxed) & FAILED != 0) {
+        return Some(i);
+    }
     q.iter()
         .enumerate()
-        .filter(|(_, p)| peer.is_none_or(|x| p.peer == x) && now.duration_since(p.started) >= grace)
+        .filter(|(_, p)| of_peer(p) && now.duration_since(p.started) >= grace)
         .min_by_key(|(i, p)| (p.received.load(Ordering::Relaxed), *i))
         .map(|(i, _)| i)
 }
@@ -200,6 +222,12 @@ impl Ticket {
     /// Count bytes the handshake read (what the shedding order looks at).
     pub fn received(&self, n: usize) {
         self.received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The handshake failed: this connection is the first to shed while it waits out its delay.
+    pub fn failed(&self) {
+        self.received.fetch_or(FAILED, Ordering::Relaxed);
+        self.gate.stats.failed_handshakes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The handshake proved a client certificate: leave the pending budget and take a seat
@@ -242,6 +270,27 @@ mod tests {
         let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().unwrap();
         (c, s)
+    }
+
+    #[test]
+    fn a_failed_handshake_is_shed_first_even_in_its_grace_period() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let gate = Gate::new(Limits { max_pending: 2, grace: Duration::from_secs(60), ..Limits::default() });
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let (_c1, s1) = pair(&l);
+        let _t1 = gate.admit(s1.try_clone().unwrap(), a).unwrap();
+        let (mut c2, s2) = pair(&l);
+        let t2 = gate.admit(s2.try_clone().unwrap(), a).unwrap();
+        // Both are fresh: a newcomer is turned away...
+        let (_c3, s3) = pair(&l);
+        assert!(gate.admit(s3.try_clone().unwrap(), a).is_none());
+        // ...unless one of them failed: that one goes.
+        t2.failed();
+        let (_c4, s4) = pair(&l);
+        assert!(gate.admit(s4.try_clone().unwrap(), a).is_some());
+        let mut b = [0u8; 1];
+        assert_eq!(c2.read(&mut b).unwrap(), 0, "the failed connection was shut down");
+        assert_eq!(gate.stats.failed_handshakes.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde::de::DeserializeOwned;
@@ -521,6 +522,24 @@ impl Write for Counted<'_> {
     }
 }
 
+/// Read and drop what a failed peer still sends until `until`, or until it closes or the gate
+/// sheds the connection (a shutdown socket reads 0 at once).
+fn wait_out_failure(sock: &mut TcpStream, until: Instant) {
+    let mut sink = [0u8; 4096];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match sock.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// TLS handshake (client certificate required) within the gate's deadline, then HTTP.
 fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent, ticket: Ticket, limits: Limits) -> io::Result<()> {
     sock.set_nodelay(true)?;
@@ -528,10 +547,30 @@ fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent, ticket:
     sock.set_read_timeout(Some(limits.handshake_deadline))?;
     sock.set_write_timeout(Some(limits.handshake_deadline))?;
     let mut conn = ServerConnection::new(tls).map_err(io::Error::other)?;
+    let started = Instant::now();
     {
         let mut counted = Counted { sock: &mut sock, ticket: &ticket };
+        // rustls's `complete_io` would send the alert of a failed handshake at once; this loop
+        // holds it for the failure delay first.
         while conn.is_handshaking() {
-            conn.complete_io(&mut counted)?;
+            while conn.wants_write() {
+                conn.write_tls(&mut counted)?;
+            }
+            if !conn.is_handshaking() {
+                break;
+            }
+            if conn.read_tls(&mut counted)? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed during the handshake"));
+            }
+            if let Err(e) = conn.process_new_packets() {
+                ticket.failed();
+                wait_out_failure(counted.sock, started + limits.failure_delay.min(limits.handshake_deadline));
+                let _ = conn.write_tls(counted.sock);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut counted)?;
         }
     }
     let caller = conn

@@ -78,3 +78,62 @@ fn idle_and_slow_peers_do_not_starve_a_client_with_a_certificate() {
     assert!(gate.stats.shed_deadline.load(Ordering::Relaxed) > 0, "nothing was shed at the deadline");
     assert!(gate.pending() <= 128);
 }
+
+#[test]
+fn failed_handshakes_are_answered_late_so_looping_them_is_slow_and_clients_still_get_through() {
+    let pki = common::pki();
+    let root = common::guest_root();
+    let delay = Duration::from_millis(800);
+    let limits = Limits { failure_delay: delay, ..Limits::default() };
+    let (addr, gate) = serve(&pki, root.path(), limits);
+    let rogue_ca = pki::Ca::generate("minikubeCA", pki::Validity::days_from_now(1)).unwrap();
+    let rogue = rogue_ca.issue_client("minikube-user", &["system:masters"], pki::Validity::days_from_now(1)).unwrap();
+
+    // One failing handshake: refused (unknown CA), but only after the delay.
+    let t = Instant::now();
+    let refused = agent::client::Client::connect(addr, "127.0.0.1", pki.ca.cert_pem(), &rogue).and_then(|mut c| Ok(c.info()?));
+    assert!(refused.is_err(), "a certificate from another CA was served");
+    assert!(t.elapsed() >= delay, "the refusal came after {:?}, before the {delay:?} delay", t.elapsed());
+
+    // 16 loops of wrong-CA handshakes and 16 of garbage bytes for 2.5 s: each costs one
+    // handshake per delay, and an authenticated client is served meanwhile.
+    let stop = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rogue = Arc::new(rogue);
+    let ca_pem = pki.ca.cert_pem().to_string();
+    let mut attackers = Vec::new();
+    for i in 0..32 {
+        let (stop, attempts, rogue, ca_pem) = (stop.clone(), attempts.clone(), rogue.clone(), ca_pem.clone());
+        attackers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                if i % 2 == 0 {
+                    if let Ok(mut c) = agent::client::Client::connect(addr, "127.0.0.1", &ca_pem, &rogue) {
+                        let _ = c.info();
+                    }
+                } else if let Ok(mut s) = TcpStream::connect(addr) {
+                    let _ = s.write_all(&[0x42; 512]);
+                    let mut b = [0u8; 64];
+                    while matches!(s.read(&mut b), Ok(n) if n > 0) {}
+                }
+            }
+        }));
+    }
+    let end = Instant::now() + Duration::from_millis(2500);
+    let mut served = 0;
+    while Instant::now() < end {
+        let mut c = agent::client::Client::connect(addr, "127.0.0.1", pki.ca.cert_pem(), &pki.client).expect("handshake under attack");
+        assert_eq!(c.info().expect("info under attack").hostname, "localhost");
+        served += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    let attempts = attempts.load(Ordering::Relaxed);
+    // Without the delay each loop runs a handshake per round trip (hundreds in 2.5 s); with it,
+    // at most 2.5 s / 0.8 s + 1 rounds each, plus the last one in flight.
+    assert!(attempts <= 32 * 5, "{attempts} failing attempts in 2.5 s: the delay did not hold them");
+    assert!(served >= 10, "only {served} authenticated requests in 2.5 s");
+    assert!(gate.stats.failed_handshakes.load(Ordering::Relaxed) >= 32, "failures were not counted");
+}
