@@ -323,19 +323,15 @@ pub fn container_invocation(engine: Engine, inner: &Invocation, mounts: &[PathBu
     inv
 }
 
-/// Copy `src` to `dst` atomically: a temporary file beside `dst`, fsync, rename.
+/// Copy `src` to `dst` atomically through [`pki::atomic`]: a temporary file beside `dst` (removed
+/// on any error), fsync, rename, fsync the directory. The copy is 0600, as it always was.
 pub fn install_atomically(src: &Path, dst: &Path) -> Result<(), DriverError> {
     let dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|source| DriverError::Io { path: dir.to_path_buf(), source })?;
     let mut input = std::fs::File::open(src).map_err(|source| DriverError::Io { path: src.to_path_buf(), source })?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".minikube-iso.")
-        .tempfile_in(dir)
-        .map_err(|source| DriverError::Io { path: dir.to_path_buf(), source })?;
-    std::io::copy(&mut input, tmp.as_file_mut()).map_err(|source| DriverError::Io { path: tmp.path().to_path_buf(), source })?;
-    tmp.as_file().sync_all().map_err(|source| DriverError::Io { path: tmp.path().to_path_buf(), source })?;
-    tmp.persist(dst).map_err(|e| DriverError::Io { path: dst.to_path_buf(), source: e.error })?;
-    Ok(())
+    let mut tmp = pki::atomic::AtomicFile::create(dst, 0o600).map_err(|source| DriverError::Io { path: dir.to_path_buf(), source })?;
+    std::io::copy(&mut input, &mut tmp).map_err(|source| DriverError::Io { path: tmp.temp_path().to_path_buf(), source })?;
+    tmp.commit().map_err(|source| DriverError::Io { path: dst.to_path_buf(), source })
 }
 
 /// What to build.

@@ -114,12 +114,14 @@ pub fn write(tree: &Tree, opts: &Options, out: &Path) -> Result<Written, Squashf
         move |source| SquashfsError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(ioerr(dir))?;
-    let tmp = tempfile::Builder::new().prefix(pki::atomic::TEMP_PREFIX).suffix(".sqfs").tempfile_in(dir).map_err(ioerr(dir))?;
+    // mksquashfs writes the temporary file through its path; committed only when complete, and
+    // removed on any error before that.
+    let tmp = pki::atomic::AtomicFile::create(out, 0o644).map_err(ioerr(dir))?;
     let root = tree.get("/").cloned().unwrap_or_else(|| crate::rootfs::Entry::dir(0o755));
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let mut cmd = Command::new("mksquashfs");
     cmd.arg("-")
-        .arg(tmp.path())
+        .arg(tmp.temp_path())
         .args(["-tar", "-noappend", "-no-progress", "-quiet", "-no-exports"])
         .args(["-comp", opts.compressor.name()])
         .args(opts.compressor.level_args(opts.level))
@@ -153,14 +155,13 @@ pub fn write(tree: &Tree, opts: &Options, out: &Path) -> Result<Written, Squashf
         return Err(SquashfsError::Failed { out: out.to_path_buf(), stderr: stderr.trim().to_string() });
     }
     fed?;
-    tmp.as_file().sync_all().map_err(ioerr(tmp.path()))?;
-    let f = std::fs::File::open(tmp.path()).map_err(ioerr(tmp.path()))?;
-    let (sha256, chunks, size) = minikube_init::digest_chunks(std::io::BufReader::new(f), minikube_init::CHUNK_BYTES).map_err(ioerr(tmp.path()))?;
+    let f = std::fs::File::open(tmp.temp_path()).map_err(ioerr(tmp.temp_path()))?;
+    let (sha256, chunks, size) = minikube_init::digest_chunks(std::io::BufReader::new(f), minikube_init::CHUNK_BYTES).map_err(ioerr(tmp.temp_path()))?;
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(ioerr(tmp.path()))?;
+        tmp.file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(ioerr(tmp.temp_path()))?;
     }
-    tmp.persist(out).map_err(|e| SquashfsError::Io { path: out.to_path_buf(), source: e.error })?;
-    pki::atomic::sync_dir(dir).map_err(ioerr(dir))?;
+    // fsync, rename over `out`, fsync the directory.
+    tmp.commit().map_err(ioerr(out))?;
     Ok(Written { path: out.to_path_buf(), size, sha256, chunks })
 }

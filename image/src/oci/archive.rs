@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 
 use super::config::OCI_LAYOUT;
-use super::layer::readable;
 use super::{Image, OciError};
 
 /// What [`write_archive`] wrote.
@@ -193,13 +192,7 @@ fn sync_dir(dir: &Path) {
 
 fn write_file_atomic(path: &Path, data: &[u8]) -> Result<(), OciError> {
     let parent = parent_dir(path);
-    let mut tmp = tempfile::Builder::new().prefix(pki::atomic::TEMP_PREFIX).tempfile_in(&parent).map_err(OciError::io(&parent))?;
-    tmp.write_all(data).map_err(OciError::io(tmp.path()))?;
-    readable(tmp.as_file()).map_err(OciError::io(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(OciError::io(tmp.path()))?;
-    tmp.persist(path).map_err(|e| OciError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    let mut tmp = pki::atomic::AtomicFile::create(path, 0o644).map_err(OciError::io(&parent))?;
+    tmp.write_all(data).map_err(OciError::io(tmp.temp_path()))?;
+    tmp.commit().map_err(OciError::io(path))
 }

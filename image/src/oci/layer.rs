@@ -2,7 +2,7 @@
 //! (diff_id over the tar, digest over the compressed bytes) and streamed into a [`BlobStore`].
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -49,15 +49,10 @@ impl BlobStore {
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<String, OciError> {
         let hex = hex::encode(Sha256::digest(bytes));
         let dir = self.sha256_dir();
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(OciError::io(&dir))?;
-        tmp.write_all(bytes).map_err(OciError::io(tmp.path()))?;
-        readable(tmp.as_file()).map_err(OciError::io(tmp.path()))?;
-        tmp.as_file().sync_all().map_err(OciError::io(tmp.path()))?;
+        let mut tmp = pki::atomic::AtomicFile::create_in(&dir, "blob", 0o644).map_err(OciError::io(&dir))?;
+        tmp.write_all(bytes).map_err(OciError::io(tmp.temp_path()))?;
         let dst = dir.join(&hex);
-        tmp.persist(&dst).map_err(|e| OciError::Io {
-            path: dst.clone(),
-            source: e.error,
-        })?;
+        tmp.commit_as(&dst).map_err(OciError::io(&dst))?;
         Ok(format!("sha256:{hex}"))
     }
 }
@@ -367,9 +362,9 @@ pub fn write_layer(
 ) -> Result<Layer, OciError> {
     let started = Instant::now();
     let dir = store.sha256_dir();
-    let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(OciError::io(&dir))?;
-    let tmp_path = tmp.path().to_path_buf();
-    let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.as_file()));
+    let tmp = pki::atomic::AtomicFile::create_in(&dir, "layer", 0o644).map_err(OciError::io(&dir))?;
+    let tmp_path = tmp.temp_path().to_path_buf();
+    let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.file()));
     let compressor = Compressor::new(blob, compression).map_err(OciError::io(&tmp_path))?;
     let mut builder = tar::Builder::new(HashingWriter::new(compressor));
     let mut entries = 0usize;
@@ -391,13 +386,8 @@ pub fn write_layer(
         path: tmp_path.clone(),
         source: e.into_error(),
     })?;
-    readable(tmp.as_file()).map_err(OciError::io(&tmp_path))?;
-    tmp.as_file().sync_all().map_err(OciError::io(&tmp_path))?;
     let dst = store.blob_path(&digest);
-    tmp.persist(&dst).map_err(|e| OciError::Io {
-        path: dst.clone(),
-        source: e.error,
-    })?;
+    tmp.commit_as(&dst).map_err(OciError::io(&dst))?;
     tracing::info!(
         %digest, %diff_id, size, tar_size, entries, created_by,
         secs = started.elapsed().as_secs_f64(),
@@ -418,11 +408,5 @@ pub fn write_layer(
 pub fn sha256_file(path: &Path) -> Result<String, OciError> {
     let (hex, _) = pki::digest::sha256_file(path).map_err(OciError::io(path))?;
     Ok(format!("sha256:{hex}"))
-}
-
-/// Temporary files are created 0600; published files are 0644.
-pub(crate) fn readable(f: &File) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    f.set_permissions(fs::Permissions::from_mode(0o644))
 }
 
