@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
+use xshell::{cmd, Shell};
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -12,17 +13,17 @@ pub struct GuestBinaries {
     pub init: PathBuf,
 }
 
+/// The cargo running xtask (`$CARGO`), else the one in PATH.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
 /// The workspace's target directory, as cargo reports it (honours CARGO_TARGET_DIR).
 pub fn target_dir() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .output()
-        .context("run cargo metadata")?;
-    if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("read cargo metadata")?;
+    let sh = Shell::new()?;
+    let cargo = cargo();
+    let json = crate::read(cmd!(sh, "{cargo} metadata --format-version 1 --no-deps"))?;
+    let v: serde_json::Value = serde_json::from_str(&json).context("read cargo metadata")?;
     let dir = v["target_directory"].as_str().context("cargo metadata: no target_directory")?;
     Ok(PathBuf::from(dir))
 }
@@ -31,15 +32,13 @@ pub fn target_dir() -> Result<PathBuf> {
 /// `+crt-static`. The explicit `--target` keeps the static flag away from build scripts and
 /// proc-macros.
 pub fn build_guest() -> Result<GuestBinaries> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "agent", "--bin", "minikube-agent", "-p", "minikube-init", "--bin", "minikube-init", "--target", TARGET])
+    let sh = Shell::new()?;
+    let cargo = cargo();
+    cmd!(sh, "{cargo} build --release --quiet -p agent --bin minikube-agent -p minikube-init --bin minikube-init --target {TARGET}")
         .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static")
-        .status()
-        .context("run cargo to build the agent and minikube-init")?;
-    if !status.success() {
-        bail!("building minikube-agent and minikube-init failed");
-    }
+        .quiet()
+        .run()
+        .context("building minikube-agent and minikube-init failed")?;
     let dir = target_dir()?.join(TARGET).join("release");
     let b = GuestBinaries { agent: dir.join("minikube-agent"), init: dir.join("minikube-init") };
     for p in [&b.agent, &b.init] {

@@ -17,6 +17,7 @@ use image::spec::{RootMode, Spec};
 use image::squashfs::Compressor;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use xshell::{cmd, Shell};
 
 fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -248,20 +249,20 @@ fn formats(spec: &Spec, opts: &Options, boots: usize, runs: usize) -> Result<()>
             boot_isos.push((name, iso));
         }
     }
-    if which("mkfs.erofs") {
+    let sh = Shell::new()?;
+    if which(&sh, "mkfs.erofs") {
         // mkfs.erofs 1.5 (Debian 12) reads only a directory: unpack the tree as root to measure.
         let tar = dir.path().join("root.tar");
         let f = std::fs::File::create(&tar)?;
         image::tarstream::write_tree(&b.tree, std::io::BufWriter::new(f), true).map_err(|(p, e)| anyhow::anyhow!("{p}: {e}"))?;
         let unpacked = dir.path().join("root");
         std::fs::create_dir_all(&unpacked)?;
-        let st = std::process::Command::new("tar").args(["--same-owner", "--numeric-owner", "-xpf"]).arg(&tar).arg("-C").arg(&unpacked).status()?;
-        anyhow::ensure!(st.success(), "tar -x for erofs");
+        cmd!(sh, "tar --same-owner --numeric-owner -xpf {tar} -C {unpacked}").quiet().run().context("tar -x for erofs")?;
         for z in ["lz4", "lz4hc"] {
             let img = dir.path().join("x.erofs");
             let t = Instant::now();
-            let st = std::process::Command::new("mkfs.erofs").arg(format!("-z{z}")).args(["-T", &opts.epoch.to_string()]).arg(&img).arg(&unpacked).output()?;
-            anyhow::ensure!(st.status.success(), "mkfs.erofs: {}", String::from_utf8_lossy(&st.stderr));
+            let epoch = opts.epoch.to_string();
+            crate::read(cmd!(sh, "mkfs.erofs -z{z} -T {epoch} {img} {unpacked}"))?;
             let d = t.elapsed();
             println!("  erofs {z:<14} {:>7.1} MB  {:>8}  (from an unpacked directory: needs root)", std::fs::metadata(&img)?.len() as f64 / 1e6, secs(d));
         }
@@ -273,12 +274,12 @@ fn formats(spec: &Spec, opts: &Options, boots: usize, runs: usize) -> Result<()>
     Ok(())
 }
 
-fn which(tool: &str) -> bool {
-    std::process::Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false)
+fn which(sh: &Shell, tool: &str) -> bool {
+    let script = format!("command -v {tool}");
+    cmd!(sh, "sh -c {script}").quiet().output().is_ok()
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    let st = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().context("cp -a")?;
-    anyhow::ensure!(st.success(), "cp -a {} {} failed", from.display(), to.display());
-    Ok(())
+    let sh = Shell::new()?;
+    Ok(cmd!(sh, "cp -a {from} {to}").quiet().run()?)
 }

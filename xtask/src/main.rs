@@ -14,6 +14,7 @@ mod test_run;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
+use xshell::{cmd, Shell};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build minikube's node images: ISO, kicbase, agent")]
@@ -194,34 +195,51 @@ fn workspace_root() -> PathBuf {
 }
 
 /// SOURCE_DATE_EPOCH, else the time of the last commit (so builds of one commit are identical).
+/// There is no fallback: without the variable, git must print the last commit's time.
 pub fn source_date_epoch() -> Result<u64> {
     if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
         let epoch: u64 = v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
         anyhow::ensure!(epoch <= image::oci::MAX_EPOCH, "SOURCE_DATE_EPOCH={epoch} is past the year 9999 (at most {})", image::oci::MAX_EPOCH);
         return Ok(epoch);
     }
-    // The last commit's time; without git or a commit, say so rather than build with epoch 0.
-    let o = std::process::Command::new("git")
-        .args(["log", "-1", "--format=%ct"])
-        .output()
-        .context("SOURCE_DATE_EPOCH is not set and git could not be run to read the last commit's time")?;
-    let text = String::from_utf8_lossy(&o.stdout);
-    anyhow::ensure!(
-        o.status.success(),
-        "SOURCE_DATE_EPOCH is not set and `git log -1` failed ({}): set SOURCE_DATE_EPOCH",
-        String::from_utf8_lossy(&o.stderr).trim()
-    );
-    text.trim().parse().with_context(|| format!("`git log -1 --format=%ct` printed {text:?}, not a time: set SOURCE_DATE_EPOCH"))
+    last_commit_time(&Shell::new()?).context("SOURCE_DATE_EPOCH is not set and the last commit's time could not be read: set SOURCE_DATE_EPOCH")
 }
 
-pub fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// `git log -1 --format=%ct` in `sh`'s directory: an error, never epoch 0, when git fails or
+/// prints anything but a number.
+fn last_commit_time(sh: &Shell) -> Result<u64> {
+    let c = cmd!(sh, "git log -1 --format=%ct");
+    let shown = c.to_string();
+    let text = read(c)?;
+    text.parse().with_context(|| format!("`{shown}` printed {text:?}, not a time"))
+}
+
+/// The commit /version.json names. The one fallback: where git cannot tell (a source tree outside
+/// a git checkout, built with SOURCE_DATE_EPOCH set), "unknown", with a warning saying why.
+pub fn git_commit() -> Result<String> {
+    commit_id(&Shell::new()?)
+}
+
+fn commit_id(sh: &Shell) -> Result<String> {
+    let c = cmd!(sh, "git rev-parse --short=12 HEAD");
+    let shown = c.to_string();
+    match read(c) {
+        Ok(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(id),
+        Ok(id) => bail!("`{shown}` printed {id:?}, not a commit id"),
+        Err(e) => {
+            tracing::warn!("{e:#}; /version.json names the commit \"unknown\"");
+            Ok("unknown".into())
+        }
+    }
+}
+
+/// Run `c` (not echoed) and return its standard output, trimmed; when it cannot be run or exits
+/// non-zero, an error naming the command and what it printed on standard error.
+pub fn read(c: xshell::Cmd<'_>) -> Result<String> {
+    let shown = c.to_string();
+    let o = c.quiet().ignore_status().output().with_context(|| format!("run `{shown}`"))?;
+    anyhow::ensure!(o.status.success(), "`{shown}` failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim());
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 pub fn options(common: &CommonArgs) -> Result<image::assemble::Options> {
@@ -231,7 +249,7 @@ pub fn options(common: &CommonArgs) -> Result<image::assemble::Options> {
         o.cache = fetch::Cache::new(c);
     }
     o.jobs = common.jobs;
-    o.commit = git_commit();
+    o.commit = git_commit()?;
     Ok(o)
 }
 
@@ -304,4 +322,56 @@ pub fn report_line(out: &Path, r: &image::isobuild::IsoBuild, total: std::time::
         r.compress_time,
         r.iso_time
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A shell whose `git` is a script printing `stdout` and exiting with `code`.
+    fn fake_git(dir: &Path, stdout: &str, code: i32) -> Shell {
+        let git = dir.join("git");
+        std::fs::write(&git, format!("#!/bin/sh\nprintf '%s' '{stdout}'\necho 'git says no' >&2\nexit {code}\n")).unwrap();
+        std::fs::set_permissions(&git, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sh = Shell::new().unwrap();
+        sh.set_var("PATH", dir);
+        sh
+    }
+
+    #[test]
+    fn commit_time_is_read_from_git() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(last_commit_time(&fake_git(d.path(), "1700000000\n", 0)).unwrap(), 1_700_000_000);
+    }
+
+    #[test]
+    fn bad_git_output_is_an_error_naming_the_command_and_the_output() {
+        let d = tempfile::tempdir().unwrap();
+        for out in ["", "soon", "-5"] {
+            let e = format!("{:#}", last_commit_time(&fake_git(d.path(), out, 0)).unwrap_err());
+            assert!(e.contains("git log -1 --format=%ct") && e.contains(&format!("{out:?}")), "{e}");
+        }
+        let e = format!("{:#}", last_commit_time(&fake_git(d.path(), "1700000000", 1)).unwrap_err());
+        assert!(e.contains("git log -1 --format=%ct") && e.contains("git says no"), "{e}");
+    }
+
+    #[test]
+    fn outside_a_git_checkout_the_epoch_is_an_error_and_the_commit_unknown() {
+        let d = tempfile::tempdir().unwrap();
+        let sh = Shell::new().unwrap();
+        sh.change_dir(d.path());
+        sh.set_var("GIT_CEILING_DIRECTORIES", d.path().parent().unwrap());
+        let e = format!("{:#}", last_commit_time(&sh).unwrap_err());
+        assert!(e.contains("git log -1 --format=%ct") && e.contains("not a git repository"), "{e}");
+        assert_eq!(commit_id(&sh).unwrap(), "unknown");
+    }
+
+    #[test]
+    fn a_commit_id_that_is_not_hex_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(commit_id(&fake_git(d.path(), "0123456789ab", 0)).unwrap(), "0123456789ab");
+        let e = format!("{:#}", commit_id(&fake_git(d.path(), "HEAD", 0)).unwrap_err());
+        assert!(e.contains("git rev-parse --short=12 HEAD") && e.contains("\"HEAD\""), "{e}");
+    }
 }
