@@ -21,9 +21,10 @@ pub struct KicbaseArgs {
     /// Compression level (default: gzip 6, zstd 3).
     #[arg(long)]
     level: Option<i32>,
-    /// Blob store and layer cache kept between builds.
-    #[arg(long, default_value = "target/kicbase")]
-    work_dir: PathBuf,
+    /// Blob store and layer cache kept between builds (default: kicbase/ in cargo's target
+    /// directory, which CARGO_TARGET_DIR moves).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
     /// Use this agent binary instead of building the static one.
     #[arg(long)]
     agent: Option<PathBuf>,
@@ -78,7 +79,10 @@ pub fn run(a: KicbaseArgs) -> Result<()> {
         tag: tag.to_string(),
         source_url: a.source_url.clone(),
         compression: compression(&a.compression, a.level)?,
-        work_dir: a.work_dir.clone(),
+        work_dir: match &a.work_dir {
+            Some(d) => d.clone(),
+            None => crate::agent_build::target_dir()?.join("kicbase"),
+        },
         out: a.out.clone(),
     };
     let stem = a.out.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "kicbase".into());

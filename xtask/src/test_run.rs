@@ -24,7 +24,7 @@ fn free_bytes(p: &Path) -> Result<u64> {
 
 /// Fail when a filesystem the tests write to has less free space than they need.
 pub fn preflight() -> Result<()> {
-    let target = std::env::current_dir().context("current directory")?.join("target");
+    let target = crate::agent_build::target_dir()?;
     let tmp = std::env::temp_dir();
     let mut checked: Vec<(u64, u64, PathBuf)> = Vec::new();
     for (path, gib) in [(target, NEED_TARGET_GIB), (tmp, NEED_TMP_GIB)] {
