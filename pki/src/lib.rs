@@ -8,7 +8,6 @@
 
 pub mod atomic;
 pub mod digest;
-mod der;
 mod issue;
 mod name;
 
