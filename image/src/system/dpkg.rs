@@ -4,7 +4,9 @@
 use super::put_file;
 use crate::rootfs::Tree;
 
-/// /var/lib/dpkg/status and info/*.list so that `dpkg -l` knows what is installed.
+/// /var/lib/dpkg/status (each package's index stanza without its download fields, marked
+/// installed), info/<package>.list, an empty `available` and `arch`, so that `dpkg -l` knows what
+/// is installed.
 pub fn dpkg_database(tree: &mut Tree, installed: &[(&crate::apt::Package, Vec<String>)], epoch: u64) {
     let mut status = String::new();
     for (p, files) in installed {
