@@ -258,7 +258,7 @@ pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package
     tracing::debug!(dropped, "dropped docs and locales");
 
     let mut acc = system::Accounts::from_base_passwd(&tree)?;
-    acc.apply_sysusers(&tree);
+    acc.apply_sysusers(&tree)?;
     acc.apply_spec(spec)?;
     acc.write(&mut tree, epoch);
     system::make_homes(&mut tree, spec, &acc, epoch);

@@ -95,15 +95,26 @@ impl Accounts {
     }
 
     /// Apply systemd sysusers.d fragments found in the tree (`u`, `g` and `m` lines), so that
-    /// system users exist at build time with stable ids.
-    pub fn apply_sysusers(&mut self, tree: &Tree) {
+    /// system users exist at build time with stable ids. An id field is `-`, a number, `uid:gid`
+    /// (the gid a number or a group name) or a path (the id of that file's owner at boot, which
+    /// a build cannot know: a free id is chosen, as for `-`); anything else is an error naming
+    /// the file and line.
+    pub fn apply_sysusers(&mut self, tree: &Tree) -> Result<(), SystemError> {
         let files: Vec<(String, String)> = tree
             .children_of("/usr/lib/sysusers.d")
             .filter(|(k, _)| k.ends_with(".conf"))
             .filter_map(|(k, e)| e.content().map(|c| (k.clone(), String::from_utf8_lossy(c).into_owned())))
             .collect();
-        for (_, body) in files {
-            for line in body.lines() {
+        for (path, body) in files {
+            for (n, line) in body.lines().enumerate() {
+                let bad = |what: &'static str, name: &str, value: &str| SystemError::BadId {
+                    path: path.clone(),
+                    line: n + 1,
+                    what,
+                    name: name.into(),
+                    field: "id",
+                    value: value.into(),
+                };
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
                     continue;
@@ -113,7 +124,11 @@ impl Accounts {
                 match field(0) {
                     Some("g") => {
                         let Some(name) = field(1) else { continue };
-                        let gid = field(2).and_then(|s| s.parse().ok());
+                        let gid = match field(2) {
+                            None => None,
+                            Some(s) if s.starts_with('/') => None,
+                            Some(s) => Some(s.parse().map_err(|_| bad("group", name, s))?),
+                        };
                         self.add_group(name, gid);
                     }
                     Some("u") => {
@@ -122,11 +137,19 @@ impl Accounts {
                             continue;
                         }
                         let (uid, gid) = match field(2) {
+                            Some(s) if s.starts_with('/') => (None, None),
                             Some(s) if s.contains(':') => {
-                                let (u, g) = s.split_once(':').unwrap();
-                                (u.parse().ok(), g.parse().ok())
+                                let (u, g) = s.split_once(':').unwrap_or_default();
+                                let uid = if u == "-" { None } else { Some(u.parse().map_err(|_| bad("user", name, s))?) };
+                                // A group given by name is not looked up: the user's own group
+                                // gets a free id, as when no gid is given.
+                                let gid = g.parse().ok();
+                                (uid, gid)
                             }
-                            Some(s) => (s.parse().ok(), s.parse().ok()),
+                            Some(s) => {
+                                let id = s.parse().map_err(|_| bad("user", name, s))?;
+                                (Some(id), Some(id))
+                            }
                             None => (None, None),
                         };
                         let uid = uid.filter(|u| !self.users.iter().any(|x| x.uid == *u)).unwrap_or_else(|| self.free_id());
@@ -153,6 +176,7 @@ impl Accounts {
                 }
             }
         }
+        Ok(())
     }
 
     /// Apply the spec's groups and users.
@@ -281,7 +305,7 @@ mod tests {
         let mut a = Accounts::default();
         a.groups.push(GrEntry { name: "root".into(), gid: 0, members: vec![] });
         a.users.push(PwEntry { name: "root".into(), uid: 0, gid: 0, gecos: "".into(), home: "/root".into(), shell: "/bin/bash".into() });
-        a.apply_sysusers(&t);
+        a.apply_sysusers(&t).unwrap();
         let mb = a.users.iter().find(|u| u.name == "messagebus").unwrap();
         assert!(mb.uid < 1000 && mb.uid >= 100);
         assert!(a.groups.iter().any(|g| g.name == "render" && g.members == ["messagebus"]));
@@ -297,5 +321,18 @@ mod tests {
         t.insert(GROUP_MASTER, Entry::file(b"root:*:0:\nadm:*:four:\n".to_vec(), 0o644));
         let e = Accounts::from_base_passwd(&t).unwrap_err().to_string();
         assert!(e.contains(GROUP_MASTER) && e.contains(":2:") && e.contains("\"adm\"") && e.contains("\"four\""), "{e}");
+    }
+
+    #[test]
+    fn a_malformed_sysusers_id_names_the_file_and_line_and_a_path_id_is_accepted() {
+        let mut t = Tree::new();
+        t.insert("/usr/lib/sysusers.d/ok.conf", Entry::file(b"u owned /var/lib/x \"Owner of x\"\nu pinned 311:312\n".to_vec(), 0o644));
+        let mut a = Accounts::default();
+        a.apply_sysusers(&t).unwrap();
+        assert!(a.users.iter().any(|u| u.name == "owned" && u.uid < 1000));
+        assert!(a.users.iter().any(|u| u.name == "pinned" && u.uid == 311));
+        t.insert("/usr/lib/sysusers.d/z.conf", Entry::file(b"# comment\nu broken 12x\n".to_vec(), 0o644));
+        let e = Accounts::default().apply_sysusers(&t).unwrap_err().to_string();
+        assert!(e.contains("/usr/lib/sysusers.d/z.conf:2:") && e.contains("\"broken\"") && e.contains("\"12x\""), "{e}");
     }
 }
