@@ -329,7 +329,7 @@ pub fn install_atomically(src: &Path, dst: &Path) -> Result<(), DriverError> {
     let dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|source| DriverError::Io { path: dir.to_path_buf(), source })?;
     let mut input = std::fs::File::open(src).map_err(|source| DriverError::Io { path: src.to_path_buf(), source })?;
-    let mut tmp = pki::atomic::AtomicFile::create(dst, 0o600).map_err(|source| DriverError::Io { path: dir.to_path_buf(), source })?;
+    let mut tmp = pki::atomic::AtomicFile::create(dst, 0o644).map_err(|source| DriverError::Io { path: dir.to_path_buf(), source })?;
     std::io::copy(&mut input, &mut tmp).map_err(|source| DriverError::Io { path: tmp.temp_path().to_path_buf(), source })?;
     tmp.commit().map_err(|source| DriverError::Io { path: dst.to_path_buf(), source })
 }
