@@ -1,15 +1,116 @@
 //! End-to-end tests live in `tests/`: they boot the ISO that `cargo xtask iso` built (path in
 //! `MINIKUBE_ISO`, default `out/minikube.iso`) under real qemu, and run real containers.
+//!
+//! Every test that needs something from the machine asks for it here ([`iso_path`],
+//! [`iso_with`], [`kicbase_archive`], [`require`]), before it starts anything. Whatever is
+//! missing fails the test at once (a skipped test would count as passing), with one message that
+//! names each missing file or program and the one command that prepares everything: [`PREPARE`].
 
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
-/// The ISO under test. Fails (never skips) when it has not been built.
+/// Installs the tools (qemu, podman, ...), builds the ISO and the kicbase image, sets
+/// `MINIKUBE_ISO` and runs every test.
+pub const PREPARE: &str = "bash scripts/setup.sh && cargo xtask test";
+
+/// Something an end-to-end test needs from the machine.
+pub enum Need {
+    /// A program: a name looked up in PATH, or a path.
+    Program(String),
+    /// A file: what it is (for the message) and where it was looked for.
+    File { what: String, path: PathBuf },
+}
+
+impl Need {
+    pub fn program(name: &str) -> Need {
+        Need::Program(name.to_string())
+    }
+
+    pub fn file(what: &str, path: impl Into<PathBuf>) -> Need {
+        Need::File { what: what.to_string(), path: path.into() }
+    }
+
+    /// `None` when present, else what the failure message says about it.
+    fn missing(&self) -> Option<String> {
+        match self {
+            Need::Program(p) if !found(p) => {
+                Some(if p.contains('/') { format!("{p} (not an executable file)") } else { format!("{p} (not found in PATH)") })
+            }
+            Need::File { what, path } if !path.is_file() => Some(format!("{what}: no file at {}", path.display())),
+            _ => None,
+        }
+    }
+}
+
+fn executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn found(program: &str) -> bool {
+    if program.contains('/') {
+        return executable(Path::new(program));
+    }
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
+}
+
+/// Fail the test, naming everything in `needs` that is missing and the command that prepares it
+/// all, unless nothing is.
+pub fn check(needs: &[Need]) {
+    let missing: Vec<String> = needs.iter().filter_map(Need::missing).collect();
+    if !missing.is_empty() {
+        panic!(
+            "this end-to-end test cannot run, missing: {}.\nPrepare everything and run every test with: {PREPARE}\n\
+             (scripts/setup.sh installs qemu, podman and the other tools; `cargo xtask test` builds the ISO and \
+             the kicbase image and sets MINIKUBE_ISO)",
+            missing.join("; ")
+        );
+    }
+}
+
+/// Fail the test unless every program is there.
+pub fn require(programs: &[&str]) {
+    check(&programs.iter().map(|p| Need::program(p)).collect::<Vec<_>>());
+}
+
+/// The workspace root (the parent of this crate).
+fn workspace() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// The qemu the launcher runs: `MINIKUBE_QEMU`, else qemu-system-x86_64.
+pub fn qemu() -> String {
+    std::env::var("MINIKUBE_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+
+/// The ISO under test, with qemu and qemu-img to boot it. Fails (never skips) when any is missing.
 pub fn iso_path() -> PathBuf {
-    let p = std::env::var_os("MINIKUBE_ISO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../out/minikube.iso"));
-    assert!(p.exists(), "{} does not exist: run `cargo xtask iso` first (or set MINIKUBE_ISO)", p.display());
-    p
+    iso_with(Vec::new())
+}
+
+/// [`iso_path`], and `more` (e.g. xorriso, the UEFI firmware), checked in the same message.
+pub fn iso_with(more: Vec<Need>) -> PathBuf {
+    let (path, from) = match std::env::var_os("MINIKUBE_ISO") {
+        Some(p) => (PathBuf::from(p), "MINIKUBE_ISO"),
+        None => (workspace().join("out/minikube.iso"), "the default: MINIKUBE_ISO is not set"),
+    };
+    let mut needs = vec![Need::file(&format!("the ISO ({from})"), &path), Need::Program(qemu()), Need::program("qemu-img")];
+    needs.extend(more);
+    check(&needs);
+    path
+}
+
+/// The kicbase image archive (`KICBASE_ARCHIVE`, default `out/kicbase.tar`) and the container
+/// programs a test runs it with. Fails (never skips) when any is missing.
+pub fn kicbase_archive(programs: &[&str]) -> PathBuf {
+    let (path, from) = match std::env::var_os("KICBASE_ARCHIVE") {
+        Some(p) => (PathBuf::from(p), "KICBASE_ARCHIVE"),
+        None => (workspace().join("out/kicbase.tar"), "the default: KICBASE_ARCHIVE is not set"),
+    };
+    let mut needs = vec![Need::file(&format!("the kicbase image ({from})"), &path)];
+    needs.extend(programs.iter().map(|p| Need::program(p)));
+    check(&needs);
+    path
 }
 
 /// One guest at a time: this machine has two cores, and parallel TCG guests slow each other.

@@ -31,7 +31,7 @@ fn config(dir: &Path, label: &str, boot: BootMedium, firmware: Option<PathBuf>) 
 
 fn boot(medium: fn(PathBuf) -> BootMedium, label: &str, firmware: Option<PathBuf>) {
     let _one = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let iso = e2e::iso_path();
+    let iso = e2e::iso_with(firmware.iter().map(|f| e2e::Need::file("the UEFI firmware (package ovmf)", f)).collect());
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), label, medium(iso), firmware);
     let accel = cfg.accel;
@@ -71,7 +71,6 @@ fn boots_as_raw_disk_to_ready_and_powers_off() {
 
 #[test]
 fn boots_through_uefi_to_ready_and_powers_off() {
-    assert!(Path::new(OVMF).exists(), "{OVMF} missing: scripts/setup.sh installs ovmf");
     boot(BootMedium::Cdrom, "uefi", Some(OVMF.into()));
 }
 
@@ -94,7 +93,7 @@ fn a_corrupt_root_image_stops_at_the_checksum_line() {
     let _one = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let iso = dir.path().join("corrupt.iso");
-    std::fs::copy(e2e::iso_path(), &iso).unwrap();
+    std::fs::copy(e2e::iso_with(vec![e2e::Need::program("xorriso")]), &iso).unwrap();
     let (lba, size) = extent(&iso, "/boot/root.sqfs");
     let at = lba * 2048 + size / 2;
     {

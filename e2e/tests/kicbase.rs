@@ -30,10 +30,9 @@ use launcher::state::Home;
 /// One node container at a time (the host has 2 cores).
 static BOOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The image, and podman and runc to run it (the check every podman test starts with).
 fn archive() -> PathBuf {
-    let p = std::env::var_os("KICBASE_ARCHIVE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/kicbase.tar"));
-    assert!(p.is_file(), "{} is missing: run `cargo xtask kicbase` first (or set KICBASE_ARCHIVE)", p.display());
-    p
+    e2e::kicbase_archive(&["podman", "runc"])
 }
 
 fn podman(args: &[&str]) -> String {
@@ -229,7 +228,7 @@ impl Drop for PrivateDockerd {
 
 #[test]
 fn docker_loads_kicbase() {
-    let archive = archive();
+    let archive = e2e::kicbase_archive(&["dockerd", "docker"]);
     let d = PrivateDockerd::start();
     let out = d.docker(&["load", "-i", &archive.to_string_lossy()]);
     let printed = String::from_utf8_lossy(&out.stdout).to_string();

@@ -140,7 +140,7 @@ fn assert_started_once(c: &mut Client, unit: &str) {
 #[test]
 fn start_provision_run_image_stop_restart_docker_delete() {
     let _guest = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let iso = e2e::iso_path();
+    let iso = e2e::iso_with(vec![e2e::Need::program("ssh")]);
     let tmp = tempfile::tempdir().unwrap();
     let home = Home::at(tmp.path().join("home"));
     let _cleanup = Cleanup(&home);
