@@ -3,29 +3,33 @@
 //! reproducible.
 //!
 //! Pipeline: [`assemble`](crate::assemble::assemble) (spec -> one rootfs tree) -> [`split`] into
-//! four layers -> [`write_layers`] (each layer's blob is cached under a key computed from its tree,
-//! so an unchanged layer is not compressed again) -> [`crate::oci::build_image`] with [`config`]
-//! -> [`crate::oci::write_archive`]; beside the archive a `dpkg -l`-like package list and a
-//! CycloneDX SBOM ([`sbom_cyclonedx`]).
+//! the spec's layers -> [`write_layers`] (each layer's blob is cached under a key computed from
+//! its tree, so an unchanged layer is not compressed again) -> [`crate::oci::build_image`] with
+//! [`config`] -> [`crate::oci::write_archive`]; beside the archive a `dpkg -l`-like package list
+//! and a CycloneDX SBOM ([`sbom_cyclonedx`]).
 //!
 //! # The layer split
 //!
-//! Bottom to top, ordered by how often each part changes:
+//! The spec's `[container]` section names the layers and says which paths go where
+//! ([`crate::spec::ContainerSection`]): rules tried in order, the first that matches wins
+//! ([`Layering`]). `kicbase/spec.toml` has four, bottom to top, ordered by how often each part
+//! changes:
 //!
 //! 0. **base**: files of the packages the image needs without the container runtimes (systemd,
-//!    coreutils, iptables...), plus the merged-/usr links. Changes with a Debian point release.
+//!    coreutils, iptables...), plus `/` and the entries right under it (the merged-/usr links).
+//!    Changes with a Debian point release.
 //! 1. **runtimes**: files of the packages only the runtimes bring (containerd, runc, docker.io,
 //!    podman, crun, CNI plugins and their private dependencies). The split is computed, not
-//!    listed: the spec is resolved a second time without [`RUNTIME_ROOTS`], and every package of
-//!    the full set that is not in that smaller set is a runtime package.
+//!    listed: the spec is resolved a second time without the rule's `brought_by` packages, and
+//!    every package of the full set that is not in that smaller set is theirs ([`brought_by`]).
 //! 2. **system**: what the build generates from the package set and the spec (accounts, dpkg
-//!    database, CA links, alternatives, unit links, homes).
+//!    database, CA links, alternatives, unit links, homes): the rest.
 //! 3. **ours**: the overlays, the agent binary and the version files (`/etc/VERSION`,
 //!    `/version.json`, os-release). A change to the agent or an overlay rebuilds only this layer.
 //!
 //! Lower layers must not depend on anything of the top layer, SOURCE_DATE_EPOCH included (it
-//! moves with every commit): every entry of layers 0-2 whose mtime is later than the newest
-//! package file (synthesised directories and generated files get the epoch) is given the
+//! moves with every commit): every entry below the top layer whose mtime is later than the
+//! newest package file (synthesised directories and generated files get the epoch) is given the
 //! newest package file's mtime instead. That date is a function of the package set only.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,23 +40,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::assemble::{self, Assembly, Installed};
 use crate::oci::{self, BlobStore, Compression, Image, ImageConfig, ImageMeta, Layer};
-use crate::rootfs::{Entry, Kind, Tree};
-use crate::spec::Spec;
-
-/// Packages whose dependency closure (minus what the base needs) forms the runtimes layer.
-pub const RUNTIME_ROOTS: &[&str] =
-    &["containerd", "runc", "docker.io", "containernetworking-plugins", "podman", "crun"];
-
-/// Layer names, bottom first (also the history `created_by` texts).
-pub const LAYER_NAMES: [&str; 4] = ["base", "runtimes", "system", "ours"];
-
-/// Files the assemble step writes from the version and commit: they go to the top layer.
-const IDENTITY_FILES: &[&str] = &["/etc/VERSION", "/version.json", "/usr/lib/os-release", "/etc/os-release"];
-
-/// The agent's command line as the container's entrypoint (`minikube-agent entrypoint -- CMD`).
-pub const ENTRYPOINT: &[&str] = &["/usr/bin/minikube-agent", "entrypoint", "--", "/sbin/init"];
-/// Ports minikube publishes: SSH, docker TLS, the API server, the agent.
-pub const EXPOSED_PORTS: &[&str] = &["22/tcp", "2376/tcp", "7443/tcp", "8443/tcp"];
+use crate::rootfs::{Kind, Tree};
+use crate::spec::{ContainerSection, Placement, Select, Spec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KicbaseError {
@@ -91,6 +80,8 @@ pub struct KicbaseOptions {
 #[derive(Debug)]
 pub struct Build {
     pub image: Image,
+    /// The spec's layer names, bottom first (one per layer of `image`).
+    pub layer_names: Vec<String>,
     pub archive: oci::ArchiveSummary,
     pub packages: Vec<Installed>,
     pub package_list: PathBuf,
@@ -104,32 +95,33 @@ pub struct Build {
     pub archive_time: Duration,
 }
 
-/// The image config: `container=docker`, SIGRTMIN+3, the agent's entrypoint, minikube's ports,
-/// labels with version and revision.
-pub fn config(arch: &str, version: &str, revision: &str) -> ImageConfig {
-    let mut c = ImageConfig::linux(arch);
-    c.env = vec![
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        "container=docker".into(),
-    ];
-    c.entrypoint = ENTRYPOINT.iter().map(|s| s.to_string()).collect();
-    c.stop_signal = Some("SIGRTMIN+3".into());
-    c.exposed_ports = EXPOSED_PORTS.iter().map(|s| s.to_string()).collect();
-    c.labels = BTreeMap::from([
-        ("org.opencontainers.image.title".to_string(), "kicbase".to_string()),
-        ("org.opencontainers.image.description".to_string(), "minikube node image for container drivers".to_string()),
-        ("org.opencontainers.image.version".to_string(), version.to_string()),
-        ("org.opencontainers.image.revision".to_string(), revision.to_string()),
-        ("org.opencontainers.image.base.name".to_string(), "debian:bookworm".to_string()),
-    ]);
-    c
+/// The `[container]` section of a kicbase spec (a spec without one is refused).
+pub fn container(spec: &Spec) -> Result<&ContainerSection, KicbaseError> {
+    spec.container.as_ref().ok_or_else(|| KicbaseError::Spec {
+        path: spec.path.clone(),
+        message: "a container image needs a [container] section (entrypoint, layers, place)".into(),
+    })
 }
 
-/// The runtime packages of `asm` (see the module docs): names in the full set but not in the
-/// set resolved without [`RUNTIME_ROOTS`].
-pub fn runtime_packages(spec: &Spec, asm: &Assembly) -> Result<BTreeSet<String>, KicbaseError> {
+/// The image config from the spec's `[container]`, with the version and revision labels.
+pub fn config(c: &ContainerSection, arch: &str, version: &str, revision: &str) -> ImageConfig {
+    let mut cfg = ImageConfig::linux(arch);
+    cfg.env = c.env.clone();
+    cfg.entrypoint = c.entrypoint.clone();
+    cfg.cmd = c.cmd.clone();
+    cfg.stop_signal = c.stop_signal.clone();
+    cfg.exposed_ports = c.exposed_ports.iter().map(|p| p.to_string()).collect();
+    cfg.labels = c.labels.clone();
+    cfg.labels.insert("org.opencontainers.image.version".into(), version.into());
+    cfg.labels.insert("org.opencontainers.image.revision".into(), revision.into());
+    cfg
+}
+
+/// The packages of `asm` that only `roots` bring in (a `brought_by` rule, see the module docs):
+/// names in the full set but not in the set resolved without `roots`.
+pub fn brought_by(spec: &Spec, asm: &Assembly, roots: &[String]) -> Result<BTreeSet<String>, KicbaseError> {
     let mut base = spec.clone();
-    base.packages.include.retain(|p| !RUNTIME_ROOTS.contains(&p.as_str()));
+    base.packages.include.retain(|p| !roots.iter().any(|r| r == p.as_str()));
     if base.packages.include.is_empty() {
         // resolve() refuses an empty request; the required set alone is the base then.
         base.packages.include.push("base-files".into());
@@ -139,39 +131,68 @@ pub fn runtime_packages(spec: &Spec, asm: &Assembly) -> Result<BTreeSet<String>,
     Ok(asm.packages.iter().map(|p| p.name.clone()).filter(|n| !base_set.contains(n)).collect())
 }
 
-/// Paths that come from the spec's overlays or `extra` files (the top layer).
-pub fn our_paths(spec: &Spec, extra: &BTreeMap<String, (Vec<u8>, u32)>, epoch: u64) -> Result<BTreeSet<String>, KicbaseError> {
-    let mut ours: BTreeSet<String> = extra.keys().cloned().collect();
+/// The local paths (a `select = "local"` rule): the files of the spec's overlays and the
+/// `extra` files the build adds (the agent).
+pub fn local_paths(spec: &Spec, extra: &BTreeMap<String, (Vec<u8>, u32)>, epoch: u64) -> Result<BTreeSet<String>, KicbaseError> {
+    let mut local: BTreeSet<String> = extra.keys().cloned().collect();
     for o in &spec.files.overlays {
         let t = assemble::read_overlay(&spec.resolve_path(o), epoch)?;
-        ours.extend(t.iter().filter(|(k, e)| k.as_str() != "/" && e.kind != Kind::Dir).map(|(k, _)| k.clone()));
+        local.extend(t.iter().filter(|(k, e)| k.as_str() != "/" && e.kind != Kind::Dir).map(|(k, _)| k.clone()));
     }
-    ours.extend(IDENTITY_FILES.iter().map(|s| s.to_string()));
-    Ok(ours)
+    Ok(local)
 }
 
-/// Which layer (index into [`LAYER_NAMES`]) `path` belongs to.
-pub fn classify(
-    path: &str,
-    entry: &Entry,
-    owner: &BTreeMap<String, String>,
-    runtime: &BTreeSet<String>,
-    ours: &BTreeSet<String>,
-) -> usize {
-    if ours.contains(path) {
-        return 3;
+/// The spec's `[[container.place]]` rules with what they need from a build.
+pub struct Layering<'a> {
+    pub rules: &'a [Placement],
+    /// Path -> the package that has it. (A directory goes with the first package in name order
+    /// that has it; `split_layers` repeats it in every layer that has something under it.)
+    pub owner: &'a BTreeMap<String, String>,
+    /// What `select = "local"` matches ([`local_paths`]).
+    pub local: BTreeSet<String>,
+    /// For each `brought_by` rule, by its index in `rules`: its packages ([`brought_by`]).
+    pub brought: BTreeMap<usize, BTreeSet<String>>,
+}
+
+impl<'a> Layering<'a> {
+    /// The rules of `c` for the build `asm` of `spec` (resolves once more per `brought_by` rule).
+    pub fn new(
+        spec: &Spec,
+        c: &'a ContainerSection,
+        asm: &'a Assembly,
+        extra: &BTreeMap<String, (Vec<u8>, u32)>,
+        epoch: u64,
+    ) -> Result<Layering<'a>, KicbaseError> {
+        let mut brought = BTreeMap::new();
+        for (i, p) in c.place.iter().enumerate() {
+            if let Select::BroughtBy(roots) = &p.select {
+                brought.insert(i, brought_by(spec, asm, roots)?);
+            }
+        }
+        Ok(Layering { rules: &c.place, owner: &asm.owner, local: local_paths(spec, extra, epoch)?, brought })
     }
-    if let Some(pkg) = owner.get(path) {
-        // (A directory goes with the first package in name order that has it; split_layers
-        // repeats it in every layer that has something under it.)
-        let _ = entry;
-        return if runtime.contains(pkg) { 1 } else { 0 };
+
+    /// The layer (index into the spec's `container.layers`) of `path`: the first rule's that
+    /// matches it.
+    pub fn layer_of(&self, path: &str) -> usize {
+        for (i, r) in self.rules.iter().enumerate() {
+            let hit = match &r.select {
+                Select::Local => self.local.contains(path),
+                Select::Paths(paths) => paths.contains(path),
+                Select::BroughtBy(_) => {
+                    self.owner.get(path).is_some_and(|pkg| self.brought.get(&i).is_some_and(|set| set.contains(pkg)))
+                }
+                Select::Packages => self.owner.contains_key(path),
+                Select::TopLevel => path.matches('/').count() == 1,
+                Select::Rest => true,
+            };
+            if hit {
+                return r.layer;
+            }
+        }
+        // The spec was checked to end with `select = "rest"`; an empty rule list has no layers.
+        self.rules.last().map_or(0, |r| r.layer)
     }
-    // The merged-/usr links and top-level directories are part of the base system.
-    if path.matches('/').count() == 1 {
-        return 0;
-    }
-    2
 }
 
 /// The newest mtime of a package file (regular files and links owned by a package), not counting
@@ -186,19 +207,21 @@ pub fn package_epoch(tree: &Tree, owner: &BTreeMap<String, String>, epoch: u64) 
         .unwrap_or(epoch)
 }
 
-/// Split the assembled tree into the four layers (see the module docs), lower layers' late
+/// Split the assembled tree into the spec's layers (see the module docs), lower layers' late
 /// mtimes clamped to the package epoch.
 pub fn split(spec: &Spec, asm: &Assembly, extra: &BTreeMap<String, (Vec<u8>, u32)>, epoch: u64) -> Result<Vec<Tree>, KicbaseError> {
-    let runtime = runtime_packages(spec, asm)?;
-    let ours = our_paths(spec, extra, epoch)?;
+    let c = container(spec)?;
+    let layering = Layering::new(spec, c, asm, extra, epoch)?;
     let pkg_epoch = package_epoch(&asm.tree, &asm.owner, epoch);
-    tracing::info!(runtime_packages = runtime.len(), our_files = ours.len(), pkg_epoch, "layer split");
+    let brought: usize = layering.brought.values().map(BTreeSet::len).sum();
+    tracing::info!(brought_packages = brought, local_files = layering.local.len(), pkg_epoch, "layer split");
+    let top = c.layers.len() - 1;
     // Clamp first (on a copy): split_layers repeats parent directories with the final tree's
     // metadata, so the clamp must be visible in the tree it splits.
     let mut tree = asm.tree.clone();
     let mut late = Vec::new();
     for (k, e) in tree.iter() {
-        let lower = k == "/" || e.kind == Kind::Dir || classify(k, e, &asm.owner, &runtime, &ours) < 3;
+        let lower = k == "/" || e.kind == Kind::Dir || layering.layer_of(k) < top;
         if lower && e.mtime > pkg_epoch {
             late.push(k.clone());
         }
@@ -208,7 +231,7 @@ pub fn split(spec: &Spec, asm: &Assembly, extra: &BTreeMap<String, (Vec<u8>, u32
             e.mtime = pkg_epoch;
         }
     }
-    Ok(oci::split_layers(&tree, LAYER_NAMES.len(), |p, e| classify(p, e, &asm.owner, &runtime, &ours))?)
+    Ok(oci::split_layers(&tree, c.layers.len(), |p, _| layering.layer_of(p))?)
 }
 
 /// A key for a layer blob: sha256 over every entry (path, kind, target or content hash, mode,
@@ -230,14 +253,15 @@ pub fn layer_key(tree: &Tree, compression: Compression) -> String {
 }
 
 /// Write the layers into `store`, reusing a cached blob when a layer's [`layer_key`] was built
-/// before (and its blob is still there). Returns the layers and whether each came from cache.
-pub fn write_layers(store: &BlobStore, layers: &[Tree], compression: Compression) -> Result<(Vec<Layer>, Vec<bool>), KicbaseError> {
+/// before (and its blob is still there); `names` are their names, bottom first (the history
+/// says "kicbase layer N: NAME"). Returns the layers and whether each came from cache.
+pub fn write_layers(store: &BlobStore, layers: &[Tree], names: &[String], compression: Compression) -> Result<(Vec<Layer>, Vec<bool>), KicbaseError> {
     let cache_dir = store.root().join("layer-cache");
     std::fs::create_dir_all(&cache_dir).map_err(io_err(&cache_dir))?;
     let mut out = Vec::new();
     let mut cached = Vec::new();
     for (i, t) in layers.iter().enumerate() {
-        let name = LAYER_NAMES.get(i).copied().unwrap_or("layer");
+        let name = names.get(i).map_or("layer", String::as_str);
         let created_by = format!("kicbase layer {i}: {name}");
         let key = layer_key(t, compression);
         let entry_path = cache_dir.join(format!("{key}.json"));
@@ -376,6 +400,7 @@ pub fn build(spec: &Spec, opts: &assemble::Options, k: &KicbaseOptions) -> Resul
             message: "a container image has no [kernel] or [boot] section".into(),
         });
     }
+    let c = container(spec)?;
     let t0 = Instant::now();
     // A build killed mid-way leaves its temporary files beside the archive: clear them.
     if let Some(dir) = k.out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -388,7 +413,7 @@ pub fn build(spec: &Spec, opts: &assemble::Options, k: &KicbaseOptions) -> Resul
     let t1 = Instant::now();
     let trees = split(spec, &asm, &opts.extra_files, opts.epoch)?;
     let store = BlobStore::open(&k.work_dir)?;
-    let (layers, cached_layers) = write_layers(&store, &trees, k.compression)?;
+    let (layers, cached_layers) = write_layers(&store, &trees, &c.layers, k.compression)?;
     drop(trees);
     let layers_time = t1.elapsed();
 
@@ -402,7 +427,7 @@ pub fn build(spec: &Spec, opts: &assemble::Options, k: &KicbaseOptions) -> Resul
         source: k.source_url.clone(),
         epoch: opts.epoch,
     };
-    let cfg = config(&spec.source.arch, &version, &opts.commit);
+    let cfg = config(c, &spec.source.arch, &version, &opts.commit);
     let image = oci::build_image(&store, layers, &cfg, &meta)?;
     let archive = oci::write_archive(&image, &k.out)?;
     let (package_list, sbom) = side_paths(&k.out);
@@ -413,6 +438,7 @@ pub fn build(spec: &Spec, opts: &assemble::Options, k: &KicbaseOptions) -> Resul
     let archive_time = t2.elapsed();
     Ok(Build {
         image,
+        layer_names: c.layers.clone(),
         archive,
         packages: asm.packages,
         package_list,

@@ -1,18 +1,42 @@
 //! Declarative image specs (TOML files beside their overlay), e.g. `iso/spec.toml`.
 //!
 //! A spec says *what* goes into an image: which Debian packages, which overlay directories,
-//! which users, alternatives and systemd units, which kernel modules and how to boot. Paths in a
-//! spec are relative to the spec file's directory.
+//! which users, alternatives and systemd units, and then either how the image boots (`[kernel]`,
+//! `[boot]`: the ISO) or how it runs as a container and which layers it has (`[container]`:
+//! kicbase). Every field is typed and checked here, when the spec is read: an error names the
+//! spec file and the field.
+//!
+//! Paths in a spec are relative to the spec file's directory, also those written in its base.
+//!
+//! # Bases
+//!
+//! A spec can start from a shared base: `base = "base.toml"` (a top-level key, relative to the
+//! file that writes it; `iso/base.toml` is the one the ISO and kicbase specs share). The base is
+//! a partial spec; it may have a base of its own. The merge is deterministic and works on the
+//! TOML before it is typed:
+//!
+//! - tables merge key by key, recursively (`[alternatives]` of the base plus the spec's);
+//! - anywhere else the spec wins: its string, number, boolean or array replaces the base's
+//!   (an array is replaced whole, `[[users]]` too: a package list stays in one piece);
+//! - `NAME_extra = [...]` appends to the base's array `NAME` instead (the base's items first),
+//!   e.g. `files.drop_extra`; a spec gives `NAME` or `NAME_extra`, not both, and the suffix
+//!   `_extra` is kept for this.
+//!
+//! Only the merged result is typed and checked (a base alone may lack `[image]`). A base file
+//! that cannot be read, or one that comes back in its own chain of bases, is an error naming it.
+//! [`Spec::text`] is the merged result, so an edit to a base changes the cache keys built on it.
 
 use crate::resolve::PackageRef;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("cannot read spec {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("spec {spec}: cannot read its base {base}: {source}")]
+    Base { spec: PathBuf, base: PathBuf, source: std::io::Error },
     #[error("invalid spec {path}: {message}")]
     Parse { path: PathBuf, message: String },
 }
@@ -42,14 +66,24 @@ pub struct Spec {
     pub capabilities: BTreeMap<String, crate::caps::FileCaps>,
     #[serde(default)]
     pub systemd: SystemdSection,
+    /// `[kernel]`: the kernel of a bootable image (the ISO). A container image has none.
     pub kernel: Option<KernelSection>,
+    /// `[boot]`: how a bootable image boots (needs `[kernel]`).
     pub boot: Option<BootSection>,
+    /// `[container]`: how a container image (kicbase) runs and how its files are split into
+    /// layers. A spec with `[kernel]` or `[boot]` has none.
+    pub container: Option<ContainerSection>,
     /// Directory the spec was loaded from (overlay and file paths are relative to it).
     #[serde(skip)]
     pub dir: PathBuf,
     #[serde(skip)]
     pub path: PathBuf,
-    /// The spec's text as read: part of the key of cached build parts.
+    /// The base files merged into this spec, nearest first (see the module docs).
+    #[serde(skip)]
+    pub bases: Vec<PathBuf>,
+    /// The merged spec (this file with its bases, `base` and `_extra` keys resolved) as
+    /// canonical TOML: part of the key of cached build parts, so that an edit to the spec or to
+    /// any of its bases counts, and one that changes nothing merged (a comment) does not.
     #[serde(skip)]
     pub text: String,
 }
@@ -232,13 +266,15 @@ pub struct Group {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemdSection {
-    /// Units to enable, as `systemctl enable` would (their [Install] section).
+    /// Units to enable, as `systemctl enable` would (their `[Install]` section).
     #[serde(default)]
     pub enable: Vec<String>,
     /// Units to mask (symlink to /dev/null).
     #[serde(default)]
     pub mask: Vec<String>,
-    /// Wants-symlinks to remove after enabling (e.g. trimmed for containers): "target.wants/unit".
+    /// The unit `default.target` links to (`/etc/systemd/system/default.target`), e.g.
+    /// `multi-user.target`; when absent none is written and systemd's own `default.target`
+    /// applies.
     #[serde(default)]
     pub default_target: Option<String>,
 }
@@ -246,13 +282,18 @@ pub struct SystemdSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelSection {
-    /// The package that brings the kernel (a metapackage is followed to its image package).
+    /// The package that brings the kernel, e.g. `linux-image-amd64` (a metapackage is followed
+    /// to the image package it depends on). The package is not installed: its `vmlinuz` becomes
+    /// the medium's `boot/bzImage` and only the modules kept by `modules` go into the root.
     pub package: String,
-    /// Modules to keep (names or `*` globs, `-` and `_` alike); their `depends` and `softdep`
-    /// modules are kept too. A pattern that matches nothing kept or built in is a build error.
+    /// Modules to keep, from the package's `/usr/lib/modules/VERSION`: names or globs with `*`
+    /// inside the name (`nft_*`), `-` and `_` alike. The modules their `depends` and `softdep`
+    /// name are kept too, and `depmod` indexes the result. A pattern that matches no module
+    /// file of the package and no module built into the kernel is a build error naming it.
     pub modules: Vec<String>,
-    /// Modules loaded at boot (written to modules-load.d); each must be kept by `modules` or
-    /// built into the kernel, else the build fails naming it.
+    /// Modules loaded at boot, by name (no globs; `-` and `_` alike), written in this order to
+    /// `/etc/modules-load.d/minikube.conf`. Each must be kept by `modules` or built into the
+    /// kernel, else the build fails naming it.
     #[serde(default)]
     pub load: Vec<String>,
 }
@@ -263,8 +304,9 @@ pub struct BootSection {
     /// Where the root filesystem lives at run time.
     #[serde(default)]
     pub root: RootMode,
-    /// `root = "initramfs"`: the script installed as /init (relative to the spec). The squashfs
-    /// root's /init is the `minikube-init` binary.
+    /// The script installed as `/init` when the whole root is in the initramfs (`root =
+    /// "initramfs"`, or `cargo xtask iso --root initramfs`), relative to the spec. Required
+    /// either way; with a squashfs root `/init` is the `minikube-init` binary instead.
     pub init: PathBuf,
     /// `root = "squashfs"`: modules the small initramfs loads to find and mount the root image
     /// (CD-ROM and disk drivers, iso9660, squashfs, overlay, loop); globs as in `[kernel]`.
@@ -276,14 +318,19 @@ pub struct BootSection {
     /// `root = "squashfs"`: how the root images are compressed.
     #[serde(default)]
     pub squashfs: SquashfsSection,
+    /// The kernel command line (isolinux and GRUB boot with the same one).
     pub cmdline: String,
+    /// The ISO's volume label, which the GRUB config searches for.
     #[serde(default = "default_volume_id")]
     pub volume_id: String,
     /// The initramfs's compression (the whole root with `root = "initramfs"`).
     #[serde(default = "default_compression")]
     pub compression: crate::compress::Compression,
+    /// `compression`'s level (its default when absent); checked against it when read.
     pub level: Option<i32>,
-    /// Packages that provide the bootloader files (not installed into the rootfs).
+    /// Packages that provide the bootloader files (not installed into the rootfs): isolinux
+    /// for BIOS, and UEFI with GRUB when one of them ships the x86_64-efi modules
+    /// (`grub-efi-amd64-bin`).
     #[serde(default = "default_bootloader")]
     pub bootloader_packages: Vec<String>,
 }
@@ -314,6 +361,8 @@ impl RootMode {
 pub struct SquashfsSection {
     #[serde(default = "default_sq_compressor")]
     pub compressor: crate::squashfs::Compressor,
+    /// The compressor's level (`-Xcompression-level` for gzip, zstd and lzo; for lz4 a level
+    /// above 1 means `-Xhc`); mksquashfs's default when absent.
     pub level: Option<i32>,
     /// Data block size in KiB.
     #[serde(default = "default_sq_block")]
@@ -341,20 +390,295 @@ fn default_bootloader() -> Vec<String> {
     vec!["isolinux".into(), "syslinux-common".into()]
 }
 
+/// `[container]`: how a container image runs (the OCI config) and how its files are split into
+/// layers. Read from TOML as written (`RawContainer`), then checked as a whole (`TryFrom`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawContainer")]
+pub struct ContainerSection {
+    /// The command the container runs (OCI `Entrypoint`): never empty, the program an absolute
+    /// path.
+    pub entrypoint: Vec<String>,
+    /// Arguments after the entrypoint (OCI `Cmd`); empty when the spec gives none.
+    pub cmd: Vec<String>,
+    /// `KEY=value` (OCI `Env`), in the spec's order, each key once.
+    pub env: Vec<String>,
+    /// The signal that stops the container cleanly (OCI `StopSignal`), e.g. `SIGRTMIN+3`,
+    /// systemd's.
+    pub stop_signal: Option<String>,
+    /// Ports the image exposes (OCI `ExposedPorts`), each once.
+    pub exposed_ports: Vec<Port>,
+    /// Image labels. The build adds `org.opencontainers.image.version` and `.revision` (so the
+    /// spec cannot set those two).
+    pub labels: BTreeMap<String, String>,
+    /// Layer names, bottom first; each is also the layer's history entry ("kicbase layer N:
+    /// NAME"). The top layer is the only one whose dates may follow SOURCE_DATE_EPOCH.
+    pub layers: Vec<String>,
+    /// Which layer a path goes to: the first rule that matches it. The last rule is
+    /// `select = "rest"`, so every path has a layer, and every layer has a rule.
+    pub place: Vec<Placement>,
+}
+
+/// One rule of `[[container.place]]`: the paths `select` matches go to layer `layer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Index into [`ContainerSection::layers`].
+    pub layer: usize,
+    pub select: Select,
+}
+
+/// Which paths a [`Placement`] matches. In TOML a rule has exactly one of `select = "local" |
+/// "packages" | "top-level" | "rest"`, `paths = [...]`, `brought_by = [...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select {
+    /// `select = "local"`: the files of the spec's overlays and the files the build adds (the
+    /// agent binary). Directories are not matched (they go with what is under them).
+    Local,
+    /// `paths = [...]`: exactly these absolute paths.
+    Paths(BTreeSet<String>),
+    /// `brought_by = [...]`: the files of the packages only these `packages.include` entries
+    /// bring in: the package set minus the set resolved once more without them.
+    BroughtBy(Vec<String>),
+    /// `select = "packages"`: the files of any package.
+    Packages,
+    /// `select = "top-level"`: `/` and the entries right under it (the merged-/usr links,
+    /// top-level directories).
+    TopLevel,
+    /// `select = "rest"`: every path; the last rule.
+    Rest,
+}
+
+/// An exposed port: `22/tcp`, `53/udp`; a bare number is TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Port {
+    pub number: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl std::fmt::Display for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = match self.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        };
+        write!(f, "{}/{proto}", self.number)
+    }
+}
+
+impl std::str::FromStr for Port {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Port, String> {
+        let (n, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+        let protocol = match proto {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            "sctp" => Protocol::Sctp,
+            _ => return Err(format!("{s:?}: the protocol is tcp, udp or sctp")),
+        };
+        match n.parse::<u16>() {
+            Ok(number) if number > 0 && n.bytes().all(|b| b.is_ascii_digit()) => Ok(Port { number, protocol }),
+            _ => Err(format!("{s:?}: not a port (1 to 65535, then /tcp, /udp or /sctp)")),
+        }
+    }
+}
+
+/// `[container]` as written; [`ContainerSection`] is what it becomes once checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContainer {
+    entrypoint: Vec<String>,
+    #[serde(default)]
+    cmd: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    stop_signal: Option<String>,
+    #[serde(default)]
+    exposed_ports: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    layers: Vec<String>,
+    place: Vec<RawPlacement>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlacement {
+    layer: String,
+    select: Option<SelectWord>,
+    paths: Option<Vec<String>>,
+    brought_by: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum SelectWord {
+    Local,
+    Packages,
+    TopLevel,
+    Rest,
+}
+
+/// Labels the build writes from the version and the commit.
+const BUILD_LABELS: [&str; 2] = ["org.opencontainers.image.version", "org.opencontainers.image.revision"];
+
+/// `SIGRTMIN+3`, `SIGTERM`, or a signal number.
+fn is_signal(s: &str) -> bool {
+    if let Some(name) = s.strip_prefix("SIG") {
+        let (base, offset) = match name.find(['+', '-']) {
+            Some(i) => (&name[..i], Some(&name[i + 1..])),
+            None => (name, None),
+        };
+        !base.is_empty()
+            && base.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && offset.is_none_or(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()))
+    } else {
+        s.parse::<u8>().is_ok_and(|n| n > 0)
+    }
+}
+
+impl TryFrom<RawContainer> for ContainerSection {
+    type Error = String;
+    fn try_from(r: RawContainer) -> Result<ContainerSection, String> {
+        let word = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
+        match r.entrypoint.first() {
+            None => return Err("container.entrypoint: empty (give the program and its arguments)".into()),
+            Some(p) if !p.starts_with('/') => {
+                return Err(format!("container.entrypoint: {p:?} is not an absolute path"));
+            }
+            Some(_) => {}
+        }
+        let mut keys = BTreeSet::new();
+        for e in &r.env {
+            let key = e.split_once('=').map(|(k, _)| k).unwrap_or("");
+            if !(word(key) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
+                return Err(format!("container.env: {e:?} is not KEY=value"));
+            }
+            if !keys.insert(key) {
+                return Err(format!("container.env: {key} is set twice"));
+            }
+        }
+        if let Some(s) = r.stop_signal.as_deref().filter(|s| !is_signal(s)) {
+            return Err(format!("container.stop_signal: {s:?} is not a signal (SIGTERM, SIGRTMIN+3, or a number)"));
+        }
+        let mut exposed_ports = Vec::new();
+        for p in &r.exposed_ports {
+            let port: Port = p.parse().map_err(|m| format!("container.exposed_ports: {m}"))?;
+            if exposed_ports.contains(&port) {
+                return Err(format!("container.exposed_ports: {port} is listed twice"));
+            }
+            exposed_ports.push(port);
+        }
+        for k in r.labels.keys() {
+            if !word(k) {
+                return Err(format!("container.labels: {k:?} is not a label name"));
+            }
+            if BUILD_LABELS.contains(&k.as_str()) {
+                return Err(format!("container.labels: {k} is written by the build (from the version and commit)"));
+            }
+        }
+        if r.layers.is_empty() {
+            return Err("container.layers: no layers (name them, bottom first)".into());
+        }
+        for (i, l) in r.layers.iter().enumerate() {
+            if !word(l) {
+                return Err(format!("container.layers: {l:?} is not a layer name"));
+            }
+            if r.layers[..i].contains(l) {
+                return Err(format!("container.layers: {l} is listed twice"));
+            }
+        }
+        let mut place = Vec::new();
+        for (i, p) in r.place.into_iter().enumerate() {
+            let at = format!("container.place[{i}]");
+            let layer = r.layers.iter().position(|l| *l == p.layer).ok_or_else(|| {
+                format!("{at}.layer: unknown layer {:?} (container.layers: {})", p.layer, r.layers.join(", "))
+            })?;
+            let select = match (p.select, p.paths, p.brought_by) {
+                (Some(w), None, None) => match w {
+                    SelectWord::Local => Select::Local,
+                    SelectWord::Packages => Select::Packages,
+                    SelectWord::TopLevel => Select::TopLevel,
+                    SelectWord::Rest => Select::Rest,
+                },
+                (None, Some(paths), None) => {
+                    if paths.is_empty() {
+                        return Err(format!("{at}.paths: empty"));
+                    }
+                    if let Some(bad) = paths.iter().find(|p| !p.starts_with('/') || p.len() > 1 && p.ends_with('/') || p.contains("//")) {
+                        return Err(format!("{at}.paths: {bad:?} is not an absolute path without a trailing slash"));
+                    }
+                    Select::Paths(paths.into_iter().collect())
+                }
+                (None, None, Some(roots)) => {
+                    if roots.is_empty() {
+                        return Err(format!("{at}.brought_by: empty (name packages of packages.include)"));
+                    }
+                    Select::BroughtBy(roots)
+                }
+                _ => return Err(format!("{at}: give exactly one of select, paths, brought_by")),
+            };
+            place.push(Placement { layer, select });
+        }
+        match place.iter().position(|p| p.select == Select::Rest) {
+            Some(i) if i + 1 == place.len() => {}
+            Some(i) => return Err(format!("container.place[{i}]: select = \"rest\" matches every path, so it is the last rule")),
+            None => return Err("container.place: the last rule is select = \"rest\" (where the paths no other rule matches go)".into()),
+        }
+        if let Some(l) = r.layers.iter().enumerate().find(|(i, _)| !place.iter().any(|p| p.layer == *i)).map(|(_, l)| l) {
+            return Err(format!("container.layers: no rule of container.place puts anything in layer {l}"));
+        }
+        Ok(ContainerSection {
+            entrypoint: r.entrypoint,
+            cmd: r.cmd,
+            env: r.env,
+            stop_signal: r.stop_signal,
+            exposed_ports,
+            labels: r.labels,
+            layers: r.layers,
+            place,
+        })
+    }
+}
+
 impl Spec {
+    /// Read the spec at `path`, with its bases (see the module docs).
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text, path)
     }
 
+    /// `text` as the spec at `path`: its base, if it names one, is read relative to `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Spec, SpecError> {
-        let mut spec: Spec = toml::from_str(text)
-            .map_err(|e| SpecError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let mut bases = Vec::new();
+        let mut chain = vec![identity(path)];
+        let table = with_bases(parse_table(text, path)?, path, &mut chain, &mut bases)?;
+        let err = |m: String| {
+            let from = if bases.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = bases.iter().map(|b| b.display().to_string()).collect();
+                format!(" (merged with its base {})", names.join(", "))
+            };
+            SpecError::Parse { path: path.to_path_buf(), message: format!("{}{from}", m.trim_end().replace('\n', " ")) }
+        };
+        let merged = toml::to_string(&table).map_err(|e| err(e.to_string()))?;
+        let mut spec = Spec::deserialize(table).map_err(|e| err(e.to_string()))?;
         spec.path = path.to_path_buf();
-        spec.text = text.to_string();
+        spec.text = merged;
         spec.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        spec.validate()?;
+        spec.validate().map_err(|e| match e {
+            SpecError::Parse { message, .. } => err(message),
+            e => e,
+        })?;
+        spec.bases = bases;
         Ok(spec)
     }
 
@@ -401,6 +725,18 @@ impl Spec {
                 return Err(err(format!("boot.squashfs.block_kib: {bk} is not a power of two from 4 to 1024")));
             }
         }
+        if let Some(c) = &self.container {
+            if self.kernel.is_some() || self.boot.is_some() {
+                return Err(err("[container] is for a container image, which has no [kernel] or [boot] section".into()));
+            }
+            for (i, p) in c.place.iter().enumerate() {
+                if let Select::BroughtBy(roots) = &p.select {
+                    if let Some(r) = roots.iter().find(|r| !self.packages.include.iter().any(|p| p.name == **r)) {
+                        return Err(err(format!("container.place[{i}].brought_by: {r} is not in packages.include")));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -412,6 +748,82 @@ impl Spec {
             self.dir.join(p)
         }
     }
+}
+
+/// The key that names a spec's base.
+const BASE_KEY: &str = "base";
+/// `NAME_extra` appends to the base's array `NAME`.
+const EXTRA_SUFFIX: &str = "_extra";
+
+fn parse_table(text: &str, path: &Path) -> Result<toml::Table, SpecError> {
+    toml::from_str(text).map_err(|e| SpecError::Parse { path: path.to_path_buf(), message: e.to_string() })
+}
+
+/// What tells two names of one file apart from two files, for the cycle check.
+fn identity(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// `table` (read from `path`) merged over its chain of bases. `chain` holds the files on the way
+/// here (for the cycle check); each base read is pushed on `bases`, nearest first.
+fn with_bases(mut table: toml::Table, path: &Path, chain: &mut Vec<PathBuf>, bases: &mut Vec<PathBuf>) -> Result<toml::Table, SpecError> {
+    let err = |m: String| SpecError::Parse { path: path.to_path_buf(), message: m };
+    let base = match table.remove(BASE_KEY) {
+        None => toml::Table::new(),
+        Some(toml::Value::String(rel)) => {
+            let file = path.parent().unwrap_or(Path::new("")).join(&rel);
+            let text = std::fs::read_to_string(&file)
+                .map_err(|source| SpecError::Base { spec: path.to_path_buf(), base: file.clone(), source })?;
+            let id = identity(&file);
+            if let Some(i) = chain.iter().position(|p| *p == id) {
+                let names: Vec<String> = chain[i..].iter().chain([&id]).map(|p| p.display().to_string()).collect();
+                return Err(err(format!("base = {rel:?}: a cycle of bases: {}", names.join(" -> "))));
+            }
+            chain.push(id);
+            bases.push(file.clone());
+            with_bases(parse_table(&text, &file)?, &file, chain, bases)?
+        }
+        Some(v) => return Err(err(format!("base: expected the path of a base spec (a string), found {}", v.type_str()))),
+    };
+    merge(base, table, "").map_err(err)
+}
+
+/// `child` over `base` (the rule is in the module docs); `at` is the dotted key of both, for
+/// messages.
+fn merge(mut base: toml::Table, child: toml::Table, at: &str) -> Result<toml::Table, String> {
+    let key = |k: &str| if at.is_empty() { k.to_string() } else { format!("{at}.{k}") };
+    for k in child.keys() {
+        if let Some(name) = k.strip_suffix(EXTRA_SUFFIX).filter(|n| child.contains_key(*n)) {
+            return Err(format!("{} and {}: give one (the array, or what to append to the base's)", key(name), key(k)));
+        }
+    }
+    for (k, v) in child {
+        if let Some(name) = k.strip_suffix(EXTRA_SUFFIX).filter(|n| !n.is_empty()) {
+            let toml::Value::Array(extra) = v else {
+                return Err(format!("{}: appends to the base's {}, so it is an array, not a {}", key(&k), key(name), v.type_str()));
+            };
+            let items = match base.remove(name) {
+                None => extra,
+                Some(toml::Value::Array(mut items)) => {
+                    items.extend(extra);
+                    items
+                }
+                Some(other) => {
+                    return Err(format!("{}: the base's {} is a {}, not an array to append to", key(&k), key(name), other.type_str()))
+                }
+            };
+            base.insert(name.to_string(), toml::Value::Array(items));
+            continue;
+        }
+        let v = match (base.remove(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(c)) => toml::Value::Table(merge(b, c, &key(&k))?),
+            // A table the base does not have as a table still has its `_extra` keys resolved.
+            (_, toml::Value::Table(c)) => toml::Value::Table(merge(toml::Table::new(), c, &key(&k))?),
+            (_, v) => v,
+        };
+        base.insert(k, v);
+    }
+    Ok(base)
 }
 
 #[cfg(test)]

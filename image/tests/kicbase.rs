@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use image::assemble::Options;
-use image::kicbase::{build, Build, KicbaseOptions, LAYER_NAMES};
+use image::kicbase::{build, Build, KicbaseOptions};
 use image::oci::Compression;
 use image::spec::Spec;
 use sha2::{Digest, Sha256};
@@ -40,10 +40,44 @@ home = "/home/docker"
 create_home = true
 "#;
 
+/// kicbase/spec.toml's `[container]`, with runc as the one runtime package.
+const CONTAINER: &str = r#"
+[container]
+entrypoint = ["/usr/bin/minikube-agent", "entrypoint", "--", "/sbin/init"]
+env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container=docker"]
+stop_signal = "SIGRTMIN+3"
+exposed_ports = ["22/tcp", "2376/tcp", "7443/tcp", "8443/tcp"]
+layers = ["base", "runtimes", "system", "ours"]
+
+[[container.place]]
+layer = "ours"
+select = "local"
+
+[[container.place]]
+layer = "ours"
+paths = ["/etc/VERSION", "/version.json", "/usr/lib/os-release", "/etc/os-release"]
+
+[[container.place]]
+layer = "runtimes"
+brought_by = ["runc"]
+
+[[container.place]]
+layer = "base"
+select = "packages"
+
+[[container.place]]
+layer = "base"
+select = "top-level"
+
+[[container.place]]
+layer = "system"
+select = "rest"
+"#;
+
 /// A spec directory with an overlay (a unit drop-in and a symlink, like kicbase's).
 fn spec_dir() -> (tempfile::TempDir, Spec) {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("spec.toml"), SPEC).unwrap();
+    std::fs::write(d.path().join("spec.toml"), format!("{SPEC}{CONTAINER}")).unwrap();
     let o = d.path().join("overlay");
     std::fs::create_dir_all(o.join("etc/systemd/journald.conf.d")).unwrap();
     std::fs::write(o.join("etc/systemd/journald.conf.d/10-kicbase.conf"), "[Journal]\nReadKMsg=no\n").unwrap();
@@ -109,7 +143,8 @@ fn small_kicbase_is_reproducible_layered_and_readable() {
     assert_eq!(a.image.manifest_digest, b.image.manifest_digest, "same inputs, same manifest digest");
     assert_eq!(a.archive.sha256, b.archive.sha256, "same inputs, same archive bytes");
     assert_eq!(a.cached_layers, vec![false; 4]);
-    assert_eq!(a.image.layers.len(), LAYER_NAMES.len());
+    assert_eq!(a.image.layers.len(), 4);
+    assert_eq!(a.layer_names, ["base", "runtimes", "system", "ours"]);
 
     // Where things went: runc in the runtimes layer, the agent and overlay in ours.
     let store = image::oci::BlobStore::open(work.join("a")).unwrap();
@@ -213,13 +248,23 @@ fn layer_paths(blob: &Path) -> Vec<String> {
 }
 
 #[test]
-fn a_spec_with_a_kernel_is_refused() {
+fn a_spec_with_a_kernel_or_without_a_container_section_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("spec.toml");
-    std::fs::write(&p, format!("{SPEC}\n[kernel]\npackage = \"linux-image-amd64\"\nmodules = []\n")).unwrap();
+    let kernel = "\n[kernel]\npackage = \"linux-image-amd64\"\nmodules = []\n";
+    std::fs::write(&p, format!("{SPEC}{kernel}")).unwrap();
     let spec = Spec::load(&p).unwrap();
     let e = build(&spec, &options(EPOCH, b"x", "c"), &kopts(&d.path().join("w"), d.path().join("o.tar"))).unwrap_err();
     assert!(e.to_string().contains("[kernel]"), "{e}");
+    // With [container] too, the spec is refused when read.
+    std::fs::write(&p, format!("{SPEC}{CONTAINER}{kernel}")).unwrap();
+    let e = Spec::load(&p).unwrap_err().to_string();
+    assert!(e.contains("spec.toml") && e.contains("[container]") && e.contains("[kernel]"), "{e}");
+    // Without [container] there is no entrypoint and no layers to build.
+    std::fs::write(&p, SPEC).unwrap();
+    let spec = Spec::load(&p).unwrap();
+    let e = build(&spec, &options(EPOCH, b"x", "c"), &kopts(&d.path().join("w"), d.path().join("o.tar"))).unwrap_err();
+    assert!(e.to_string().contains("[container]"), "{e}");
 }
 
 #[test]
@@ -231,4 +276,5 @@ fn real_kicbase_spec_parses_and_has_no_kernel() {
     }
     assert!(spec.systemd.enable.iter().any(|u| u == "minikube-agent.service"));
     assert!(spec.systemd.mask.iter().any(|u| u == "systemd-binfmt.service"));
+    assert_eq!(spec.container.as_ref().unwrap().layers, ["base", "runtimes", "system", "ours"]);
 }

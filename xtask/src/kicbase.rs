@@ -95,7 +95,7 @@ pub fn run(a: KicbaseArgs) -> Result<()> {
         .image
         .layers
         .iter()
-        .zip(image::kicbase::LAYER_NAMES)
+        .zip(&b.layer_names)
         .map(|(l, n)| serde_json::json!({"name": n, "digest": l.digest, "size": l.size, "tar_size": l.tar_size, "entries": l.entries}))
         .collect();
     let doc = serde_json::json!({
@@ -109,17 +109,17 @@ pub fn run(a: KicbaseArgs) -> Result<()> {
 
     let compressed: u64 = b.image.layers.iter().map(|l| l.size).sum();
     let tar_bytes: u64 = b.image.layers.iter().map(|l| l.tar_size).sum();
-    for (l, n) in b.image.layers.iter().zip(image::kicbase::LAYER_NAMES) {
+    for (l, n) in b.image.layers.iter().zip(&b.layer_names) {
         println!("  layer {n:9} {:>6.1} MB compressed, {:>6.1} MB tar, {:>6} entries  {}", l.size as f64 / 1e6, l.tar_size as f64 / 1e6, l.entries, l.digest);
     }
     if !before.is_empty() {
-        let new: Vec<_> = b.image.layers.iter().zip(image::kicbase::LAYER_NAMES).filter(|(l, _)| !before.contains(&l.digest)).collect();
+        let new: Vec<_> = b.image.layers.iter().zip(&b.layer_names).filter(|(l, _)| !before.contains(&l.digest)).collect();
         let bytes: u64 = new.iter().map(|(l, _)| l.size).sum();
         println!(
             "re-shipped since the previous build: {bytes} bytes ({:.2} MB) in {} layer(s) [{}] + config and manifest",
             bytes as f64 / 1e6,
             new.len(),
-            new.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+            new.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     println!(
