@@ -48,10 +48,6 @@ pub struct Layer {
 /// The chunk size the builder uses.
 pub const CHUNK_BYTES: u64 = 8 << 20;
 
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// SHA-256 of a whole stream and of each `chunk_bytes` chunk of it.
 pub fn digest_chunks(mut r: impl std::io::Read, chunk_bytes: u64) -> std::io::Result<(String, Vec<String>, u64)> {
     use sha2::{Digest, Sha256};
@@ -76,12 +72,12 @@ pub fn digest_chunks(mut r: impl std::io::Read, chunk_bytes: u64) -> std::io::Re
         if n_chunk == 0 {
             break;
         }
-        chunks.push(hex(&chunk.finalize()));
+        chunks.push(hex::encode(chunk.finalize()));
         if n_chunk < chunk_bytes {
             break;
         }
     }
-    Ok((hex(&whole.finalize()), chunks, total))
+    Ok((hex::encode(whole.finalize()), chunks, total))
 }
 
 /// SHA-256 of `len` bytes of `f` from `offset`.
@@ -100,7 +96,7 @@ pub fn digest_range(f: &std::fs::File, offset: u64, len: u64) -> std::io::Result
         h.update(&buf[..n]);
         done += n as u64;
     }
-    Ok(hex(&h.finalize()))
+    Ok(hex::encode(h.finalize()))
 }
 
 /// What `/init` must do, as written by the image builder.
