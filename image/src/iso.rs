@@ -237,18 +237,53 @@ pub fn write(image: &IsoImage, out: &Path) -> Result<Written, IsoError> {
 // ---------------------------------------------------------------------------------------------
 // UEFI: a GRUB standalone EFI binary in a FAT EFI System Partition image.
 
-/// GRUB modules built into `BOOTX64.EFI`: enough to find the ISO by its volume id on a CD or a
+/// GRUB modules built into the EFI binary: enough to find the ISO by its volume id on a CD or a
 /// GPT/MBR disk, talk on the serial port, and boot a Linux kernel with an initrd.
 pub const GRUB_MODULES: &[&str] = &[
     "part_gpt", "part_msdos", "iso9660", "fat", "search", "search_label", "search_fs_file", "linux", "echo",
     "serial", "terminal", "test", "normal", "configfile", "efi_gop", "all_video",
 ];
 
-/// Where GRUB takes the image from (Debian package grub-efi-amd64-bin).
-pub const GRUB_EFI_MODULE_DIR: &str = "/usr/lib/grub/x86_64-efi";
+/// GRUB for one EFI platform: where its modules are (in Debian's package), `grub-mkimage`'s
+/// format, and the removable-media loader path firmware looks for in the ESP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrubEfiTarget {
+    /// Debian's architecture name.
+    pub arch: &'static str,
+    pub package: &'static str,
+    pub module_dir: &'static str,
+    pub format: &'static str,
+    pub esp_path: &'static str,
+}
 
-/// Path of the GRUB binary inside the ESP (the removable-media default loader).
-pub const ESP_BOOTLOADER: &str = "EFI/BOOT/BOOTX64.EFI";
+/// Every EFI platform an ISO can boot on.
+pub const GRUB_EFI_TARGETS: [GrubEfiTarget; 2] = [
+    GrubEfiTarget {
+        arch: "amd64",
+        package: "grub-efi-amd64-bin",
+        module_dir: "/usr/lib/grub/x86_64-efi",
+        format: "x86_64-efi",
+        esp_path: "EFI/BOOT/BOOTX64.EFI",
+    },
+    GrubEfiTarget {
+        arch: "arm64",
+        package: "grub-efi-arm64-bin",
+        module_dir: "/usr/lib/grub/arm64-efi",
+        format: "arm64-efi",
+        esp_path: "EFI/BOOT/BOOTAA64.EFI",
+    },
+];
+
+/// The EFI platform of a Debian architecture (amd64, arm64).
+pub fn grub_efi_target(debian_arch: &str) -> Option<&'static GrubEfiTarget> {
+    GRUB_EFI_TARGETS.iter().find(|t| t.arch == debian_arch)
+}
+
+/// Where GRUB takes the amd64 image from (Debian package grub-efi-amd64-bin).
+pub const GRUB_EFI_MODULE_DIR: &str = GRUB_EFI_TARGETS[0].module_dir;
+
+/// Path of the amd64 GRUB binary inside the ESP (the removable-media default loader).
+pub const ESP_BOOTLOADER: &str = GRUB_EFI_TARGETS[0].esp_path;
 
 /// GRUB configuration that finds the ISO by volume id and boots `/boot/bzImage` with
 /// `/boot/initrd` and `cmdline` (the same files and command line as isolinux), talking on the
@@ -270,21 +305,27 @@ pub fn grub_cfg(volume_id: &str, cmdline: &str, marker: &str) -> String {
     )
 }
 
-/// Build a standalone GRUB EFI binary (x86_64) with `config` embedded, by running
-/// `grub-mkimage -O x86_64-efi` from `module_dir` (usually [`GRUB_EFI_MODULE_DIR`]). The tool
-/// stamps no time into the image: the same inputs give the same bytes.
+/// Build a standalone GRUB EFI binary for amd64 with `config` embedded (see [`grub_efi_for`]).
 pub fn grub_efi(config: &str, module_dir: &Path) -> Result<Vec<u8>, IsoError> {
+    grub_efi_for(&GRUB_EFI_TARGETS[0], config, module_dir)
+}
+
+/// Build a standalone GRUB EFI binary for `target` with `config` embedded, by running the
+/// host's `grub-mkimage -O FORMAT` on `module_dir` (the target's modules, taken from its Debian
+/// package: nothing of the target runs). The tool stamps no time into the image: the same inputs
+/// give the same bytes.
+pub fn grub_efi_for(target: &GrubEfiTarget, config: &str, module_dir: &Path) -> Result<Vec<u8>, IsoError> {
     let dir = tempfile::tempdir().map_err(|source| IsoError::Io {
         context: "creating temporary directory for",
         path: "grub-mkimage".into(),
         source,
     })?;
     let cfg = dir.path().join("grub.cfg");
-    let out = dir.path().join("BOOTX64.EFI");
+    let out = dir.path().join("grub.efi");
     std::fs::write(&cfg, config).map_err(|source| IsoError::Io { context: "writing", path: cfg.clone(), source })?;
     let result = std::process::Command::new("grub-mkimage")
         .arg("-O")
-        .arg("x86_64-efi")
+        .arg(target.format)
         .arg("-d")
         .arg(module_dir)
         .arg("-p")
@@ -296,7 +337,7 @@ pub fn grub_efi(config: &str, module_dir: &Path) -> Result<Vec<u8>, IsoError> {
         .args(GRUB_MODULES)
         .output()
         .map_err(|source| IsoError::Io {
-            context: "running (apt packages grub-common, grub-efi-amd64-bin)",
+            context: "running (apt package grub-common)",
             path: "grub-mkimage".into(),
             source,
         })?;

@@ -170,29 +170,39 @@ pub fn build(
             serr(&format!("boot.bootloader_packages: no {p} in {:?}", boot.bootloader_packages))
         })
     };
-    let bios = BiosBoot {
-        isolinux_bin: get("/usr/lib/ISOLINUX/isolinux.bin")?,
-        ldlinux_c32: get("/usr/lib/syslinux/modules/bios/ldlinux.c32")?,
-        isolinux_cfg: isolinux_cfg(&boot.cmdline).into_bytes(),
-        isohybrid_mbr: Some(get("/usr/lib/ISOLINUX/isohdpfx.bin")?),
-    };
-    img.bios = Some(bios);
+    // BIOS: isolinux, when the bootloader packages bring it (amd64).
+    if bl.contains("/usr/lib/ISOLINUX/isolinux.bin") {
+        img.bios = Some(BiosBoot {
+            isolinux_bin: get("/usr/lib/ISOLINUX/isolinux.bin")?,
+            ldlinux_c32: get("/usr/lib/syslinux/modules/bios/ldlinux.c32")?,
+            isolinux_cfg: isolinux_cfg(&boot.cmdline).into_bytes(),
+            isohybrid_mbr: Some(get("/usr/lib/ISOLINUX/isohdpfx.bin")?),
+        });
+    }
     // UEFI: a standalone GRUB (built by the host's grub-mkimage from the modules of Debian's
-    // grub-efi-amd64-bin package) in a FAT ESP, booting the same kernel, initrd and cmdline.
-    if bl.contains(crate::iso::GRUB_EFI_MODULE_DIR) {
+    // grub-efi-<arch>-bin package) in a FAT ESP, booting the same kernel, initrd and cmdline.
+    let target = crate::iso::grub_efi_target(&spec.source.arch);
+    if let Some(target) = target.filter(|t| bl.contains(t.module_dir)) {
         let mods = tempfile::tempdir().map_err(|source| IsoBuildError::Io { path: "grub modules".into(), source })?;
-        for (k, e) in bl.children_of(crate::iso::GRUB_EFI_MODULE_DIR) {
+        for (k, e) in bl.children_of(target.module_dir) {
             if let Some(c) = e.content() {
-                let rel = k.trim_start_matches(crate::iso::GRUB_EFI_MODULE_DIR).trim_start_matches('/');
+                let rel = k.trim_start_matches(target.module_dir).trim_start_matches('/');
                 let dst = mods.path().join(rel);
                 std::fs::create_dir_all(dst.parent().unwrap()).map_err(ioerr(&dst))?;
                 std::fs::write(&dst, c).map_err(ioerr(&dst))?;
             }
         }
         let cfg = crate::iso::grub_cfg(&boot.volume_id, &boot.cmdline, "minikube-iso: grub");
-        let grub = crate::iso::grub_efi(&cfg, mods.path())?;
-        let esp = crate::iso::esp_image(&[(crate::iso::ESP_BOOTLOADER, &grub)])?;
+        let grub = crate::iso::grub_efi_for(target, &cfg, mods.path())?;
+        let esp = crate::iso::esp_image(&[(target.esp_path, &grub)])?;
         img.efi = Some(EfiBoot { esp_image: esp });
+    }
+    if img.bios.is_none() && img.efi.is_none() {
+        let efi = target.map_or_else(|| format!("no GRUB EFI platform for {}", spec.source.arch), |t| t.package.to_string());
+        return Err(serr(&format!(
+            "boot.bootloader_packages {:?} bring no bootloader for {}: isolinux (BIOS) or {efi} (UEFI)",
+            boot.bootloader_packages, spec.source.arch
+        )));
     }
     let written = crate::iso::write(&img, out)?;
     for w in &written.warnings {

@@ -111,6 +111,13 @@ pub fn from_package_tree(pkg: &Tree, package: &str, patterns: &[String], epoch: 
         .map(|(k, e)| (k.clone(), e.content().unwrap().to_vec()))
         .ok_or_else(|| perr("no /boot/vmlinuz-* in the package".into()))?;
     let version = vmlinuz_path.trim_start_matches("/boot/vmlinuz-").to_string();
+    // arm64's vmlinuz is a gzip-compressed Image, which the EFI stub GRUB starts cannot be:
+    // store it uncompressed (x86's bzImage decompresses itself and is kept as it is).
+    let bz = if bz.starts_with(&[0x1f, 0x8b]) {
+        decompressed(".gz", &bz).map_err(|e| perr(format!("{vmlinuz_path}: gunzip: {e}")))?
+    } else {
+        bz
+    };
     let moddir = format!("/usr/lib/modules/{version}");
     // name -> (path, raw bytes as stored)
     let mut all: BTreeMap<String, (String, &[u8])> = BTreeMap::new();
