@@ -19,46 +19,8 @@ pub const DEFAULT_GIT_URL: &str = "https://gitlab.com/buildroot.org/buildroot.gi
 /// Tag of the builder image made for `--in-container`.
 pub const BUILDER_IMAGE: &str = "localhost/minikube-rs-buildroot-builder:bookworm";
 
-/// Target architecture of the ISO.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    X86_64,
-    Aarch64,
-}
-
-impl Arch {
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        }
-    }
-    /// The defconfig of this tree for the architecture.
-    pub fn defconfig(self) -> String {
-        format!("minikube_rs_{}_defconfig", self.name())
-    }
-    /// The machine this runs on, if it is one we build for.
-    pub fn host() -> Option<Arch> {
-        std::env::consts::ARCH.parse().ok()
-    }
-}
-
-impl std::str::FromStr for Arch {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "x86_64" | "amd64" => Ok(Arch::X86_64),
-            "aarch64" | "arm64" => Ok(Arch::Aarch64),
-            other => Err(format!("unknown architecture {other:?} (x86_64 or aarch64)")),
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// Target architecture of the ISO (the workspace's one arch type).
+pub use image::arch::Arch;
 
 /// Container engine for `--in-container`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,104 @@
+//! The machine an image (and its guest binaries) is built for, under each of its names: the
+//! kernel's (`uname -m`), Debian's, Rust's target triple, GNU's triplet and the ELF header's.
+//! One type for the whole workspace: xtask, the buildroot driver and the image builder share it.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// amd64.
+    X86_64,
+    /// arm64.
+    Aarch64,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    /// The kernel's name (`uname -m`): x86_64, aarch64.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+    /// Debian's (and OCI's) name: amd64, arm64.
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+    /// Rust's target triple for the glibc guest binaries.
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Aarch64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+    /// GNU's triplet: the prefix of Debian's cross tools (`aarch64-linux-gnu-gcc`).
+    pub fn gnu_triplet(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-linux-gnu",
+            Arch::Aarch64 => "aarch64-linux-gnu",
+        }
+    }
+    /// `e_machine` of the ELF header: EM_X86_64 (62), EM_AARCH64 (183).
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            Arch::X86_64 => 62,
+            Arch::Aarch64 => 183,
+        }
+    }
+    /// The qemu that boots it.
+    pub fn qemu_system(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
+        }
+    }
+    /// The buildroot defconfig of buildroot-external/ for the architecture.
+    pub fn defconfig(self) -> String {
+        format!("minikube_rs_{}_defconfig", self.name())
+    }
+    /// The machine this runs on, if it is one we build for.
+    pub fn host() -> Option<Arch> {
+        std::env::consts::ARCH.parse().ok()
+    }
+}
+
+/// Either name: x86_64 or amd64, aarch64 or arm64.
+impl std::str::FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "x86_64" | "amd64" => Ok(Arch::X86_64),
+            "aarch64" | "arm64" => Ok(Arch::Aarch64),
+            other => Err(format!("unknown architecture {other:?} (x86_64 or aarch64)")),
+        }
+    }
+}
+
+/// The kernel's name.
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Arch;
+
+    #[test]
+    fn names_round_trip() {
+        for a in Arch::ALL {
+            assert_eq!(a.name().parse::<Arch>(), Ok(a));
+            assert_eq!(a.debian().parse::<Arch>(), Ok(a));
+            assert!(a.rust_target().starts_with(a.name()));
+            assert!(a.gnu_triplet().starts_with(a.name()));
+        }
+        assert_eq!(Arch::Aarch64.elf_machine(), 183);
+        assert_eq!(Arch::X86_64.elf_machine(), 62);
+    }
+}
