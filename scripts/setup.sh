@@ -18,6 +18,8 @@ pkgs=(
   skopeo umoci podman runc crun docker.io iptables uidmap
   # C toolchain for -sys crates
   build-essential pkg-config
+  # arm64 guest binaries, cross-built here (glibc static, as on amd64), and booting arm64 images
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm qemu-efi-aarch64
 )
 $SUDO apt-get update -q
 if ! $SUDO apt-get install -y -q --no-install-recommends "${pkgs[@]}"; then
@@ -31,4 +33,15 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 rustup target add x86_64-unknown-linux-gnu >/dev/null 2>&1 || true
+# The arm64 guest binaries need the target's standard library. rustup is the user's (not sudo's);
+# adding an installed target again is a no-op, any other failure stops the script.
+rustup=$(command -v rustup || echo "${CARGO_HOME:-$HOME/.cargo}/bin/rustup")
+if [ ! -x "$rustup" ]; then
+  echo "rustup not found (looked in PATH and $rustup): the arm64 build needs the Rust target aarch64-unknown-linux-gnu" >&2
+  exit 1
+fi
+if ! "$rustup" target add aarch64-unknown-linux-gnu; then
+  echo "rustup target add aarch64-unknown-linux-gnu failed" >&2
+  exit 1
+fi
 echo "setup done"

@@ -97,7 +97,12 @@ enum Cmd {
     /// Build the bootable minikube ISO (out/minikube.iso).
     Iso(IsoArgs),
     /// Build the static in-guest agent (minikube-agent) and print its path.
-    Agent,
+    Agent {
+        /// The guest's architecture; arm64 is cross-built on amd64 (`bash scripts/setup.sh`
+        /// installs the cross toolchain).
+        #[arg(long, default_value = "amd64", value_parser = agent_build::arch_parser())]
+        arch: agent_build::Arch,
+    },
     /// Build the node container image (out/kicbase.tar), without a daemon.
     Kicbase(kicbase::KicbaseArgs),
     /// Build the ISO (the end-to-end tests boot it), then run every test of the workspace.
@@ -181,8 +186,8 @@ fn main() -> Result<()> {
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
             BenchCmd::Launcher { boots, rounds, kubelet_mb } => bench_launcher::run(boots, rounds, kubelet_mb),
         },
-        Cmd::Agent => {
-            let p = agent_build::build_static()?;
+        Cmd::Agent { arch } => {
+            let p = agent_build::build_static_for(arch)?;
             println!("{}", p.display());
             Ok(())
         }
