@@ -50,12 +50,12 @@ impl From<RootArg> for image::spec::RootMode {
 struct IsoArgs {
     #[arg(long, value_enum, default_value = "debian")]
     flavor: Flavor,
-    /// The image spec (Debian flavor).
-    #[arg(long, default_value = "iso/spec.toml")]
-    spec: PathBuf,
-    /// Output file.
-    #[arg(long, short, default_value = "out/minikube.iso")]
-    out: PathBuf,
+    /// The image spec (Debian flavor; default iso/spec.toml, iso/spec-arm64.toml for arm64).
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Output file (default out/minikube.iso, out/minikube-arm64.iso for arm64).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
     /// Initramfs compression: gzip, bzip2, xz, zstd or none (default: the spec's).
     #[arg(long)]
     compression: Option<image::compress::Compression>,
@@ -74,9 +74,27 @@ struct IsoArgs {
     /// Buildroot flavor: run make inside a container (podman or docker).
     #[arg(long, value_name = "ENGINE", value_parser = ["podman", "docker"])]
     in_container: Option<String>,
-    /// Buildroot flavor: x86_64 or aarch64 (default: this machine's).
+    /// Target architecture: amd64 or arm64 (also x86_64, aarch64). Debian flavor: default amd64;
+    /// arm64 is built on any host, nothing of the target runs. Buildroot flavor: default this
+    /// machine's.
     #[arg(long)]
     arch: Option<String>,
+}
+
+/// The Debian flavor's spec for `arch`.
+fn default_spec(arch: image::arch::Arch) -> PathBuf {
+    match arch {
+        image::arch::Arch::X86_64 => "iso/spec.toml".into(),
+        image::arch::Arch::Aarch64 => "iso/spec-arm64.toml".into(),
+    }
+}
+
+/// The ISO's path for `arch`: amd64 keeps minikube's name.
+fn default_iso(arch: image::arch::Arch) -> PathBuf {
+    match arch {
+        image::arch::Arch::X86_64 => "out/minikube.iso".into(),
+        other => format!("out/minikube-{}.iso", other.debian()).into(),
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -272,21 +290,28 @@ fn test(args: Vec<String>) -> Result<()> {
 }
 
 fn iso(a: IsoArgs) -> Result<()> {
+    let arch: Option<image::arch::Arch> = a.arch.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?;
     if a.flavor == Flavor::Buildroot {
         return buildroot::run(buildroot::BuildrootArgs {
             buildroot: a.buildroot,
             in_container: a.in_container,
             arch: a.arch,
-            output: a.out,
+            output: a.out.unwrap_or_else(|| default_iso(arch.unwrap_or(image::arch::Arch::X86_64))),
             buildroot_git_url: ::buildroot::driver::DEFAULT_GIT_URL.to_string(),
         });
     }
-    if a.buildroot.is_some() || a.in_container.is_some() || a.arch.is_some() {
-        bail!("--buildroot, --in-container and --arch belong to --flavor buildroot");
+    if a.buildroot.is_some() || a.in_container.is_some() {
+        bail!("--buildroot and --in-container belong to --flavor buildroot");
     }
-    let spec = image::spec::Spec::load(&a.spec)?;
+    let arch = arch.unwrap_or(image::arch::Arch::X86_64);
+    let spec_path = a.spec.clone().unwrap_or_else(|| default_spec(arch));
+    let out = a.out.clone().unwrap_or_else(|| default_iso(arch));
+    let spec = image::spec::Spec::load(&spec_path)?;
+    if spec.source.arch != arch.debian() {
+        bail!("{}: source.arch is {:?}, but the build is for --arch {}", spec_path.display(), spec.source.arch, arch.debian());
+    }
     let mut opts = options(&a.common)?;
-    let bins = agent_build::build_guest()?;
+    let bins = agent_build::build_guest_for(arch)?;
     let bin = std::fs::read(&bins.agent).with_context(|| format!("read {}", bins.agent.display()))?;
     opts.extra_files.insert("/usr/bin/minikube-agent".into(), (bin, 0o755));
     opts.init_binary = Some(std::fs::read(&bins.init).with_context(|| format!("read {}", bins.init.display()))?);
@@ -297,8 +322,8 @@ fn iso(a: IsoArgs) -> Result<()> {
         (None, None) => None,
     };
     let t = std::time::Instant::now();
-    let r = image::isobuild::build(&spec, &opts, comp, a.root.map(Into::into), &a.out)?;
-    println!("{}", report_line(&a.out, &r, t.elapsed()));
+    let r = image::isobuild::build(&spec, &opts, comp, a.root.map(Into::into), &out)?;
+    println!("{}", report_line(&out, &r, t.elapsed()));
     Ok(())
 }
 
