@@ -100,6 +100,21 @@ pub fn iso_with(more: Vec<Need>) -> PathBuf {
     path
 }
 
+/// The arm64 ISO (`MINIKUBE_ISO_ARM64`, default `out/minikube-arm64.iso`), with
+/// qemu-system-aarch64 and its UEFI firmware. Fails (never skips) when any is missing.
+pub fn arm64_iso() -> PathBuf {
+    let (path, from) = match std::env::var_os("MINIKUBE_ISO_ARM64") {
+        Some(p) => (PathBuf::from(p), "MINIKUBE_ISO_ARM64"),
+        None => (workspace().join("out/minikube-arm64.iso"), "the default: MINIKUBE_ISO_ARM64 is not set"),
+    };
+    check(&[
+        Need::file(&format!("the arm64 ISO ({from}; `cargo xtask iso --arch arm64`)"), &path),
+        Need::program("qemu-system-aarch64"),
+        Need::file("the arm64 UEFI firmware (package qemu-efi-aarch64)", launcher::qemu::AARCH64_FIRMWARE),
+    ]);
+    path
+}
+
 /// The kicbase image archive (`KICBASE_ARCHIVE`, default `out/kicbase.tar`) and the container
 /// programs a test runs it with. Fails (never skips) when any is missing.
 pub fn kicbase_archive(programs: &[&str]) -> PathBuf {

@@ -4,7 +4,7 @@
 //! rootfs [`rootfs::Tree`] (a value) -> archives (cpio, tar layers) -> images (ISO, OCI).
 
 pub mod apt;
-pub mod arch;
+pub use platform as arch;
 pub mod assemble;
 pub mod caps;
 pub mod deb;

@@ -178,6 +178,8 @@ pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig
     let trust = m.trust_dir();
     VmConfig {
         name: format!("minikube-node-{}", state.name),
+        // The launcher's machines are amd64 today; arm64 ISOs boot through `qemu` directly.
+        arch: qemu::Arch::X86_64,
         accel,
         memory_mb: state.memory_mb as u32,
         cpus: state.cpus,

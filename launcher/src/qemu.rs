@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
-    #[error("{binary} not found: install qemu-system-x86 (Debian/Ubuntu) or qemu (macOS)")]
+    #[error("{binary} not found: install qemu-system-x86 / qemu-system-arm (Debian/Ubuntu) or qemu (macOS)")]
     NotInstalled { binary: String },
     #[error("qemu failed to start: {0}")]
     Start(String),
@@ -41,9 +41,22 @@ impl Accel {
     }
 }
 
+pub use platform::Arch;
+
+/// The qemu of amd64 guests (`MINIKUBE_QEMU` overrides it).
 pub fn qemu_binary() -> String {
-    std::env::var("MINIKUBE_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+    qemu_binary_for(Arch::X86_64)
 }
+
+/// The qemu that runs `arch`'s guests: `qemu-system-x86_64` or `qemu-system-aarch64`
+/// (`MINIKUBE_QEMU` overrides it).
+pub fn qemu_binary_for(arch: Arch) -> String {
+    std::env::var("MINIKUBE_QEMU").unwrap_or_else(|_| arch.qemu_system().into())
+}
+
+/// UEFI firmware for arm64 guests (Debian's qemu-efi-aarch64, AAVMF): the virt machine has no
+/// BIOS, and the arm64 ISO boots through El Torito EFI only.
+pub const AARCH64_FIRMWARE: &str = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd";
 
 /// CPU model for an accelerator: the host's CPU under hardware acceleration, else qemu's `max`.
 fn cpu_model(accel: Accel) -> &'static str {
@@ -65,20 +78,45 @@ fn probe_boot_sector() -> Vec<u8> {
     s
 }
 
-/// Does `accel` run a guest here? Boots the probe sector with a short timeout.
+/// An arm64 kernel image of four instructions for the virt machine: PSCI SYSTEM_OFF through
+/// `hvc` (qemu then exits with status 0), else spin. If a guest under an accelerator gets this
+/// far, the accelerator runs guest code.
+fn probe_arm64_image() -> Vec<u8> {
+    // movz w0, #0x0008 ; movk w0, #0x8400, lsl #16 (w0 = 0x84000008, SYSTEM_OFF) ; hvc #0 ; b .
+    [0x5280_0100u32, 0x72b0_8000, 0xd400_0002, 0x1400_0000].iter().flat_map(|i| i.to_le_bytes()).collect()
+}
+
+/// Does `accel` run an amd64 guest here? See [`accel_works_for`].
 pub fn accel_works(accel: Accel, timeout: Duration) -> bool {
+    accel_works_for(Arch::X86_64, accel, timeout)
+}
+
+/// Does `accel` run an `arch` guest here? Boots the probe (a boot sector on amd64, a tiny
+/// kernel image on arm64) with a short timeout.
+pub fn accel_works_for(arch: Arch, accel: Accel, timeout: Duration) -> bool {
     let Ok(dir) = tempfile::tempdir() else { return false };
     let img = dir.path().join("probe.img");
-    if std::fs::write(&img, probe_boot_sector()).is_err() {
+    let (bytes, ok_status) = match arch {
+        Arch::X86_64 => (probe_boot_sector(), 99),
+        Arch::Aarch64 => (probe_arm64_image(), 0),
+    };
+    if std::fs::write(&img, bytes).is_err() {
         return false;
     }
     // Same CPU model as real guests: on this kind of host plain KVM runs a boot sector but
     // `-cpu host` aborts ("failed to set MSR 0x10a"), and real kernels hang.
-    let child = Command::new(qemu_binary())
-        .args(["-accel", accel.name(), "-cpu", cpu_model(accel), "-display", "none", "-nodefaults", "-no-user-config", "-m", "16"])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=ide", img.display()))
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-boot", "c"])
+    let mut cmd = Command::new(qemu_binary_for(arch));
+    cmd.args(["-accel", accel.name(), "-cpu", cpu_model(accel), "-display", "none", "-nodefaults", "-no-user-config", "-m", "64"]);
+    match arch {
+        Arch::X86_64 => {
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=ide", img.display()));
+            cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-boot", "c"]);
+        }
+        Arch::Aarch64 => {
+            cmd.args(["-M", "virt", "-kernel"]).arg(&img);
+        }
+    }
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -87,7 +125,7 @@ pub fn accel_works(accel: Accel, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
-            Ok(Some(st)) => return st.code() == Some(99),
+            Ok(Some(st)) => return st.code() == Some(ok_status),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             _ => {
                 let _ = child.kill();
@@ -98,19 +136,29 @@ pub fn accel_works(accel: Accel, timeout: Duration) -> bool {
     }
 }
 
-/// The accelerator to use: `MINIKUBE_ACCEL` if set (kvm, hvf, tcg), else KVM when /dev/kvm
-/// exists and the probe boots under it, HVF on macOS, else TCG.
+/// The accelerator for amd64 guests; see [`choose_accel_for`].
 pub fn choose_accel() -> Accel {
+    choose_accel_for(Arch::X86_64)
+}
+
+/// The accelerator to use for an `arch` guest: `MINIKUBE_ACCEL` if set (kvm, hvf, tcg); TCG for
+/// a guest of another architecture than this machine's; else HVF on macOS, KVM when /dev/kvm
+/// exists and the probe boots under it (on an arm64 host the probe is the arm64 one), else TCG.
+pub fn choose_accel_for(arch: Arch) -> Accel {
     match std::env::var("MINIKUBE_ACCEL").as_deref() {
         Ok("kvm") => return Accel::Kvm,
         Ok("hvf") => return Accel::Hvf,
         Ok("tcg") => return Accel::Tcg,
         _ => {}
     }
+    if Arch::host() != Some(arch) {
+        tracing::info!(guest = %arch, "a guest of another architecture: TCG (software emulation)");
+        return Accel::Tcg;
+    }
     if cfg!(target_os = "macos") {
         return Accel::Hvf;
     }
-    if Path::new("/dev/kvm").exists() && accel_works(Accel::Kvm, Duration::from_secs(5)) {
+    if Path::new("/dev/kvm").exists() && accel_works_for(arch, Accel::Kvm, Duration::from_secs(5)) {
         return Accel::Kvm;
     }
     tracing::info!("KVM unavailable or not working here: using TCG (software emulation)");
@@ -130,6 +178,8 @@ pub enum BootMedium {
 #[derive(Clone, Debug)]
 pub struct VmConfig {
     pub name: String,
+    /// The guest's architecture: the qemu binary, machine type and devices follow it.
+    pub arch: Arch,
     pub accel: Accel,
     pub memory_mb: u32,
     pub cpus: u32,
@@ -154,14 +204,30 @@ pub struct VmConfig {
 impl VmConfig {
     /// The qemu command line.
     pub fn command(&self) -> Command {
-        let mut c = Command::new(qemu_binary());
+        let mut c = Command::new(qemu_binary_for(self.arch));
         c.args(["-name", &self.name, "-accel", self.accel.name(), "-m", &self.memory_mb.to_string()]);
         c.args(["-smp", &self.cpus.to_string(), "-nodefaults", "-no-user-config", "-display", "none"]);
         c.args(["-cpu", cpu_model(self.accel)]);
-        if let Some(fw) = &self.firmware {
+        if self.arch == Arch::Aarch64 {
+            // The virt machine: UEFI (AAVMF) only, and no IDE: the ISO is a SCSI CD on
+            // virtio-scsi (or a virtio disk); fw_cfg, virtio-net and the PL011 UART as on x86.
+            c.args(["-M", "virt"]);
+            let fw = self.firmware.clone().unwrap_or_else(|| AARCH64_FIRMWARE.into());
+            c.arg("-bios").arg(fw);
+            match &self.boot {
+                BootMedium::Cdrom(iso) => {
+                    c.args(["-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-cd,drive=cd0"]);
+                    c.arg("-drive").arg(format!("if=none,id=cd0,file={},format=raw,media=cdrom,readonly=on", iso.display()));
+                }
+                BootMedium::RawDisk(iso) => {
+                    c.arg("-drive").arg(format!("file={},format=raw,readonly=on,if=virtio", iso.display()));
+                }
+            }
+        } else if let Some(fw) = &self.firmware {
             c.arg("-bios").arg(fw);
         }
         match &self.boot {
+            _ if self.arch == Arch::Aarch64 => {}
             BootMedium::Cdrom(iso) => {
                 c.arg("-drive").arg(format!("file={},media=cdrom,readonly=on,if=ide,index=2", iso.display()));
                 c.args(["-boot", "d"]);
@@ -220,14 +286,14 @@ pub fn start(config: VmConfig) -> Result<Vm, QemuError> {
     let mut cmd = config.command();
     tracing::debug!(?cmd, "starting qemu");
     if config.daemonize {
-        let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().map_err(|e| start_err(e))?;
+        let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().map_err(|e| start_err(e, config.arch))?;
         if !out.status.success() {
             return Err(QemuError::Start(String::from_utf8_lossy(&out.stderr).trim().to_string()));
         }
         let pid = read_pidfile(&config.pidfile).ok_or_else(|| QemuError::Start("no pidfile after -daemonize".into()))?;
         Ok(Vm { config, pid, child: None })
     } else {
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| start_err(e))?;
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| start_err(e, config.arch))?;
         let pid = child.id();
         let mut vm = Vm { config, pid, child: Some(child) };
         // Fail early when qemu rejects its command line.
@@ -245,9 +311,9 @@ pub fn start(config: VmConfig) -> Result<Vm, QemuError> {
     }
 }
 
-fn start_err(e: std::io::Error) -> QemuError {
+fn start_err(e: std::io::Error, arch: Arch) -> QemuError {
     if e.kind() == std::io::ErrorKind::NotFound {
-        QemuError::NotInstalled { binary: qemu_binary() }
+        QemuError::NotInstalled { binary: qemu_binary_for(arch) }
     } else {
         QemuError::Start(e.to_string())
     }
@@ -450,9 +516,50 @@ mod tests {
     }
 
     #[test]
+    fn tcg_runs_the_arm64_probe() {
+        // qemu-system-aarch64 (package qemu-system-arm): the PSCI probe powers the virt machine off.
+        assert!(
+            accel_works_for(Arch::Aarch64, Accel::Tcg, Duration::from_secs(20)),
+            "qemu-system-aarch64 -accel tcg did not run the arm64 probe (bash scripts/setup.sh installs qemu-system-arm)"
+        );
+        // A foreign guest is always emulated.
+        if Arch::host() == Some(Arch::X86_64) && std::env::var_os("MINIKUBE_ACCEL").is_none() {
+            assert_eq!(choose_accel_for(Arch::Aarch64), Accel::Tcg);
+        }
+    }
+
+    #[test]
+    fn arm64_command_line_is_the_virt_machine_with_uefi_and_a_scsi_cd() {
+        let cfg = VmConfig {
+            name: "t".into(),
+            arch: Arch::Aarch64,
+            accel: Accel::Tcg,
+            memory_mb: 2048,
+            cpus: 2,
+            boot: BootMedium::Cdrom("/x/minikube-arm64.iso".into()),
+            firmware: None,
+            disks: vec![],
+            fw_cfg: vec![],
+            cluster_nic: None,
+            hostfwd: vec![],
+            serial_log: "/x/console.log".into(),
+            qmp_socket: "/x/qmp.sock".into(),
+            pidfile: "/x/qemu.pid".into(),
+            daemonize: false,
+        };
+        let c = cfg.command();
+        assert!(c.get_program().to_string_lossy().ends_with("aarch64") || std::env::var_os("MINIKUBE_QEMU").is_some());
+        let joined = c.get_args().map(|a| a.to_string_lossy().to_string()).collect::<Vec<_>>().join(" ");
+        assert!(joined.contains("-M virt") && joined.contains(&format!("-bios {AARCH64_FIRMWARE}")), "{joined}");
+        assert!(joined.contains("scsi-cd,drive=cd0") && joined.contains("file=/x/minikube-arm64.iso,format=raw,media=cdrom"), "{joined}");
+        assert!(!joined.contains("if=ide") && !joined.contains("-boot"), "{joined}");
+    }
+
+    #[test]
     fn command_line_has_forwards_fwcfg_and_console() {
         let cfg = VmConfig {
             name: "t".into(),
+            arch: Arch::X86_64,
             accel: Accel::Tcg,
             memory_mb: 2048,
             cpus: 2,

@@ -33,6 +33,8 @@ pub struct BenchArgs {
     pub boots: usize,
     pub skip_cold: bool,
     pub formats: bool,
+    /// `--arch arm64`: the arm64 ISO against the amd64 one instead of the root modes.
+    pub arch: Option<image::arch::Arch>,
 }
 
 /// One boot's figures.
@@ -44,11 +46,12 @@ struct Boot {
     used_mb: f64,
 }
 
-fn boot_once(iso: &Path, memory_mb: u32) -> Result<Boot> {
+fn boot_once(iso: &Path, memory_mb: u32, arch: image::arch::Arch) -> Result<Boot> {
     let d = tempfile::tempdir()?;
     let cfg = launcher::qemu::VmConfig {
         name: "bench".into(),
-        accel: launcher::qemu::choose_accel(),
+        arch,
+        accel: launcher::qemu::choose_accel_for(arch),
         memory_mb,
         cpus: 2,
         boot: launcher::qemu::BootMedium::Cdrom(iso.to_path_buf()),
@@ -101,6 +104,9 @@ fn report_boots(label: &str, b: &[Boot], base: Option<&[Boot]>) {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let runs = a.runs.max(1);
+    if let Some(arch) = a.arch.filter(|a| *a != image::arch::Arch::X86_64) {
+        return against_amd64(arch, runs, a.boots);
+    }
     let spec_path = Path::new("iso/spec.toml");
     let spec = Spec::load(spec_path)?;
     let base = crate::options(&crate::CommonArgs { mirror: None, cache: None, jobs: 6 })?;
@@ -194,7 +200,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let mut per: Vec<Vec<Boot>> = vec![Vec::new(); isos.len()];
             for _ in 0..a.boots {
                 for (i, (_, iso)) in isos.iter().enumerate() {
-                    per[i].push(boot_once(iso, mem)?);
+                    per[i].push(boot_once(iso, mem, image::arch::Arch::X86_64)?);
                 }
             }
             for (i, (root, _)) in isos.iter().enumerate() {
@@ -205,6 +211,61 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
     if a.formats {
         formats(&spec, &opts, a.boots, runs)?;
+    }
+    Ok(())
+}
+
+/// `--arch ARCH`: ARCH's ISO against amd64's in the same command: warm build time (the first
+/// build of each fills its package layer cache), sizes, and boots to ready under the accelerator
+/// each gets here, alternating (a foreign architecture is TCG).
+fn against_amd64(arch: image::arch::Arch, runs: usize, boots: usize) -> Result<()> {
+    use image::arch::Arch;
+    let base = crate::options(&crate::CommonArgs { mirror: None, cache: None, jobs: 6 })?;
+    let out_dir = tempfile::tempdir()?;
+    println!("ISO benchmark: {} against amd64, {runs} warm build(s) each, medians", arch.debian());
+    let mut isos = Vec::new();
+    let mut amd64_build = None;
+    for a in [Arch::X86_64, arch] {
+        let spec = Spec::load(&crate::default_spec(a))?;
+        let bins = crate::agent_build::build_guest_for(a)?;
+        let mut opts = base.clone();
+        opts.extra_files.insert("/usr/bin/minikube-agent".into(), (std::fs::read(&bins.agent)?, 0o755));
+        opts.init_binary = Some(std::fs::read(&bins.init)?);
+        let out = out_dir.path().join(format!("{}.iso", a.debian()));
+        let mut last = image::isobuild::build(&spec, &opts, None, None, &out)?;
+        let mut warm = Vec::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            last = image::isobuild::build(&spec, &opts, None, None, &out)?;
+            warm.push(t.elapsed());
+        }
+        let w = median(warm);
+        let b = *amd64_build.get_or_insert(w);
+        println!(
+            "[{}] warm build {:>9} ({:.2}x amd64)   ISO {:.1} MB, initrd {:.1} MB, package layer {:.1} MB, {} packages, kernel {}",
+            a.debian(),
+            secs(w),
+            w.as_secs_f64() / b.as_secs_f64(),
+            last.size as f64 / 1e6,
+            last.initrd_size as f64 / 1e6,
+            last.base_size as f64 / 1e6,
+            last.packages.len(),
+            last.kernel_version
+        );
+        isos.push((a, out));
+    }
+    if boots > 0 {
+        println!("boots, {boots} each, alternating, 2048 MiB; wall times from qemu start:");
+        let mut per: Vec<Vec<Boot>> = vec![Vec::new(); isos.len()];
+        for _ in 0..boots {
+            for (i, (a, iso)) in isos.iter().enumerate() {
+                per[i].push(boot_once(iso, 2048, *a)?);
+            }
+        }
+        for (i, (a, _)) in isos.iter().enumerate() {
+            let label = format!("{} ({})", a.debian(), launcher::qemu::choose_accel_for(*a).name());
+            report_boots(&label, &per[i], if i == 0 { None } else { Some(&per[0]) });
+        }
     }
     Ok(())
 }
@@ -268,7 +329,7 @@ fn formats(spec: &Spec, opts: &Options, boots: usize, runs: usize) -> Result<()>
         }
     }
     for (name, iso) in boot_isos {
-        let v: Vec<Boot> = (0..boots).map(|_| boot_once(&iso, 4096)).collect::<Result<_>>()?;
+        let v: Vec<Boot> = (0..boots).map(|_| boot_once(&iso, 4096, image::arch::Arch::X86_64)).collect::<Result<_>>()?;
         report_boots(&name, &v, None);
     }
     Ok(())

@@ -82,7 +82,7 @@ struct IsoArgs {
 }
 
 /// The Debian flavor's spec for `arch`.
-fn default_spec(arch: image::arch::Arch) -> PathBuf {
+pub fn default_spec(arch: image::arch::Arch) -> PathBuf {
     match arch {
         image::arch::Arch::X86_64 => "iso/spec.toml".into(),
         image::arch::Arch::Aarch64 => "iso/spec-arm64.toml".into(),
@@ -152,6 +152,10 @@ enum BenchCmd {
         /// squashfs variant `--boots` times).
         #[arg(long)]
         formats: bool,
+        /// Compare the ISO of this architecture (arm64) with amd64's, in the same run: warm
+        /// build time ratio, sizes, boots to ready.
+        #[arg(long, value_parser = agent_build::arch_parser())]
+        arch: Option<agent_build::Arch>,
     },
     /// The agent: `info` round trip over mTLS and all provisioning operations, vs plain TCP.
     Agent {
@@ -198,7 +202,7 @@ fn main() -> Result<()> {
         Cmd::Kicbase(a) => kicbase::run(a),
         Cmd::Test { args } => test(args),
         Cmd::Bench { what } => match what {
-            BenchCmd::Iso { runs, boots, skip_cold, formats } => bench_iso::run(bench_iso::BenchArgs { runs, boots, skip_cold, formats }),
+            BenchCmd::Iso { runs, boots, skip_cold, formats, arch } => bench_iso::run(bench_iso::BenchArgs { runs, boots, skip_cold, formats, arch }),
             BenchCmd::Agent { iterations, hostile: None, .. } => bench_agent::run(iterations),
             BenchCmd::Agent { hostile: Some(n), secs, .. } => bench_hostile::run(n, secs),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
@@ -280,13 +284,14 @@ fn test(args: Vec<String>) -> Result<()> {
     test_run::preflight()?;
     let iso_args = IsoArgs::parse_from(["iso"]);
     iso(iso_args).context("building out/minikube.iso for the end-to-end tests")?;
+    iso(IsoArgs::parse_from(["iso", "--arch", "arm64"])).context("building out/minikube-arm64.iso for the end-to-end tests")?;
     #[derive(Parser)]
     struct K {
         #[command(flatten)]
         k: kicbase::KicbaseArgs,
     }
     kicbase::run(K::parse_from(["kicbase"]).k).context("building out/kicbase.tar for the end-to-end tests")?;
-    test_run::cargo_test(&args, &std::fs::canonicalize("out/minikube.iso")?)
+    test_run::cargo_test(&args, &std::fs::canonicalize("out/minikube.iso")?, &std::fs::canonicalize("out/minikube-arm64.iso")?)
 }
 
 fn iso(a: IsoArgs) -> Result<()> {

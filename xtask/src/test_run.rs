@@ -77,7 +77,7 @@ fn descendants(pid: u32) -> Vec<u32> {
 
 /// `cargo test --workspace ARGS`, killed with its whole process tree at the deadline, after
 /// printing that tree (what was still running is where it hung).
-pub fn cargo_test(args: &[String], iso: &Path) -> Result<()> {
+pub fn cargo_test(args: &[String], iso: &Path, arm64_iso: &Path) -> Result<()> {
     let minutes = match std::env::var("MINIKUBE_TEST_TIMEOUT_MIN") {
         Ok(v) => v.parse::<u64>().with_context(|| format!("MINIKUBE_TEST_TIMEOUT_MIN={v}: not a number of minutes"))?,
         Err(_) => DEFAULT_TIMEOUT_MIN,
@@ -87,6 +87,7 @@ pub fn cargo_test(args: &[String], iso: &Path) -> Result<()> {
         .args(["test", "--workspace"])
         .args(args)
         .env("MINIKUBE_ISO", iso)
+        .env("MINIKUBE_ISO_ARM64", arm64_iso)
         .spawn()
         .context("run cargo test")?;
     let deadline = Instant::now() + Duration::from_secs(minutes * 60);
