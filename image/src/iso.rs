@@ -254,6 +254,9 @@ pub struct GrubEfiTarget {
     pub module_dir: &'static str,
     pub format: &'static str,
     pub esp_path: &'static str,
+    /// GRUB drives a PC serial port itself (x86). On arm64 the firmware's console is already the
+    /// UART, and GRUB has no `com0`.
+    pub pc_serial: bool,
 }
 
 /// Every EFI platform an ISO can boot on.
@@ -264,6 +267,7 @@ pub const GRUB_EFI_TARGETS: [GrubEfiTarget; 2] = [
         module_dir: "/usr/lib/grub/x86_64-efi",
         format: "x86_64-efi",
         esp_path: "EFI/BOOT/BOOTX64.EFI",
+        pc_serial: true,
     },
     GrubEfiTarget {
         arch: "arm64",
@@ -271,6 +275,7 @@ pub const GRUB_EFI_TARGETS: [GrubEfiTarget; 2] = [
         module_dir: "/usr/lib/grub/arm64-efi",
         format: "arm64-efi",
         esp_path: "EFI/BOOT/BOOTAA64.EFI",
+        pc_serial: false,
     },
 ];
 
@@ -299,6 +304,23 @@ pub fn grub_cfg(volume_id: &str, cmdline: &str, marker: &str) -> String {
          else\n\
          \x20 echo '{marker}: no filesystem labelled {volume_id}'\n\
          fi\n\
+         linux /boot/bzImage {cmdline}\n\
+         initrd /boot/initrd\n\
+         boot\n"
+    )
+}
+
+/// GRUB configuration for `target`: [`grub_cfg`] on x86; elsewhere the same steps without the
+/// PC serial port and in plain commands only (arm64's GRUB runs an embedded configuration with
+/// its rescue parser, which has no `if`).
+pub fn grub_cfg_for(target: &GrubEfiTarget, volume_id: &str, cmdline: &str, marker: &str) -> String {
+    if target.pc_serial {
+        return grub_cfg(volume_id, cmdline, marker);
+    }
+    format!(
+        "echo '{marker}'\n\
+         search --no-floppy --set=root --label '{volume_id}'\n\
+         echo \"{marker}: ISO labelled {volume_id} at $root\"\n\
          linux /boot/bzImage {cmdline}\n\
          initrd /boot/initrd\n\
          boot\n"

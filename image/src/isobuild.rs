@@ -192,7 +192,7 @@ pub fn build(
                 std::fs::write(&dst, c).map_err(ioerr(&dst))?;
             }
         }
-        let cfg = crate::iso::grub_cfg(&boot.volume_id, &boot.cmdline, "minikube-iso: grub");
+        let cfg = crate::iso::grub_cfg_for(target, &boot.volume_id, &boot.cmdline, "minikube-iso: grub");
         let grub = crate::iso::grub_efi_for(target, &cfg, mods.path())?;
         let esp = crate::iso::esp_image(&[(target.esp_path, &grub)])?;
         img.efi = Some(EfiBoot { esp_image: esp });
