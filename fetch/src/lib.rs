@@ -1,13 +1,14 @@
 //! Downloads for every crate: one HTTP client with bounded timeouts, a content-addressed cache (files named by
 //! their SHA256), and parallel fetching with progress on a terminal.
 
+pub mod parallel;
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pki::digest::{sha256_file, sha256_hex};
 use sha2::{Digest, Sha256};
-use std::collections::VecDeque;
 use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -297,34 +298,9 @@ impl Cache {
     pub fn fetch_all(&self, http: &Http, items: &[Item], jobs: usize) -> Result<Vec<PathBuf>, FetchError> {
         let total: u64 = items.iter().map(|i| i.size).sum();
         let bar = progress_bar(total, "download");
-        let queue: Mutex<VecDeque<usize>> = Mutex::new((0..items.len()).collect());
-        let results: Mutex<Vec<Option<Result<PathBuf, FetchError>>>> =
-            Mutex::new((0..items.len()).map(|_| None).collect());
-        let failed = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|s| {
-            for _ in 0..jobs.max(1) {
-                s.spawn(|| loop {
-                    if failed.load(std::sync::atomic::Ordering::Relaxed) {
-                        break;
-                    }
-                    let Some(i) = queue.lock().unwrap().pop_front() else { break };
-                    let r = self.fetch(http, &items[i], &|n| bar.inc(n));
-                    if r.is_err() {
-                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    results.lock().unwrap()[i] = Some(r);
-                });
-            }
-        });
+        let out = crate::parallel::try_map(items, jobs, |_, item| self.fetch(http, item, &|n| bar.inc(n)));
         bar.finish_and_clear();
-        let mut out = Vec::with_capacity(items.len());
-        for r in results.into_inner().unwrap() {
-            match r {
-                Some(r) => out.push(r?),
-                None => {}
-            }
-        }
-        Ok(out)
+        out
     }
 }
 

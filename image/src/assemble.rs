@@ -224,28 +224,15 @@ pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package
 
     // Unpack in parallel (one tree per package), then stack in name order.
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<Option<Result<(Tree, Vec<String>), deb::DebError>>>> =
-        std::sync::Mutex::new((0..set.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= set.len() {
-                    break;
-                }
-                let mut t = Tree::new();
-                let r = deb::unpack(&paths[i], &set[i].name, &mut t).map(|l| (t, l));
-                results.lock().unwrap()[i] = Some(r);
-            });
-        }
-    });
+    let unpacked = fetch::parallel::try_map(set, jobs, |i, p| {
+        let mut t = Tree::new();
+        deb::unpack(&paths[i], &p.name, &mut t).map(|l| (t, l))
+    })?;
     let mut tree = Tree::new();
     deb::add_merged_usr_links(&mut tree, opts.epoch);
     let mut owner = BTreeMap::new();
     let mut installed_lists = Vec::new();
-    for (p, r) in set.iter().zip(results.into_inner().unwrap()) {
-        let (t, list) = r.expect("every package was unpacked")?;
+    for (p, (t, list)) in set.iter().zip(unpacked) {
         for (k, _) in t.iter() {
             owner.entry(k.clone()).or_insert_with(|| p.name.clone());
         }
