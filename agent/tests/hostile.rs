@@ -25,6 +25,29 @@ fn serve(pki: &common::Pki, root: &std::path::Path, limits: Limits) -> (std::net
     (addr, gate)
 }
 
+/// Authenticated `info` requests, each on a new connection, for `how_long`; then the attackers
+/// are stopped and joined. Returns how many were served (every one must be).
+fn serve_while_attacked(
+    addr: std::net::SocketAddr,
+    pki: &common::Pki,
+    how_long: Duration,
+    stop: &AtomicBool,
+    attackers: Vec<std::thread::JoinHandle<()>>,
+) -> usize {
+    let end = Instant::now() + how_long;
+    let mut served = 0;
+    while Instant::now() < end {
+        let mut c = agent::client::Client::connect(addr, "127.0.0.1", pki.ca.cert_pem(), &pki.client).expect("handshake under attack");
+        assert_eq!(c.info().expect("info under attack").hostname, "localhost");
+        served += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    served
+}
+
 #[test]
 fn idle_and_slow_peers_do_not_starve_a_client_with_a_certificate() {
     let pki = common::pki();
@@ -62,17 +85,7 @@ fn idle_and_slow_peers_do_not_starve_a_client_with_a_certificate() {
     std::thread::sleep(Duration::from_millis(1000));
     assert!(gate.pending() >= 64, "the attack holds more than the old server's slots: {} pending", gate.pending());
     // Every authenticated request in 5 s gets through, each on a new connection.
-    let end = Instant::now() + Duration::from_secs(5);
-    let mut served = 0;
-    while Instant::now() < end {
-        let mut c = agent::client::Client::connect(addr, "127.0.0.1", pki.ca.cert_pem(), &pki.client).expect("handshake under attack");
-        assert_eq!(c.info().expect("info under attack").hostname, "localhost");
-        served += 1;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for a in attackers {
-        a.join().unwrap();
-    }
+    let served = serve_while_attacked(addr, &pki, Duration::from_secs(5), &stop, attackers);
     assert!(served > 5, "only {served} requests served");
     // The attackers were shed at the deadline, however slowly they sent; the budget held.
     assert!(gate.stats.shed_deadline.load(Ordering::Relaxed) > 0, "nothing was shed at the deadline");
@@ -119,17 +132,7 @@ fn failed_handshakes_are_answered_late_so_looping_them_is_slow_and_clients_still
             }
         }));
     }
-    let end = Instant::now() + Duration::from_millis(2500);
-    let mut served = 0;
-    while Instant::now() < end {
-        let mut c = agent::client::Client::connect(addr, "127.0.0.1", pki.ca.cert_pem(), &pki.client).expect("handshake under attack");
-        assert_eq!(c.info().expect("info under attack").hostname, "localhost");
-        served += 1;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for a in attackers {
-        a.join().unwrap();
-    }
+    let served = serve_while_attacked(addr, &pki, Duration::from_millis(2500), &stop, attackers);
     let attempts = attempts.load(Ordering::Relaxed);
     // Without the delay each loop runs a handshake per round trip (hundreds in 2.5 s); with it,
     // at most 2.5 s / 0.8 s + 1 rounds each, plus the last one in flight.
