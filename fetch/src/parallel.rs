@@ -36,17 +36,9 @@ where
             });
         }
     });
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Some(i) = results.iter().position(|r| matches!(r, Some(Err(_)))) {
-        if let Some(Some(Err(e))) = results.into_iter().nth(i) {
-            return Err(e);
-        }
-        unreachable!("position found an error at {i}");
-    }
-    Ok(results.into_iter().map(|r| match r {
-        Some(Ok(v)) => v,
-        _ => unreachable!("with no failure, every item ran"),
-    }).collect())
+    // After a failure some items never ran (None); collecting in order stops at the earliest
+    // error, which precedes them all.
+    results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().collect()
 }
 
 #[cfg(test)]

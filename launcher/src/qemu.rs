@@ -202,42 +202,50 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
+    /// The machine, its firmware and the boot medium, per architecture.
+    fn machine_args(&self, c: &mut Command) {
+        match (self.arch, &self.boot) {
+            // The virt machine: UEFI (AAVMF) only, and no IDE: the ISO is a SCSI CD on
+            // virtio-scsi (or a virtio disk); fw_cfg, virtio-net and the PL011 UART as on x86.
+            (Arch::Aarch64, boot) => {
+                c.args(["-M", "virt"]);
+                c.arg("-bios").arg(self.firmware.clone().unwrap_or_else(|| AARCH64_FIRMWARE.into()));
+                match boot {
+                    BootMedium::Cdrom(iso) => {
+                        c.args(["-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-cd,drive=cd0"]);
+                        c.arg("-drive").arg(format!("if=none,id=cd0,file={},format=raw,media=cdrom,readonly=on", iso.display()));
+                    }
+                    BootMedium::RawDisk(iso) => {
+                        c.arg("-drive").arg(format!("file={},format=raw,readonly=on,if=virtio", iso.display()));
+                    }
+                }
+            }
+            (Arch::X86_64, boot) => {
+                if let Some(fw) = &self.firmware {
+                    c.arg("-bios").arg(fw);
+                }
+                match boot {
+                    BootMedium::Cdrom(iso) => {
+                        c.arg("-drive").arg(format!("file={},media=cdrom,readonly=on,if=ide,index=2", iso.display()));
+                        c.args(["-boot", "d"]);
+                    }
+                    BootMedium::RawDisk(iso) => {
+                        // IDE disks cannot be read-only: snapshot=on keeps the ISO file unchanged instead.
+                        c.arg("-drive").arg(format!("file={},format=raw,snapshot=on,if=ide,index=0", iso.display()));
+                        c.args(["-boot", "c"]);
+                    }
+                }
+            }
+        }
+    }
+
     /// The qemu command line.
     pub fn command(&self) -> Command {
         let mut c = Command::new(qemu_binary_for(self.arch));
         c.args(["-name", &self.name, "-accel", self.accel.name(), "-m", &self.memory_mb.to_string()]);
         c.args(["-smp", &self.cpus.to_string(), "-nodefaults", "-no-user-config", "-display", "none"]);
         c.args(["-cpu", cpu_model(self.accel)]);
-        if self.arch == Arch::Aarch64 {
-            // The virt machine: UEFI (AAVMF) only, and no IDE: the ISO is a SCSI CD on
-            // virtio-scsi (or a virtio disk); fw_cfg, virtio-net and the PL011 UART as on x86.
-            c.args(["-M", "virt"]);
-            let fw = self.firmware.clone().unwrap_or_else(|| AARCH64_FIRMWARE.into());
-            c.arg("-bios").arg(fw);
-            match &self.boot {
-                BootMedium::Cdrom(iso) => {
-                    c.args(["-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-cd,drive=cd0"]);
-                    c.arg("-drive").arg(format!("if=none,id=cd0,file={},format=raw,media=cdrom,readonly=on", iso.display()));
-                }
-                BootMedium::RawDisk(iso) => {
-                    c.arg("-drive").arg(format!("file={},format=raw,readonly=on,if=virtio", iso.display()));
-                }
-            }
-        } else if let Some(fw) = &self.firmware {
-            c.arg("-bios").arg(fw);
-        }
-        match &self.boot {
-            _ if self.arch == Arch::Aarch64 => {}
-            BootMedium::Cdrom(iso) => {
-                c.arg("-drive").arg(format!("file={},media=cdrom,readonly=on,if=ide,index=2", iso.display()));
-                c.args(["-boot", "d"]);
-            }
-            BootMedium::RawDisk(iso) => {
-                // IDE disks cannot be read-only: snapshot=on keeps the ISO file unchanged instead.
-                c.arg("-drive").arg(format!("file={},format=raw,snapshot=on,if=ide,index=0", iso.display()));
-                c.args(["-boot", "c"]);
-            }
-        }
+        self.machine_args(&mut c);
         for d in &self.disks {
             let fmt = if d.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
             c.arg("-drive").arg(format!("file={},format={fmt},if=virtio,cache=unsafe", d.display()));
