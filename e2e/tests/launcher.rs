@@ -6,73 +6,18 @@
 //!
 //! Needs qemu-system-x86, qemu-utils and the ISO (`cargo xtask iso`, or `MINIKUBE_ISO`).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use agent::api::{ExecRequest, Runtime};
 use agent::client::Client;
-use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
-use image::rootfs::{Entry, Tree};
 use launcher::machine::{self, Status};
 use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
 use launcher::state::Home;
 
+mod common;
+use common::{exec, start, GREETING, IMAGE_NAME, IMAGE_TAG};
+
 const PROFILE: &str = "e2e-node";
-const IMAGE_NAME: &str = "localhost/e2e-hello";
-const IMAGE_TAG: &str = "v1";
-const GREETING: &str = "hello from a static binary in an image built by image::oci";
-
-/// A static binary printing GREETING, compiled with the toolchain running the tests.
-fn static_hello(dir: &Path) -> Vec<u8> {
-    let src = dir.join("hello.rs");
-    std::fs::write(&src, format!("fn main() {{ println!(\"{GREETING}\"); }}")).unwrap();
-    let bin = dir.join("hello");
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
-    let out = Command::new(rustc)
-        .args(["--edition", "2021", "-O", "-C", "target-feature=+crt-static", "-C", "strip=symbols", "--target", &target, "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("rustc runs");
-    assert!(out.status.success(), "rustc: {}", String::from_utf8_lossy(&out.stderr));
-    std::fs::read(bin).unwrap()
-}
-
-/// An OCI archive (also a docker-archive) holding /hello.
-fn hello_archive(dir: &Path) -> std::path::PathBuf {
-    let mut tree = Tree::new();
-    let mut hello = Entry::file(static_hello(dir), 0o755);
-    hello.mtime = 1_700_000_000;
-    tree.insert("/hello", hello);
-    let store = BlobStore::open(dir.join("store")).unwrap();
-    let layer = write_layer(&store, &tree, Compression::default(), "e2e hello").unwrap();
-    let mut config = ImageConfig::linux(launcher::binaries::go_arch());
-    config.cmd = vec!["/hello".into()];
-    let meta = ImageMeta { name: IMAGE_NAME.into(), tag: IMAGE_TAG.into(), epoch: 1_700_000_000, ..Default::default() };
-    let image = build_image(&store, vec![layer], &config, &meta).unwrap();
-    let out = dir.join("hello.tar");
-    write_archive(&image, &out).unwrap();
-    out
-}
-
-fn exec(c: &mut Client, argv: &[&str]) -> String {
-    let r = c
-        .exec(&ExecRequest { argv: argv.iter().map(|s| s.to_string()).collect(), timeout_secs: Some(600), ..Default::default() })
-        .unwrap_or_else(|e| panic!("exec {argv:?}: {e}"));
-    assert_eq!(r.exit_code, Some(0), "{argv:?} failed: stdout {}\nstderr {}", r.stdout, r.stderr);
-    r.stdout
-}
-
-fn start(home: &Home, opts: &StartOptions) -> Vec<StepEvent> {
-    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
-    let m = home.machine(&opts.name).unwrap();
-    if let Err(e) = provision::start(home, opts, &mut rep) {
-        panic!("start failed: {e}\nconsole:\n{}", machine::console_tail(&m, 40));
-    }
-    rep.events
-}
 
 fn secs(events: &[StepEvent], step: &str) -> f64 {
     events.iter().find(|e| e.step == step).map_or(0.0, |e| e.seconds)
@@ -145,7 +90,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let home = Home::at(tmp.path().join("home"));
     let _cleanup = Cleanup(&home);
     let m = home.machine(PROFILE).unwrap();
-    let archive = hello_archive(tmp.path());
+    let archive = common::hello_archive(tmp.path(), platform::Arch::X86_64);
     let archive_bytes = std::fs::read(&archive).unwrap();
     let mut opts = StartOptions::new(PROFILE, iso);
     opts.kubelet_test_double = true;

@@ -89,11 +89,11 @@ pub struct Assembly {
 /// Open the package index the spec names.
 pub fn open_index(spec: &Spec, opts: &Options, http: &Http) -> Result<Index, AssembleError> {
     let mirror = opts.mirror.as_deref().or(spec.source.mirror.as_deref());
-    let cfg = ArchiveConfig::from_machine(mirror, &spec.source.suite, &spec.source.arch, &spec.source.components)?;
+    let cfg = ArchiveConfig::from_machine(mirror, &spec.source.suite, spec.source.arch.debian(), &spec.source.components)?;
     tracing::info!(mirror = %cfg.mirror, suite = %cfg.suite, arch = %cfg.arch, "package source");
     let mut index = crate::apt::load_index(&cfg, http, &opts.cache)?;
     for suite in &spec.source.updates {
-        match ArchiveConfig::from_machine(None, suite, &spec.source.arch, &spec.source.components) {
+        match ArchiveConfig::from_machine(None, suite, spec.source.arch.debian(), &spec.source.components) {
             Ok(cfg) => {
                 tracing::info!(mirror = %cfg.mirror, suite = %cfg.suite, "package source (updates)");
                 index.merge(crate::apt::load_index(&cfg, http, &opts.cache)?);

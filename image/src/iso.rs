@@ -280,8 +280,8 @@ pub const GRUB_EFI_TARGETS: [GrubEfiTarget; 2] = [
 ];
 
 /// The EFI platform of a Debian architecture (amd64, arm64).
-pub fn grub_efi_target(debian_arch: &str) -> Option<&'static GrubEfiTarget> {
-    GRUB_EFI_TARGETS.iter().find(|t| t.arch == debian_arch)
+pub fn grub_efi_target(arch: platform::Arch) -> Option<&'static GrubEfiTarget> {
+    GRUB_EFI_TARGETS.iter().find(|t| t.arch == arch.debian())
 }
 
 /// Where GRUB takes the amd64 image from (Debian package grub-efi-amd64-bin).

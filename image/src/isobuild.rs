@@ -181,7 +181,7 @@ pub fn build(
     }
     // UEFI: a standalone GRUB (built by the host's grub-mkimage from the modules of Debian's
     // grub-efi-<arch>-bin package) in a FAT ESP, booting the same kernel, initrd and cmdline.
-    let target = crate::iso::grub_efi_target(&spec.source.arch);
+    let target = crate::iso::grub_efi_target(spec.source.arch);
     if let Some(target) = target.filter(|t| bl.contains(t.module_dir)) {
         let mods = tempfile::tempdir().map_err(|source| IsoBuildError::Io { path: "grub modules".into(), source })?;
         for (k, e) in bl.children_of(target.module_dir) {

@@ -427,7 +427,7 @@ pub fn build(spec: &Spec, opts: &assemble::Options, k: &KicbaseOptions) -> Resul
         source: k.source_url.clone(),
         epoch: opts.epoch,
     };
-    let cfg = config(c, &spec.source.arch, &version, &opts.commit);
+    let cfg = config(c, spec.source.arch.debian(), &version, &opts.commit);
     let image = oci::build_image(&store, layers, &cfg, &meta)?;
     let archive = oci::write_archive(&image, &k.out)?;
     let (package_list, sbom) = side_paths(&k.out);

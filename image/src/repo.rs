@@ -244,7 +244,7 @@ pub fn merge_repos(index: &mut Index, spec: &Spec, http: &Http, cache: &Cache) -
     for repo in &spec.source.repos {
         let key = spec.resolve_path(&repo.key);
         tracing::info!(repo = %repo.label(), "package source (extra repository)");
-        index.merge(load_repo(repo, &key, &spec.source.arch, http, cache)?);
+        index.merge(load_repo(repo, &key, spec.source.arch.debian(), http, cache)?);
     }
     Ok(())
 }

@@ -36,6 +36,8 @@ pub enum MachineError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("ISO {0}: no such file (build it with `cargo xtask iso`, or pass --iso)")]
     NoIso(PathBuf),
+    #[error("ISO {path}: {reason} (an ISO built by `cargo xtask iso` names its architecture in /version.json)")]
+    IsoIdentity { path: PathBuf, reason: String },
     #[error("{0}")]
     Ssh(#[from] crate::ssh::SshError),
     #[error("no free TCP port on 127.0.0.1: {0}")]
@@ -173,13 +175,28 @@ pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts, d
     Ok(true)
 }
 
+/// The architecture an ISO was built for, from its `/version.json` ([`platform::ImageVersion`]).
+pub fn iso_arch(iso: &Path) -> Result<platform::Arch, MachineError> {
+    let bad = |reason: String| MachineError::IsoIdentity { path: iso.to_path_buf(), reason };
+    let file = std::fs::File::open(iso).map_err(|source| MachineError::Io { path: iso.to_path_buf(), source })?;
+    let fs = iso9660::ISO9660::new(file).map_err(|e| bad(format!("not an ISO 9660 image: {e}")))?;
+    let name = platform::ImageVersion::PATH;
+    let f = match fs.open(name.trim_start_matches('/')).map_err(|e| bad(format!("{name}: {e}")))? {
+        Some(iso9660::DirectoryEntry::File(f)) => f,
+        _ => return Err(bad(format!("no {name}"))),
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut f.read(), &mut bytes).map_err(|e| bad(format!("{name}: {e}")))?;
+    let v: platform::ImageVersion = serde_json::from_slice(&bytes).map_err(|e| bad(format!("{name}: {e}")))?;
+    Ok(v.arch)
+}
+
 /// The qemu configuration of a machine.
 pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig {
     let trust = m.trust_dir();
     VmConfig {
         name: format!("minikube-node-{}", state.name),
-        // The launcher's machines are amd64 today; arm64 ISOs boot through `qemu` directly.
-        arch: qemu::Arch::X86_64,
+        arch: state.arch,
         accel,
         memory_mb: state.memory_mb as u32,
         cpus: state.cpus,
@@ -206,7 +223,7 @@ pub fn boot(m: &MachineDir, state: &MachineState) -> Result<(u32, Accel), Machin
         return Err(MachineError::NoIso(state.iso.clone()));
     }
     clean_stale(m);
-    let accel = qemu::choose_accel();
+    let accel = qemu::choose_accel_for(state.arch);
     let vm = qemu::start(vm_config(m, state, accel))?;
     Ok((vm.pid, accel))
 }
@@ -263,6 +280,17 @@ pub fn absolute(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_iso_without_its_architecture_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_iso = dir.path().join("minikube.iso");
+        std::fs::write(&not_iso, vec![0u8; 40 * 2048]).unwrap();
+        let e = iso_arch(&not_iso).unwrap_err().to_string();
+        assert!(e.contains(&not_iso.display().to_string()) && e.contains("not an ISO 9660 image"), "{e}");
+        let e = iso_arch(&dir.path().join("missing.iso")).unwrap_err().to_string();
+        assert!(e.contains("missing.iso"), "{e}");
+    }
 
     #[test]
     fn stale_pidfile_and_socket_are_removed() {

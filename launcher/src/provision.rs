@@ -362,7 +362,7 @@ impl Prepared {
 pub(crate) fn prepare(home: &Home, m: &MachineDir, opts: &StartOptions, state: &mut MachineState, node_ip: &str) -> Result<Prepared, StartError> {
     std::fs::create_dir_all(&m.dir).map_err(|source| StartError::Io { path: m.dir.clone(), source })?;
     let cache = opts.cache_dir.clone().unwrap_or_else(|| home.cache());
-    let downloads = Downloader::new(opts.binary_mirror.as_deref(), &cache, crate::binaries::go_arch());
+    let downloads = Downloader::new(opts.binary_mirror.as_deref(), &cache, state.arch.debian());
     let binary = |p: &std::path::Path| Binary::of(p).map_err(|source| StartError::Io { path: p.to_path_buf(), source });
     let kubelet = if opts.no_kubernetes {
         None
@@ -397,6 +397,9 @@ pub(crate) fn new_state(opts: &StartOptions, driver: Driver) -> MachineState {
     MachineState {
         name: opts.name.clone(),
         driver,
+        // A container node runs the host's architecture (the engine picks it from a
+        // multi-architecture image); a VM's is read from its ISO by the qemu driver.
+        arch: platform::Arch::host().unwrap_or(platform::Arch::X86_64),
         iso: PathBuf::new(),
         image: String::new(),
         oci_runtime: None,

@@ -59,7 +59,10 @@ impl NodeDriver for QemuNode {
                 ..new_state(opts, Driver::Qemu)
             })
         })?;
-        // The ISO path may change between starts.
+        // The ISO path may change between starts; the machine runs the ISO's architecture.
+        if !running {
+            state.arch = machine::iso_arch(&iso)?;
+        }
         state.iso = iso;
         if !running && existed && machine::refresh_ports(&mut state.ports, &taken)? {
             tracing::info!("recorded host ports were taken: now {:?}", state.ports);

@@ -285,6 +285,10 @@ pub struct Ports {
 pub struct MachineState {
     pub name: String,
     pub driver: crate::driver::Driver,
+    /// The node's architecture: the ISO's (qemu, from its `/version.json`), the host's (kic).
+    /// State files written before arm64 nodes existed were all amd64.
+    #[serde(default = "amd64")]
+    pub arch: platform::Arch,
     /// The ISO (qemu).
     #[serde(default, skip_serializing_if = "is_empty_path")]
     pub iso: PathBuf,
@@ -345,12 +349,17 @@ pub fn remove_dir(dir: &Path) -> Result<(), StateError> {
     }
 }
 
+fn amd64() -> platform::Arch {
+    platform::Arch::X86_64
+}
+
 /// A qemu machine's state for tests.
 #[cfg(test)]
 pub(crate) fn example_state(name: &str) -> MachineState {
     MachineState {
         name: name.into(),
         driver: crate::driver::Driver::Qemu,
+        arch: platform::Arch::X86_64,
         iso: "/x.iso".into(),
         image: String::new(),
         oci_runtime: None,

@@ -1,6 +1,8 @@
 //! The machine an image (and its guest binaries) is built for, under each of its names: the
 //! kernel's (`uname -m`), Debian's, Rust's target triple, GNU's triplet and the ELF header's.
-//! One type for the whole workspace: xtask, the buildroot driver and the image builder share it.
+//! One type for the whole workspace: xtask, the buildroot driver, the image builder and the
+//! launcher share it. [`ImageVersion`] is the `/version.json` every image carries (the ISO has it
+//! at its root too): the image builder writes it, the launcher reads an ISO's architecture from it.
 
 use std::fmt;
 
@@ -79,6 +81,37 @@ impl std::str::FromStr for Arch {
     }
 }
 
+/// In files (`/version.json`, the launcher's `state.json`): Debian's name; either name is read.
+impl serde::Serialize for Arch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.debian())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Arch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `/version.json` of an image: what it is, which commit and base it was built from, for which
+/// architecture, and the SOURCE_DATE_EPOCH of its files.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageVersion {
+    pub image: String,
+    pub version: String,
+    pub commit: String,
+    pub base: String,
+    pub arch: Arch,
+    pub source_date_epoch: u64,
+}
+
+impl ImageVersion {
+    /// Where every image carries it (and the ISO at its root).
+    pub const PATH: &'static str = "/version.json";
+}
+
 /// The kernel's name.
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,5 +133,13 @@ mod tests {
         }
         assert_eq!(Arch::Aarch64.elf_machine(), 183);
         assert_eq!(Arch::X86_64.elf_machine(), 62);
+    }
+
+    #[test]
+    fn serde_writes_debian_names_and_reads_either() {
+        assert_eq!(serde_json::to_string(&Arch::Aarch64).unwrap(), "\"arm64\"");
+        assert_eq!(serde_json::from_str::<Arch>("\"x86_64\"").unwrap(), Arch::X86_64);
+        let e = serde_json::from_str::<Arch>("\"riscv64\"").unwrap_err().to_string();
+        assert!(e.contains("riscv64"), "{e}");
     }
 }

@@ -312,8 +312,8 @@ fn iso(a: IsoArgs) -> Result<()> {
     let spec_path = a.spec.clone().unwrap_or_else(|| default_spec(arch));
     let out = a.out.clone().unwrap_or_else(|| default_iso(arch));
     let spec = image::spec::Spec::load(&spec_path)?;
-    if spec.source.arch != arch.debian() {
-        bail!("{}: source.arch is {:?}, but the build is for --arch {}", spec_path.display(), spec.source.arch, arch.debian());
+    if spec.source.arch != arch {
+        bail!("{}: source.arch is {}, but the build is for --arch {}", spec_path.display(), spec.source.arch.debian(), arch.debian());
     }
     let mut opts = options(&a.common)?;
     let bins = agent_build::build_guest_for(arch)?;

@@ -110,8 +110,9 @@ fn default_hostname() -> String {
 pub struct SourceSection {
     #[serde(default = "default_suite")]
     pub suite: String,
+    /// Debian's name (amd64, arm64); the kernel's (x86_64, aarch64) is read too.
     #[serde(default = "default_arch")]
-    pub arch: String,
+    pub arch: platform::Arch,
     #[serde(default = "default_components")]
     pub components: Vec<String>,
     /// Mirror URI; when absent, read from the machine's apt sources.
@@ -202,8 +203,8 @@ impl TryFrom<RawRepo> for Repo {
 fn default_suite() -> String {
     "bookworm".into()
 }
-fn default_arch() -> String {
-    "amd64".into()
+fn default_arch() -> platform::Arch {
+    platform::Arch::X86_64
 }
 fn default_components() -> Vec<String> {
     vec!["main".into()]

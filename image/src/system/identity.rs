@@ -32,15 +32,18 @@ pub fn identity(tree: &mut Tree, spec: &Spec, version: &str, base: &str, epoch: 
     }
 }
 
-/// `/version.json`: image, version, commit, base and SOURCE_DATE_EPOCH (kept apart from
-/// [`identity`] because it names the commit, which the cached package part must not depend on).
+/// `/version.json` ([`platform::ImageVersion`]): image, version, commit, base, architecture and
+/// SOURCE_DATE_EPOCH (kept apart from [`identity`] because it names the commit, which the cached
+/// package part must not depend on).
 pub fn version_json(tree: &mut Tree, spec: &Spec, version: &str, commit: &str, base: &str, epoch: u64) {
-    let json = serde_json::json!({
-        "image": spec.image.name,
-        "version": format!("v{version}"),
-        "commit": commit,
-        "base": base,
-        "source_date_epoch": epoch,
-    });
-    put_file(tree, "/version.json", format!("{}\n", serde_json::to_string_pretty(&json).unwrap()), 0o644, epoch);
+    let v = platform::ImageVersion {
+        image: spec.image.name.clone(),
+        version: format!("v{version}"),
+        commit: commit.to_string(),
+        base: base.to_string(),
+        arch: spec.source.arch,
+        source_date_epoch: epoch,
+    };
+    let json = serde_json::to_string_pretty(&v).expect("ImageVersion is plain data");
+    put_file(tree, platform::ImageVersion::PATH, format!("{json}\n"), 0o644, epoch);
 }
