@@ -136,11 +136,6 @@ pub fn accel_works_for(arch: Arch, accel: Accel, timeout: Duration) -> bool {
     }
 }
 
-/// The accelerator for amd64 guests; see [`choose_accel_for`].
-pub fn choose_accel() -> Accel {
-    choose_accel_for(Arch::X86_64)
-}
-
 /// The accelerator to use for an `arch` guest: `MINIKUBE_ACCEL` if set (kvm, hvf, tcg); TCG for
 /// a guest of another architecture than this machine's; else HVF on macOS, KVM when /dev/kvm
 /// exists and the probe boots under it (on an arm64 host the probe is the arm64 one), else TCG.
