@@ -412,18 +412,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let v: Vec<_> = rows
                         .iter()
                         .map(|(n, st, s)| {
-                            serde_json::json!({ "name": n, "status": st.name(), "driver": s.driver, "runtime": s.runtime, "kubernetes_version": s.kubernetes_version, "ports": s.ports })
+                            serde_json::json!({ "name": n, "status": st.name(), "driver": s.driver, "arch": s.arch, "runtime": s.runtime, "kubernetes_version": s.kubernetes_version, "ports": s.ports })
                         })
                         .collect();
                     println!("{}", serde_json::Value::Array(v));
                 }
                 Output::Text => {
-                    println!("{:<20} {:<12} {:<7} {:<11} {:<10} {}", "NAME", "STATUS", "DRIVER", "RUNTIME", "VERSION", "AGENT");
+                    println!("{:<20} {:<12} {:<7} {:<6} {:<11} {:<10} {}", "NAME", "STATUS", "DRIVER", "ARCH", "RUNTIME", "VERSION", "AGENT");
                     for (n, st, s) in &rows {
                         println!(
-                            "{n:<20} {:<12} {:<7} {:<11} {:<10} 127.0.0.1:{}",
+                            "{n:<20} {:<12} {:<7} {:<6} {:<11} {:<10} 127.0.0.1:{}",
                             st.name(),
                             s.driver.name(),
+                            s.arch.debian(),
                             s.runtime.name(),
                             s.kubernetes_version,
                             s.ports.agent
