@@ -50,16 +50,6 @@ impl std::io::Write for KillQemuAfter {
     }
 }
 
-/// Deletes the machine even when the test fails.
-struct Cleanup<'a>(&'a Home);
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        if let Ok(m) = self.0.machine(PROFILE) {
-            let _ = machine::delete(&m, Duration::from_secs(5));
-        }
-    }
-}
-
 /// After a boot, the API steps found the node as the boot step left it.
 fn assert_boot_applied(events: &[StepEvent]) {
     for step in ["machine", "boot", "agent", "hostname", "certs", "runtime", "kubelet"] {
@@ -88,7 +78,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let iso = e2e::iso_with(vec![e2e::Need::program("ssh")]);
     let tmp = tempfile::tempdir().unwrap();
     let home = Home::at(tmp.path().join("home"));
-    let _cleanup = Cleanup(&home);
+    let _cleanup = common::Cleanup(&home, PROFILE);
     let m = home.machine(PROFILE).unwrap();
     let archive = common::hello_archive(tmp.path(), platform::Arch::X86_64);
     let archive_bytes = std::fs::read(&archive).unwrap();

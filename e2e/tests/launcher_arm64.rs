@@ -23,16 +23,6 @@ use common::{exec, start, GREETING, IMAGE_NAME, IMAGE_TAG};
 
 const PROFILE: &str = "e2e-arm64";
 
-/// Deletes the machine even when the test fails.
-struct Cleanup<'a>(&'a Home);
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        if let Ok(m) = self.0.machine(PROFILE) {
-            let _ = machine::delete(&m, Duration::from_secs(5));
-        }
-    }
-}
-
 #[test]
 fn arm64_node_boots_provisions_containerd_runs_an_arm64_image_and_powers_off() {
     let _guest = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -40,7 +30,7 @@ fn arm64_node_boots_provisions_containerd_runs_an_arm64_image_and_powers_off() {
     let tmp = tempfile::tempdir().unwrap();
     let archive = common::hello_archive(tmp.path(), Arch::Aarch64);
     let home = Home::at(tmp.path().join("home"));
-    let _cleanup = Cleanup(&home);
+    let _cleanup = common::Cleanup(&home, PROFILE);
     let m = home.machine(PROFILE).unwrap();
     assert_eq!(machine::iso_arch(&iso).unwrap(), Arch::Aarch64, "the ISO's /version.json names arm64");
 

@@ -78,3 +78,14 @@ pub fn start(home: &Home, opts: &StartOptions) -> Vec<StepEvent> {
     }
     rep.events
 }
+
+/// Deletes the machine when dropped, so that a failing test leaves no qemu behind.
+pub struct Cleanup<'a>(pub &'a Home, pub &'static str);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if let Ok(m) = self.0.machine(self.1) {
+            let _ = machine::delete(&m, std::time::Duration::from_secs(5));
+        }
+    }
+}
