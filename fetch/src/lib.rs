@@ -206,7 +206,7 @@ impl Cache {
         if let Some(p) = std::env::var_os("MINIKUBE_IMAGE_CACHE") {
             return Cache::new(PathBuf::from(p));
         }
-        let base = dirs::cache_dir().unwrap_or_else(|| std::env::temp_dir());
+        let base = dirs::cache_dir().unwrap_or_else(std::env::temp_dir);
         Cache::new(base.join("minikube-image"))
     }
 

@@ -271,7 +271,7 @@ pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package
             let img = kernel::image_package_name(index, &k.package).ok_or_else(|| {
                 AssembleError::Other(format!("kernel.package: {:?} is not in {}/{}", k.package, index.suite, index.arch))
             })?;
-            let kt = fetch_unpacked(index, &[img.clone()], opts, http)?;
+            let kt = fetch_unpacked(index, std::slice::from_ref(&img), opts, http)?;
             let kern = kernel::from_package_tree(&kt, &img, &k.modules, epoch)?;
             kern.check_load(&k.load)?;
             layer_onto(&mut tree, &kern.modules);

@@ -48,9 +48,12 @@ pub fn apply_capabilities(tree: &mut Tree, caps: &BTreeMap<String, crate::caps::
     Ok(())
 }
 
+/// OpenSSL's subject hash of a PEM certificate, None when it cannot be read.
+pub type SubjectHash = dyn Fn(&[u8]) -> Option<String>;
+
 /// The CA bundle and per-certificate links, as update-ca-certificates makes them.
-/// `hash` computes OpenSSL's subject hash of a PEM certificate (hash links are skipped if None).
-pub fn ca_certificates(tree: &mut Tree, epoch: u64, hash: Option<&dyn Fn(&[u8]) -> Option<String>>) {
+/// `hash` computes the subject hash of each certificate (hash links are skipped if None).
+pub fn ca_certificates(tree: &mut Tree, epoch: u64, hash: Option<&SubjectHash>) {
     let certs: Vec<(String, Vec<u8>)> = tree
         .children_of("/usr/share/ca-certificates")
         .filter(|(k, e)| k.ends_with(".crt") && e.content().is_some())
