@@ -4,6 +4,8 @@
 //! [`write_layer`] per tree (deterministic tar, compressed, hashed while streamed to the
 //! [`BlobStore`]) -> [`build_image`] (config + manifest blobs) -> [`write_archive`] (one tar that is
 //! both an OCI image layout and a docker-archive) or [`write_layout`] (an OCI layout directory).
+//! Several architectures of one image: [`build_index`] (the nested image index blob) ->
+//! [`write_index_archive`] (see [`index`](ImageIndex) for what podman and docker do with it).
 //!
 //! # One archive, two formats
 //!
@@ -34,14 +36,16 @@
 
 mod archive;
 mod config;
+mod index;
 mod layer;
 mod split;
 
 use std::io;
 use std::path::PathBuf;
 
-pub use archive::{write_archive, write_layout, ArchiveSummary};
+pub use archive::{write_archive, write_index_archive, write_layout, ArchiveSummary};
 pub use config::{build_image, rfc3339, MAX_EPOCH, Image, ImageConfig, ImageMeta};
+pub use index::{arch_tag, build_index, ImageIndex};
 pub use layer::{sha256_file, write_layer, BlobStore, Compression, Layer, GZIP_CHUNK};
 pub use split::{split_layers, stack_layers};
 
@@ -89,6 +93,8 @@ pub enum OciError {
         reference: String,
         reason: &'static str,
     },
+    #[error("image index: {reason}")]
+    Index { reason: String },
     #[error("blob {digest} is missing from the blob store {dir}")]
     MissingBlob { digest: String, dir: PathBuf },
 }

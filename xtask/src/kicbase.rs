@@ -1,8 +1,11 @@
-//! `cargo xtask kicbase`: the node-in-a-container image (out/kicbase.tar), without a daemon.
+//! `cargo xtask kicbase`: the node-in-a-container image (out/kicbase.tar), without a daemon, for
+//! one architecture or several (`--arch amd64,arm64`: one archive with a nested image index).
 
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+
+use crate::agent_build::Arch;
 
 #[derive(clap::Args)]
 pub struct KicbaseArgs {
@@ -25,7 +28,11 @@ pub struct KicbaseArgs {
     /// directory, which CARGO_TARGET_DIR moves).
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Use this agent binary instead of building the static one.
+    /// The architectures, a comma list: amd64, arm64 or amd64,arm64 (one archive whose index
+    /// lists both; each engine loads its host's). arm64's agent is cross-built.
+    #[arg(long, default_value = "amd64", value_delimiter = ',', value_parser = crate::agent_build::arch_parser())]
+    arch: Vec<Arch>,
+    /// Use this agent binary instead of building the static one (one architecture only).
     #[arg(long)]
     agent: Option<PathBuf>,
     /// `org.opencontainers.image.source`.
@@ -59,16 +66,29 @@ fn previous_layers(path: &std::path::Path) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// Each architecture's static agent (`--agent` stands for the one architecture's).
+fn targets(a: &KicbaseArgs) -> Result<Vec<image::kicbase::ArchTarget>> {
+    if a.agent.is_some() && a.arch.len() != 1 {
+        bail!("--agent is one binary: give one --arch with it");
+    }
+    let mut out = Vec::new();
+    for &arch in &a.arch {
+        let agent = match &a.agent {
+            Some(p) => p.clone(),
+            None => crate::agent_build::build_guest_for(arch)?.agent,
+        };
+        let bin = std::fs::read(&agent).with_context(|| format!("read the agent binary {}", agent.display()))?;
+        let extra_files = BTreeMap::from([("/usr/bin/minikube-agent".to_string(), (bin, 0o755))]);
+        out.push(image::kicbase::ArchTarget { arch, extra_files });
+    }
+    Ok(out)
+}
+
 pub fn run(a: KicbaseArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let spec = image::spec::Spec::load(&a.spec)?;
-    let mut opts = crate::options(&a.common)?;
-    let agent = match &a.agent {
-        Some(p) => p.clone(),
-        None => crate::agent_build::build_static()?,
-    };
-    let bin = std::fs::read(&agent).with_context(|| format!("read the agent binary {}", agent.display()))?;
-    opts.extra_files.insert("/usr/bin/minikube-agent".into(), (bin, 0o755));
+    let opts = crate::options(&a.common)?;
+    let targets = targets(&a)?;
     let reference = a.tag.clone().unwrap_or_else(|| format!("kicbase:v{}", opts.version));
     let (name, tag) = reference
         .rsplit_once(':')
@@ -85,13 +105,35 @@ pub fn run(a: KicbaseArgs) -> Result<()> {
         },
         out: a.out.clone(),
     };
-    let stem = a.out.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "kicbase".into());
-    let summary_path = a.out.with_file_name(format!("{stem}.layers.json"));
-    let before = previous_layers(&summary_path);
+    // Each architecture's layers of the previous build, read before this one rewrites them.
+    let before: HashMap<Arch, BTreeSet<String>> =
+        a.arch.iter().map(|&arch| (arch, previous_layers(&image::kicbase::side_file(&a.out, arch, "layers.json")))).collect();
 
-    let b = image::kicbase::build(&spec, &opts, &k)?;
+    let b = image::kicbase::build(&spec, &opts, &k, &targets)?;
 
-    let layers: Vec<serde_json::Value> = b
+    for ab in &b.arches {
+        let summary_path = image::kicbase::side_file(&a.out, ab.arch, "layers.json");
+        report_arch(&b, ab, &summary_path, &before[&ab.arch])?;
+    }
+    let names: Vec<&str> = b.arches.iter().map(|ab| ab.arch.debian()).collect();
+    println!(
+        "{}: {} [{}] ({:.1} MB archive, {} {}) in {:.1?} [archive {:.1?}]",
+        a.out.display(),
+        b.arches[0].image.meta.reference(),
+        names.join(", "),
+        b.archive.size as f64 / 1e6,
+        if b.arches.len() == 1 { "manifest" } else { "index" },
+        b.archive.manifest_digest,
+        started.elapsed(),
+        b.archive_time,
+    );
+    Ok(())
+}
+
+/// One architecture: its `<stem>[-ARCH].layers.json` summary and its lines of output.
+fn report_arch(b: &image::kicbase::Build, ab: &image::kicbase::ArchBuild, summary_path: &std::path::Path, before: &BTreeSet<String>) -> Result<()> {
+    let arch = ab.arch.debian();
+    let layers: Vec<serde_json::Value> = ab
         .image
         .layers
         .iter()
@@ -99,45 +141,40 @@ pub fn run(a: KicbaseArgs) -> Result<()> {
         .map(|(l, n)| serde_json::json!({"name": n, "digest": l.digest, "size": l.size, "tar_size": l.tar_size, "entries": l.entries}))
         .collect();
     let doc = serde_json::json!({
-        "reference": b.image.meta.reference(),
-        "manifest_digest": b.image.manifest_digest,
-        "config_digest": b.image.config_digest,
+        "reference": ab.image.meta.reference(),
+        "manifest_digest": ab.image.manifest_digest,
+        "config_digest": ab.image.config_digest,
         "archive_sha256": b.archive.sha256,
         "layers": layers,
     });
-    pki::atomic::write_atomic(&summary_path, &serde_json::to_vec_pretty(&doc)?, 0o644).with_context(|| summary_path.display().to_string())?;
+    pki::atomic::write_atomic(summary_path, &serde_json::to_vec_pretty(&doc)?, 0o644).with_context(|| summary_path.display().to_string())?;
 
-    let compressed: u64 = b.image.layers.iter().map(|l| l.size).sum();
-    let tar_bytes: u64 = b.image.layers.iter().map(|l| l.tar_size).sum();
-    for (l, n) in b.image.layers.iter().zip(&b.layer_names) {
-        println!("  layer {n:9} {:>6.1} MB compressed, {:>6.1} MB tar, {:>6} entries  {}", l.size as f64 / 1e6, l.tar_size as f64 / 1e6, l.entries, l.digest);
+    let compressed: u64 = ab.image.layers.iter().map(|l| l.size).sum();
+    let tar_bytes: u64 = ab.image.layers.iter().map(|l| l.tar_size).sum();
+    for (l, n) in ab.image.layers.iter().zip(&b.layer_names) {
+        println!("  {arch} layer {n:9} {:>6.1} MB compressed, {:>6.1} MB tar, {:>6} entries  {}", l.size as f64 / 1e6, l.tar_size as f64 / 1e6, l.entries, l.digest);
     }
     if !before.is_empty() {
-        let new: Vec<_> = b.image.layers.iter().zip(&b.layer_names).filter(|(l, _)| !before.contains(&l.digest)).collect();
+        let new: Vec<_> = ab.image.layers.iter().zip(&b.layer_names).filter(|(l, _)| !before.contains(&l.digest)).collect();
         let bytes: u64 = new.iter().map(|(l, _)| l.size).sum();
         println!(
-            "re-shipped since the previous build: {bytes} bytes ({:.2} MB) in {} layer(s) [{}] + config and manifest",
+            "{arch}: re-shipped since the previous build: {bytes} bytes ({:.2} MB) in {} layer(s) [{}] + config and manifest",
             bytes as f64 / 1e6,
             new.len(),
             new.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     println!(
-        "{}: {} ({:.1} MB archive, {:.1} MB compressed layers, {:.1} MB layer tars, {:.1} MB file content, {} packages) manifest {} in {:.1?} [assemble {:.1?}, layers {:.1?} ({} cached), archive {:.1?}]",
-        a.out.display(),
-        b.image.meta.reference(),
-        b.archive.size as f64 / 1e6,
+        "{arch}: {:.1} MB compressed layers, {:.1} MB layer tars, {:.1} MB file content, {} packages, manifest {} [assemble {:.1?}, layers {:.1?} ({} cached)]",
         compressed as f64 / 1e6,
         tar_bytes as f64 / 1e6,
-        b.unpacked_bytes as f64 / 1e6,
-        b.packages.len(),
-        b.image.manifest_digest,
-        started.elapsed(),
-        b.assemble_time,
-        b.layers_time,
-        b.cached_layers.iter().filter(|c| **c).count(),
-        b.archive_time,
+        ab.unpacked_bytes as f64 / 1e6,
+        ab.packages.len(),
+        ab.image.manifest_digest,
+        ab.assemble_time,
+        ab.layers_time,
+        ab.cached_layers.iter().filter(|c| **c).count(),
     );
-    println!("package list {}, SBOM (CycloneDX 1.5) {}", b.package_list.display(), b.sbom.display());
+    println!("{arch}: package list {}, SBOM (CycloneDX 1.5) {}, layers {}", ab.package_list.display(), ab.sbom.display(), summary_path.display());
     Ok(())
 }

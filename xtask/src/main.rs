@@ -290,7 +290,9 @@ fn test(args: Vec<String>) -> Result<()> {
         #[command(flatten)]
         k: kicbase::KicbaseArgs,
     }
-    kicbase::run(K::parse_from(["kicbase"]).k).context("building out/kicbase.tar for the end-to-end tests")?;
+    // Both architectures in one archive: every kicbase test loads it through the engine's pick
+    // of the host's architecture.
+    kicbase::run(K::parse_from(["kicbase", "--arch", "amd64,arm64"]).k).context("building out/kicbase.tar (amd64 and arm64) for the end-to-end tests")?;
     test_run::cargo_test(&args, &std::fs::canonicalize("out/minikube.iso")?, &std::fs::canonicalize("out/minikube-arm64.iso")?)
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 
 use super::config::OCI_LAYOUT;
-use super::{Image, OciError};
+use super::{BlobStore, Image, ImageIndex, OciError};
 
 /// What [`write_archive`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct ArchiveSummary {
     pub size: u64,
     /// `sha256:<hex>` of the archive file itself.
     pub sha256: String,
-    /// The image's manifest digest.
+    /// The image's manifest digest; for several architectures, the nested index's digest.
     pub manifest_digest: String,
 }
 
@@ -29,14 +29,52 @@ pub struct ArchiveSummary {
 /// Written to a temporary file beside `target`, fsynced, then renamed over it: on failure the
 /// previous file is untouched.
 pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, OciError> {
+    let content = Content {
+        store: &image.store,
+        blobs: image.blob_digests(),
+        index: image.index_json()?,
+        docker_manifest: image.docker_manifest_json()?,
+        epoch: image.meta.epoch,
+        top: &image.manifest_digest,
+    };
+    write_tar(&content, target)
+}
+
+/// Write the images of `index` as one tar at `target`, as [`write_archive`] does one image:
+/// `index.json` names the nested index blob, `manifest.json` has one entry per architecture
+/// (`NAME:TAG-ARCH`); each blob is stored once. The summary's `manifest_digest` is the nested
+/// index's digest.
+pub fn write_index_archive(index: &ImageIndex, target: &Path) -> Result<ArchiveSummary, OciError> {
+    let content = Content {
+        store: index.store(),
+        blobs: index.blob_digests(),
+        index: index.index_json()?,
+        docker_manifest: index.docker_manifest_json()?,
+        epoch: index.meta().epoch,
+        top: &index.digest,
+    };
+    write_tar(&content, target)
+}
+
+/// What goes into an archive.
+struct Content<'a> {
+    store: &'a BlobStore,
+    /// Sorted, without duplicates.
+    blobs: Vec<String>,
+    index: Vec<u8>,
+    docker_manifest: Vec<u8>,
+    epoch: u64,
+    /// What `index.json` points at.
+    top: &'a str,
+}
+
+fn write_tar(c: &Content<'_>, target: &Path) -> Result<ArchiveSummary, OciError> {
     let parent = parent_dir(target);
     fs::create_dir_all(&parent).map_err(OciError::io(&parent))?;
     let tmp = pki::atomic::AtomicFile::create(target, 0o644).map_err(OciError::io(&parent))?;
     let tmp_path = tmp.temp_path().to_path_buf();
-    let epoch = image.meta.epoch;
+    let epoch = c.epoch;
 
-    let index = image.index_json()?;
-    let docker_manifest = image.docker_manifest_json()?;
     let out = tmp.file().try_clone().map_err(OciError::io(&tmp_path))?;
     let hashing = super::layer::HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
     let mut b = tar::Builder::new(hashing);
@@ -48,11 +86,11 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
         let h = header(dir, EntryType::Directory, 0o755, 0, epoch).map_err(io_tmp)?;
         b.append(&h, io::empty()).map_err(io_tmp)?;
     }
-    for digest in image.blob_digests() {
-        let src = image.store.blob_path(&digest);
+    for digest in &c.blobs {
+        let src = c.store.blob_path(digest);
         let f = File::open(&src).map_err(|_| OciError::MissingBlob {
             digest: digest.clone(),
-            dir: image.store.sha256_dir(),
+            dir: c.store.sha256_dir(),
         })?;
         let len = f.metadata().map_err(OciError::io(&src))?.len();
         let name = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
@@ -61,8 +99,8 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
         b.append(&h, f).map_err(OciError::io(&src))?;
     }
     for (name, data) in [
-        ("index.json", index.as_slice()),
-        ("manifest.json", docker_manifest.as_slice()),
+        ("index.json", c.index.as_slice()),
+        ("manifest.json", c.docker_manifest.as_slice()),
         ("oci-layout", OCI_LAYOUT),
     ] {
         let h =
@@ -81,7 +119,7 @@ pub fn write_archive(image: &Image, target: &Path) -> Result<ArchiveSummary, Oci
         path: target.to_path_buf(),
         size: count,
         sha256,
-        manifest_digest: image.manifest_digest.clone(),
+        manifest_digest: c.top.to_string(),
     };
     tracing::info!(path = %target.display(), size = summary.size, sha256 = %summary.sha256,
         manifest = %summary.manifest_digest, "wrote image archive");

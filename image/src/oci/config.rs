@@ -71,7 +71,16 @@ impl ImageMeta {
         format!("{}:{}", self.name, self.tag)
     }
 
-    fn validate(&self) -> Result<(), OciError> {
+    /// The annotations naming the image in `index.json`: the tag
+    /// (`org.opencontainers.image.ref.name`) and the full name (`io.containerd.image.name`).
+    pub(crate) fn name_annotations(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (ANNOTATION_REF_NAME.to_string(), self.tag.clone()),
+            (ANNOTATION_CONTAINERD_NAME.to_string(), self.reference()),
+        ])
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), OciError> {
         let bad = |reason| {
             Err(OciError::Reference {
                 reference: self.reference(),
@@ -141,50 +150,64 @@ impl Image {
         v
     }
 
-    /// `index.json`: one manifest, annotated with the tag (`org.opencontainers.image.ref.name`)
-    /// and the full name (`io.containerd.image.name`, which podman and containerd prefer).
-    pub fn index_json(&self) -> Result<Vec<u8>, OciError> {
+    /// The platform the image is for (`os`, `architecture`, `variant`).
+    pub(crate) fn platform(&self) -> Result<oci_spec::image::Platform, OciError> {
         let mut platform = PlatformBuilder::default()
             .architecture(Arch::from(self.architecture.as_str()))
             .os(Os::from(self.os.as_str()));
         if let Some(v) = &self.variant {
             platform = platform.variant(v.clone());
         }
-        let platform = platform.build().map_err(spec("index.json platform"))?;
-        let annotations = HashMap::from([
-            (ANNOTATION_REF_NAME.to_string(), self.meta.tag.clone()),
-            (
-                ANNOTATION_CONTAINERD_NAME.to_string(),
-                self.meta.reference(),
-            ),
-        ]);
-        let desc = DescriptorBuilder::default()
+        platform.build().map_err(spec("index.json platform"))
+    }
+
+    /// The descriptor of the image's manifest, with its platform.
+    pub(crate) fn manifest_descriptor(&self, annotations: Option<HashMap<String, String>>) -> Result<Descriptor, OciError> {
+        let mut d = DescriptorBuilder::default()
             .media_type(MediaType::ImageManifest)
             .digest(digest(&self.manifest_digest)?)
             .size(self.manifest_size)
-            .platform(platform)
-            .annotations(annotations)
-            .build()
-            .map_err(spec("index.json manifest descriptor"))?;
-        let index = ImageIndexBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageIndex)
-            .manifests(vec![desc])
-            .build()
-            .map_err(spec("index.json"))?;
-        canonical_json(&index, "index.json")
+            .platform(self.platform()?);
+        if let Some(a) = annotations {
+            d = d.annotations(a);
+        }
+        d.build().map_err(spec("index.json manifest descriptor"))
+    }
+
+    /// `index.json`: one manifest, annotated with the tag (`org.opencontainers.image.ref.name`)
+    /// and the full name (`io.containerd.image.name`, which podman and containerd prefer).
+    pub fn index_json(&self) -> Result<Vec<u8>, OciError> {
+        let desc = self.manifest_descriptor(Some(self.meta.name_annotations()))?;
+        top_index(desc)
+    }
+
+    /// One entry of a docker-archive `manifest.json`, tagged `repo_tag`, pointing into
+    /// `blobs/sha256/`.
+    pub(crate) fn docker_entry(&self, repo_tag: &str) -> serde_json::Value {
+        let blob = |d: &str| format!("blobs/sha256/{}", d.strip_prefix("sha256:").unwrap_or(d));
+        serde_json::json!({
+            "Config": blob(&self.config_digest),
+            "RepoTags": [repo_tag],
+            "Layers": self.layers.iter().map(|l| blob(&l.digest)).collect::<Vec<_>>(),
+        })
     }
 
     /// The docker-archive `manifest.json`, pointing into `blobs/sha256/`.
     pub fn docker_manifest_json(&self) -> Result<Vec<u8>, OciError> {
-        let blob = |d: &str| format!("blobs/sha256/{}", d.strip_prefix("sha256:").unwrap_or(d));
-        let doc = serde_json::json!([{
-            "Config": blob(&self.config_digest),
-            "RepoTags": [self.meta.reference()],
-            "Layers": self.layers.iter().map(|l| blob(&l.digest)).collect::<Vec<_>>(),
-        }]);
+        let doc = serde_json::json!([self.docker_entry(&self.meta.reference())]);
         canonical_json(&doc, "manifest.json")
     }
+}
+
+/// An `index.json` holding the one descriptor `desc`.
+pub(crate) fn top_index(desc: Descriptor) -> Result<Vec<u8>, OciError> {
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![desc])
+        .build()
+        .map_err(spec("index.json"))?;
+    canonical_json(&index, "index.json")
 }
 
 /// `oci-layout` file content.
@@ -330,14 +353,14 @@ pub fn build_image(
     })
 }
 
-fn spec(what: &'static str) -> impl Fn(oci_spec::OciSpecError) -> OciError {
+pub(crate) fn spec(what: &'static str) -> impl Fn(oci_spec::OciSpecError) -> OciError {
     move |source| OciError::Spec {
         what: what.to_string(),
         source,
     }
 }
 
-fn digest(d: &str) -> Result<oci_spec::image::Digest, OciError> {
+pub(crate) fn digest(d: &str) -> Result<oci_spec::image::Digest, OciError> {
     d.parse().map_err(|source| OciError::Spec {
         what: format!("digest {d}"),
         source,

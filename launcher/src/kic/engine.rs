@@ -2,9 +2,9 @@
 //! image comes from, and loading an archive into the engine once.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use super::archive::read_archive;
+use super::archive::{read_for, write_one_image, SavedImage};
 use super::KicError;
 
 /// The container engine's command line client.
@@ -111,23 +111,66 @@ impl Engine {
     /// Make the image available: an archive is loaded (`load -i`) unless the engine already
     /// has its name with the archive's ID; a reference is used as it is (`run` pulls it when
     /// missing).
+    ///
+    /// A multi-architecture archive: podman's `load -i` picks the host's image from the nested
+    /// index itself. Docker (20.10, Debian's) reads only the docker-archive `manifest.json` and
+    /// would load every architecture's image, each tagged `NAME:TAG-ARCH`: it is given instead,
+    /// on `docker load`'s standard input, a docker-archive of the host's image alone (its config
+    /// and layer blobs, the others skipped) whose `manifest.json` tags it with the plain
+    /// `NAME:TAG`, so nothing of another architecture is loaded and the name is the same as
+    /// podman's.
     pub fn ensure_image(&self, src: &ImageSource) -> Result<ImageReady, KicError> {
         let path = match src {
             ImageSource::Reference(r) => return Ok(ImageReady { reference: r.clone(), loaded: false }),
             ImageSource::Archive(p) => p,
         };
-        let meta = read_archive(path)?;
+        let read = read_for(path, platform::Arch::host())?;
+        let meta = read.image;
         let has = |id: Option<String>| id.is_some_and(|id| meta.ids.contains(&id));
         if has(self.image_id(&meta.reference)?) {
             return Ok(ImageReady { reference: meta.reference, loaded: false });
         }
         tracing::info!("loading {} into {}", path.display(), self.program);
-        let out = self.run(&["load".into(), "-i".into(), path.display().to_string()])?;
+        let out = match &read.multi {
+            Some(entry) if self.is_docker() => self.load_one(path, entry, &meta.reference)?,
+            _ => self.run(&["load".into(), "-i".into(), path.display().to_string()])?,
+        };
         let reference = loaded_reference(&out).unwrap_or(meta.reference);
         if !has(self.image_id(&reference)?) {
             tracing::warn!("{} loaded {}, but its ID is not one of the archive's {:?}", self.program, reference, meta.ids);
         }
         Ok(ImageReady { reference, loaded: true })
+    }
+
+    fn is_docker(&self) -> bool {
+        Path::new(&self.program).file_name().is_some_and(|n| n == "docker")
+    }
+
+    /// `load` of the one image `entry` of the archive at `path`, named `reference`, streamed on
+    /// standard input; returns what `load` printed.
+    fn load_one(&self, path: &Path, entry: &SavedImage, reference: &str) -> Result<String, KicError> {
+        let args = ["load".to_string()];
+        let mut child = Command::new(&self.program)
+            .args(&self.global_args)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| KicError::Spawn { program: self.program.clone(), source })?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        // Dropped at the end of the write (even a failed one): the engine sees the end of input.
+        let wrote = write_one_image(path, entry, reference, stdin);
+        let out = child.wait_with_output().map_err(|source| KicError::Spawn { program: self.program.clone(), source })?;
+        if !out.status.success() {
+            return Err(KicError::Command {
+                command: format!("{} < (the {reference} image of {})", render(&self.program, &self.global_args, &args), path.display()),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        wrote?;
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
     }
 }
 
