@@ -289,3 +289,69 @@ fn real_kicbase_spec_parses_and_has_no_kernel() {
     assert!(spec.systemd.mask.iter().any(|u| u == "systemd-binfmt.service"));
     assert_eq!(spec.container.as_ref().unwrap().layers, ["base", "runtimes", "system", "ours"]);
 }
+
+/// Two architectures in one build (given arm64 first): built in amd64, arm64 order into one
+/// store, each from its own Debian index with its own agent, one archive with a nested index,
+/// side files per architecture, every blob of both kept by the prune; the same build again is
+/// the same bytes with every layer from the cache.
+#[test]
+fn amd64_and_arm64_share_the_store_and_keep_their_blobs() {
+    let (dir, spec) = spec_dir();
+    let work = dir.path().join("work");
+    let out = dir.path().join("multi/kicbase.tar");
+    let mut arm = ArchTarget::new(Arch::Aarch64);
+    arm.extra_files.insert("/usr/bin/minikube-agent".into(), (b"#!/bin/sh\necho arm64 agent\n".to_vec(), 0o755));
+    let targets = [arm, ArchTarget::new(Arch::X86_64)];
+    let opts = options(EPOCH, b"#!/bin/sh\necho amd64 agent\n", "abc123");
+    let b = image::kicbase::build(&spec, &opts, &kopts(&work, out.clone()), &targets).unwrap();
+    assert_eq!(b.arches.iter().map(|a| a.arch).collect::<Vec<_>>(), [Arch::X86_64, Arch::Aarch64]);
+    let (amd, arm) = (&b.arches[0], &b.arches[1]);
+    assert_eq!((amd.image.architecture.as_str(), arm.image.architecture.as_str()), ("amd64", "arm64"));
+    let libc = arm.packages.iter().find(|p| p.name == "libc6").unwrap();
+    assert_eq!(libc.arch, "arm64", "arm64's packages from Debian's arm64 index");
+
+    let store = image::oci::BlobStore::open(&work).unwrap();
+    let paths = |ab: &ArchBuild, i: usize| layer_paths(&store.blob_path(&ab.image.layers[i].digest));
+    assert!(paths(arm, 0).iter().any(|p| p == "usr/lib/aarch64-linux-gnu/libc.so.6"), "arm64 libc in arm64's base layer");
+    assert!(paths(amd, 0).iter().any(|p| p == "usr/lib/x86_64-linux-gnu/libc.so.6"));
+    // Each image has its own agent in its top layer.
+    let agent_of = |ab: &ArchBuild| {
+        let gz = flate2::read::MultiGzDecoder::new(std::fs::File::open(store.blob_path(&ab.image.layers[3].digest)).unwrap());
+        let mut a = tar::Archive::new(gz);
+        let mut e = a.entries().unwrap().map(Result::unwrap).find(|e| e.path().unwrap().to_string_lossy() == "usr/bin/minikube-agent").unwrap();
+        let mut v = String::new();
+        e.read_to_string(&mut v).unwrap();
+        v
+    };
+    assert!(agent_of(arm).contains("arm64 agent") && agent_of(amd).contains("amd64 agent"));
+
+    // Side files: amd64 keeps the archive's stem, arm64 adds -arm64.
+    let d = out.parent().unwrap();
+    assert_eq!((amd.package_list.clone(), amd.sbom.clone()), (d.join("kicbase.packages.txt"), d.join("kicbase.sbom.json")));
+    assert_eq!((arm.package_list.clone(), arm.sbom.clone()), (d.join("kicbase-arm64.packages.txt"), d.join("kicbase-arm64.sbom.json")));
+    assert!(std::fs::read_to_string(&arm.package_list).unwrap().contains(&format!("ii  libc6 {} arm64", libc.version)));
+
+    // The archive: index.json -> the nested index (amd64, arm64); the store kept every blob.
+    let files = archive_files(&b.archive.path);
+    let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    assert_eq!(index["manifests"][0]["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(index["manifests"][0]["digest"], b.archive.manifest_digest.as_str());
+    let nested: serde_json::Value = serde_json::from_slice(&files[&format!("blobs/sha256/{}", &b.archive.manifest_digest[7..])]).unwrap();
+    let listed: Vec<&str> = nested["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["amd64", "arm64"]);
+    for ab in &b.arches {
+        for digest in ab.image.blob_digests() {
+            assert!(store.blob_path(&digest).exists(), "{} blob {digest} kept", ab.arch.debian());
+        }
+    }
+    assert!(store.blob_path(&b.archive.manifest_digest).exists(), "the index blob kept");
+
+    // Again: every layer of both from the cache, the same archive bytes.
+    let again = image::kicbase::build(&spec, &opts, &kopts(&work, out.clone()), &targets).unwrap();
+    assert!(again.arches.iter().all(|a| a.cached_layers == [true; 4]), "{:?}", again.arches.iter().map(|a| &a.cached_layers).collect::<Vec<_>>());
+    assert_eq!(again.archive.sha256, b.archive.sha256);
+
+    // An architecture twice is refused, naming the spec.
+    let e = image::kicbase::build(&spec, &opts, &kopts(&work, out), &[ArchTarget::new(Arch::X86_64), ArchTarget::new(Arch::X86_64)]).unwrap_err().to_string();
+    assert!(e.contains("spec.toml") && e.contains("amd64 asked for twice"), "{e}");
+}
