@@ -13,6 +13,7 @@ use std::time::Duration;
 use agent::api::Runtime;
 use agent::client::Client;
 use agent::host::RecordingHost;
+use launcher::bootstrap::join::{self, Join};
 use launcher::bootstrap::{self, Api, Bootstrap, BootstrapError, Node};
 use launcher::certs;
 use launcher::provision::{Output, Reporter};
@@ -82,7 +83,7 @@ fn api_stand_in(pc: &certs::ProfileCerts, unready: usize, ready: bool) -> String
                     } else {
                         (200, "ok".to_string())
                     }
-                } else if path == "/api/v1/nodes/node1" {
+                } else if path.starts_with("/api/v1/nodes/") {
                     let s = if ready { "True" } else { "False" };
                     (200, format!("{{\"kind\":\"Node\",\"status\":{{\"conditions\":[{{\"type\":\"Ready\",\"status\":\"{s}\"}}]}}}}"))
                 } else {
@@ -103,6 +104,7 @@ fn run(f: &mut Fixture, url: &str, timeout: Duration, rep: &mut Reporter) -> Res
     let b = Bootstrap {
         node: Node { cluster_name: "node1", node_name: "node1", node_ip: "10.0.2.15", kubernetes_version: VERSION, runtime: Runtime::Containerd },
         api: Api { url: url.to_string(), ca_pem: &f.pc.cluster_ca.cert_pem, cert_pem: &f.pc.client.cert_pem, key_pem: &f.pc.client.key_pem },
+        pod_range: bootstrap::pod_range(1),
         kubeconfig: &kubeconfig,
         timeout,
     };
@@ -130,6 +132,7 @@ fn bootstrap_with_the_kubeadm_test_double_and_an_api_stand_in() {
     assert!(read(f.root.path(), "var/tmp/minikube/kubeadm.yaml").contains("kind: KubeProxyConfiguration"));
     let cni: serde_json::Value = serde_json::from_str(&read(f.root.path(), "etc/cni/net.d/1-k8s.conflist")).unwrap();
     assert_eq!(cni["plugins"][0]["type"], "bridge");
+    assert_eq!(cni["plugins"][0]["ipam"]["subnet"], "10.244.0.0/24", "the first node's pod range");
     let kc = std::fs::read_to_string(f.home.path().join("p/kubeconfig")).unwrap();
     assert!(kc.contains(&format!("server: {url}")) && !kc.contains("control-plane.minikube.internal"), "admin.conf, server rewritten: {kc}");
 
@@ -151,7 +154,7 @@ fn bootstrap_errors_with_test_doubles_carry_kubeadm_output_and_the_url() {
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
     let e = run(&mut f, &url, Duration::from_secs(30), &mut rep).unwrap_err();
     let t = e.to_string();
-    assert!(matches!(e, BootstrapError::Init { .. }) && t.contains("container runtime is not running") && t.contains("kubelet journal"), "{t}");
+    assert!(matches!(e, BootstrapError::Kubeadm { command: "init", .. }) && t.contains("container runtime is not running") && t.contains("kubelet journal"), "{t}");
 
     // kubeadm succeeds but the node never becomes Ready: a bounded wait naming what and where.
     std::fs::remove_file(f.root.path().join("etc/kubernetes/kubeadm-test-double.fail")).unwrap();
@@ -187,4 +190,59 @@ fn the_kubeadm_test_double_refuses_a_missing_or_wrong_field() {
             Some(w) => assert!(!out.status.success() && err.contains(w), "{w:?} not in {err}"),
         }
     }
+}
+
+/// A second node joins: the token is created on the control plane (which has admin.conf), the
+/// joining node's JoinConfiguration carries that token and the pin of the cluster CA it was given,
+/// the node gets its own pod range, and a second start does not join again.
+#[test]
+fn a_second_node_joins_with_a_token_from_the_control_plane() {
+    let mut cp = fixture();
+    let mut node = fixture();
+    let url = api_stand_in(&cp.pc, 0, true);
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
+    run(&mut cp, &url, Duration::from_secs(30), &mut rep).unwrap();
+
+    let ca_der = pki::certs_from_pem(node.pc.cluster_ca.cert_pem.as_bytes(), "ca").unwrap();
+    let ca_pin = pki::public_key_pin(&ca_der[0]).unwrap();
+    let j = Join {
+        node: Node { cluster_name: "node1", node_name: "node1-m02", node_ip: "192.168.49.3", kubernetes_version: VERSION, runtime: Runtime::Containerd },
+        control_plane: "node1",
+        ca_pin: ca_pin.clone(),
+        pod_range: bootstrap::pod_range(2),
+        api: Api { url: url.clone(), ca_pem: &cp.pc.cluster_ca.cert_pem, cert_pem: &cp.pc.client.cert_pem, key_pem: &cp.pc.client.key_pem },
+        timeout: Duration::from_secs(30),
+    };
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
+    join::run(&mut cp.client, &mut node.client, &j, &mut rep).unwrap();
+    let steps: Vec<&str> = rep.events.iter().map(|e| e.step).collect();
+    assert_eq!(steps, ["join", "cni", "ready"]);
+
+    let created: Vec<String> = read(cp.root.path(), "etc/kubernetes/kubeadm-test-double.tokens").lines().map(String::from).collect();
+    assert_eq!(created.len(), 1, "one token created on the control plane");
+    let config = read(node.root.path(), "var/tmp/minikube/kubeadm-join.yaml");
+    assert!(config.contains(&format!("token: {}", created[0])), "the join uses the control plane's token:\n{config}");
+    assert!(config.contains(&format!("- {ca_pin}")), "the join pins the cluster CA:\n{config}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(node.root.path().join("var/tmp/minikube/kubeadm-join.yaml")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the join configuration holds a secret");
+    let args = read(node.root.path(), "var/tmp/minikube/kubeadm-test-double.args");
+    assert!(args.starts_with("join\n--config\nvar/tmp/minikube/kubeadm-join.yaml\n--ignore-preflight-errors="), "{args}");
+    let cni: serde_json::Value = serde_json::from_str(&read(node.root.path(), "etc/cni/net.d/1-k8s.conflist")).unwrap();
+    assert_eq!(cni["plugins"][0]["ipam"]["subnet"], "10.244.1.0/24", "the second node's pod range");
+
+    // Again: the node has joined (kubelet.conf), no token is created, kubeadm does not run.
+    std::fs::remove_file(node.root.path().join("var/tmp/minikube/kubeadm-test-double.args")).unwrap();
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
+    join::run(&mut cp.client, &mut node.client, &j, &mut rep).unwrap();
+    assert!(rep.events[0].detail.contains("joined already") && !rep.events[0].changed, "{:?}", rep.events[0]);
+    assert_eq!(read(cp.root.path(), "etc/kubernetes/kubeadm-test-double.tokens").lines().count(), 1);
+    assert!(!node.root.path().join("var/tmp/minikube/kubeadm-test-double.args").exists(), "kubeadm did not run");
+
+    // A join configuration with a bad pin is refused by the double, and the error names the
+    // node and carries kubeadm's words.
+    let mut other = fixture();
+    let bad = Join { ca_pin: "sha256:nothex".into(), ..j };
+    let e = join::run(&mut cp.client, &mut other.client, &bad, &mut Reporter::new(Output::Text, Box::new(std::io::sink()))).unwrap_err();
+    let t = e.to_string();
+    assert!(matches!(e, BootstrapError::Kubeadm { command: "join", .. }) && t.contains("node1-m02") && t.contains("caCertHashes"), "{t}");
 }

@@ -175,6 +175,8 @@ pub enum StartError {
     Kic(#[from] crate::kic::KicError),
     #[error("container {name}: the agent logged its ready line but did not answer within {secs}s at {addr} ({last_error}); last container log lines:\n{tail}")]
     KicAgent { secs: u64, addr: String, last_error: String, name: String, tail: String },
+    #[error("node {node} joins the control plane {control_plane}, which cannot be reached: {reason} (start the cluster's first node)")]
+    ControlPlane { node: String, control_plane: String, reason: String },
 }
 
 /// Errors worth another attempt: the connection broke or the agent was busy.
@@ -280,7 +282,7 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
         driver::check_same(&opts.name, m.load()?.driver, opts.driver)?;
     }
     let up = driver::node(&m, opts.driver).up(home, opts, rep)?;
-    let state = provision(&m, up, opts.kubernetes_timeout, rep)?;
+    let state = provision(home, &m, up, opts.kubernetes_timeout, rep)?;
     rep.done(total.elapsed(), &m.kubeconfig());
     Ok(state)
 }
@@ -371,11 +373,11 @@ pub(crate) fn prepare(home: &Home, m: &MachineDir, opts: &StartOptions, state: &
         state.kubelet = machine::absolute(src.path());
         Some(Kubelet { bin: binary(&state.kubelet)?, src })
     };
-    // Kubernetes is bootstrapped with the release's kubeadm, kubectl and crictl, unless the
-    // kubelet is the test double (nothing real could run) or there is no kubelet.
-    // (A second node would join with kubeadm join, which is not done yet: no bootstrap there.)
+    // Kubernetes is bootstrapped (first node) or joined (the others) with the release's kubeadm,
+    // kubectl and crictl, unless the kubelet is the test double (nothing real could run) or
+    // there is no kubelet.
     let kubernetes = match &kubelet {
-        Some(k) if !k.src.is_test_double() && opts.cluster.is_none() => {
+        Some(k) if !k.src.is_test_double() => {
             let v = &opts.kubernetes_version;
             Some(vec![
                 ("kubeadm", binary(&downloads.ensure(v, "kubeadm")?)?),
@@ -428,7 +430,7 @@ pub(crate) fn issued_suffix(issued: &[&str]) -> String {
 /// The steps every driver shares, through the agent: hostname, certificates, container runtime,
 /// kubelet — each the node document's section, so each answers `changed: false` in
 /// milliseconds when the boot step applied the document — then the kubeconfig on the host.
-fn provision(m: &MachineDir, up: Up, kubernetes_timeout: Duration, rep: &mut Reporter) -> Result<MachineState, StartError> {
+fn provision(home: &Home, m: &MachineDir, up: Up, kubernetes_timeout: Duration, rep: &mut Reporter) -> Result<MachineState, StartError> {
     let Up { state, cas, pc, kubelet, kubernetes, doc, mut client } = up;
     let sections = Sections::of(&doc);
 
@@ -469,7 +471,8 @@ fn provision(m: &MachineDir, up: Up, kubernetes_timeout: Duration, rep: &mut Rep
         _ => rep.step("kubelet", t, false, "none (--no-kubernetes)"),
     }
 
-    // Kubernetes: kubeadm init (once), CNI, admin.conf as the kubeconfig, Ready.
+    // Kubernetes: kubeadm init (once) on the first node, join (once) on the others; CNI; Ready;
+    // admin.conf as the kubeconfig.
     if let Some(bins) = &kubernetes {
         let t = Instant::now();
         let mut uploaded = Vec::new();
@@ -480,24 +483,35 @@ fn provision(m: &MachineDir, up: Up, kubernetes_timeout: Duration, rep: &mut Rep
         }
         let detail = if uploaded.is_empty() { "kubeadm, kubectl, crictl present".to_string() } else { format!("uploaded {}", uploaded.join(", ")) };
         rep.step("binaries", t, !uploaded.is_empty(), format!("{} {detail}", state.kubernetes_version));
-        let b = crate::bootstrap::Bootstrap {
-            node: crate::bootstrap::Node {
-                cluster_name: &state.name,
-                node_name: &state.name,
-                node_ip: &state.node_ip,
-                kubernetes_version: &state.kubernetes_version,
-                runtime: state.runtime,
-            },
-            api: crate::bootstrap::Api {
-                url: format!("https://127.0.0.1:{}", state.ports.apiserver),
-                ca_pem: &pc.cluster_ca.cert_pem,
-                cert_pem: &pc.client.cert_pem,
-                key_pem: &pc.client.key_pem,
-            },
-            kubeconfig: &m.kubeconfig(),
-            timeout: kubernetes_timeout,
+        let cluster = crate::cluster::cluster_of(&state).to_string();
+        let node = crate::bootstrap::Node {
+            cluster_name: &cluster,
+            node_name: &state.name,
+            node_ip: &state.node_ip,
+            kubernetes_version: &state.kubernetes_version,
+            runtime: state.runtime,
         };
-        crate::bootstrap::run(&mut client, &b, rep)?;
+        let pod_range = crate::bootstrap::pod_range(crate::cluster::node_index(&cluster, &state.name).unwrap_or(1));
+        let api = |port: u16| crate::bootstrap::Api {
+            url: format!("https://127.0.0.1:{port}"),
+            ca_pem: &pc.cluster_ca.cert_pem,
+            cert_pem: &pc.client.cert_pem,
+            key_pem: &pc.client.key_pem,
+        };
+        if state.cluster.is_none() {
+            let b = crate::bootstrap::Bootstrap { node, api: api(state.ports.apiserver), pod_range, kubeconfig: &m.kubeconfig(), timeout: kubernetes_timeout };
+            crate::bootstrap::run(&mut client, &b, rep)?;
+        } else {
+            let unreachable = |reason: String| StartError::ControlPlane { node: state.name.clone(), control_plane: cluster.clone(), reason };
+            let cp = home.machine(&cluster)?;
+            let cp_state = cp.load()?;
+            let cp_ports = driver::node(&cp, cp_state.driver).host_ports(&cp_state)?;
+            let mut cp_client = connect_existing(home, &cp).map_err(|e| unreachable(format!("{e:#}")))?;
+            let der = pki::certs_from_pem(pc.cluster_ca.cert_pem.as_bytes(), "the cluster CA").map_err(certs::CertError::from)?;
+            let ca_pin = pki::public_key_pin(&der[0]).map_err(certs::CertError::from)?;
+            let j = crate::bootstrap::join::Join { node, control_plane: &cluster, ca_pin, pod_range, api: api(cp_ports.apiserver), timeout: kubernetes_timeout };
+            crate::bootstrap::join::run(&mut cp_client, &mut client, &j, rep)?;
+        }
         return Ok(state);
     }
 

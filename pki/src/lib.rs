@@ -3,7 +3,8 @@
 //! - [`Ca`] issues server certificates (DNS + IP SANs) and client certificates (CN + O) with a
 //!   chosen [`Validity`] (an already expired one too, for tests).
 //! - [`Identity`] is a certificate + key in PEM; [`Identity::save`] writes keys 0600, atomically.
-//! - [`subject_hash`] is OpenSSL's `X509_NAME_hash`, used for `/etc/ssl/certs/HASH.0` links.
+//! - [`subject_hash`] is OpenSSL's `X509_NAME_hash`, used for `/etc/ssl/certs/HASH.0` links;
+//!   [`public_key_pin`] is the CA pin of `kubeadm join`.
 //! - [`atomic`] replaces files atomically (temp beside the target, fsync, rename, fsync dir).
 
 pub mod atomic;
@@ -17,7 +18,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 pub use issue::{Ca, Identity, Validity};
-pub use name::{name_hash, subject_hash, subject_hash_hex, subject_string};
+pub use name::{name_hash, public_key_pin, subject_hash, subject_hash_hex, subject_string};
 pub use rustls_pki_types;
 
 /// Errors of this crate; each names the file or the part of the certificate involved.

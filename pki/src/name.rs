@@ -37,6 +37,13 @@ pub fn subject_hash_hex(cert_der: &[u8]) -> Result<String, Error> {
     Ok(format!("{:08x}", subject_hash(cert_der)?))
 }
 
+/// `sha256:<hex>` of a DER certificate's SubjectPublicKeyInfo: the pin kubeadm's
+/// `--discovery-token-ca-cert-hash` takes to trust the cluster CA when a node joins.
+pub fn public_key_pin(cert_der: &[u8]) -> Result<String, Error> {
+    let cert = certificate(cert_der)?;
+    Ok(format!("sha256:{}", crate::digest::sha256_hex(cert.tbs_certificate.subject_pki.raw)))
+}
+
 /// OpenSSL `X509_NAME_hash` of a DER-encoded `Name`.
 pub fn name_hash(name_der: &[u8]) -> Result<u32, Error> {
     let (_, name) = X509Name::from_der(name_der).map_err(|e| Error::Der(format!("Name: {e}")))?;

@@ -135,3 +135,29 @@ fn save_writes_key_0600_and_load_round_trips() {
     let err = Identity::load(&c, &k).unwrap_err().to_string();
     assert!(err.contains("ca.key"), "{err}");
 }
+
+/// The join pin is what kubeadm's documentation computes with openssl: the SHA-256 of the CA's
+/// public key in DER.
+#[test]
+fn public_key_pin_matches_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::generate("minikubeCA", Validity::days_from_now(10)).unwrap();
+    let path = dir.path().join("ca.crt");
+    std::fs::write(&path, &ca.identity().cert_pem).unwrap();
+    let (ok, pubkey) = openssl(&["-pubkey"], &path);
+    assert!(ok);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("openssl pkey -pubin -outform der | sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(pubkey.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let expected = format!("sha256:{}", String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap());
+    assert_eq!(pki::public_key_pin(&ca.identity().cert_der().unwrap()).unwrap(), expected);
+}

@@ -1,7 +1,9 @@
-//! kubeadm-test-double: stands in for `kubeadm init`, which cannot be downloaded here. It records
-//! its arguments, reads the `--config` file as kubeadm would (multi-document YAML) and refuses a
-//! missing or wrong field among those minikube's bootstrap relies on; then it writes
-//! `etc/kubernetes/admin.conf` as kubeadm would. Paths are relative to its working directory
+//! kubeadm-test-double: stands in for `kubeadm init`, `kubeadm token create` and `kubeadm join`,
+//! which cannot be downloaded here. It records its arguments, reads the `--config` file as
+//! kubeadm would (multi-document YAML) and refuses a missing or wrong field among those minikube's
+//! bootstrap relies on; then it writes what kubeadm would: `etc/kubernetes/admin.conf` (init),
+//! the token in `etc/kubernetes/kubeadm-test-double.tokens` (token create, which needs
+//! admin.conf), `etc/kubernetes/kubelet.conf` (join). Paths are relative to its working directory
 //! (the node's root). A file `etc/kubernetes/kubeadm-test-double.fail` makes it fail with that
 //! file's text (the error path of the tests).
 
@@ -22,13 +24,53 @@ fn text(doc: &Value, kind: &str, path: &str) -> Result<String, String> {
     field(doc, path).and_then(Value::as_str).map(str::to_string).ok_or_else(|| format!("{kind}.{path}: missing"))
 }
 
-fn check(yaml: &str) -> Result<(), String> {
+fn documents(yaml: &str) -> Result<std::collections::BTreeMap<String, Value>, String> {
     let mut docs = std::collections::BTreeMap::new();
     for d in serde_yaml_ng::Deserializer::from_str(yaml) {
         let v = Value::deserialize(d).map_err(|e| format!("config is not YAML: {e}"))?;
         let kind = v.get("kind").and_then(Value::as_str).ok_or("a document has no kind")?.to_string();
         docs.insert(kind, v);
     }
+    Ok(docs)
+}
+
+/// A bootstrap token: `[a-z0-9]{6}.[a-z0-9]{16}`.
+fn is_token(t: &str) -> bool {
+    let ok = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    t.split_once('.').is_some_and(|(id, secret)| ok(id, 6) && ok(secret, 16))
+}
+
+fn check_join(yaml: &str) -> Result<(), String> {
+    let docs = documents(yaml)?;
+    let join = docs.get("JoinConfiguration").ok_or("no JoinConfiguration document")?;
+    let k = "JoinConfiguration";
+    if text(join, k, "apiVersion")? != "kubeadm.k8s.io/v1beta4" {
+        return Err(format!("{k}.apiVersion: not kubeadm.k8s.io/v1beta4"));
+    }
+    let endpoint = text(join, k, "discovery.bootstrapToken.apiServerEndpoint")?;
+    if endpoint != "control-plane.minikube.internal:8443" {
+        return Err(format!("{k}.discovery.bootstrapToken.apiServerEndpoint: {endpoint:?}"));
+    }
+    let token = text(join, k, "discovery.bootstrapToken.token")?;
+    if !is_token(&token) {
+        return Err(format!("{k}.discovery.bootstrapToken.token: {token:?} is not a bootstrap token"));
+    }
+    let pins = field(join, "discovery.bootstrapToken.caCertHashes").and_then(Value::as_sequence).ok_or(format!("{k}.discovery.bootstrapToken.caCertHashes: missing"))?;
+    let pin_ok = |p: &Value| p.as_str().and_then(|p| p.strip_prefix("sha256:")).is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+    if pins.is_empty() || !pins.iter().all(pin_ok) {
+        return Err(format!("{k}.discovery.bootstrapToken.caCertHashes: {pins:?} are not sha256:<hex> pins"));
+    }
+    if text(join, k, "nodeRegistration.name")?.is_empty() {
+        return Err(format!("{k}.nodeRegistration.name: empty"));
+    }
+    if !text(join, k, "nodeRegistration.criSocket")?.starts_with("unix://") {
+        return Err(format!("{k}.nodeRegistration.criSocket: not a unix:// socket"));
+    }
+    Ok(())
+}
+
+fn check(yaml: &str) -> Result<(), String> {
+    let docs = documents(yaml)?;
     let get = |k: &str| docs.get(k).ok_or_else(|| format!("no {k} document"));
     let (init, cluster, kubelet, proxy) = (get("InitConfiguration")?, get("ClusterConfiguration")?, get("KubeletConfiguration")?, get("KubeProxyConfiguration")?);
     let want = |doc: &Value, kind: &str, path: &str, value: &str| -> Result<(), String> {
@@ -82,8 +124,43 @@ fn main() -> ExitCode {
     if let Ok(msg) = std::fs::read_to_string("etc/kubernetes/kubeadm-test-double.fail") {
         return fail(msg.trim());
     }
-    if args.first().map(String::as_str) != Some("init") {
-        return fail(&format!("only `init` is stood in for, not {args:?}"));
+    let write = |path: &str, text: &str| std::fs::create_dir_all("etc/kubernetes").and_then(|()| std::fs::write(path, text)).map_err(|e| format!("{path}: {e}"));
+    match args.first().map(String::as_str) {
+        Some("init") => {}
+        Some("token") if args.get(1).map(String::as_str) == Some("create") => {
+            let Some(token) = args.get(2).filter(|t| is_token(t)) else {
+                return fail(&format!("token create: {:?} is not a bootstrap token", args.get(2)));
+            };
+            let Some(kubeconfig) = args.iter().position(|a| a == "--kubeconfig").and_then(|i| args.get(i + 1)) else {
+                return fail("token create: --kubeconfig is missing");
+            };
+            if !std::path::Path::new(kubeconfig).is_file() {
+                return fail(&format!("token create: {kubeconfig}: no such file (is this the control plane?)"));
+            }
+            let mut tokens = std::fs::read_to_string("etc/kubernetes/kubeadm-test-double.tokens").unwrap_or_default();
+            tokens.push_str(&format!("{token}\n"));
+            return match write("etc/kubernetes/kubeadm-test-double.tokens", &tokens) {
+                Ok(()) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            };
+        }
+        Some("join") => {
+            let Some(config) = args.iter().position(|a| a == "--config").and_then(|i| args.get(i + 1)) else {
+                return fail("join: --config is missing");
+            };
+            let checked = std::fs::read_to_string(config).map_err(|e| format!("{config}: {e}")).and_then(|y| check_join(&y));
+            return match checked.and_then(|()| write("etc/kubernetes/kubelet.conf", "apiVersion: v1\nkind: Config\n")) {
+                Ok(()) => {
+                    println!("This node has joined the cluster (kubeadm-test-double: nothing was started)");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            };
+        }
+        _ => return fail(&format!("only init, token create and join are stood in for, not {args:?}")),
     }
     let Some(config) = args.iter().position(|a| a == "--config").and_then(|i| args.get(i + 1)) else {
         return fail("--config is missing");

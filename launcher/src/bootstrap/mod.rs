@@ -1,9 +1,10 @@
 //! Kubernetes on the provisioned node, as minikube's kubeadm bootstrapper does it: the kubeadm
 //! configuration (v1beta4: InitConfiguration, ClusterConfiguration, KubeletConfiguration,
 //! KubeProxyConfiguration) with minikube's values and the certificates we issued, `kubeadm init`
-//! through the agent with a bounded wait (not again on a restart), a bridge CNI for one node,
-//! admin.conf as the profile's kubeconfig (server rewritten to the host's forwarded port), and
-//! waits for `/readyz` and the node's Ready condition.
+//! through the agent with a bounded wait (not again on a restart), a bridge CNI on the node's
+//! pod range, admin.conf as the profile's kubeconfig (server rewritten to the host's forwarded
+//! port), and waits for `/readyz` and the node's Ready condition. The other nodes of a cluster
+//! join it ([`join`]).
 //!
 //! Commands run from the node's root directory with paths relative to it (`var/lib/...` from
 //! `/`), so the same requests work against an agent serving a test root (`--root`).
@@ -16,6 +17,8 @@ use agent::client::{Client, ClientError};
 use fetch::Http;
 
 use crate::provision::Reporter;
+
+pub mod join;
 
 pub const KUBEADM_YAML: &str = "/var/tmp/minikube/kubeadm.yaml";
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
@@ -42,8 +45,8 @@ pub const IGNORED_PREFLIGHT: &[&str] = &[
 pub enum BootstrapError {
     #[error("step {step}: {source}")]
     Agent { step: &'static str, source: ClientError },
-    #[error("kubeadm init failed ({status}); last lines of its output:\n{output}\nlast lines of the kubelet journal:\n{kubelet}")]
-    Init { status: String, output: String, kubelet: String },
+    #[error("kubeadm {command} failed on {node} ({status}); last lines of its output:\n{output}\nlast lines of the kubelet journal:\n{kubelet}")]
+    Kubeadm { command: &'static str, node: String, status: String, output: String, kubelet: String },
     #[error("{what} not reached within {secs} s at {url} (last: {last})")]
     NotReady { what: &'static str, secs: u64, url: String, last: String },
     #[error("{path}: {source}")]
@@ -134,12 +137,18 @@ conntrack:
     )
 }
 
-/// The bridge CNI configuration for a single node.
-pub fn cni_config() -> String {
+/// The pod range of a cluster's node `index` (1 for the first): a /24 of [`POD_SUBNET`] each, so
+/// that pods of different nodes never get the same address.
+pub fn pod_range(index: u32) -> String {
+    format!("10.244.{}.0/24", index.saturating_sub(1).min(255))
+}
+
+/// The bridge CNI configuration of a node whose pods take addresses in `range`.
+pub fn cni_config(range: &str) -> String {
     format!(
         "{{\n  \"cniVersion\": \"0.4.0\",\n  \"name\": \"bridge\",\n  \"plugins\": [\n    {{\n      \"type\": \"bridge\",\n      \"bridge\": \"bridge\",\n      \
          \"addIf\": \"true\",\n      \"isDefaultGateway\": true,\n      \"forceAddress\": false,\n      \"ipMasq\": true,\n      \"hairpinMode\": true,\n      \
-         \"ipam\": {{ \"type\": \"host-local\", \"subnet\": \"{POD_SUBNET}\" }}\n    }},\n    {{ \"type\": \"portmap\", \"capabilities\": {{ \"portMappings\": true }} }}\n  ]\n}}\n"
+         \"ipam\": {{ \"type\": \"host-local\", \"subnet\": \"{range}\" }}\n    }},\n    {{ \"type\": \"portmap\", \"capabilities\": {{ \"portMappings\": true }} }}\n  ]\n}}\n"
     )
 }
 
@@ -168,6 +177,8 @@ pub struct Api<'a> {
 pub struct Bootstrap<'a> {
     pub node: Node<'a>,
     pub api: Api<'a>,
+    /// The node's pod range ([`pod_range`]).
+    pub pod_range: String,
     /// Where the profile's kubeconfig goes.
     pub kubeconfig: &'a Path,
     /// `kubeadm init`'s limit, and the limit of each wait.
@@ -194,37 +205,13 @@ pub fn run(client: &mut Client, b: &Bootstrap, rep: &mut Reporter) -> Result<(),
     if exists {
         rep.step("kubeadm", t, wrote, "control plane exists: not initialised again");
     } else {
-        let bin_dir = format!("{}/{}", agent::ops::kubelet::BINARIES_DIR, b.node.kubernetes_version);
-        let req = ExecRequest {
-            argv: vec![
-                relative(&format!("{bin_dir}/kubeadm")),
-                "init".into(),
-                "--config".into(),
-                relative(KUBEADM_YAML),
-                format!("--ignore-preflight-errors={}", IGNORED_PREFLIGHT.join(",")),
-            ],
-            env: [("PATH".to_string(), format!("{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))].into(),
-            cwd: Some("/".into()),
-            timeout_secs: Some(b.timeout.as_secs().max(1)),
-            stdin: None,
-        };
-        let out = client.exec(&req).map_err(agent("kubeadm"))?;
-        if out.exit_code != Some(0) {
-            let status = match (out.timed_out, out.exit_code, out.signal) {
-                (true, _, _) => format!("timed out after {} s", b.timeout.as_secs()),
-                (_, Some(c), _) => format!("exit status {c}"),
-                (_, None, s) => format!("signal {}", s.unwrap_or(0)),
-            };
-            let kubelet = client.logs("kubelet", Some(20)).map(|l| l.text).unwrap_or_else(|e| format!("(not available: {e})"));
-            return Err(BootstrapError::Init { status, output: tail(&format!("{}{}", out.stdout, out.stderr), 20), kubelet: tail(&kubelet, 20) });
-        }
+        let mut args = vec!["init".to_string(), "--config".into(), relative(KUBEADM_YAML)];
+        args.push(format!("--ignore-preflight-errors={}", IGNORED_PREFLIGHT.join(",")));
+        kubeadm(client, b.node.node_name, b.node.kubernetes_version, "init", &args, b.timeout)?;
         rep.step("kubeadm", t, true, format!("kubeadm init {} ({} preflight checks ignored)", b.node.kubernetes_version, IGNORED_PREFLIGHT.len()));
     }
 
-    // cni: a bridge for one node.
-    let t = Instant::now();
-    let c = client.upload_bytes(CNI_CONF, cni_config().as_bytes(), 0o644, None).map_err(agent("cni"))?;
-    rep.step("cni", t, c.changed, format!("bridge {POD_SUBNET} in {CNI_CONF}"));
+    cni(client, &b.pod_range, rep)?;
 
     // kubeconfig: admin.conf, its server the host's forwarded port.
     let t = Instant::now();
@@ -243,8 +230,54 @@ pub fn run(client: &mut Client, b: &Bootstrap, rep: &mut Reporter) -> Result<(),
         Ok((status, body)) => Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body).chars().take(200).collect::<String>())),
         Err(e) => Err(e.to_string()),
     })?;
-    let node_url = format!("{}/api/v1/nodes/{}", b.api.url, b.node.node_name);
-    wait(b.timeout, "the node's Ready condition", &node_url, || {
+    node_ready(&http, &b.api.url, b.node.node_name, b.timeout)?;
+    rep.step("ready", t, false, format!("/readyz ok, node {} Ready", b.node.node_name));
+    Ok(())
+}
+
+/// `kubeadm ARGS` on a node through its agent, from the node's root, with the version's
+/// binaries first on PATH and a bounded run time; a failure carries the end of kubeadm's output
+/// and of the kubelet's journal.
+fn kubeadm(client: &mut Client, node: &str, version: &str, command: &'static str, args: &[String], timeout: Duration) -> Result<(), BootstrapError> {
+    let bin_dir = format!("{}/{version}", agent::ops::kubelet::BINARIES_DIR);
+    let req = ExecRequest {
+        argv: std::iter::once(relative(&format!("{bin_dir}/kubeadm"))).chain(args.iter().cloned()).collect(),
+        env: [("PATH".to_string(), format!("{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))].into(),
+        cwd: Some("/".into()),
+        timeout_secs: Some(timeout.as_secs().max(1)),
+        stdin: None,
+    };
+    let out = client.exec(&req).map_err(|source| BootstrapError::Agent { step: "kubeadm", source })?;
+    if out.exit_code == Some(0) {
+        return Ok(());
+    }
+    let status = match (out.timed_out, out.exit_code, out.signal) {
+        (true, _, _) => format!("timed out after {} s", timeout.as_secs()),
+        (_, Some(c), _) => format!("exit status {c}"),
+        (_, None, s) => format!("signal {}", s.unwrap_or(0)),
+    };
+    let kubelet = client.logs("kubelet", Some(20)).map(|l| l.text).unwrap_or_else(|e| format!("(not available: {e})"));
+    Err(BootstrapError::Kubeadm {
+        command,
+        node: node.to_string(),
+        status,
+        output: tail(&format!("{}{}", out.stdout, out.stderr), 20),
+        kubelet: tail(&kubelet, 20),
+    })
+}
+
+/// The `cni` step: the bridge configuration on the node's pod range.
+fn cni(client: &mut Client, range: &str, rep: &mut Reporter) -> Result<(), BootstrapError> {
+    let t = Instant::now();
+    let c = client.upload_bytes(CNI_CONF, cni_config(range).as_bytes(), 0o644, None).map_err(|source| BootstrapError::Agent { step: "cni", source })?;
+    rep.step("cni", t, c.changed, format!("bridge {range} in {CNI_CONF}"));
+    Ok(())
+}
+
+/// Wait until the API server at `url` reports node `name` Ready.
+fn node_ready(http: &Http, url: &str, name: &str, timeout: Duration) -> Result<(), BootstrapError> {
+    let node_url = format!("{url}/api/v1/nodes/{name}");
+    wait(timeout, "the node's Ready condition", &node_url, || {
         let (status, body) = http.get_any(&node_url).map_err(|e| e.to_string())?;
         if status != 200 {
             return Err(format!("HTTP {status}"));
@@ -257,7 +290,6 @@ pub fn run(client: &mut Client, b: &Bootstrap, rep: &mut Reporter) -> Result<(),
             None => Err("no Ready condition yet".into()),
         }
     })?;
-    rep.step("ready", t, false, format!("/readyz ok, node {} Ready", b.node.node_name));
     Ok(())
 }
 
@@ -289,8 +321,9 @@ mod tests {
     }
 
     #[test]
-    fn cni_config_is_json() {
-        let v: serde_json::Value = serde_json::from_str(&cni_config()).unwrap();
-        assert_eq!(v["plugins"][0]["ipam"]["subnet"], POD_SUBNET);
+    fn cni_config_is_json_on_the_nodes_own_range() {
+        let v: serde_json::Value = serde_json::from_str(&cni_config(&pod_range(2))).unwrap();
+        assert_eq!(v["plugins"][0]["ipam"]["subnet"], "10.244.1.0/24");
+        assert_eq!(pod_range(1), "10.244.0.0/24");
     }
 }
