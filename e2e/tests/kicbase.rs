@@ -8,6 +8,11 @@
 //! the container and provisions it through the agent like a qemu node; a second start changes
 //! nothing; stop, start, delete go through the recorded driver.
 //!
+//! The archive `cargo xtask test` builds holds amd64 and arm64 (a nested image index): podman
+//! picks the host's; the launcher's docker path loads the host's image alone (checked on the
+//! kicbase archive and on a tiny two-architecture one with a dockerd of our own); the arm64
+//! image's config and agent are arm64's (read from the archive, no daemon).
+//!
 //! The tests that run containers take [`BOOTS`] so only one node runs at a time.
 //!
 //! Needs root, podman, runc, and the image (`cargo xtask kicbase`, or `KICBASE_ARCHIVE`).
