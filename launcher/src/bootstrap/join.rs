@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use agent::client::Client;
 use fetch::Http;
 
-use super::{cri_endpoint, kubeadm, node_ready, relative, Api, BootstrapError, Node, API_PORT, IGNORED_PREFLIGHT};
+use super::{kubeadm, node_ready, node_registration, relative, Api, BootstrapError, Node, API_PORT, IGNORED_PREFLIGHT};
 use crate::provision::Reporter;
 
 /// The joining node's kubeadm configuration (it holds the token: mode 0600).
@@ -64,8 +64,7 @@ pub fn new_token() -> String {
 
 /// The JoinConfiguration of `n`.
 pub fn render_join(n: &Node, token: &str, ca_pin: &str) -> String {
-    let cri = cri_endpoint(n.runtime);
-    let (name, ip) = (n.node_name, n.node_ip);
+    let registration = node_registration(n);
     format!(
         "apiVersion: kubeadm.k8s.io/v1beta4
 kind: JoinConfiguration
@@ -75,14 +74,7 @@ discovery:
     token: {token}
     caCertHashes:
       - {ca_pin}
-nodeRegistration:
-  criSocket: {cri}
-  name: \"{name}\"
-  kubeletExtraArgs:
-    - name: node-ip
-      value: {ip}
-  taints: []
-"
+{registration}"
     )
 }
 

@@ -70,10 +70,27 @@ fn cri_endpoint(runtime: Runtime) -> String {
     format!("unix://{}", runtime.cri_socket())
 }
 
+/// The `nodeRegistration` of an InitConfiguration or JoinConfiguration: the node's name, its
+/// runtime's CRI socket and its address for the kubelet.
+fn node_registration(n: &Node) -> String {
+    let (cri, name, ip) = (cri_endpoint(n.runtime), n.node_name, n.node_ip);
+    format!(
+        "nodeRegistration:
+  criSocket: {cri}
+  name: \"{name}\"
+  kubeletExtraArgs:
+    - name: node-ip
+      value: {ip}
+  taints: []
+"
+    )
+}
+
 /// The kubeadm configuration (four YAML documents).
 pub fn render(n: &Node) -> String {
     let cri = cri_endpoint(n.runtime);
-    let (name, ip, version, cluster) = (n.node_name, n.node_ip, n.kubernetes_version, n.cluster_name);
+    let registration = node_registration(n);
+    let (ip, version, cluster) = (n.node_ip, n.kubernetes_version, n.cluster_name);
     format!(
         "apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
@@ -87,14 +104,7 @@ bootstrapTokens:
     usages:
       - signing
       - authentication
-nodeRegistration:
-  criSocket: {cri}
-  name: \"{name}\"
-  kubeletExtraArgs:
-    - name: node-ip
-      value: {ip}
-  taints: []
----
+{registration}---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 apiServer:
