@@ -10,6 +10,19 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// A small real ISO (made by xorriso) holding only `/version.json` for `arch`: enough for the
+/// launcher to read its architecture; qemu is not run in these tests.
+fn tiny_iso(dir: &std::path::Path, arch: platform::Arch) -> std::path::PathBuf {
+    let content = dir.join("iso-content");
+    std::fs::create_dir_all(&content).unwrap();
+    let v = platform::ImageVersion { image: "minikube-iso".into(), version: "v0".into(), commit: "test".into(), base: "Debian bookworm".into(), arch, source_date_epoch: 0 };
+    std::fs::write(content.join("version.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    let iso = dir.join(format!("tiny-{}.iso", arch.debian()));
+    let o = Command::new("xorriso").args(["-as", "mkisofs", "-quiet", "-iso-level", "3", "-R", "-o"]).arg(&iso).arg(&content).output().expect("xorriso runs (apt-get install xorriso)");
+    assert!(o.status.success(), "xorriso: {}", String::from_utf8_lossy(&o.stderr));
+    iso
+}
+
 #[test]
 fn missing_iso_is_a_clear_error_and_creates_nothing() {
     let d = tempfile::tempdir().unwrap();
@@ -19,9 +32,16 @@ fn missing_iso_is_a_clear_error_and_creates_nothing() {
     let t = text(&o);
     assert!(t.contains("nope.iso: no such file") && t.contains("cargo xtask iso"), "{t}");
     assert!(!d.path().join("machines/t1").exists(), "nothing created for a missing ISO");
-    // With an ISO file present but unbootable as a VM (qemu is told not to run), the machine
-    // is created: certificates, disk, state.
+    // A file that is not an ISO: an error naming it, and still nothing created.
     std::fs::write(&iso, b"not an iso").unwrap();
+    let o = node(d.path(), &["start", "--iso", iso.to_str().unwrap(), "-p", "t1", "--kubelet-test-double"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("nope.iso: not an ISO 9660 image") && t.contains("/version.json"), "{t}");
+    assert!(!d.path().join("machines/t1/state.json").exists(), "no state for an unreadable ISO");
+    // With an ISO present but unbootable as a VM (qemu is told not to run), the machine is
+    // created: certificates, disk, state, and the ISO's architecture.
+    let iso = tiny_iso(d.path(), platform::Arch::X86_64);
     let o = Command::new(env!("CARGO_BIN_EXE_minikube-node"))
         .env("MINIKUBE_NODE_HOME", d.path())
         .env("MINIKUBE_QEMU", "false")
@@ -38,6 +58,7 @@ fn missing_iso_is_a_clear_error_and_creates_nothing() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[0]["name"], "t1");
     assert_eq!(v[0]["runtime"], "containerd");
+    assert_eq!(v[0]["arch"], "amd64", "the ISO's architecture");
     assert_eq!(text(&node(d.path(), &["ip", "-p", "t1"])).trim(), "10.0.2.15");
     for f in ["ca.crt", "ca.key", "proxy-client-ca.crt", "agent-ca.crt"] {
         assert!(d.path().join("certs").join(f).is_file(), "{f}");
@@ -67,8 +88,7 @@ fn no_route_to_the_release_host_names_the_url_and_the_ways_out() {
     // No flags: the kubelet is downloaded by version, and this machine has no route to the
     // release host. The error names the URL and the flags that get around it; no test double.
     let d = tempfile::tempdir().unwrap();
-    let iso = d.path().join("x.iso");
-    std::fs::write(&iso, b"not an iso").unwrap();
+    let iso = tiny_iso(d.path(), platform::Arch::X86_64);
     let o = Command::new(env!("CARGO_BIN_EXE_minikube-node"))
         .env("MINIKUBE_NODE_HOME", d.path())
         .env("MINIKUBE_QEMU", "false")
