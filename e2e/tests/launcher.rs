@@ -141,7 +141,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
 
     // 4. Stop, start again: hostname, image and trust survived on the data disk.
     drop(c);
-    assert_eq!(machine::stop(&m, Duration::from_secs(120)).unwrap().is_some(), true);
+    assert!(machine::stop(&m, Duration::from_secs(120)).unwrap().is_some());
     assert_eq!(machine::status(&m), Status::Stopped);
     assert!(!m.pidfile().exists() && !m.qmp_socket().exists());
     let restarted = start(&home, &opts);

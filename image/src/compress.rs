@@ -255,7 +255,8 @@ fn compress_parts(
     threads: usize,
     f: &(dyn Fn(&Part<'_>) -> Result<Vec<u8>, CompressError> + Sync),
 ) -> Result<Vec<Vec<u8>>, CompressError> {
-    let slots: Vec<Mutex<Option<Result<Vec<u8>, CompressError>>>> = parts.iter().map(|_| Mutex::new(None)).collect();
+    type Slot = Mutex<Option<Result<Vec<u8>, CompressError>>>;
+    let slots: Vec<Slot> = parts.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let workers = threads.clamp(1, parts.len().max(1));

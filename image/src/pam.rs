@@ -210,7 +210,7 @@ mod tests {
         let (primary, _) = blocks(
             &{
                 let mut v = vec![Profile::parse("unix", UNIX), Profile::parse("ldap", LDAP)];
-                v.sort_by(|a, b| b.priority().cmp(&a.priority()));
+                v.sort_by_key(|p| std::cmp::Reverse(p.priority()));
                 v
             },
             "auth",

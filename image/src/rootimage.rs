@@ -210,7 +210,7 @@ fn prune(root: &Path, keep: usize) {
             (name.len() == 64 && e.path().is_dir()).then(|| (m, e.path()))
         })
         .collect();
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     for (_, p) in entries.into_iter().skip(keep) {
         tracing::info!(path = %p.display(), "pruning an old package layer from the cache");
         let _ = std::fs::remove_dir_all(&p);

@@ -98,7 +98,7 @@ fn every_format_round_trips_through_the_real_tools() {
             Some(cmd) => tool(cmd, &["-dc"], &packed),
             None => packed.clone(),
         };
-        if let Some(_) = decompressor {
+        if decompressor.is_some() {
             assert!(packed.len() < unpacked.len() / 2, "{format}: {} -> {}", unpacked.len(), packed.len());
         }
         let pieces = archives(&unpacked);

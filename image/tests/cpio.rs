@@ -52,8 +52,11 @@ fn run_cpio(args: &[&str], dir: &Path, input: &[u8]) -> (String, String) {
     (stdout, stderr)
 }
 
+/// mode, uid, gid, rdev, link target, content.
+type Meta = (u32, u32, u32, u64, Option<String>, Option<Vec<u8>>);
+
 /// Metadata of everything under `root`, keyed like tree paths.
-fn snapshot(root: &Path) -> BTreeMap<String, (u32, u32, u32, u64, Option<String>, Option<Vec<u8>>)> {
+fn snapshot(root: &Path) -> BTreeMap<String, Meta> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

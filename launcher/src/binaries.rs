@@ -25,7 +25,7 @@ pub enum BinaryError {
         "{name} {version}: cannot download {url}: {source}\n  ways out: --kubelet PATH (a kubelet you have), \
          --binary-mirror URL (a mirror in the upstream layout), or --cache-dir DIR already holding {expected}"
     )]
-    Download { name: String, version: String, url: String, expected: PathBuf, source: FetchError },
+    Download { name: String, version: String, url: String, expected: PathBuf, source: Box<FetchError> },
     #[error("{url}: not a SHA-256 checksum file (expected 64 hexadecimal digits, got {got:?})")]
     BadChecksumFile { url: String, got: String },
     #[error("{path}: {source}")]
@@ -88,7 +88,7 @@ impl Downloader {
 
     fn download_err(&self, name: &str, version: &str, url: &str, expected: PathBuf) -> impl FnOnce(FetchError) -> BinaryError {
         let (name, version, url) = (name.to_string(), version.to_string(), url.to_string());
-        move |source| BinaryError::Download { name, version, url, expected, source }
+        move |source| BinaryError::Download { name, version, url, expected, source: Box::new(source) }
     }
 
     /// The checksum file at `url`: its first word, 64 hex digits.

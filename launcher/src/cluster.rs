@@ -188,30 +188,6 @@ pub fn remove_network(engine: &Engine, name: &str) -> Result<(), KicError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_indexes() {
-        assert_eq!(node_name("mk", 1), "mk");
-        assert_eq!(node_name("mk", 2), "mk-m02");
-        assert_eq!(node_index("mk", "mk-m03"), Some(3));
-        assert_eq!(node_index("mk", "mk"), Some(1));
-        assert_eq!(node_index("mk", "mk-m3"), None);
-        assert_eq!(node_index("mk", "other-m02"), None);
-    }
-
-    #[test]
-    fn subnets_step_by_nine_from_49() {
-        assert_eq!(free_subnet(&[]), Some(Subnet([192, 168, 49])));
-        assert_eq!(free_subnet(&[Subnet([192, 168, 49])]), Some(Subnet([192, 168, 58])));
-        let s = Subnet([192, 168, 49]);
-        assert_eq!((s.cidr().as_str(), s.gateway().as_str(), s.node_ip(1).as_str(), s.node_ip(3).as_str()), ("192.168.49.0/24", "192.168.49.1", "192.168.49.2", "192.168.49.4"));
-        assert_eq!(Subnet::parse("10.88.0.0/16"), Some(Subnet([10, 88, 0])));
-    }
-}
-
 /// The options of node `index` of the cluster whose first node `first` was started with.
 pub fn node_options(first: &crate::provision::StartOptions, index: u32) -> crate::provision::StartOptions {
     let mut o = first.clone();
@@ -295,4 +271,28 @@ pub fn delete_all(home: &Home, profile: &str, timeout: std::time::Duration) -> a
         }
     }
     Ok(any)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_indexes() {
+        assert_eq!(node_name("mk", 1), "mk");
+        assert_eq!(node_name("mk", 2), "mk-m02");
+        assert_eq!(node_index("mk", "mk-m03"), Some(3));
+        assert_eq!(node_index("mk", "mk"), Some(1));
+        assert_eq!(node_index("mk", "mk-m3"), None);
+        assert_eq!(node_index("mk", "other-m02"), None);
+    }
+
+    #[test]
+    fn subnets_step_by_nine_from_49() {
+        assert_eq!(free_subnet(&[]), Some(Subnet([192, 168, 49])));
+        assert_eq!(free_subnet(&[Subnet([192, 168, 49])]), Some(Subnet([192, 168, 58])));
+        let s = Subnet([192, 168, 49]);
+        assert_eq!((s.cidr().as_str(), s.gateway().as_str(), s.node_ip(1).as_str(), s.node_ip(3).as_str()), ("192.168.49.0/24", "192.168.49.1", "192.168.49.2", "192.168.49.4"));
+        assert_eq!(Subnet::parse("10.88.0.0/16"), Some(Subnet([10, 88, 0])));
+    }
 }

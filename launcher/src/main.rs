@@ -418,7 +418,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{}", serde_json::Value::Array(v));
                 }
                 Output::Text => {
-                    println!("{:<20} {:<12} {:<7} {:<6} {:<11} {:<10} {}", "NAME", "STATUS", "DRIVER", "ARCH", "RUNTIME", "VERSION", "AGENT");
+                    println!("{:<20} {:<12} {:<7} {:<6} {:<11} {:<10} AGENT", "NAME", "STATUS", "DRIVER", "ARCH", "RUNTIME", "VERSION");
                     for (n, st, s) in &rows {
                         println!(
                             "{n:<20} {:<12} {:<7} {:<6} {:<11} {:<10} 127.0.0.1:{}",

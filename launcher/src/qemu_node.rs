@@ -33,7 +33,7 @@ impl NodeDriver for QemuNode {
     }
 
     fn host_ports(&self, state: &MachineState) -> Result<crate::state::Ports, DriverError> {
-        Ok(state.ports.clone())
+        Ok(state.ports)
     }
 
     /// State, certificates and data disk; boot from the ISO; wait for the agent on the

@@ -126,7 +126,7 @@ fn a_wrong_checksum_a_truncated_body_and_404_leave_nothing_in_the_cache() {
     s.binary("v1.34.1", "kubelet", b"kubelet bytes", Some(&pki::digest::sha256_hex(b"other bytes")));
     let e = d.ensure("v1.34.1", "kubelet").unwrap_err();
     let t = e.to_string();
-    assert!(matches!(&e, BinaryError::Download { source: fetch::FetchError::Checksum { .. }, .. }), "{t}");
+    assert!(matches!(&e, BinaryError::Download { source, .. } if matches!(**source, fetch::FetchError::Checksum { .. })), "{t}");
     assert!(t.contains(&format!("{}/v1.34.1/bin/linux/amd64/kubelet", s.base)), "{t}");
     assert_eq!(files(cache.path()), Vec::<String>::new(), "nothing kept under the name, no temporary left");
 

@@ -347,10 +347,10 @@ pub fn report_line(out: &Path, r: &image::isobuild::IsoBuild, total: std::time::
         image::spec::RootMode::Initramfs => "root in the initramfs".to_string(),
     };
     format!(
-        "{}: {} MB (initrd {} MB, rootfs {} MB, {} packages, kernel {}; {root}) in {:.1?} [assemble {:.1?}, compress {:.1?}, iso {:.1?}]",
+        "{}: {} MB (initrd {:.1} MB, rootfs {} MB, {} packages, kernel {}; {root}) in {:.1?} [assemble {:.1?}, compress {:.1?}, iso {:.1?}]",
         out.display(),
         r.size / 1_000_000,
-        format!("{:.1}", r.initrd_size as f64 / 1e6),
+        r.initrd_size as f64 / 1e6,
         r.rootfs_bytes / 1_000_000,
         r.packages.len(),
         r.kernel_version,
