@@ -1,6 +1,6 @@
 //! The workspace's one parallel map: items handed to a fixed number of worker threads, results
-//! in input order, the first failure stopping the workers from taking more. Downloads and the
-//! unpacking of packages both run through it.
+//! in input order, the first failure stopping the workers from taking more. Downloads, the
+//! unpacking of packages and the initramfs compressed in parts all run through it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;

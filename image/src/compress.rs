@@ -15,8 +15,6 @@
 use std::fmt;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -205,7 +203,8 @@ pub fn write_initrd<W: Write>(
         Compression::Gzip | Compression::Bzip2 => {
             let n = total.div_ceil(PART_BYTES).max(1) as usize;
             let parts = cpio::split(tree, n)?;
-            let compressed = compress_parts(&parts, threads, &|part| compress_part(part, compression, level, &bar))?;
+            // The workspace's one parallel map; results in part order.
+            let compressed = fetch::parallel::try_map(&parts, threads, |_, part| compress_part(part, compression, level, &bar))?;
             for c in compressed {
                 out.write_all(&c).map_err(io_err)?;
             }
@@ -247,47 +246,6 @@ fn compress_part(part: &Part<'_>, format: Compression, level: i32, bar: &Progres
         }
         other => unreachable!("{other} is not compressed by parts"),
     }
-}
-
-/// Run `f` on every part with up to `threads` workers; results come back in part order.
-fn compress_parts(
-    parts: &[Part<'_>],
-    threads: usize,
-    f: &(dyn Fn(&Part<'_>) -> Result<Vec<u8>, CompressError> + Sync),
-) -> Result<Vec<Vec<u8>>, CompressError> {
-    type Slot = Mutex<Option<Result<Vec<u8>, CompressError>>>;
-    let slots: Vec<Slot> = parts.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let workers = threads.clamp(1, parts.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= parts.len() || failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                let result = f(&parts[i]);
-                if result.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-            });
-        }
-    });
-    let mut out = Vec::with_capacity(parts.len());
-    for slot in slots {
-        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(Ok(bytes)) => out.push(bytes),
-            Some(Err(e)) => return Err(e),
-            // Skipped after another part failed; that failure comes first or later in order.
-            None => continue,
-        }
-    }
-    if out.len() != parts.len() {
-        unreachable!("a part was skipped although no part failed");
-    }
-    Ok(out)
 }
 
 /// A progress bar on a terminal; hidden when stderr is not a TTY or `CI` is set.
