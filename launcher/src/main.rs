@@ -267,7 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let nodes: Vec<serde_json::Value> = launcher::cluster::nodes(&home, &cli.name)
                 .unwrap_or_default()
                 .iter()
-                .map(|s| serde_json::json!({ "name": s.name, "host": home.machine(&s.name).map(|nm| driver::status(&nm).name()).unwrap_or("Unknown"), "ip": s.node_ip }))
+                .map(|s| serde_json::json!({ "name": s.name, "host": home.machine(&s.name).map(|nm| driver::status(&nm).name()).unwrap_or("Unknown"), "ip": s.node_ip, "arch": s.arch }))
                 .collect();
             match output {
                 Output::Json => println!("{}", serde_json::json!({ "name": m.name, "host": st.name(), "agent": agent, "nodes": nodes })),

@@ -54,6 +54,7 @@ fn missing_iso_is_a_clear_error_and_creates_nothing() {
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["host"], "Stopped");
+    assert_eq!(v["nodes"][0]["arch"], "amd64", "{v}");
     let o = node(d.path(), &["list", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[0]["name"], "t1");
