@@ -148,7 +148,7 @@ pub fn free_subnet(taken: &[Subnet]) -> Option<Subnet> {
 /// The cluster's network `name`, made with the first free subnet if it does not exist.
 pub fn ensure_network(engine: &Engine, name: &str) -> Result<Subnet, KicError> {
     // podman lists a network's subnets under .Subnets, docker under .IPAM.Config.
-    let fmt = if engine.program.ends_with("docker") { "{{range .IPAM.Config}}{{.Subnet}} {{end}}" } else { "{{range .Subnets}}{{.Subnet}} {{end}}" };
+    let fmt = if engine.is_docker() { "{{range .IPAM.Config}}{{.Subnet}} {{end}}" } else { "{{range .Subnets}}{{.Subnet}} {{end}}" };
     if let Ok(out) = engine.run(&["network".into(), "inspect".into(), "--format".into(), fmt.into(), name.into()]) {
         if let Some(s) = out.split_whitespace().find_map(Subnet::parse) {
             return Ok(s);

@@ -214,11 +214,16 @@ pub fn connect(state: &MachineState, certs: &certs::ProfileCerts) -> Result<Clie
 /// Connect using the certificates on disk (for exec, logs...), to the agent port the driver
 /// says (a kic node's is read from the engine).
 pub fn connect_existing(home: &Home, m: &MachineDir) -> anyhow::Result<Client> {
+    Ok(connect_existing_with(home, m)?.0)
+}
+
+/// [`connect_existing`], with the machine's state, its host ports as the driver reports them.
+pub fn connect_existing_with(home: &Home, m: &MachineDir) -> anyhow::Result<(Client, MachineState)> {
     let mut state = m.load()?;
     state.ports = driver::node(m, state.driver).host_ports(&state)?;
     let ca = std::fs::read_to_string(home.shared_certs().join("agent-ca.crt"))?;
     let id = pki::Identity::load(&m.certs_dir().join("launcher.crt"), &m.certs_dir().join("launcher.key"))?;
-    Ok(Client::connect(state.agent_addr(), "127.0.0.1", &ca, &id)?)
+    Ok((Client::connect(state.agent_addr(), "127.0.0.1", &ca, &id)?, state))
 }
 
 /// How long one attempt to reach a booting agent may wait.
@@ -504,12 +509,10 @@ fn provision(home: &Home, m: &MachineDir, up: Up, kubernetes_timeout: Duration, 
         } else {
             let unreachable = |reason: String| StartError::ControlPlane { node: state.name.clone(), control_plane: cluster.clone(), reason };
             let cp = home.machine(&cluster)?;
-            let cp_state = cp.load()?;
-            let cp_ports = driver::node(&cp, cp_state.driver).host_ports(&cp_state)?;
-            let mut cp_client = connect_existing(home, &cp).map_err(|e| unreachable(format!("{e:#}")))?;
+            let (mut cp_client, cp_state) = connect_existing_with(home, &cp).map_err(|e| unreachable(format!("{e:#}")))?;
             let der = pki::certs_from_pem(pc.cluster_ca.cert_pem.as_bytes(), "the cluster CA").map_err(certs::CertError::from)?;
             let ca_pin = pki::public_key_pin(&der[0]).map_err(certs::CertError::from)?;
-            let j = crate::bootstrap::join::Join { node, control_plane: &cluster, ca_pin, pod_range, api: api(cp_ports.apiserver), timeout: kubernetes_timeout };
+            let j = crate::bootstrap::join::Join { node, control_plane: &cluster, ca_pin, pod_range, api: api(cp_state.ports.apiserver), timeout: kubernetes_timeout };
             crate::bootstrap::join::run(&mut cp_client, &mut client, &j, rep)?;
         }
         return Ok(state);

@@ -142,7 +142,8 @@ impl Engine {
         Ok(ImageReady { reference, loaded: true })
     }
 
-    fn is_docker(&self) -> bool {
+    /// Whether the program is docker (whose output formats and `load` differ from podman's).
+    pub(crate) fn is_docker(&self) -> bool {
         Path::new(&self.program).file_name().is_some_and(|n| n == "docker")
     }
 
