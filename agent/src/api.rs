@@ -242,6 +242,17 @@ pub struct BinaryUpload {
     pub sha256: String,
 }
 
+/// A container image archive to import into the runtime (sent in the query string).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageUpload {
+    /// The name the runtime lists it under: `registry.k8s.io/pause:3.10.1`.
+    pub reference: String,
+    /// The archive's SHA-256 (how it travels and is stored).
+    pub sha256: String,
+    /// The image manifest's digest, `sha256:...` (how the runtime knows it).
+    pub digest: String,
+}
+
 /// A file download (sent in the query string).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Download {

@@ -243,6 +243,12 @@ impl Client {
         self.upload::<ep::UploadBinary>(&req, body, len)
     }
 
+    /// Import a container image archive into the runtime (nothing is sent when the runtime has
+    /// the reference at `req.digest`).
+    pub fn upload_image(&mut self, req: &ImageUpload, body: &mut dyn Read, len: u64) -> Result<Changed, ClientError> {
+        self.upload::<ep::UploadImage>(req, body, len)
+    }
+
     /// Install the kubelet unit and drop-in, enable and start it.
     pub fn kubelet(&mut self, req: &KubeletRequest) -> Result<KubeletResponse, ClientError> {
         self.call::<ep::Kubelet>(req)

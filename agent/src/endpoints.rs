@@ -11,6 +11,7 @@
 //! | [`Certs`] | certs | `POST /v1/certs` [`CertsRequest`] | [`Changed`] | yes |
 //! | [`Runtime`] | runtime | `POST /v1/runtime` [`RuntimeRequest`] | [`RuntimeResponse`] | yes |
 //! | [`UploadBinary`] | binaries.upload | `PUT /v1/binaries?version=V&name=N&sha256=H` ([`BinaryUpload`]) raw body | [`Changed`] | yes |
+//! | [`UploadImage`] | images.upload | `PUT /v1/images?reference=R&sha256=H&digest=D` ([`ImageUpload`]) raw body | [`Changed`] | yes |
 //! | [`Kubelet`] | kubelet | `POST /v1/kubelet` [`KubeletRequest`] | [`KubeletResponse`] | yes |
 //! | [`UploadFile`] | files.upload | `PUT /v1/files?path=P&sha256=H&mode=644&owner=U:G` ([`Upload`]) raw body | [`Changed`] | yes |
 //! | [`StatFile`] | files.stat | `POST /v1/files/stat` [`PathRequest`] | [`FileStat`] | |
@@ -30,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::ops::network::NetworkRequest;
 
 use crate::api::{
-    BinaryUpload, CertsRequest, Changed, Download, ExecRequest, ExecResponse, FileStat, HostnameRequest, InfoResponse, KubeletRequest, KubeletResponse,
+    BinaryUpload, CertsRequest, Changed, Download, ExecRequest, ExecResponse, FileStat, HostnameRequest, ImageUpload, InfoResponse, KubeletRequest, KubeletResponse,
     LogsRequest, LogsResponse, PathRequest, RuntimeRequest, RuntimeResponse, Upload,
 };
 use crate::http::percent_encode;
@@ -250,6 +251,25 @@ impl Endpoint for UploadBinary {
     type Response = Changed;
     fn detail(req: &BinaryUpload) -> String {
         format!("{}/{}", req.version, req.name)
+    }
+    fn changed(resp: &Changed) -> Option<bool> {
+        Some(resp.changed)
+    }
+}
+
+/// `PUT /v1/images?…`: a container image archive imported into the runtime (skipped, body
+/// unread, when the runtime has the reference at that digest).
+pub struct UploadImage;
+impl Endpoint for UploadImage {
+    const METHOD: &'static str = "PUT";
+    const PATH: &'static str = "/v1/images";
+    const NAME: &'static str = "images.upload";
+    const AUDITED: bool = true;
+    const TRANSPORT: Transport = Transport::Upload;
+    type Request = ImageUpload;
+    type Response = Changed;
+    fn detail(req: &ImageUpload) -> String {
+        format!("{}@{}", req.reference, req.digest)
     }
     fn changed(resp: &Changed) -> Option<bool> {
         Some(resp.changed)

@@ -23,6 +23,7 @@ pub mod kubeconfig;
 pub mod kubelet;
 pub mod machine;
 pub mod node_doc;
+pub mod preload;
 pub mod provision;
 pub mod qemu;
 pub mod qemu_node;

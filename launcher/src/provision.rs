@@ -158,6 +158,8 @@ pub enum StartError {
     #[error("{0}")]
     Binaries(#[from] crate::binaries::BinaryError),
     #[error("{0}")]
+    Preload(#[from] crate::preload::PreloadError),
+    #[error("{0}")]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
     #[error("{0}")]
     Ssh(#[from] crate::ssh::SshError),
@@ -298,8 +300,8 @@ pub struct Up {
     pub(crate) cas: certs::SharedCas,
     pub(crate) pc: certs::ProfileCerts,
     pub(crate) kubelet: Option<Kubelet>,
-    /// kubeadm, kubectl and crictl when Kubernetes is bootstrapped.
-    pub(crate) kubernetes: Option<Vec<(&'static str, Binary)>>,
+    /// kubeadm, kubectl, crictl and the bundle's images when Kubernetes is bootstrapped.
+    pub(crate) kubernetes: Option<KubernetesParts>,
     /// The node document delivered for this boot: its sections are the API steps' requests.
     pub(crate) doc: NodeDocument,
     pub(crate) client: Client,
@@ -341,12 +343,19 @@ pub(crate) struct Kubelet {
     pub(crate) bin: Binary,
 }
 
+/// What a node needs besides the kubelet to run Kubernetes: kubeadm, kubectl and crictl, and
+/// the images to preload when the cache has a bundle of the version.
+pub(crate) struct KubernetesParts {
+    pub(crate) binaries: Vec<(&'static str, Binary)>,
+    pub(crate) bundle: Option<crate::preload::Bundle>,
+}
+
 /// What `start` prepares on the host before the node boots.
 pub(crate) struct Prepared {
     pub(crate) cas: certs::SharedCas,
     pub(crate) pc: certs::ProfileCerts,
     pub(crate) kubelet: Option<Kubelet>,
-    pub(crate) kubernetes: Option<Vec<(&'static str, Binary)>>,
+    pub(crate) kubernetes: Option<KubernetesParts>,
     /// The other nodes of the cluster (for /etc/hosts).
     pub(crate) peers: Vec<MachineState>,
     /// The profile's SSH public key (the docker user's authorized key).
@@ -384,11 +393,14 @@ pub(crate) fn prepare(home: &Home, m: &MachineDir, opts: &StartOptions, state: &
     let kubernetes = match &kubelet {
         Some(k) if !k.src.is_test_double() => {
             let v = &opts.kubernetes_version;
-            Some(vec![
-                ("kubeadm", binary(&downloads.ensure(v, "kubeadm")?)?),
-                ("kubectl", binary(&downloads.ensure(v, "kubectl")?)?),
-                ("crictl", binary(&downloads.ensure_crictl(&crate::binaries::crictl_version(v))?)?),
-            ])
+            Some(KubernetesParts {
+                binaries: vec![
+                    ("kubeadm", binary(&downloads.ensure(v, "kubeadm")?)?),
+                    ("kubectl", binary(&downloads.ensure(v, "kubectl")?)?),
+                    ("crictl", binary(&downloads.ensure_crictl(&crate::binaries::crictl_version(v))?)?),
+                ],
+                bundle: crate::preload::Bundle::find(&cache, state.arch, v)?,
+            })
         }
         _ => None,
     };
@@ -478,16 +490,19 @@ fn provision(home: &Home, m: &MachineDir, up: Up, kubernetes_timeout: Duration, 
 
     // Kubernetes: kubeadm init (once) on the first node, join (once) on the others; CNI; Ready;
     // admin.conf as the kubeconfig.
-    if let Some(bins) = &kubernetes {
+    if let Some(parts) = &kubernetes {
         let t = Instant::now();
         let mut uploaded = Vec::new();
-        for (name, bin) in bins {
+        for (name, bin) in &parts.binaries {
             if upload(&mut client, &state, "binaries", bin, name)? {
                 uploaded.push(*name);
             }
         }
         let detail = if uploaded.is_empty() { "kubeadm, kubectl, crictl present".to_string() } else { format!("uploaded {}", uploaded.join(", ")) };
         rep.step("binaries", t, !uploaded.is_empty(), format!("{} {detail}", state.kubernetes_version));
+        if let Some(bundle) = &parts.bundle {
+            crate::preload::run(&mut client, &state, bundle, rep)?;
+        }
         let cluster = crate::cluster::cluster_of(&state).to_string();
         let node = crate::bootstrap::Node {
             cluster_name: &cluster,

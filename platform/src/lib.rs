@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+pub mod bundle;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Arch {
     /// amd64.

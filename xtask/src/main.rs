@@ -9,6 +9,7 @@ mod bench_iso;
 mod bench_launcher;
 mod buildroot;
 mod kicbase;
+mod kubernetes;
 mod test_run;
 
 use anyhow::{bail, Context, Result};
@@ -123,6 +124,9 @@ enum Cmd {
     },
     /// Build the node container image (out/kicbase.tar), without a daemon.
     Kicbase(kicbase::KicbaseArgs),
+    /// Build Kubernetes, etcd, CoreDNS, crictl and pause from their Go modules into the
+    /// launcher's cache, with the control plane's images (`minikube-node start` preloads them).
+    Kubernetes(kubernetes::KubernetesArgs),
     /// Build the ISO (the end-to-end tests boot it), then run every test of the workspace.
     Test {
         /// Extra arguments for `cargo test`, e.g. `-p image` or `-- name_filter`.
@@ -200,6 +204,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Iso(a) => iso(a),
         Cmd::Kicbase(a) => kicbase::run(a),
+        Cmd::Kubernetes(a) => kubernetes::run(a),
         Cmd::Test { args } => test(args),
         Cmd::Bench { what } => match what {
             BenchCmd::Iso { runs, boots, skip_cold, formats, arch } => bench_iso::run(bench_iso::BenchArgs { runs, boots, skip_cold, formats, arch }),

@@ -8,6 +8,7 @@ pub mod ensure;
 pub mod exec;
 pub mod files;
 pub mod hostname;
+pub mod images;
 pub mod info;
 pub mod kubelet;
 pub mod logs;

@@ -116,6 +116,12 @@ impl Serve for ep::UploadBinary {
     }
 }
 
+impl Serve for ep::UploadImage {
+    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Outcome<Self> {
+        ops::images::upload(node, &req, incoming.body, incoming.len).map(Served::Json)
+    }
+}
+
 impl Serve for ep::DownloadFile {
     fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
         let (file, len) = ops::files::open_download(node, &req.path)?;
@@ -124,7 +130,7 @@ impl Serve for ep::DownloadFile {
 }
 
 /// Every operation the agent serves, looked up by method and path.
-static ROUTES: [Route; 12] = [
+static ROUTES: [Route; 13] = [
     Route::of::<ep::Info>(),
     Route::of::<ep::Hostname>(),
     Route::of::<ep::Network>(),
@@ -136,6 +142,7 @@ static ROUTES: [Route; 12] = [
     Route::of::<ep::Logs>(),
     Route::of::<ep::UploadFile>(),
     Route::of::<ep::UploadBinary>(),
+    Route::of::<ep::UploadImage>(),
     Route::of::<ep::DownloadFile>(),
 ];
 

@@ -136,6 +136,15 @@ runtimeRequestTimeout: 15m
 clusterDomain: cluster.local
 failSwapOn: false
 staticPodPath: /etc/kubernetes/manifests
+# The bundle's images are preloaded and the node's disk is small: no image garbage collection
+# and no disk-pressure eviction (as minikube does).
+imageGCHighThresholdPercent: 100
+evictionHard:
+  nodefs.available: \"0%\"
+  nodefs.inodesFree: \"0%\"
+  imagefs.available: \"0%\"
+# Container nodes on a cgroup v1 host see cgroup v1: said explicitly, as 1.35 turns it to true.
+failCgroupV1: false
 ---
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -143,6 +152,8 @@ clusterCIDR: \"{POD_SUBNET}\"
 metricsBindAddress: 0.0.0.0:10249
 conntrack:
   maxPerCore: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
 "
     )
 }
