@@ -75,7 +75,7 @@ pub fn groups() -> Vec<Group> {
             None => out.push(Group { module, components: vec![c], cgo }),
         }
     }
-    out.sort_by_key(|g| (Module::ALL.iter().position(|m| *m == g.module), !g.cgo));
+    out.sort_by_key(|g| (Module::ALL.iter().position(|m| *m == g.module), g.cgo));
     out
 }
 

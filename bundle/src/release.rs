@@ -3,10 +3,9 @@
 
 use crate::BundleError;
 
-/// The Kubernetes version `cargo xtask kubernetes` and `minikube-node start` use by default: the
-/// newest 1.34 patch whose whole module graph the Go module proxy serves here (its module in
-/// `bundle/go/kubernetes` is committed with its go.sum).
-pub const DEFAULT_VERSION: &str = "v1.34.4";
+/// The Kubernetes version `cargo xtask kubernetes` and `minikube-node start` use by default (its
+/// module in `bundle/go/kubernetes` is committed with its go.sum).
+pub const DEFAULT_VERSION: &str = platform::bundle::DEFAULT_KUBERNETES_VERSION;
 
 /// A Kubernetes release and what goes with it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use crate::binaries::{BinaryError, Downloader};
 
 /// The file name of the test double (says what it is).
 pub const TEST_DOUBLE_NAME: &str = "kubelet-test-double";
-/// Default Kubernetes version (minikube's default at the time of writing).
-pub const DEFAULT_VERSION: &str = "v1.34.1";
+/// Default Kubernetes version: the one `cargo xtask kubernetes` builds.
+pub const DEFAULT_VERSION: &str = platform::bundle::DEFAULT_KUBERNETES_VERSION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeletError {

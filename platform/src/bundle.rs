@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::Arch;
 
+/// The Kubernetes version the bundle builds and `minikube-node start` runs by default: the newest
+/// 1.34 patch whose whole Go module graph the module proxy serves here.
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.34.4";
+
 /// The manifest's file name, in the version's directory.
 pub const MANIFEST: &str = "bundle.json";
 /// Images' directory, in the version's directory.

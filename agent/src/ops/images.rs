@@ -5,8 +5,9 @@
 //! reference at the manifest digest, nothing is read or imported (milliseconds). The archive is
 //! checked against its SHA-256 as it arrives (a corrupt one is refused and never reaches the
 //! store), and containerd checks every blob inside against the manifest. Imported images get the
-//! label `io.cri-containerd.pinned=pinned`, which containerd's CRI reports as pinned so the
-//! kubelet's image garbage collection keeps them.
+//! label `io.cri-containerd.pinned=pinned`, which containerd's CRI (1.7 and later) reports as
+//! pinned so the kubelet's image garbage collection keeps them; Debian 12's containerd 1.6 does
+//! not know the label, so the kubelet configuration also turns image garbage collection off.
 
 use std::io::Read;
 use std::time::Duration;
@@ -57,8 +58,11 @@ pub fn upload(node: &Node, req: &ImageUpload, body: &mut dyn Read, len: u64) -> 
     blobs::receive(node, &sha, body, len)?;
     let blob = blobs::path(&node.root, &sha);
     let archive = blob.to_string_lossy().into_owned();
-    run_ok(node.host.as_ref(), &["ctr", "-n", NAMESPACE, "images", "import", "--label", PINNED_LABEL, &archive], None, CTR_TIMEOUT)
+    run_ok(node.host.as_ref(), &["ctr", "-n", NAMESPACE, "images", "import", &archive], None, CTR_TIMEOUT)
         .map_err(|e| OpError::internal(format!("importing {} into containerd: {e}", req.reference)))?;
+    // containerd 1.6's `ctr images import` has no --label: the label is set after.
+    run_ok(node.host.as_ref(), &["ctr", "-n", NAMESPACE, "images", "label", &req.reference, PINNED_LABEL], None, CTR_TIMEOUT)
+        .map_err(|e| OpError::internal(format!("pinning {} in containerd: {e}", req.reference)))?;
     match runtime_digest(node, &req.reference)? {
         Some(d) if d == digest => Ok(Changed { changed: true }),
         other => Err(OpError::internal(format!(

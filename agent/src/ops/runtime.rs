@@ -69,6 +69,17 @@ pub fn validate(req: &RuntimeRequest) -> Result<(), OpError> {
     Ok(())
 }
 
+/// Whether this node may lower a process's `oom_score_adj`: it needs CAP_SYS_RESOURCE (24) in
+/// the bounding set. A container node on a host that withholds it (as this project's CI hosts
+/// do, even for a privileged container) may not, and containerd's CRI must then keep each pod's
+/// score at or above its own (`restrict_oom_score_adj`), or runc fails every sandbox with
+/// "failed to update /proc/self/oom_score_adj: Permission denied".
+pub fn may_lower_oom_score() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let bounding = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    bounding.is_none_or(|b| b & (1 << 24) != 0)
+}
+
 /// The files that make up the configuration for `req` (and the paths of the other runtimes'
 /// files to remove).
 pub fn config_files(req: &RuntimeRequest) -> (Vec<ConfigFile>, Vec<&'static str>) {
@@ -119,6 +130,7 @@ pub fn config_files(req: &RuntimeRequest) -> (Vec<ConfigFile>, Vec<&'static str>
         }
         Runtime::Containerd => {
             let systemd = req.cgroup_driver == CgroupDriver::Systemd;
+            let restrict_oom = !may_lower_oom_score();
             files.push(file(
                 "/etc/containerd/config.toml",
                 format!(
@@ -126,7 +138,7 @@ pub fn config_files(req: &RuntimeRequest) -> (Vec<ConfigFile>, Vec<&'static str>
                     // (which migrates it); version 3 is refused by 1.6 and 1.7.
                     "version = 2\nroot = \"/var/lib/containerd\"\nstate = \"/run/containerd\"\n\n\
                      [grpc]\n  address = \"/run/containerd/containerd.sock\"\n\n\
-                     [plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = {:?}\n  enable_unprivileged_ports = true\n  enable_unprivileged_icmp = true\n\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = {:?}\n  enable_unprivileged_ports = true\n  enable_unprivileged_icmp = true\n  restrict_oom_score_adj = {restrict_oom}\n\n\
                      [plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n\n\
                      [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"runc\"\n\n\
                      [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n\
