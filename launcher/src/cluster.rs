@@ -72,8 +72,20 @@ pub fn hosts(nodes: &[MachineState]) -> Vec<HostEntry> {
     v
 }
 
-/// Give every running node of `nodes` the cluster's /etc/hosts lines through its agent.
-pub fn refresh_hosts(home: &Home, nodes: &[MachineState]) -> anyhow::Result<()> {
+/// Routes to the other nodes' pod ranges: (range, the node's cluster address), for every node of
+/// `nodes` but `of`. Each node's bridge CNI takes its own /24 of the pod network; the others'
+/// are reached through their nodes, on the cluster network.
+pub fn pod_routes(nodes: &[MachineState], of: &str) -> Vec<(String, String)> {
+    nodes
+        .iter()
+        .filter(|s| s.name != of && !s.node_ip.is_empty())
+        .filter_map(|s| Some((crate::bootstrap::pod_range(node_index(cluster_of(s), &s.name)?), s.node_ip.clone())))
+        .collect()
+}
+
+/// Give every running node of `nodes` the cluster's /etc/hosts lines and its routes to the other
+/// nodes' pod ranges (stale routes into the pod network removed), through its agent.
+pub fn refresh_peers(home: &Home, nodes: &[MachineState]) -> anyhow::Result<()> {
     let entries = hosts(nodes);
     for s in nodes {
         let m = home.machine(&s.name)?;
@@ -82,6 +94,31 @@ pub fn refresh_hosts(home: &Home, nodes: &[MachineState]) -> anyhow::Result<()> 
         }
         let mut c = crate::provision::connect_existing(home, &m)?;
         c.set_hostname(&HostnameRequest { name: s.name.clone(), hosts: entries.clone() })?;
+        sync_routes(&mut c, &s.name, &pod_routes(nodes, &s.name))?;
+    }
+    Ok(())
+}
+
+/// Make the node's routes into the pod network exactly `wanted` (its own range, on its bridge,
+/// is the kernel's and stays).
+fn sync_routes(c: &mut agent::client::Client, node: &str, wanted: &[(String, String)]) -> anyhow::Result<()> {
+    let mut run = |argv: &[&str]| -> anyhow::Result<String> {
+        let req = agent::api::ExecRequest { argv: argv.iter().map(|a| a.to_string()).collect(), timeout_secs: Some(30), ..Default::default() };
+        let out = c.exec(&req)?;
+        if out.exit_code != Some(0) {
+            anyhow::bail!("{node}: `{}` failed: {}{}", argv.join(" "), out.stdout, out.stderr);
+        }
+        Ok(out.stdout)
+    };
+    let present = run(&["ip", "-4", "route", "show", "root", crate::bootstrap::POD_SUBNET])?;
+    for line in present.lines().filter(|l| l.contains(" via ")) {
+        let dest = line.split_whitespace().next().unwrap_or_default();
+        if !wanted.iter().any(|(range, via)| range == dest && line.contains(&format!(" via {via} "))) {
+            run(&["ip", "route", "del", dest])?;
+        }
+    }
+    for (range, via) in wanted {
+        run(&["ip", "route", "replace", range, "via", via])?;
     }
     Ok(())
 }
@@ -215,7 +252,7 @@ pub fn start(home: &Home, first: &crate::provision::StartOptions, count: u32, re
     }
     let all = nodes(home, &first.name)?;
     if all.len() > 1 {
-        refresh_hosts(home, &all)?;
+        refresh_peers(home, &all)?;
     }
     Ok(all)
 }
@@ -233,7 +270,7 @@ pub fn add(home: &Home, first: &crate::provision::StartOptions, rep: &mut crate:
     let mut o = node_options(first, index);
     o.cluster_nic = !first.driver.is_kic();
     crate::provision::start(home, &o, rep)?;
-    refresh_hosts(home, &nodes(home, &first.name)?)?;
+    refresh_peers(home, &nodes(home, &first.name)?)?;
     Ok(o.name)
 }
 
@@ -249,8 +286,17 @@ pub fn delete_node(home: &Home, profile: &str, name: &str, timeout: std::time::D
     if !m.exists() || cluster_of(&m.load()?) != profile {
         anyhow::bail!("{profile} has no node {name} (`minikube-node node list -p {profile}`)");
     }
+    // Out of the cluster first, when the control plane runs Kubernetes and answers.
+    let state = m.load()?;
+    let cp = home.machine(profile)?;
+    if cp.exists() && crate::driver::status(&cp) == crate::machine::Status::Running {
+        let mut c = crate::provision::connect_existing(home, &cp)?;
+        if c.stat(crate::bootstrap::ADMIN_CONF)?.exists {
+            crate::bootstrap::join::leave(&mut c, profile, &state.kubernetes_version, name)?;
+        }
+    }
     crate::driver::delete(&m, timeout)?;
-    refresh_hosts(home, &nodes(home, profile)?)?;
+    refresh_peers(home, &nodes(home, profile)?)?;
     Ok(())
 }
 

@@ -6,8 +6,10 @@
 //! bridge CNI on the node's own pod range, and a wait for the node's Ready condition at the
 //! control plane's API server.
 //!
-//! Pods of different nodes get addresses from different ranges; routes between the nodes' pod
-//! ranges are not set up (minikube's kindnet does that), so pod traffic stays within a node.
+//! Pods of different nodes get addresses from different ranges; each node routes the others'
+//! ranges through their nodes on the cluster network ([`crate::cluster::refresh_peers`]).
+//! A node deleted from the cluster leaves it first: drained, then its Node object deleted at the
+//! control plane ([`leave`]).
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,19 @@ pub struct Join<'a> {
     pub api: Api<'a>,
     /// The limit of `kubeadm join` and of the wait.
     pub timeout: Duration,
+}
+
+/// Take node `name` out of the cluster, through the control plane's agent with its admin.conf:
+/// drained (its pods evicted, at most 60 s; a drain that does not finish is only a warning),
+/// then its Node object deleted.
+pub fn leave(cp: &mut Client, control_plane: &str, version: &str, name: &str) -> Result<(), BootstrapError> {
+    let admin = format!("--kubeconfig={}", super::ADMIN_CONF);
+    let drain: Vec<String> = ["drain", name, "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=60s", &admin].iter().map(|s| s.to_string()).collect();
+    if let Err(e) = super::tool(cp, control_plane, version, "kubectl", "drain", &drain, Duration::from_secs(90)) {
+        tracing::warn!("{e}");
+    }
+    let delete: Vec<String> = ["delete", "node", name, "--ignore-not-found", &admin].iter().map(|s| s.to_string()).collect();
+    super::tool(cp, control_plane, version, "kubectl", "delete node", &delete, Duration::from_secs(60))
 }
 
 /// A bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`, from the system's random source.

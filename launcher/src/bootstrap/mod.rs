@@ -45,8 +45,8 @@ pub const IGNORED_PREFLIGHT: &[&str] = &[
 pub enum BootstrapError {
     #[error("step {step}: {source}")]
     Agent { step: &'static str, source: ClientError },
-    #[error("kubeadm {command} failed on {node} ({status}); last lines of its output:\n{output}\nlast lines of the kubelet journal:\n{kubelet}")]
-    Kubeadm { command: &'static str, node: String, status: String, output: String, kubelet: String },
+    #[error("{tool} {command} failed on {node} ({status}); last lines of its output:\n{output}\nlast lines of the kubelet journal:\n{kubelet}")]
+    Kubeadm { tool: &'static str, command: &'static str, node: String, status: String, output: String, kubelet: String },
     #[error("{what} not reached within {secs} s at {url} (last: {last})")]
     NotReady { what: &'static str, secs: u64, url: String, last: String },
     #[error("{path}: {source}")]
@@ -260,9 +260,15 @@ pub fn run(client: &mut Client, b: &Bootstrap, rep: &mut Reporter) -> Result<(),
 /// binaries first on PATH and a bounded run time; a failure carries the end of kubeadm's output
 /// and of the kubelet's journal.
 fn kubeadm(client: &mut Client, node: &str, version: &str, command: &'static str, args: &[String], timeout: Duration) -> Result<(), BootstrapError> {
+    tool(client, node, version, "kubeadm", command, args, timeout)
+}
+
+/// `TOOL ARGS` (kubeadm or kubectl of the node's version) through the node's agent, as
+/// [`kubeadm`] runs it.
+pub(crate) fn tool(client: &mut Client, node: &str, version: &str, tool: &'static str, command: &'static str, args: &[String], timeout: Duration) -> Result<(), BootstrapError> {
     let bin_dir = format!("{}/{version}", agent::ops::kubelet::BINARIES_DIR);
     let req = ExecRequest {
-        argv: std::iter::once(relative(&format!("{bin_dir}/kubeadm"))).chain(args.iter().cloned()).collect(),
+        argv: std::iter::once(relative(&format!("{bin_dir}/{tool}"))).chain(args.iter().cloned()).collect(),
         env: [("PATH".to_string(), format!("{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))].into(),
         cwd: Some("/".into()),
         timeout_secs: Some(timeout.as_secs().max(1)),
@@ -279,6 +285,7 @@ fn kubeadm(client: &mut Client, node: &str, version: &str, command: &'static str
     };
     let kubelet = client.logs("kubelet", Some(20)).map(|l| l.text).unwrap_or_else(|e| format!("(not available: {e})"));
     Err(BootstrapError::Kubeadm {
+        tool,
         command,
         node: node.to_string(),
         status,
