@@ -130,3 +130,33 @@ pub fn kicbase_archive(programs: &[&str]) -> PathBuf {
 
 /// One guest at a time: this machine has two cores, and parallel TCG guests slow each other.
 pub static GUEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The Kubernetes bundle `cargo xtask kubernetes` built (`MINIKUBE_BUNDLE_CACHE`, default the
+/// launcher's cache under `MINIKUBE_NODE_HOME`): the cache directory holding it, for
+/// `StartOptions::cache_dir`. Fails (never skips) when its manifest is missing.
+pub fn kubernetes_bundle() -> PathBuf {
+    let cache = match std::env::var_os("MINIKUBE_BUNDLE_CACHE") {
+        Some(p) => PathBuf::from(p),
+        None => launcher::state::Home::from_env().expect("the launcher's home").cache(),
+    };
+    let arch = platform::Arch::host().expect("an amd64 or arm64 host");
+    let manifest = platform::bundle::manifest_path(&cache, arch, platform::bundle::DEFAULT_KUBERNETES_VERSION);
+    check(&[Need::file("the Kubernetes bundle (`cargo xtask kubernetes`)", manifest), Need::program("go")]);
+    cache
+}
+
+/// A static Go program of `e2e/testdata/NAME` built for the host (CGO off, Go's caches reused).
+pub fn go_program(name: &str, out_dir: &Path) -> PathBuf {
+    let out = out_dir.join(name);
+    let st = std::process::Command::new("go")
+        .current_dir(workspace().join("e2e/testdata").join(name))
+        .env("CGO_ENABLED", "0")
+        .env("GOTOOLCHAIN", "local")
+        .args(["build", "-trimpath", "-o"])
+        .arg(&out)
+        .arg(".")
+        .status()
+        .expect("go runs");
+    assert!(st.success(), "go build of e2e/testdata/{name} failed");
+    out
+}

@@ -298,6 +298,14 @@ fn test(args: Vec<String>) -> Result<()> {
     // Both architectures in one archive: every kicbase test loads it through the engine's pick
     // of the host's architecture.
     kicbase::run(K::parse_from(["kicbase", "--arch", "amd64,arm64"]).k).context("building out/kicbase.tar (amd64 and arm64) for the end-to-end tests")?;
+    // Kubernetes from its Go modules, into the launcher's cache: the real clusters' binaries and
+    // images (e2e::kubernetes_bundle finds it there).
+    #[derive(Parser)]
+    struct B {
+        #[command(flatten)]
+        b: kubernetes::KubernetesArgs,
+    }
+    kubernetes::run(B::parse_from(["kubernetes"]).b).context("building the Kubernetes bundle for the end-to-end tests")?;
     test_run::cargo_test(&args, &std::fs::canonicalize("out/minikube.iso")?, &std::fs::canonicalize("out/minikube-arm64.iso")?)
 }
 
