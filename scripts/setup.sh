@@ -44,4 +44,15 @@ if ! "$rustup" target add aarch64-unknown-linux-gnu; then
   echo "rustup target add aarch64-unknown-linux-gnu failed" >&2
   exit 1
 fi
+# Kubernetes, etcd, CoreDNS and crictl are built from their Go modules (`cargo xtask kubernetes`):
+# the machine's Go toolchain (1.24 or newer), which reaches the Go module proxy.
+if ! command -v go >/dev/null; then
+  echo "go not found: the Kubernetes bundle is built from Go modules; install Go 1.24 or newer (https://go.dev/dl) and run this again" >&2
+  exit 1
+fi
+go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+if [ -z "$go_minor" ] || [ "$go_minor" -lt 24 ]; then
+  echo "$(go env GOVERSION): the Kubernetes bundle needs Go 1.24 or newer" >&2
+  exit 1
+fi
 echo "setup done"

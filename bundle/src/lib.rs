@@ -201,7 +201,6 @@ pub fn build(o: &Options, progress: &mut dyn Progress) -> Result<Built, BundleEr
         return Ok(Built { manifest: m, reused: true, stages: Vec::new() });
     }
     let version_dir = layout::version_dir(&o.cache, o.arch, &o.release.kubernetes);
-    std::fs::create_dir_all(&version_dir).map_err(BundleError::io(&version_dir))?;
     let staging = Staging::new(&version_dir)?;
     let mut stages = Vec::new();
 
@@ -258,6 +257,8 @@ impl Staging {
     fn new(version_dir: &Path) -> Result<Staging, BundleError> {
         let name = version_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let dir = version_dir.with_file_name(format!("{}bundle-{name}", pki::atomic::TEMP_PREFIX));
+        // The staging directory sits beside the version's (same file system, so files are renamed
+        // into place); the version's directory itself is made only when the build succeeded.
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join(layout::IMAGES_DIR)).map_err(BundleError::io(&dir))?;
         Ok(Staging { dir, version_dir: version_dir.to_path_buf() })
