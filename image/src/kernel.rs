@@ -26,7 +26,8 @@ pub enum KernelError {
 pub struct Kernel {
     pub version: String,
     pub bzimage: Vec<u8>,
-    /// Module files and indexes, at their final paths (/usr/lib/modules/VERSION/...).
+    /// Module files and indexes, at their final paths (/usr/lib/modules/VERSION/...), and the
+    /// kernel's configuration (/boot/config-VERSION).
     pub modules: Tree,
     /// Names of the kept modules.
     pub kept: BTreeSet<String>,
@@ -200,6 +201,12 @@ pub fn from_package_tree(pkg: &Tree, package: &str, patterns: &[String], epoch: 
             e.mtime = epoch;
             modules.insert(&format!("{moddir}/{name}"), e);
         }
+    }
+    // The kernel's configuration, where kubeadm's preflight (SystemVerification) reads it: the
+    // Debian kernel has no /proc/config.gz.
+    let config = format!("/boot/config-{version}");
+    if let Some(c) = pkg.get(&config).and_then(|e| e.content()) {
+        modules.insert(&config, Entry { mtime: epoch, ..Entry::file(c.to_vec(), 0o644) });
     }
     modules.clamp_mtime(epoch);
     Ok(Kernel { version, bzimage: bz, modules, kept })

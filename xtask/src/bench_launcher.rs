@@ -23,7 +23,7 @@ use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
 use launcher::ssh::{baseline, Ssh};
 use launcher::state::{Home, MachineDir};
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
     }

@@ -6,6 +6,7 @@ mod bench_agent;
 mod bench_compress;
 mod bench_hostile;
 mod bench_iso;
+mod bench_kubernetes;
 mod bench_launcher;
 mod buildroot;
 mod kicbase;
@@ -173,6 +174,25 @@ enum BenchCmd {
         #[arg(long, default_value_t = 20)]
         secs: u64,
     },
+    /// Real clusters from the Kubernetes bundle: kic start -> Ready and restart, N kic nodes ->
+    /// all Ready, qemu start -> Ready; bundle sizes and (--build, --cold) build times.
+    Kubernetes {
+        /// Fresh kic starts (each followed by a restart).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Nodes of the multi-node kic run (1 to skip).
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        /// qemu starts (0 to skip).
+        #[arg(long, default_value_t = 1)]
+        qemu: usize,
+        /// Also build the bundle into an empty cache (Go's caches as they are).
+        #[arg(long)]
+        build: bool,
+        /// With --build: also with empty Go caches (downloads every module, compiles everything).
+        #[arg(long)]
+        cold: bool,
+    },
     /// Initramfs compressors on a directory tree (default: a synthetic tree).
     Compress { dir: Option<PathBuf> },
     /// The launcher: boots of out/minikube.iso, median time per provisioning step, then the
@@ -211,6 +231,7 @@ fn main() -> Result<()> {
             BenchCmd::Agent { iterations, hostile: None, .. } => bench_agent::run(iterations),
             BenchCmd::Agent { hostile: Some(n), secs, .. } => bench_hostile::run(n, secs),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
+            BenchCmd::Kubernetes { runs, nodes, qemu, build, cold } => bench_kubernetes::run(bench_kubernetes::Args { runs, nodes, qemu, build, cold }),
             BenchCmd::Launcher { boots, rounds, kubelet_mb } => bench_launcher::run(boots, rounds, kubelet_mb),
         },
         Cmd::Agent { arch } => {
