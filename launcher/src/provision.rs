@@ -501,7 +501,7 @@ fn provision(home: &Home, m: &MachineDir, up: Up, kubernetes_timeout: Duration, 
         let detail = if uploaded.is_empty() { "kubeadm, kubectl, crictl present".to_string() } else { format!("uploaded {}", uploaded.join(", ")) };
         rep.step("binaries", t, !uploaded.is_empty(), format!("{} {detail}", state.kubernetes_version));
         if let Some(bundle) = &parts.bundle {
-            crate::preload::run(&mut client, &state, bundle, rep)?;
+            crate::preload::run(&|| connect(&state, &pc), &state, bundle, rep)?;
         }
         let cluster = crate::cluster::cluster_of(&state).to_string();
         let node = crate::bootstrap::Node {

@@ -149,6 +149,23 @@ pub fn accel_works_for(arch: Arch, accel: Accel, timeout: Duration) -> bool {
     }
 }
 
+/// Whether KVM runs the probe here, probed once per boot of this host: the verdict is kept in the
+/// temp directory under the host's boot id, since a failing probe costs its whole timeout.
+fn kvm_works(arch: Arch) -> bool {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let file = std::env::temp_dir().join(format!("minikube-node-kvm-probe-{}-{}", arch.debian(), boot.trim()));
+    match std::fs::read_to_string(&file).as_deref().map(str::trim) {
+        Ok("kvm") if !boot.is_empty() => return true,
+        Ok("tcg") if !boot.is_empty() => return false,
+        _ => {}
+    }
+    let works = accel_works_for(arch, Accel::Kvm, Duration::from_secs(5));
+    if !boot.is_empty() {
+        let _ = pki::atomic::write_atomic(&file, if works { b"kvm\n" } else { b"tcg\n" }, 0o644);
+    }
+    works
+}
+
 /// The accelerator to use for an `arch` guest: `MINIKUBE_ACCEL` if set (kvm, hvf, tcg); TCG for
 /// a guest of another architecture than this machine's; else HVF on macOS, KVM when /dev/kvm
 /// exists and the probe boots under it (on an arm64 host the probe is the arm64 one), else TCG.
@@ -166,7 +183,7 @@ pub fn choose_accel_for(arch: Arch) -> Accel {
     if cfg!(target_os = "macos") {
         return Accel::Hvf;
     }
-    if Path::new("/dev/kvm").exists() && accel_works_for(arch, Accel::Kvm, Duration::from_secs(5)) {
+    if Path::new("/dev/kvm").exists() && kvm_works(arch) {
         return Accel::Kvm;
     }
     tracing::info!("KVM unavailable or not working here: using TCG (software emulation)");
