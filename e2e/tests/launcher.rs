@@ -110,7 +110,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     assert!(ping.contains("1 received"), "{ping}");
     let used = exec(&mut c, &["sh", "-c", "awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{print int((t-a)/1024)}' /proc/meminfo"]);
     eprintln!("memory used after provisioning: {} MB", used.trim());
-    let kubelet = exec(&mut c, &["/var/lib/minikube/binaries/v1.34.1/kubelet", "--version"]);
+    let kubelet = exec(&mut c, &[&format!("/var/lib/minikube/binaries/{}/kubelet", launcher::kubelet::DEFAULT_VERSION), "--version"]);
     assert!(kubelet.contains(launcher::kubelet::TEST_DOUBLE_NAME), "{kubelet}");
     let kubeconfig = std::fs::read_to_string(m.kubeconfig()).unwrap();
     let state = m.load().unwrap();
