@@ -38,8 +38,9 @@ fn base_tree(epoch: u64) -> Tree {
     t
 }
 
-/// Build every image from the binaries in `staging` into `staging/images/`.
-pub fn build(o: &Options, staging: &Path) -> Result<Vec<BundleImage>, BundleError> {
+/// Build every image from the binaries in `staging` into `staging/images/` (`go_version` goes in
+/// a label).
+pub fn build(o: &Options, go_version: &str, staging: &Path) -> Result<Vec<BundleImage>, BundleError> {
     let store_dir = o.work_dir.join("blobs");
     let store = BlobStore::open(&store_dir).map_err(|e| BundleError::Image { reference: store_dir.display().to_string(), source: Box::new(e) })?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
@@ -73,7 +74,7 @@ pub fn build(o: &Options, staging: &Path) -> Result<Vec<BundleImage>, BundleErro
             ("org.opencontainers.image.title".to_string(), c.name().to_string()),
             ("org.opencontainers.image.description".to_string(), format!("{} built from source by minikube-node's bundle (cargo xtask kubernetes); not the upstream image's bytes", c.name())),
             ("io.minikube-node.bundle.module".to_string(), module.clone()),
-            ("io.minikube-node.bundle.go".to_string(), crate::gobuild::go_version().unwrap_or_default()),
+            ("io.minikube-node.bundle.go".to_string(), go_version.to_string()),
         ]);
         let config = ImageConfig {
             env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],

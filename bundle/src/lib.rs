@@ -229,7 +229,7 @@ pub fn build(o: &Options, progress: &mut dyn Progress) -> Result<Built, BundleEr
     // Images.
     let t = Instant::now();
     progress.start("images", "7 images with image::oci");
-    let images = images::build(o, &staging.dir)?;
+    let images = images::build(o, &go_version, &staging.dir)?;
     let took = t.elapsed();
     progress.finish("images", took);
     stages.push(("images".into(), took));

@@ -1,7 +1,10 @@
-//! The Kubernetes bootstrap wired end to end against test doubles (no real Kubernetes can be
-//! downloaded here): the real agent serving a test root, `kubeadm-test-double` (records its
-//! arguments, checks its config as YAML, writes admin.conf), and a local HTTPS stand-in for the
-//! API server's `/readyz` and node. Checks the wiring, the files written and the error paths.
+//! The Kubernetes bootstrap against test doubles, for what the real cluster of `kubernetes.rs`
+//! cannot be made to show: a kubeadm that fails (its output must reach the error), an API server
+//! whose node never becomes Ready (a bounded wait naming the URL), a join configuration with a bad
+//! CA pin, and the exact arguments and files of each call (recorded by `kubeadm-test-double`,
+//! which checks its config as YAML), in a test root served by the real agent, with a local HTTPS
+//! stand-in for the API server's `/readyz` and node. The real kubeadm, kubelet and control plane
+//! run in `kubernetes.rs`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

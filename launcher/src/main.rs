@@ -66,9 +66,10 @@ enum Cmd {
         /// profile's recorded driver, else qemu; another driver than the recorded one is refused.
         #[arg(long)]
         driver: Option<Driver>,
-        /// The ISO built by `cargo xtask iso` (qemu).
-        #[arg(long, default_value = "out/minikube.iso")]
-        iso: PathBuf,
+        /// The ISO built by `cargo xtask iso` (qemu) [default: the profile's recorded ISO, else
+        /// out/minikube.iso]
+        #[arg(long)]
+        iso: Option<PathBuf>,
         /// The kicbase image (podman, docker): an archive (`cargo xtask kicbase`), loaded into the
         /// engine unless it already holds it, or an image reference.
         #[arg(long, default_value = provision::DEFAULT_KIC_IMAGE)]
@@ -230,12 +231,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wait_timeout,
             nodes,
         } => {
+            // What the command line leaves out keeps the profile's value (as minikube does).
+            let recorded = if m.exists() { Some(m.load()?) } else { None };
+            let recorded_iso = recorded.as_ref().map(|s| s.iso.clone()).filter(|p| !p.as_os_str().is_empty());
+            let iso = match (iso, recorded_iso) {
+                (Some(p), _) => p,
+                (None, Some(p)) => {
+                    eprintln!("{}: the ISO recorded in the profile, {}", cli.name, p.display());
+                    p
+                }
+                (None, None) => PathBuf::from(provision::DEFAULT_ISO),
+            };
             let mut opts = StartOptions::new(&cli.name, iso);
             opts.driver = driver.or_else(|| driver::recorded(&m)).unwrap_or(Driver::Qemu);
             opts.image = image;
             opts.oci_runtime = oci_runtime;
-            // What the command line leaves out keeps the profile's value (as minikube does).
-            let recorded = if m.exists() { Some(m.load()?) } else { None };
             opts.cpus = cpus.or(recorded.as_ref().map(|s| s.cpus)).unwrap_or(opts.cpus);
             opts.memory_mb = memory.or(recorded.as_ref().map(|s| s.memory_mb)).unwrap_or(opts.memory_mb);
             opts.disk_mb = disk_size.or(recorded.as_ref().map(|s| s.disk_mb)).unwrap_or(opts.disk_mb);

@@ -24,6 +24,8 @@ use crate::state::{Home, MachineDir, MachineState, Ports};
 
 /// `--image` default: the archive `cargo xtask kicbase` writes.
 pub const DEFAULT_KIC_IMAGE: &str = "out/kicbase.tar";
+/// `--iso` default for a new profile: the ISO `cargo xtask iso` writes.
+pub const DEFAULT_ISO: &str = "out/minikube.iso";
 
 /// What `start` was asked for.
 #[derive(Debug, Clone)]
@@ -89,7 +91,7 @@ impl StartOptions {
 
     /// A container node (podman or docker) from `image` (archive path or reference).
     pub fn kic(name: &str, driver: Driver, image: &str) -> StartOptions {
-        StartOptions { driver, image: image.to_string(), agent_timeout: Duration::from_secs(300), ..StartOptions::new(name, PathBuf::from("out/minikube.iso")) }
+        StartOptions { driver, image: image.to_string(), agent_timeout: Duration::from_secs(300), ..StartOptions::new(name, PathBuf::from(DEFAULT_ISO)) }
     }
 }
 

@@ -61,6 +61,18 @@ fn missing_iso_is_a_clear_error_and_creates_nothing() {
     assert_eq!(v[0]["runtime"], "containerd");
     assert_eq!(v[0]["arch"], "amd64", "the ISO's architecture");
     assert_eq!(text(&node(d.path(), &["ip", "-p", "t1"])).trim(), "10.0.2.15");
+    // Started again without --iso (and from a directory with no out/minikube.iso): the ISO
+    // recorded in the profile is used, and `start` says so.
+    let o = Command::new(env!("CARGO_BIN_EXE_minikube-node"))
+        .env("MINIKUBE_NODE_HOME", d.path())
+        .env("MINIKUBE_QEMU", "false")
+        .current_dir(d.path())
+        .args(["start", "-p", "t1", "--kubelet-test-double"])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(t.contains(&format!("t1: the ISO recorded in the profile, {}", iso.display())) && t.contains("qemu failed to start"), "{t}");
+    assert!(!t.contains("out/minikube.iso"), "{t}");
     for f in ["ca.crt", "ca.key", "proxy-client-ca.crt", "agent-ca.crt"] {
         assert!(d.path().join("certs").join(f).is_file(), "{f}");
     }
