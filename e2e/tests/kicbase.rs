@@ -401,3 +401,39 @@ impl Drop for DeleteCluster {
         let _ = launcher::cluster::delete_all(&self.0, &self.1, Duration::from_secs(10));
     }
 }
+
+/// A start that fails offline (no kubelet given, no route to the release host, no bundle in
+/// this home's cache) creates nothing in the engine: the download fails before the network,
+/// volume or container exist. `delete` then leaves nothing either, and a start with the right
+/// flags works (the leak a new user met: a network left behind, then a cryptic `inspect`).
+#[test]
+fn a_failed_podman_start_leaves_nothing_behind() {
+    let _one = BOOTS.lock().unwrap_or_else(|e| e.into_inner());
+    let archive = archive();
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::at(dir.path().join("home"));
+    let name = format!("kic-fail-{}", std::process::id());
+    let m = home.machine(&name).unwrap();
+    let _cleanup = DeleteProfile(m.clone());
+    let exists = |what: &str| Command::new("podman").args([what, "exists", &name]).status().unwrap().success();
+    let nothing_left = |when: &str| {
+        for what in ["network", "volume", "container"] {
+            assert!(!exists(what), "{when}: podman {what} {name} exists");
+        }
+    };
+    let mut opts = StartOptions::kic(&name, Driver::Podman, &archive.to_string_lossy());
+    opts.agent_timeout = Duration::from_secs(240);
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
+    let e = provision::start(&home, &opts, &mut rep).unwrap_err().to_string();
+    assert!(e.contains("dl.k8s.io") && e.contains("--kubelet PATH"), "{e}");
+    nothing_left("after the failed start");
+    assert!(launcher::cluster::delete_all(&home, &name, Duration::from_secs(30)).is_ok());
+    nothing_left("after delete");
+
+    opts.kubelet_test_double = true;
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
+    provision::start(&home, &opts, &mut rep).unwrap_or_else(|e| panic!("the second start, with the right flags: {e}"));
+    assert!(exists("container") && exists("network"));
+    assert!(launcher::cluster::delete_all(&home, &name, Duration::from_secs(30)).unwrap());
+    nothing_left("after the last delete");
+}

@@ -182,13 +182,23 @@ pub fn free_subnet(taken: &[Subnet]) -> Option<Subnet> {
     (49u16..=254).step_by(9).map(|c| Subnet([192, 168, c as u8])).find(|s| !taken.contains(s))
 }
 
-/// The cluster's network `name`, made with the first free subnet if it does not exist.
-pub fn ensure_network(engine: &Engine, name: &str) -> Result<Subnet, KicError> {
+/// Where a cluster's network is, or would be made: nothing is created here, so a start can fix
+/// its nodes' addresses (certificates and node documents name them) before it creates anything
+/// in the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkPlan {
+    pub subnet: Subnet,
+    /// The network exists already (another node of the cluster made it).
+    pub exists: bool,
+}
+
+/// The cluster's network `name` as it is, or the first free subnet for it.
+pub fn plan_network(engine: &Engine, name: &str) -> Result<NetworkPlan, KicError> {
     // podman lists a network's subnets under .Subnets, docker under .IPAM.Config.
     let fmt = if engine.is_docker() { "{{range .IPAM.Config}}{{.Subnet}} {{end}}" } else { "{{range .Subnets}}{{.Subnet}} {{end}}" };
     if let Ok(out) = engine.run(&["network".into(), "inspect".into(), "--format".into(), fmt.into(), name.into()]) {
-        if let Some(s) = out.split_whitespace().find_map(Subnet::parse) {
-            return Ok(s);
+        if let Some(subnet) = out.split_whitespace().find_map(Subnet::parse) {
+            return Ok(NetworkPlan { subnet, exists: true });
         }
     }
     let listed = engine.run(&["network".into(), "ls".into(), "-q".into()])?;
@@ -203,6 +213,11 @@ pub fn ensure_network(engine: &Engine, name: &str) -> Result<Subnet, KicError> {
         status: "not run".into(),
         stderr: "no free /24 left in 192.168.49.0-192.168.254.0".into(),
     })?;
+    Ok(NetworkPlan { subnet, exists: false })
+}
+
+/// Make the cluster's network `name` on `subnet`, labelled as minikube labels its networks.
+pub fn create_network(engine: &Engine, name: &str, subnet: Subnet) -> Result<(), KicError> {
     engine.run(&[
         "network".into(),
         "create".into(),
@@ -214,7 +229,7 @@ pub fn ensure_network(engine: &Engine, name: &str) -> Result<Subnet, KicError> {
         "created_by.minikube.sigs.k8s.io=true".into(),
         name.into(),
     ])?;
-    Ok(subnet)
+    Ok(())
 }
 
 /// Remove the cluster's network (nothing when it is gone already).

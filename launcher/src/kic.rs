@@ -334,7 +334,7 @@ impl Kic {
 
     /// `running`, `exited`, `created`... (`inspect --format {{.State.Status}}`).
     pub fn state(&self) -> Result<ContainerState, KicError> {
-        Ok(ContainerState::parse(&self.engine.run(&self.args(&["inspect", "--format", "{{.State.Status}}", &self.name]))?))
+        Ok(ContainerState::parse(&self.engine.run(&self.args(&["container", "inspect", "--format", "{{.State.Status}}", &self.name]))?))
     }
 
     /// The container's state, None when there is no such container.
@@ -361,7 +361,7 @@ impl Kic {
 
     /// The container's address on its (first) network.
     pub fn ip(&self) -> Result<String, KicError> {
-        let out = self.engine.run(&self.args(&["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", &self.name]))?;
+        let out = self.engine.run(&self.args(&["container", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", &self.name]))?;
         out.split_whitespace().next().map(str::to_string).ok_or_else(|| KicError::NoIp { name: self.name.clone(), output: out.clone() })
     }
 

@@ -92,11 +92,18 @@ impl NodeDriver for KicNode {
         }
         // A new container joins its cluster's network at a fixed address (.2 for the first node,
         // .3 for the second...), known before it exists: certificates and the node document name it.
+        // The network itself is made only once everything that can fail offline (downloads,
+        // checksums, the image) has passed.
+        let mut network_to_make = None;
+        let mut undo = Undo { kic: node, engine: &engine, container: false, network: None, armed: true };
         if container.is_none() {
             let cluster = crate::cluster::cluster_of(&state).to_string();
-            let subnet = crate::cluster::ensure_network(&engine, &cluster)?;
+            let plan = crate::cluster::plan_network(&engine, &cluster)?;
             let index = crate::cluster::node_index(&cluster, &state.name).unwrap_or(1);
-            state.node_ip = subnet.node_ip(index);
+            state.node_ip = plan.subnet.node_ip(index);
+            if !plan.exists {
+                network_to_make = Some((cluster.clone(), plan.subnet));
+            }
             state.network = Some(cluster);
         }
         // The API server's certificate names the node's address, known once the container runs:
@@ -154,6 +161,11 @@ impl NodeDriver for KicNode {
                 if state.cluster.is_some() {
                     cfg.role = "worker".into();
                 }
+                if let Some((net, subnet)) = network_to_make.take() {
+                    crate::cluster::create_network(&engine, &net, subnet)?;
+                    undo.network = Some(net);
+                }
+                undo.container = true;
                 let (_, privileges) = Kic::create_with_fallback(&cfg)?;
                 let how = match privileges {
                     kic::Privileges::Privileged => "privileged",
@@ -208,6 +220,35 @@ impl NodeDriver for KicNode {
         // The engine bind-mounts /etc/hostname and /etc/hosts: the agent rewrites such files in
         // place (a rename onto a mount point fails with EBUSY).
         rep.step("agent", t, !running, detail);
+        undo.armed = false;
         Ok(Up { state, cas: prep.cas, pc: prep.pc, kubelet: prep.kubelet, kubernetes: prep.kubernetes, doc, client })
+    }
+}
+
+/// What a failing `up` made in the engine, removed again as `up` returns its error: the
+/// container (with its volume) and the cluster's network, each only when this start made it.
+struct Undo<'a> {
+    kic: &'a Kic,
+    engine: &'a kic::Engine,
+    container: bool,
+    network: Option<String>,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.container {
+            if let Err(e) = self.kic.delete() {
+                tracing::warn!("removing the container of the failed start: {e}");
+            }
+        }
+        if let Some(net) = &self.network {
+            if let Err(e) = crate::cluster::remove_network(self.engine, net) {
+                tracing::warn!("removing the network of the failed start: {e}");
+            }
+        }
     }
 }
