@@ -98,13 +98,22 @@ pub fn cgroup_v1_nest(root: &GuestRoot, host: &dyn Host) -> Result<Vec<String>, 
         .filter(|n| n != "unified")
         .collect();
     names.sort();
-    for name in &names {
-        let hierarchy = cg.join(name);
+    let mut done = Vec::new();
+    for name in names {
+        let hierarchy = cg.join(&name);
         let nested = hierarchy.join(path.trim_start_matches('/'));
-        ensure::dir(&nested).map_err(io_err(&nested))?;
+        match ensure::dir(&nested) {
+            // Not a hierarchy: a plain directory on the read-only tmpfs above them (some hosts
+            // have `cpu,cpuacct` there beside the `cpu` and `cpuacct` mounts).
+            Err(e) if e.raw_os_error() == Some(nix::libc::EROFS) => continue,
+            r => {
+                r.map_err(io_err(&nested))?;
+            }
+        }
         run_ok(host, &["mount", "--bind", &arg(&hierarchy), &arg(&nested)], None, MOUNT_TIMEOUT)?;
+        done.push(name);
     }
-    Ok(names)
+    Ok(done)
 }
 
 /// A fresh /etc/machine-id from 16 random bytes (every node needs its own).
@@ -255,6 +264,18 @@ pub fn fix_docker_dns(root: &GuestRoot, host: &dyn Host) -> Result<bool, Entrypo
     Ok(true)
 }
 
+/// `/dev/kmsg` for the kubelet (it opens it at start to watch for OOM kills): an unprivileged
+/// container has none, so it is made a link to `/dev/console`, which the engine provides.
+/// Returns whether the link was made.
+pub fn kmsg(root: &GuestRoot) -> Result<bool, EntrypointError> {
+    let kmsg = root.host("/dev/kmsg");
+    if std::fs::symlink_metadata(&kmsg).is_ok() {
+        return Ok(false);
+    }
+    std::os::unix::fs::symlink("/dev/console", &kmsg).map_err(io_err(&kmsg))?;
+    Ok(true)
+}
+
 fn random16() -> [u8; 16] {
     let mut b = [0u8; 16];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -278,5 +299,6 @@ pub fn prepare(root: &GuestRoot, host: &dyn Host) -> Vec<String> {
     note("dmi", fake_dmi(root, host, random16()).map(|_| ()));
     note("iptables", select_iptables(host).map(|_| ()));
     note("dns", fix_docker_dns(root, host).map(|_| ()));
+    note("kmsg", kmsg(root).map(|_| ()));
     problems
 }

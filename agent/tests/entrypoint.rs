@@ -139,3 +139,13 @@ fn entrypoint_binary_execs_the_command() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "exec ok\n");
     assert!(d.path().join("etc/machine-id").exists());
 }
+
+#[test]
+fn a_container_without_dev_kmsg_gets_a_link_to_the_console() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("dev")).unwrap();
+    let root = GuestRoot::new(d.path());
+    assert!(kmsg(&root).unwrap(), "made");
+    assert_eq!(std::fs::read_link(d.path().join("dev/kmsg")).unwrap(), Path::new("/dev/console"));
+    assert!(!kmsg(&root).unwrap(), "an existing /dev/kmsg is left alone");
+}

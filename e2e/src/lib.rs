@@ -160,3 +160,62 @@ pub fn go_program(name: &str, out_dir: &Path) -> PathBuf {
     assert!(st.success(), "go build of e2e/testdata/{name} failed");
     out
 }
+
+/// A dockerd of our own (Debian's docker.io) under a temporary directory: its own data root,
+/// exec root and socket, no networking of its own on the host (no iptables rules, no docker0;
+/// the networks the launcher makes are its own bridges). Checked healthy before it is returned;
+/// killed and unmounted when dropped. `host` is its `DOCKER_HOST`.
+pub struct Dockerd {
+    child: std::process::Child,
+    pub host: String,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    pub fn start() -> Dockerd {
+        require(&["dockerd", "docker"]);
+        let dir = tempfile::Builder::new().prefix("kic-dockerd").tempdir_in("/tmp").unwrap();
+        let host = format!("unix://{}/docker.sock", dir.path().display());
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
+        let child = std::process::Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("root"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("dockerd.pid"))
+            .args(["-H", &host, "--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("dockerd: {e} (apt-get install docker.io)"));
+        let d = Dockerd { child, host, dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if d.docker(&["version"]).status.success() {
+                return d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        panic!("dockerd did not answer: {}", std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default());
+    }
+
+    /// `docker -H HOST ARGS`.
+    pub fn docker(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("docker").arg("-H").arg(&self.host).args(args).output().expect("docker client runs")
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // Containers first (their mounts), then the daemon, then what is left mounted.
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", "-v", id]);
+        }
+        let _ = std::process::Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        let _ = std::process::Command::new("umount").arg("-R").arg(self.dir.path().join("root")).output();
+        let _ = std::process::Command::new("umount").arg("-R").arg(self.dir.path().join("exec")).output();
+    }
+}

@@ -14,57 +14,8 @@ use image::oci::{build_image, write_layer, BlobStore, Compression, ImageConfig, 
 use image::rootfs::{Entry, Tree};
 use launcher::kic::Engine;
 
-/// A dockerd of our own (Debian's docker.io) under a temporary directory, with no networking of
-/// its own (nothing is written to the host's iptables); killed and unmounted when dropped.
-struct PrivateDockerd {
-    child: std::process::Child,
-    host: String,
-    dir: tempfile::TempDir,
-}
-
-impl PrivateDockerd {
-    fn start() -> PrivateDockerd {
-        let dir = tempfile::Builder::new().prefix("kic-dockerd").tempdir_in("/tmp").unwrap();
-        let host = format!("unix://{}/docker.sock", dir.path().display());
-        let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(dir.path().join("root"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--pidfile")
-            .arg(dir.path().join("dockerd.pid"))
-            .args(["-H", &host, "--iptables=false", "--ip6tables=false", "--bridge=none"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("dockerd: {e} (apt-get install docker.io)"));
-        let d = PrivateDockerd { child, host, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if d.docker(&["version"]).status.success() {
-                return d;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        panic!("dockerd did not answer: {}", std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default());
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker").arg("-H").arg(&self.host).args(args).output().expect("docker client runs")
-    }
-}
-
-impl Drop for PrivateDockerd {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-        let _ = Command::new("umount").arg("-R").arg(self.dir.path().join("root")).output();
-    }
-}
-
-/// The engine client of a [`PrivateDockerd`], as the launcher uses it.
-fn docker_engine(d: &PrivateDockerd) -> Engine {
+/// The engine client of a [`e2e::Dockerd`], as the launcher uses it.
+fn docker_engine(d: &e2e::Dockerd) -> Engine {
     Engine { program: "docker".into(), global_args: vec!["-H".into(), d.host.clone()] }
 }
 
@@ -73,7 +24,7 @@ fn docker_engine(d: &PrivateDockerd) -> Engine {
 #[test]
 fn docker_loads_kicbase() {
     let archive = e2e::kicbase_archive(&["dockerd", "docker"]);
-    let d = PrivateDockerd::start();
+    let d = e2e::Dockerd::start();
     let engine = docker_engine(&d);
     let t = Instant::now();
     let ready = engine.ensure_image(&launcher::kic::ImageSource::Archive(archive.clone())).unwrap();
@@ -121,7 +72,7 @@ fn docker_gets_the_host_architecture_of_a_multi_arch_archive() {
     let path = dir.path().join("multi.tar");
     image::oci::write_index_archive(&index, &path).unwrap();
 
-    let d = PrivateDockerd::start();
+    let d = e2e::Dockerd::start();
     let engine = docker_engine(&d);
     let src = launcher::kic::ImageSource::Archive(path.clone());
     let ready = engine.ensure_image(&src).unwrap();

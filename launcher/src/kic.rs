@@ -111,6 +111,10 @@ pub struct KicConfig {
     /// Mount the host's /lib/modules read-only (default: when the host has it; minikube always
     /// mounts it, but a host that is itself a container may have none).
     pub mount_modules: bool,
+    /// Bind the host's cgroup hierarchy writable into the container, in the host's cgroup
+    /// namespace (`-v /sys/fs/cgroup:/sys/fs/cgroup:rw --cgroupns host`): on a cgroup v1 host an
+    /// unprivileged container's hierarchy is read-only, and systemd cannot start there.
+    pub host_cgroups: bool,
     /// Extra arguments for `run`, before the image.
     pub extra_run_args: Vec<String>,
 }
@@ -134,6 +138,7 @@ impl KicConfig {
             ulimits: Vec::new(),
             privileges: Privileges::Privileged,
             mount_modules: Path::new("/lib/modules").is_dir(),
+            host_cgroups: false,
             extra_run_args: Vec::new(),
         }
     }
@@ -143,12 +148,17 @@ impl KicConfig {
         let mut a: Vec<String> = vec!["-d".into(), "-t".into()];
         match self.privileges {
             Privileges::Privileged => a.push("--privileged".into()),
-            Privileges::AllCaps => a.extend(["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE"].map(String::from)),
+            // Without --privileged /proc/sys is read-only: the one namespaced sysctl pod
+            // networking needs is set by the engine.
+            Privileges::AllCaps => a.extend(["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--sysctl", "net.ipv4.ip_forward=1"].map(String::from)),
         }
         a.extend(["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"].map(String::from));
         for t in ["/tmp", "/run", "/run/lock"] {
             a.push("--tmpfs".into());
             a.push(t.into());
+        }
+        if self.host_cgroups {
+            a.extend(["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host"].map(String::from));
         }
         if self.mount_modules {
             a.extend(["-v".into(), "/lib/modules:/lib/modules:ro".into()]);
@@ -310,8 +320,15 @@ impl Kic {
     pub fn create_with_fallback(cfg: &KicConfig) -> Result<(Kic, Privileges), KicError> {
         match Kic::create(cfg) {
             Err(KicError::Command { stderr, .. }) if cfg.privileges == Privileges::Privileged && stderr.contains("unable to apply caps") => {
-                tracing::warn!("{}: --privileged failed (unable to apply caps); using --cap-add ALL", cfg.engine.program);
-                let cfg = KicConfig { privileges: Privileges::AllCaps, ..cfg.clone() };
+                // Without --privileged the cgroup hierarchy is read-only on a cgroup v1 host (the
+                // engine says which it has): systemd needs it writable.
+                let host_cgroups = cfg.engine.cgroup_version()? == 1;
+                tracing::warn!(
+                    "{}: --privileged failed (unable to apply caps); using --cap-add ALL{}",
+                    cfg.engine.program,
+                    if host_cgroups { " with the host's cgroup v1 hierarchy writable" } else { "" }
+                );
+                let cfg = KicConfig { privileges: Privileges::AllCaps, host_cgroups, ..cfg.clone() };
                 Ok((Kic::create(&cfg)?, Privileges::AllCaps))
             }
             other => other.map(|k| (k, cfg.privileges.clone())),

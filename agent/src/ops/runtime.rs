@@ -180,7 +180,7 @@ pub fn config_files(req: &RuntimeRequest) -> (Vec<ConfigFile>, Vec<&'static str>
     files.push(file("/etc/modules-load.d/minikube-runtime.conf", format!("{}\n", NETWORK_MODULES.join("\n")), 0o644));
     files.push(file(
         "/etc/sysctl.d/99-minikube-runtime.conf",
-        "net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n".to_string(),
+        NETWORK_SYSCTLS.iter().map(|k| format!("{k} = 1\n")).collect::<String>(),
         0o644,
     ));
     (files, absent)
@@ -231,9 +231,27 @@ fn network_setup(node: &Node, modules: bool) -> Result<(), OpError> {
             }
         }
     }
-    run_ok(host, &["sysctl", "--load", "/etc/sysctl.d/99-minikube-runtime.conf"], None, Duration::from_secs(30))?;
+    if let Err(e) = run_ok(host, &["sysctl", "--load", "/etc/sysctl.d/99-minikube-runtime.conf"], None, Duration::from_secs(30)) {
+        // An unprivileged container cannot write /proc/sys; the engine may have set what the
+        // runtime needs already (`--sysctl net.ipv4.ip_forward=1`, the host's bridge netfilter).
+        let unmet: Vec<&str> = NETWORK_SYSCTLS
+            .iter()
+            .filter(|key| {
+                let path = node.root.host(&format!("/proc/sys/{}", key.replace('.', "/")));
+                std::fs::read_to_string(path).map(|v| v.trim() != "1").unwrap_or(true)
+            })
+            .copied()
+            .collect();
+        if !unmet.is_empty() {
+            return Err(OpError::internal(format!("{e}; not already 1 on this node: {}", unmet.join(", "))));
+        }
+        tracing::warn!("{e}; every value is already as wanted, going on");
+    }
     Ok(())
 }
+
+/// The sysctls pod networking needs, each set to 1.
+pub const NETWORK_SYSCTLS: &[&str] = &["net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"];
 
 /// The runtime's units: docker without cri-dockerd (Debian does not package it) is docker's own
 /// units and socket.

@@ -24,6 +24,22 @@ impl Engine {
         Engine { program: "docker".into(), global_args: Vec::new() }
     }
 
+    /// The cgroup version the engine runs containers with (1 or 2), as `info` reports it
+    /// (docker: `.CgroupVersion` "1"; podman: `.Host.CgroupsVersion` "v1").
+    pub fn cgroup_version(&self) -> Result<u8, KicError> {
+        let fmt = if self.is_docker() { "{{.CgroupVersion}}" } else { "{{.Host.CgroupsVersion}}" };
+        let out = self.run(&["info".into(), "--format".into(), fmt.into()])?;
+        match out.trim().trim_start_matches('v') {
+            "1" => Ok(1),
+            "2" => Ok(2),
+            other => Err(KicError::Command {
+                command: render(&self.program, &self.global_args, &["info".into(), "--format".into(), fmt.into()]),
+                status: "answered".into(),
+                stderr: format!("not a cgroup version: {other:?}"),
+            }),
+        }
+    }
+
     /// Run `program global_args args`, returning stdout; a non-zero exit is an error carrying
     /// stderr.
     pub fn run(&self, args: &[String]) -> Result<String, KicError> {
