@@ -177,6 +177,31 @@ impl Subnet {
     }
 }
 
+/// The /24s of [`free_subnet`]'s range that the host already routes (another engine's bridge, a
+/// VPN...), from `/proc/net/route`'s text: a network made there would clash (podman refuses it).
+pub fn host_routed(proc_net_route: &str) -> Vec<Subnet> {
+    let routes: Vec<(u32, u32)> = proc_net_route
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Destination and Mask are hexadecimal in the kernel's (little-endian) byte order.
+            let dest = u32::from_str_radix(f.get(1)?, 16).ok()?.swap_bytes();
+            let mask = u32::from_str_radix(f.get(7)?, 16).ok()?.swap_bytes();
+            (mask != 0).then_some((dest, mask))
+        })
+        .collect();
+    (49u16..=254)
+        .step_by(9)
+        .map(|c| Subnet([192, 168, c as u8]))
+        .filter(|s| {
+            let net = u32::from_be_bytes([s.0[0], s.0[1], s.0[2], 0]);
+            // The route's network meets the /24: one contains the other.
+            routes.iter().any(|&(dest, mask)| net & mask == dest & mask || dest & 0xffff_ff00 == net)
+        })
+        .collect()
+}
+
 /// The first free /24 from 192.168.49.0, stepping by 9 (minikube's choice), outside `taken`.
 pub fn free_subnet(taken: &[Subnet]) -> Option<Subnet> {
     (49u16..=254).step_by(9).map(|c| Subnet([192, 168, c as u8])).find(|s| !taken.contains(s))
@@ -208,6 +233,7 @@ pub fn plan_network(engine: &Engine, name: &str) -> Result<NetworkPlan, KicError
             taken.extend(out.split_whitespace().filter_map(Subnet::parse));
         }
     }
+    taken.extend(host_routed(&std::fs::read_to_string("/proc/net/route").unwrap_or_default()));
     let subnet = free_subnet(&taken).ok_or_else(|| KicError::Command {
         command: format!("{} network create {name}", engine.program),
         status: "not run".into(),
@@ -346,6 +372,19 @@ mod tests {
         assert_eq!(node_index("mk", "mk"), Some(1));
         assert_eq!(node_index("mk", "mk-m3"), None);
         assert_eq!(node_index("mk", "other-m02"), None);
+    }
+
+    #[test]
+    fn subnets_the_host_routes_are_taken() {
+        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                     br-1\t0031A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                     tun0\t0000A8C0\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+        let all = host_routed(route);
+        assert!(all.contains(&Subnet([192, 168, 49])) && all.len() == 23, "a /16 VPN route takes every /24 of 192.168: {all:?}");
+        let one = host_routed(&route.lines().take(3).collect::<Vec<_>>().join("\n"));
+        assert_eq!(one, [Subnet([192, 168, 49])], "the default route takes nothing");
+        assert_eq!(free_subnet(&one), Some(Subnet([192, 168, 58])));
     }
 
     #[test]
