@@ -101,11 +101,29 @@ impl Kubectl {
         out.lines().filter_map(|l| l.split_once(' ')).map(|(n, s)| (n.to_string(), s == "True")).collect()
     }
 
-    /// Wait until pod `name` (default namespace) has phase `phase`.
+    /// Wait until pod `name` (default namespace) has phase `phase`; a pod that fails instead
+    /// fails the test at once, with its logs and what the cluster's DNS and Services looked like.
     fn wait_phase(&self, name: &str, phase: &str, secs: u64) {
         self.wait(&format!("pod {name} {phase}"), secs, |k| {
-            (k.try_run(&["get", "pod", name, "-o", "jsonpath={.status.phase}"], None).ok()? == phase).then_some(())
+            let now = k.try_run(&["get", "pod", name, "-o", "jsonpath={.status.phase}"], None).ok()?;
+            if now == "Failed" && phase != "Failed" {
+                panic!("pod {name} Failed:\n{}", k.diagnostics(name));
+            }
+            (now == phase).then_some(())
         });
+    }
+
+    /// A failed pod's logs, the Services and their endpoints, CoreDNS's and kube-proxy's logs.
+    fn diagnostics(&self, pod: &str) -> String {
+        let run = |args: &[&str]| self.try_run(args, None).unwrap_or_else(|e| e);
+        [
+            format!("logs {pod}:\n{}", run(&["logs", pod])),
+            format!("pods:\n{}", run(&["get", "pods", "-A", "-o", "wide"])),
+            format!("services and endpoints:\n{}{}", run(&["get", "svc", "-A"]), run(&["get", "endpointslices", "-A"])),
+            format!("coredns:\n{}", run(&["-n", "kube-system", "logs", "-l", "k8s-app=kube-dns", "--tail", "30"])),
+            format!("kube-proxy:\n{}", run(&["-n", "kube-system", "logs", "-l", "k8s-app=kube-proxy", "--tail", "30"])),
+        ]
+        .join("\n")
     }
 }
 
@@ -242,6 +260,9 @@ fn real_kubernetes_on_podman_nodes() {
          args: [\"serve\", \":8080\"]\n"
     ));
     k.apply(&service("web"));
+    // The Service's backend and the cluster's DNS serving first (the client retries anyway).
+    k.run(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    k.run(&["-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"]);
     k.apply(&pod("client", None, &["get", "http://web.default.svc.cluster.local/", "120"], "Never"));
     k.wait_phase("client", "Succeeded", 180);
     assert!(k.run(&["logs", "client"]).starts_with("netcheck from web-"), "{}", k.run(&["logs", "client"]));
