@@ -11,7 +11,6 @@
 //!
 //! Needs root, dockerd and docker, the kicbase archive and the bundle (`cargo xtask test`).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use launcher::driver::{self, Driver};
@@ -24,25 +23,9 @@ fn step<'a>(events: &'a [StepEvent], name: &str) -> &'a StepEvent {
     events.iter().find(|e| e.step == name).unwrap_or_else(|| panic!("no step {name} in {events:?}"))
 }
 
-fn kubectl_nodes(kubectl: &std::path::Path, kubeconfig: &std::path::Path) -> Vec<(String, bool)> {
-    let out = Command::new(kubectl)
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .args(["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_once(' ')).map(|(n, s)| (n.to_string(), s == "True")).collect()
-}
-
-fn wait_ready(kubectl: &std::path::Path, kubeconfig: &std::path::Path, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let nodes = kubectl_nodes(kubectl, kubeconfig);
-        if nodes.iter().filter(|(_, r)| *r).count() >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{n} nodes Ready: {nodes:?}");
-        std::thread::sleep(Duration::from_secs(1));
-    }
+/// Wait until `n` nodes are Ready.
+fn wait_ready(k: &common::Kubectl, n: usize) {
+    k.wait(&format!("{n} nodes Ready"), 180, |k| (k.nodes().iter().filter(|(_, r)| *r).count() >= n).then_some(()));
 }
 
 #[test]
@@ -59,6 +42,7 @@ fn docker_driver_runs_ready_kubernetes_nodes_and_leaves_nothing() {
     let home = Home::at(dir.path().join("home"));
     let name = format!("dk{}", std::process::id());
     let m = home.machine(&name).unwrap();
+    let k = common::Kubectl { bin: kubectl, kubeconfig: m.kubeconfig() };
     let mut opts = StartOptions::kic(&name, Driver::Docker, &archive.to_string_lossy());
     opts.cache_dir = Some(cache.clone());
     opts.kubernetes_timeout = Duration::from_secs(300);
@@ -77,14 +61,14 @@ fn docker_driver_runs_ready_kubernetes_nodes_and_leaves_nothing() {
     assert!(step(&first, "agent").detail.contains("node document applied at boot"), "{:?}", step(&first, "agent"));
     eprintln!("docker node created with: {}", step(&first, "boot").detail);
     assert!(step(&first, "kubeadm").detail.contains("kubeadm init"));
-    wait_ready(&kubectl, &m.kubeconfig(), 1);
+    wait_ready(&k, 1);
     eprintln!("FIGURE docker driver: start -> node Ready {:.1} s (image load {:.1} s)", t.elapsed().as_secs_f64(), step(&first, "image").seconds);
 
     // A second node joins on the cluster's network and the first reaches it by name.
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
     launcher::cluster::start(&home, &opts, 2, &mut rep).unwrap_or_else(|e| panic!("docker --nodes 2: {e:#}"));
     let m02 = launcher::cluster::node_name(&name, 2);
-    wait_ready(&kubectl, &m.kubeconfig(), 2);
+    wait_ready(&k, 2);
     let mut c = provision::connect_existing(&home, &m).unwrap();
     let resolved = common::exec(&mut c, &["getent", "hosts", &m02]);
     let m02_ip = home.machine(&m02).unwrap().load().unwrap().node_ip;
@@ -99,7 +83,7 @@ fn docker_driver_runs_ready_kubernetes_nodes_and_leaves_nothing() {
     provision::start(&home, &opts, &mut rep).unwrap_or_else(|e| panic!("docker restart: {e}"));
     assert!(step(&rep.events, "kubeadm").detail.contains("not initialised again"));
     assert!(!step(&rep.events, "image").changed);
-    wait_ready(&kubectl, &m.kubeconfig(), 2);
+    wait_ready(&k, 2);
 
     // delete: nothing of the profile is left in the engine.
     assert!(launcher::cluster::delete_all(&home, &name, Duration::from_secs(30)).unwrap());

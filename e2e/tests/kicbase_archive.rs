@@ -8,7 +8,7 @@
 //! kicbase --arch amd64,arm64`, or `KICBASE_ARCHIVE`).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use image::oci::{build_image, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};

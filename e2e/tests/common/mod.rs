@@ -4,8 +4,10 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};
@@ -87,5 +89,90 @@ impl Drop for Cleanup<'_> {
         if let Ok(m) = self.0.machine(self.1) {
             let _ = machine::delete(&m, std::time::Duration::from_secs(5));
         }
+    }
+}
+
+/// kubectl of the bundle against the profile's kubeconfig.
+pub struct Kubectl {
+    pub bin: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    pub fn try_run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let mut child = Command::new(&self.bin)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let Some(text) = stdin {
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!("kubectl {args:?}: {}{}", stdout, String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        self.try_run(args, None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn apply(&self, yaml: &str) {
+        self.try_run(&["apply", "-f", "-"], Some(yaml)).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    }
+
+    /// Poll `probe` (every second) until it returns Some, or fail after `secs`, showing the
+    /// cluster's pods.
+    pub fn wait<T>(&self, what: &str, secs: u64, mut probe: impl FnMut(&Kubectl) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = probe(self) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let pods = self.try_run(&["get", "pods", "-A", "-o", "wide"], None).unwrap_or_else(|e| e);
+                let events = self.try_run(&["get", "events", "-A", "--sort-by=.lastTimestamp"], None).unwrap_or_else(|e| e);
+                panic!("{what}: not within {secs} s\npods:\n{pods}\nevents:\n{events}");
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// The nodes and whether each is Ready.
+    pub fn nodes(&self) -> Vec<(String, bool)> {
+        let out = self.run(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"]);
+        out.lines().filter_map(|l| l.split_once(' ')).map(|(n, s)| (n.to_string(), s == "True")).collect()
+    }
+
+    /// Wait until pod `name` (default namespace) has phase `phase`; a pod that fails instead
+    /// fails the test at once, with its logs and what the cluster's DNS and Services looked like.
+    pub fn wait_phase(&self, name: &str, phase: &str, secs: u64) {
+        self.wait(&format!("pod {name} {phase}"), secs, |k| {
+            let now = k.try_run(&["get", "pod", name, "-o", "jsonpath={.status.phase}"], None).ok()?;
+            if now == "Failed" && phase != "Failed" {
+                panic!("pod {name} Failed:\n{}", k.diagnostics(name));
+            }
+            (now == phase).then_some(())
+        });
+    }
+
+    /// A failed pod's logs, the Services and their endpoints, CoreDNS's and kube-proxy's logs.
+    pub fn diagnostics(&self, pod: &str) -> String {
+        let run = |args: &[&str]| self.try_run(args, None).unwrap_or_else(|e| e);
+        [
+            format!("logs {pod}:\n{}", run(&["logs", pod])),
+            format!("pods:\n{}", run(&["get", "pods", "-A", "-o", "wide"])),
+            format!("services and endpoints:\n{}{}", run(&["get", "svc", "-A"]), run(&["get", "endpointslices", "-A"])),
+            format!("coredns:\n{}", run(&["-n", "kube-system", "logs", "-l", "k8s-app=kube-dns", "--tail", "30"])),
+            format!("kube-proxy:\n{}", run(&["-n", "kube-system", "logs", "-l", "k8s-app=kube-proxy", "--tail", "30"])),
+        ]
+        .join("\n")
     }
 }
