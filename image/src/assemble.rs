@@ -18,6 +18,8 @@ pub enum AssembleError {
     Apt(#[from] crate::apt::AptError),
     #[error(transparent)]
     Resolve(#[from] crate::resolve::ResolveError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error("{0} (check the mirror in your apt sources, or pass --mirror)")]
     Fetch(#[from] fetch::FetchError),
     #[error(transparent)]
@@ -86,8 +88,18 @@ pub struct Assembly {
     pub initrd_modules: Option<Tree>,
 }
 
-/// Open the package index the spec names.
+/// The package index of a build: with the spec's lock file ([`crate::lock`]), exactly the
+/// locked packages (nothing resolved, today's indexes unread); without one, today's indexes
+/// ([`open_live_index`]) and a warning.
 pub fn open_index(spec: &Spec, opts: &Options, http: &Http) -> Result<Index, AssembleError> {
+    match crate::lock::read_for(spec)? {
+        Some((path, lock)) => Ok(crate::lock::pinned::pinned_index(spec, &path, &lock, opts, http)?),
+        None => open_live_index(spec, opts, http),
+    }
+}
+
+/// Today's package indexes of the spec's suite, its update suites and its extra repositories.
+pub fn open_live_index(spec: &Spec, opts: &Options, http: &Http) -> Result<Index, AssembleError> {
     let mirror = opts.mirror.as_deref().or(spec.source.mirror.as_deref());
     let cfg = ArchiveConfig::from_machine(mirror, &spec.source.suite, spec.source.arch.debian(), &spec.source.components)?;
     tracing::info!(mirror = %cfg.mirror, suite = %cfg.suite, arch = %cfg.arch, "package source");
@@ -177,8 +189,21 @@ fn layer_onto(tree: &mut Tree, layer: &Tree) {
     }
 }
 
-/// The package set of a spec.
+/// The package set of a spec: a locked index's install set as it is, else resolved.
 pub fn resolve_spec<'i>(spec: &Spec, index: &'i Index) -> Result<Vec<&'i Package>, AssembleError> {
+    match &index.pinned {
+        Some(p) => p
+            .install
+            .iter()
+            .map(|n| index.by_name(n).into_iter().next().ok_or_else(|| AssembleError::Other(format!("{}: {n} is not in its own index", p.lock.display()))))
+            .collect(),
+        None => resolve_request(spec, index),
+    }
+}
+
+/// The spec's package request resolved over `index` (a locked index too: kicbase's layer split
+/// resolves a part of the spec over the locked set).
+pub fn resolve_request<'i>(spec: &Spec, index: &'i Index) -> Result<Vec<&'i Package>, AssembleError> {
     let req = Request {
         include: spec.packages.include.clone(),
         required: spec.packages.required,

@@ -73,6 +73,35 @@ pub fn unpack_bytes(bytes: &[u8], name: &str, tree: &mut Tree) -> Result<FileLis
     Err(ferr("no data.tar member (is this a .deb?)".into()))
 }
 
+/// The `control` file of a .deb (its `control.tar*` member), as text: the package's own
+/// stanza (what dpkg records as installed), read without unpacking the data.
+pub fn control(deb_path: &Path, name: &str) -> Result<String, DebError> {
+    let ferr = |m: String| DebError::Format { deb: name.into(), message: m };
+    let ioerr = |source| DebError::Io { deb: name.into(), source };
+    let file = std::fs::File::open(deb_path).map_err(ioerr)?;
+    let mut ar = ar::Archive::new(std::io::BufReader::new(file));
+    while let Some(entry) = ar.next_entry() {
+        let mut entry = entry.map_err(|e| ferr(format!("bad ar archive: {e}")))?;
+        let id = String::from_utf8_lossy(entry.header().identifier()).trim_end_matches('/').to_string();
+        if !id.starts_with("control.tar") {
+            continue;
+        }
+        let mut raw = Vec::with_capacity(entry.header().size() as usize);
+        entry.read_to_end(&mut raw).map_err(ioerr)?;
+        let mut archive = tar::Archive::new(member_reader(&id, &raw, name)?);
+        for e in archive.entries().map_err(ioerr)? {
+            let mut e = e.map_err(ioerr)?;
+            if normalize(&String::from_utf8_lossy(&e.path_bytes())).as_deref() == Some("/control") {
+                let mut text = String::new();
+                e.read_to_string(&mut text).map_err(ioerr)?;
+                return Ok(text);
+            }
+        }
+        return Err(ferr(format!("{id} has no control file")));
+    }
+    Err(ferr("no control.tar member (is this a .deb?)".into()))
+}
+
 /// A decompressing reader for an ar member named `*.tar[.xz|.zst|.gz]`.
 fn member_reader<'a>(id: &str, raw: &'a [u8], deb: &str) -> Result<Box<dyn Read + 'a>, DebError> {
     Ok(match id.rsplit('.').next() {

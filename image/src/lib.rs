@@ -10,6 +10,7 @@ pub mod caps;
 pub mod deb;
 pub mod isobuild;
 pub mod kernel;
+pub mod lock;
 pub mod repo;
 pub mod resolve;
 pub mod rootfs;

@@ -5,7 +5,8 @@
 //! * the **base** ([`BASE_IMAGE`]): the package part of the rootfs ([`assemble_base`]), with
 //!   the kernel and the initramfs's modules and shell. It is cached in the package cache under
 //!   `rootfs/<key>/`, where the key is the SHA-256 of everything that shapes it: the spec's text,
-//!   the resolved packages with their SHA-256, the epoch, the image version, the squashfs tool and
+//!   the lock's digest (every package it takes, kernel included) and the installed packages with
+//!   their SHA-256, the epoch, the image version, the squashfs tool and
 //!   options, and this crate's own source ([`CODE_HASH`]). Content, never timestamps: a changed
 //!   input is a new key, so a stale part cannot be served.
 //! * the **top** ([`TOP_IMAGE`]): the overlays, the agent, `/version.json` and the units they
@@ -117,7 +118,7 @@ pub fn squashfs_options(spec: &Spec, epoch: u64) -> Result<squashfs::Options, Ro
 }
 
 /// The cache key of the base layer (hex SHA-256; see the module docs).
-pub fn base_key(spec: &Spec, opts: &Options, set: &[&Package], sq: &squashfs::Options) -> Result<String, RootImageError> {
+pub fn base_key(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], sq: &squashfs::Options) -> Result<String, RootImageError> {
     let mut h = Sha256::new();
     let mut put = |k: &str, v: &str| {
         h.update(k.as_bytes());
@@ -132,6 +133,11 @@ pub fn base_key(spec: &Spec, opts: &Options, set: &[&Package], sq: &squashfs::Op
     put("version", &opts.version);
     put("squashfs", &serde_json::to_string(sq).expect("options serialize"));
     put("mksquashfs", &squashfs::tool_version()?);
+    // With a lock, its digest covers every package taken (kernel and initramfs too); the set is
+    // still listed, as it is without one.
+    if let Some(p) = &index.pinned {
+        put("lock", &p.digest);
+    }
     for p in set {
         put("package", &format!("{} {} {} {}", p.name, p.version, p.arch, p.sha256));
     }
@@ -142,7 +148,7 @@ pub fn base_key(spec: &Spec, opts: &Options, set: &[&Package], sq: &squashfs::Op
 /// built (assembled, written as squashfs, kernel and initramfs part beside it) and cached.
 pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: &Http) -> Result<CachedBase, RootImageError> {
     let sq = squashfs_options(spec, opts.epoch)?;
-    let key = base_key(spec, opts, set, &sq)?;
+    let key = base_key(spec, opts, index, set, &sq)?;
     let root = opts.cache.root().join("rootfs");
     let dir = root.join(&key);
     if let Some(meta) = read_meta(&dir, &key) {

@@ -11,6 +11,8 @@ mod bench_launcher;
 mod buildroot;
 mod kicbase;
 mod kubernetes;
+mod minikube;
+mod lock;
 mod test_run;
 
 use anyhow::{bail, Context, Result};
@@ -125,9 +127,15 @@ enum Cmd {
     },
     /// Build the node container image (out/kicbase.tar), without a daemon.
     Kicbase(kicbase::KicbaseArgs),
+    /// Resolve a spec's packages against today's mirror and write its lock file if it has
+    /// none, else check it and print what changed (added, removed, upgraded, security).
+    Lock(lock::LockArgs),
     /// Build Kubernetes, etcd, CoreDNS, crictl and pause from their Go modules into the
     /// launcher's cache, with the control plane's images (`minikube-node start` preloads them).
     Kubernetes(kubernetes::KubernetesArgs),
+    /// Build the real minikube (k8s.io/minikube, v1.38+) and its storage-provisioner image from
+    /// the Go module into out/tools/; `--home DIR` fills that MINIKUBE_HOME from the bundle.
+    Minikube(minikube::MinikubeArgs),
     /// Build the ISO (the end-to-end tests boot it), then run every test of the workspace.
     Test {
         /// Extra arguments for `cargo test`, e.g. `-p image` or `-- name_filter`.
@@ -224,7 +232,9 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Iso(a) => iso(a),
         Cmd::Kicbase(a) => kicbase::run(a),
+        Cmd::Lock(a) => lock::run(a),
         Cmd::Kubernetes(a) => kubernetes::run(a),
+        Cmd::Minikube(a) => minikube::run(a),
         Cmd::Test { args } => test(args),
         Cmd::Bench { what } => match what {
             BenchCmd::Iso { runs, boots, skip_cold, formats, arch } => bench_iso::run(bench_iso::BenchArgs { runs, boots, skip_cold, formats, arch }),
@@ -327,6 +337,13 @@ fn test(args: Vec<String>) -> Result<()> {
         b: kubernetes::KubernetesArgs,
     }
     kubernetes::run(B::parse_from(["kubernetes"]).b).context("building the Kubernetes bundle for the end-to-end tests")?;
+    // The real minikube and its storage-provisioner image (e2e/tests/minikube_compat.rs).
+    #[derive(Parser)]
+    struct M {
+        #[command(flatten)]
+        m: minikube::MinikubeArgs,
+    }
+    minikube::run(M::parse_from(["minikube"]).m).context("building minikube (out/tools/minikube) for the end-to-end tests")?;
     test_run::cargo_test(&args, &std::fs::canonicalize("out/minikube.iso")?, &std::fs::canonicalize("out/minikube-arm64.iso")?)
 }
 

@@ -41,6 +41,20 @@ pub struct Index {
     pub suite: String,
     pub arch: String,
     pub signature: Option<Signature>,
+    /// Set when the packages come from a lock file ([`crate::lock`]): the set to install is the
+    /// lock's, never resolved.
+    pub pinned: Option<Pinned>,
+}
+
+/// What a lock fixes about an [`Index`] made from it.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    /// The lock file.
+    pub lock: std::path::PathBuf,
+    /// SHA-256 of the lock's entries for this architecture (part of cache keys).
+    pub digest: String,
+    /// The packages to install, by name (the lock's `role = "install"` entries).
+    pub install: Vec<String>,
 }
 
 impl Index {
@@ -88,6 +102,15 @@ impl Index {
             idx.push(pkg);
         }
         Ok(idx)
+    }
+
+    /// An index of exactly `packages` (each keeps its own mirror and suite).
+    pub fn from_packages(packages: Vec<Package>, mirror: &str, suite: &str, arch: &str) -> Index {
+        let mut idx = Index { mirror: mirror.into(), suite: suite.into(), arch: arch.into(), ..Default::default() };
+        for p in packages {
+            idx.push(p);
+        }
+        idx
     }
 
     fn push(&mut self, p: Package) {

@@ -12,7 +12,7 @@ mod release;
 mod sources;
 
 pub use crate::repo::parse_release_hashes;
-pub use index::{Index, Package};
+pub use index::{Index, Package, Pinned};
 pub use relations::{parse_relations, Dep, Op};
 pub use release::{load_index, Signature};
 pub use sources::{find_mirror, parse_deb822_sources, parse_one_line_sources, read_sources, ArchiveConfig, Source};

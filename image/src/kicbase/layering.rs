@@ -19,7 +19,7 @@ pub fn brought_by(spec: &Spec, asm: &Assembly, roots: &[String]) -> Result<BTree
         base.packages.include.push("base-files".into());
     }
     let base_set: BTreeSet<String> =
-        assemble::resolve_spec(&base, &asm.index)?.iter().map(|p| p.name.clone()).collect();
+        assemble::resolve_request(&base, &asm.index)?.iter().map(|p| p.name.clone()).collect();
     Ok(asm.packages.iter().map(|p| p.name.clone()).filter(|n| !base_set.contains(n)).collect())
 }
 
