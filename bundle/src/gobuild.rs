@@ -127,7 +127,7 @@ fn c_compiler(arch: Arch) -> &'static str {
 }
 
 /// The environment every go command of the bundle runs with.
-fn go_command(dir: &Path, arch: Arch, cgo: bool) -> Command {
+pub(crate) fn go_command(dir: &Path, arch: Arch, cgo: bool) -> Command {
     let mut cmd = Command::new("go");
     cmd.current_dir(dir)
         .env("GOTOOLCHAIN", "local")
@@ -224,7 +224,7 @@ pub fn kubernetes_go_mod(version: &str, staging: &[String]) -> String {
 }
 
 /// Run `cmd`; its stdout, or an error naming the command, the directory and stderr's last lines.
-fn run(cmd: &mut Command, dir: &Path) -> Result<String, BundleError> {
+pub(crate) fn run(cmd: &mut Command, dir: &Path) -> Result<String, BundleError> {
     let shown = format!("{} {}", cmd.get_program().to_string_lossy(), cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
     tracing::debug!(command = %shown, dir = %dir.display(), "run");
     let out = cmd.output().map_err(|e| BundleError::Command { command: shown.clone(), dir: dir.to_path_buf(), status: format!("cannot start: {e}"), stderr: String::new() })?;

@@ -13,6 +13,7 @@
 
 pub mod gobuild;
 pub mod images;
+pub mod minikube;
 pub mod release;
 
 use std::path::{Path, PathBuf};
