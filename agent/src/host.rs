@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::process::{self, Outcome, Spec};
+use crate::process::{self, ProcessOutput, Spec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -23,7 +23,7 @@ pub enum HostError {
 /// Access to the running system.
 pub trait Host: Send + Sync {
     /// Run a tool (`systemctl`, `modprobe`, `sfdisk`...) to completion.
-    fn run(&self, argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<Outcome, HostError>;
+    fn run(&self, argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<ProcessOutput, HostError>;
     /// The kernel's hostname.
     fn hostname(&self) -> Result<String, HostError>;
     /// Set the kernel's hostname.
@@ -31,7 +31,7 @@ pub trait Host: Send + Sync {
 }
 
 /// Run a tool and require exit status 0.
-pub fn run_ok(host: &dyn Host, argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<Outcome, HostError> {
+pub fn run_ok(host: &dyn Host, argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<ProcessOutput, HostError> {
     let out = host.run(argv, stdin, timeout)?;
     if !out.success() {
         let status = match (out.exit_code, out.timed_out) {
@@ -49,7 +49,7 @@ pub fn run_ok(host: &dyn Host, argv: &[&str], stdin: Option<&[u8]>, timeout: Dur
 }
 
 /// `systemctl ARGS...` with a two-minute limit, status 0 required.
-pub fn systemctl(host: &dyn Host, args: &[&str]) -> Result<Outcome, HostError> {
+pub fn systemctl(host: &dyn Host, args: &[&str]) -> Result<ProcessOutput, HostError> {
     let mut argv = vec!["systemctl"];
     argv.extend_from_slice(args);
     run_ok(host, &argv, None, Duration::from_secs(120))
@@ -60,7 +60,7 @@ pub fn systemctl(host: &dyn Host, args: &[&str]) -> Result<Outcome, HostError> {
 pub struct SystemHost;
 
 impl Host for SystemHost {
-    fn run(&self, argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<Outcome, HostError> {
+    fn run(&self, argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<ProcessOutput, HostError> {
         tracing::debug!(command = %argv.join(" "), "run");
         let spec = Spec {
             argv: argv.iter().map(|s| s.to_string()).collect(),
@@ -138,10 +138,10 @@ impl RecordingHost {
 }
 
 impl Host for RecordingHost {
-    fn run(&self, argv: &[&str], _stdin: Option<&[u8]>, _timeout: Duration) -> Result<Outcome, HostError> {
+    fn run(&self, argv: &[&str], _stdin: Option<&[u8]>, _timeout: Duration) -> Result<ProcessOutput, HostError> {
         self.commands.lock().unwrap().push(argv.join(" "));
         let rules = self.rules.lock().unwrap();
-        let mut out = Outcome { exit_code: Some(0), ..Default::default() };
+        let mut out = ProcessOutput { exit_code: Some(0), ..Default::default() };
         // The last matching rule wins, so tests can override earlier answers.
         for rule in rules.iter().rev() {
             if rule.prefix.len() <= argv.len() && rule.prefix.iter().zip(argv).all(|(a, b)| a == b) {

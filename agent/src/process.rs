@@ -27,7 +27,7 @@ pub struct Spec {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub struct ProcessOutput {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub timed_out: bool,
@@ -36,7 +36,7 @@ pub struct Outcome {
     pub truncated: bool,
 }
 
-impl Outcome {
+impl ProcessOutput {
     pub fn success(&self) -> bool {
         self.exit_code == Some(0)
     }
@@ -73,7 +73,7 @@ fn collect(rx: &mpsc::Receiver<(Vec<u8>, bool)>, deadline: Instant) -> (Vec<u8>,
 }
 
 /// Run `spec` to completion (or until its timeout, then SIGKILL).
-pub fn run(spec: &Spec) -> io::Result<Outcome> {
+pub fn run(spec: &Spec) -> io::Result<ProcessOutput> {
     let (program, args) = spec
         .argv
         .split_first()
@@ -119,7 +119,7 @@ pub fn run(spec: &Spec) -> io::Result<Outcome> {
     let grace = Instant::now() + Duration::from_secs(2);
     let (stdout, t1) = collect(&out, grace);
     let (stderr, t2) = collect(&err, grace);
-    Ok(Outcome { exit_code: status.code(), signal: status.signal(), timed_out, stdout, stderr, truncated: t1 || t2 })
+    Ok(ProcessOutput { exit_code: status.code(), signal: status.signal(), timed_out, stdout, stderr, truncated: t1 || t2 })
 }
 
 #[cfg(test)]

@@ -10,14 +10,7 @@ use crate::host::Host;
 use crate::ops::ensure;
 use crate::paths::GuestRoot;
 
-/// File names in every source.
-pub const CA_FILE: &str = "ca.crt";
-pub const CERT_FILE: &str = "agent.crt";
-pub const KEY_FILE: &str = "agent.key";
-/// Where qemu's `-fw_cfg name=opt/io.minikube/agent/ca.crt,file=...` entries appear.
-pub const FW_CFG_DIR: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/io.minikube/agent";
-/// The persisted copy (guest path).
-pub const STATE_TRUST_DIR: &str = "/var/lib/minikube-agent/trust";
+pub use agent_api::trust::{CA_FILE, CERT_FILE, FW_CFG_DIR, KEY_FILE, STATE_TRUST_DIR};
 
 /// The cluster CA (for client certificates) and the agent's own certificate and key.
 #[derive(Debug, Clone, PartialEq, Eq)]

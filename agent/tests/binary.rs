@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use agent::api::Upload;
+use agent::api::FileUpload;
 use agent::client::Client;
 
 fn write_trust(dir: &Path, p: &common::Pki, raw_subdir: bool) {
@@ -104,7 +104,7 @@ fn killed_during_a_large_upload_leaves_the_old_file() {
     let mut agent = spawn(root.path(), &["--trust-dir", &trust_arg]);
     let len: u64 = 512 * 1024 * 1024;
     // The declared SHA-256 does not matter: the agent dies before it could check it.
-    let up = Upload { path: "/var/tmp/minikube/images/big.tar".into(), sha256: "a".repeat(64), mode: 0o644, owner: None };
+    let up = FileUpload { path: "/var/tmp/minikube/images/big.tar".into(), sha256: "a".repeat(64), mode: 0o644, owner: None };
     let (tx, rx) = mpsc::channel();
     let addr = agent.addr;
     let (ca, client_id) = (p.ca.cert_pem().to_string(), p.client.clone());

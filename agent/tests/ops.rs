@@ -304,9 +304,9 @@ fn files_upload_stat_download() {
     assert_eq!(refusal(c.upload_bytes("relative/path", &data, 0o644, None)), (400, Some("path".into())));
     assert_eq!(refusal(c.upload_bytes("/etc/x", &data, 0o644, Some("nobody"))), (400, Some("owner".into())));
     assert_eq!(refusal(c.upload_bytes("/etc/.minikube-tmp.x", &data, 0o644, None)), (403, Some("path".into())));
-    let up = Upload { path: "/etc/x".into(), sha256: "abc".into(), mode: 0o644, owner: None };
+    let up = FileUpload { path: "/etc/x".into(), sha256: "abc".into(), mode: 0o644, owner: None };
     assert_eq!(refusal(c.upload_file(&up, &mut &data[..], data.len() as u64)), (400, Some("sha256".into())));
-    let up = Upload { path: "/etc/x".into(), sha256: sha256_hex(&data), mode: 0o17777, owner: None };
+    let up = FileUpload { path: "/etc/x".into(), sha256: sha256_hex(&data), mode: 0o17777, owner: None };
     assert_eq!(refusal(c.upload_file(&up, &mut &data[..], data.len() as u64)), (400, Some("mode".into())));
 }
 

@@ -14,6 +14,11 @@
 //! Any failure prints one line starting with `minikube-init: FAILED:` naming what was looked for
 //! and where, then runs an emergency shell on the console (never a bare kernel panic).
 
+// The workspace denies unsafe_code; /init is PID 1 and calls the kernel directly (mount,
+// umount2, finit_module, the loop ioctls, chroot, execv) through libc. Each block says why it
+// is sound.
+#![allow(unsafe_code)]
+
 use minikube_init::{load_order, parse_modules_dep, Plan, FAILED_MARKER, MODULES_DIR, PLAN_PATH, ROOT_READY_MARKER, SHELL};
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
@@ -49,6 +54,8 @@ fn mount(src: &str, target: &str, fstype: Option<&str>, flags: libc::c_ulong, da
     let (s, t) = (cstr(src), cstr(target));
     let f = fstype.map(cstr);
     let d = data.map(cstr);
+    // SAFETY: every pointer is a NUL-terminated CString (or null where mount(2) takes null)
+    // that lives until the call returns; mount(2) does not keep them.
     let rc = unsafe {
         libc::mount(
             s.as_ptr(),
@@ -66,6 +73,7 @@ fn mount(src: &str, target: &str, fstype: Option<&str>, flags: libc::c_ulong, da
 
 fn umount(target: &str) {
     let t = cstr(target);
+    // SAFETY: `t` is a NUL-terminated CString alive for the call.
     unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
 }
 
@@ -99,6 +107,8 @@ fn load_modules(plan: &Plan) -> Result<usize, String> {
         let f = std::fs::File::open(&path).map_err(|e| format!("module {path}: {e}"))?;
         let flags = if rel.ends_with(".ko") { 0 } else { 4 /* MODULE_INIT_COMPRESSED_FILE */ };
         let empty = cstr("");
+        // SAFETY: finit_module(fd, params, flags): `f` is an open file for the whole call and
+        // `empty` a NUL-terminated CString (no module parameters).
         let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), flags) };
         if rc != 0 {
             let e = errno();
@@ -225,6 +235,7 @@ const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 /// Attach `file` read-only to a free loop device; returns its path.
 fn loop_attach(file: &Path) -> Result<String, String> {
     let ctl = std::fs::OpenOptions::new().read(true).write(true).open("/dev/loop-control").map_err(|e| format!("/dev/loop-control: {e}"))?;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument; `ctl` is an open /dev/loop-control.
     let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
     if n < 0 {
         return Err(format!("no free loop device: {}", errno()));
@@ -232,10 +243,12 @@ fn loop_attach(file: &Path) -> Result<String, String> {
     let dev = format!("/dev/loop{n}");
     let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let lo = std::fs::File::open(&dev).map_err(|e| format!("{dev}: {e}"))?;
+    // SAFETY: LOOP_SET_FD takes a file descriptor by value; `lo` and `f` are open files.
     if unsafe { libc::ioctl(lo.as_raw_fd(), LOOP_SET_FD as _, f.as_raw_fd()) } != 0 {
         return Err(format!("attaching {} to {dev}: {}", file.display(), errno()));
     }
     // Skip the loop device's own page cache when the medium's filesystem allows it (saves RAM).
+    // SAFETY: LOOP_SET_DIRECT_IO takes an integer by value; `lo` is an open loop device.
     unsafe { libc::ioctl(lo.as_raw_fd(), LOOP_SET_DIRECT_IO as _, 1 as libc::c_ulong) };
     Ok(dev)
 }
@@ -275,6 +288,7 @@ fn enter_root() -> Result<std::convert::Infallible, String> {
     std::env::set_current_dir(SYSROOT).map_err(|e| format!("chdir {SYSROOT}: {e}"))?;
     mount(".", "/", None, libc::MS_MOVE, None)?;
     let dot = cstr(".");
+    // SAFETY: `dot` is a NUL-terminated CString alive for the call.
     if unsafe { libc::chroot(dot.as_ptr()) } != 0 {
         return Err(format!("chroot {SYSROOT}: {}", errno()));
     }
@@ -283,6 +297,8 @@ fn enter_root() -> Result<std::convert::Infallible, String> {
     let args: Vec<CString> = std::iter::once(SYSTEMD.to_string()).chain(std::env::args().skip(1)).map(|a| cstr(&a)).collect();
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
+    // SAFETY: `prog` and every element of `args` are NUL-terminated CStrings that outlive the
+    // call, and `argv` points at them followed by a null pointer, as execv(3) requires.
     unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
     Err(format!("exec {SYSTEMD} in the new root: {}", errno()))
 }

@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::api::Upload;
-use crate::document::{self, BootApply, DocumentError, FileContent, NodeDocument, Outcome, Stored};
+use crate::api::FileUpload;
+use crate::document::{self, BootApply, BootOutcome, DocumentError, FileContent, NodeDocument, Stored};
 use crate::ops::{blobs, certs, files, hostname, kubelet, network, runtime, Deferred, Node, OpError};
 
 /// Test hook: `MINIKUBE_AGENT_TEST_CRASH_BEFORE=SECTION` kills the process with SIGKILL just
@@ -19,9 +19,9 @@ fn prefixed(e: OpError, section: &str) -> OpError {
     OpError { message: format!("{section}.{}", e.message), field, ..e }
 }
 
-/// The upload a file section stands for.
-pub fn upload_of(f: &FileContent) -> Upload {
-    Upload { path: f.path.clone(), sha256: pki::digest::sha256_hex(f.content.as_bytes()), mode: f.mode, owner: f.owner.clone() }
+/// The upload a file section stands for: [`FileContent::upload`] under its old path.
+pub fn upload_of(f: &FileContent) -> FileUpload {
+    f.upload()
 }
 
 /// Check every section; nothing is touched. Errors name the field (`runtime.pause_image`).
@@ -36,7 +36,7 @@ pub fn validate(node: &Node, doc: &NodeDocument) -> Result<(), OpError> {
         certs::validate(node, c).map_err(|e| prefixed(e, "certs"))?;
     }
     for (i, f) in doc.files.iter().enumerate() {
-        files::check_upload(node, &upload_of(f), "").map_err(|e| prefixed(e, &format!("files[{i}]")))?;
+        files::check_upload(node, &f.upload(), "").map_err(|e| prefixed(e, &format!("files[{i}]")))?;
     }
     if let Some(r) = &doc.runtime {
         runtime::validate(r).map_err(|e| prefixed(e, "runtime"))?;
@@ -86,7 +86,7 @@ pub fn apply(node: &Node, doc: &NodeDocument, deferred: &mut Deferred) -> Result
     let mut files_changed = false;
     for (i, f) in doc.files.iter().enumerate() {
         crash_hook("files");
-        let c = files::upload(node, &upload_of(f), &mut f.content.as_bytes(), f.content.len() as u64).map_err(|e| prefixed(e, &format!("files[{i}]")))?;
+        let c = files::upload(node, &f.upload(), &mut f.content.as_bytes(), f.content.len() as u64).map_err(|e| prefixed(e, &format!("files[{i}]")))?;
         files_changed |= c.changed;
     }
     note("files", files_changed);
@@ -168,7 +168,7 @@ pub fn at_boot(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf]) ->
 }
 
 fn choose_and_apply(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf]) -> BootApply {
-    let refused = |source: &str, message: String| BootApply { outcome: Outcome::Refused, source: source.to_string(), message };
+    let refused = |source: &str, message: String| BootApply { outcome: BootOutcome::Refused, source: source.to_string(), message };
     let mut newest: Option<(String, NodeDocument)> = None;
     for (source, doc) in delivered {
         match doc {
@@ -193,9 +193,9 @@ fn choose_and_apply(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf
         }
         (_, Some(s)) => ("stored copy".to_string(), s.document.clone(), s),
         (Some((source, _)), None) => {
-            return BootApply { outcome: Outcome::NoDocument, source, message: "the delivered document was already applied and none is stored".into() }
+            return BootApply { outcome: BootOutcome::NoDocument, source, message: "the delivered document was already applied and none is stored".into() }
         }
-        (None, None) => return BootApply { outcome: Outcome::NoDocument, source: String::new(), message: "no node document delivered or stored".into() },
+        (None, None) => return BootApply { outcome: BootOutcome::NoDocument, source: String::new(), message: "no node document delivered or stored".into() },
     };
     if let Err(e) = validate(node, &doc) {
         return refused(&source, format!("{}; nothing applied, the API converges the node", e.message));
@@ -205,12 +205,12 @@ fn choose_and_apply(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf
             let from = dir.join(sha);
             if from.is_file() && !blobs::path(&node.root, sha).is_file() {
                 if let Err(e) = blobs::import(&node.root, sha, &from) {
-                    return BootApply { outcome: Outcome::Failed, source, message: e.message };
+                    return BootApply { outcome: BootOutcome::Failed, source, message: e.message };
                 }
             }
         }
     }
-    let failed = |source: &str, message: String| BootApply { outcome: Outcome::Failed, source: source.to_string(), message };
+    let failed = |source: &str, message: String| BootApply { outcome: BootOutcome::Failed, source: source.to_string(), message };
     let mut deferred = Deferred::default();
     let applied = match apply(node, &doc, &mut deferred) {
         Ok(a) => a,
@@ -233,7 +233,7 @@ fn choose_and_apply(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf
     for s in &applied.skipped {
         message.push_str(&format!("; {s}"));
     }
-    BootApply { outcome: Outcome::Applied, source, message }
+    BootApply { outcome: BootOutcome::Applied, source, message }
 }
 
 /// Read a delivered document at `path`, if there is one.

@@ -8,8 +8,7 @@ use crate::api::{CertsRequest, Changed};
 use crate::ops::{ensure, Node, OpError};
 use crate::paths::Access;
 
-pub const CA_SHARE_DIR: &str = "/usr/share/ca-certificates";
-pub const CA_LINK_DIR: &str = "/etc/ssl/certs";
+pub use agent_api::render::certs::{CA_LINK_DIR, CA_SHARE_DIR};
 
 /// What a checked request places: (host path, PEM, mode) files and (name, PEM, subject hash) CAs.
 type Checked<'a> = (Vec<(std::path::PathBuf, &'a [u8], u32)>, Vec<(&'a str, &'a [u8], String)>);

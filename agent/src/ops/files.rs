@@ -8,7 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::api::{Changed, FileStat, Upload};
+use crate::api::{Changed, FileStat, FileUpload};
 use crate::ops::{ensure, Node, OpError};
 use crate::paths::Access;
 
@@ -98,7 +98,7 @@ pub struct Checked {
 
 /// Check an upload's path, hash, mode and owner; nothing is touched. `field` prefixes the
 /// field names in errors (empty for the API's query fields).
-pub fn check_upload(node: &Node, up: &Upload, field: &str) -> Result<Checked, OpError> {
+pub fn check_upload(node: &Node, up: &FileUpload, field: &str) -> Result<Checked, OpError> {
     let f = |name: &str| format!("{field}{name}");
     let (clean, host) = node.root.resolve(&up.path, &f("path"), Access::Write)?;
     refuse_temp_names(&clean, &f("path"))?;
@@ -113,7 +113,7 @@ pub fn check_upload(node: &Node, up: &Upload, field: &str) -> Result<Checked, Op
     Ok(Checked { host, sha256, owner })
 }
 
-pub fn upload(node: &Node, up: &Upload, body: &mut dyn Read, len: u64) -> Result<Changed, OpError> {
+pub fn upload(node: &Node, up: &FileUpload, body: &mut dyn Read, len: u64) -> Result<Changed, OpError> {
     let Checked { host, sha256: sha, owner } = check_upload(node, up, "")?;
     let owner = Some(owner);
     let _w = node.lock_writes();

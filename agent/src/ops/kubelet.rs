@@ -5,26 +5,11 @@
 use std::io::Read;
 use std::time::Duration;
 
-use crate::api::{Changed, KubeletRequest, KubeletResponse, Runtime};
+use crate::api::{Changed, KubeletRequest, KubeletResponse};
 use crate::host::systemctl;
 use crate::ops::{blobs, ensure, files, plain_text, Deferred, Node, OpError};
 
-pub const BINARIES_DIR: &str = "/var/lib/minikube/binaries";
-pub const BINARY_NAMES: &[&str] = &["kubelet", "kubeadm", "kubectl", "crictl"];
-pub const UNIT_PATH: &str = "/lib/systemd/system/kubelet.service";
-pub const DROP_IN_PATH: &str = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf";
-
-/// The directories minikube's provisioner creates before Kubernetes starts.
-pub const NODE_DIRS: &[&str] = &[
-    "/etc/kubernetes/addons",
-    "/etc/kubernetes/manifests",
-    "/var/tmp/minikube",
-    "/var/lib/minikube/certs",
-    "/var/lib/minikube/images",
-    "/var/lib/minikube/binaries",
-    "/usr/share/ca-certificates",
-    "/etc/ssl/certs",
-];
+pub use agent_api::render::kubelet::{drop_in_text, unit_text, BINARIES_DIR, BINARY_NAMES, DROP_IN_PATH, NODE_DIRS, UNIT_PATH};
 
 /// `v1.35.0`, `v1.36.0-alpha.1`...
 pub fn check_version(field: &str, v: &str) -> Result<(), OpError> {
@@ -65,39 +50,6 @@ pub fn binary_ready(node: &Node, req: &KubeletRequest) -> Result<bool, OpError> 
     }
     blobs::link(&blob, &binary).map_err(|e| OpError::io(&binary, e))?;
     Ok(true)
-}
-
-fn runtime_unit(r: Runtime) -> &'static str {
-    match r {
-        Runtime::Docker => "docker.socket",
-        Runtime::Containerd => "containerd.service",
-        Runtime::CriO => "crio.service",
-    }
-}
-
-pub fn unit_text() -> String {
-    "[Unit]\nDescription=kubelet: The Kubernetes Node Agent\nDocumentation=https://kubernetes.io/docs/home/\n\
-     Wants=network-online.target\nAfter=network-online.target\n\n\
-     [Service]\nExecStart=/usr/bin/kubelet\nRestart=always\nStartLimitInterval=0\nRestartSec=600ms\n\n\
-     [Install]\nWantedBy=multi-user.target\n"
-        .to_string()
-}
-
-pub fn drop_in_text(req: &KubeletRequest) -> String {
-    let mut args = vec![
-        format!("{BINARIES_DIR}/{}/kubelet", req.version),
-        "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf".to_string(),
-        "--config=/var/lib/kubelet/config.yaml".to_string(),
-        format!("--hostname-override={}", req.node_name),
-        "--kubeconfig=/etc/kubernetes/kubelet.conf".to_string(),
-        format!("--node-ip={}", req.node_ip),
-    ];
-    args.extend(req.extra_args.iter().cloned());
-    format!(
-        "[Unit]\nWants={}\n\n[Service]\nExecStart=\nExecStart={}\n\n[Install]\n",
-        runtime_unit(req.runtime),
-        args.join(" ")
-    )
 }
 
 pub fn validate(req: &KubeletRequest) -> Result<(), OpError> {

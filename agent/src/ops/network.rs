@@ -2,22 +2,10 @@
 //! user-mode address by DHCP). Written as a systemd-networkd file matched by MAC address, sorted
 //! before the image's DHCP file, and reloaded.
 
-use serde::{Deserialize, Serialize};
+pub use agent_api::api::NetworkRequest;
+pub use agent_api::render::network::{file_text, NETWORK_FILE};
 
 use crate::ops::{ensure, Deferred, Node, OpError};
-
-/// The networkd file (guest path).
-pub const NETWORK_FILE: &str = "/etc/systemd/network/10-minikube-cluster.network";
-
-/// The cluster NIC and its address.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkRequest {
-    /// The NIC's MAC address, e.g. `52:54:00:4d:00:02`.
-    pub mac: String,
-    /// The address with its prefix, e.g. `192.168.49.2/24`.
-    pub address: String,
-}
 
 /// Check a request: every error names its field.
 pub fn validate(req: &NetworkRequest) -> Result<(), OpError> {
@@ -31,15 +19,6 @@ pub fn validate(req: &NetworkRequest) -> Result<(), OpError> {
         return Err(OpError::bad("address", format!("/{prefix}: the prefix must be 8..=30")));
     }
     Ok(())
-}
-
-/// The file's text.
-pub fn file_text(req: &NetworkRequest) -> String {
-    format!(
-        "# The cluster's shared segment (written by minikube-agent).\n[Match]\nMACAddress={}\n\n[Network]\nAddress={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
-        req.mac.to_ascii_lowercase(),
-        req.address
-    )
 }
 
 /// Write the file; reload networkd now (`deferred`: at the end of the boot step).

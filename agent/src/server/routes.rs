@@ -8,7 +8,7 @@ use std::io::{BufReader, Read};
 
 use serde::de::DeserializeOwned;
 
-use crate::endpoints::{self as ep, decode_query, Endpoint, Transport};
+use crate::endpoints::{self as ep, Endpoint, Transport};
 use crate::http::{self, RequestHead};
 use crate::ops::apply::remember;
 use crate::ops::{self, Node, OpError};
@@ -32,22 +32,23 @@ pub(super) struct Incoming<'a> {
     pub(super) len: u64,
 }
 
-type Outcome<E> = Result<Served<<E as Endpoint>::Response>, OpError>;
+/// What an endpoint's operation handled: its answer, or the failure.
+type Handled<E> = Result<Served<<E as Endpoint>::Response>, OpError>;
 
 /// The server half of an endpoint: the operation it runs. The configuring operations are also
 /// recorded in the stored node document (so that the next boot applies what the API last set).
 trait Serve: Endpoint {
-    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Outcome<Self>;
+    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Handled<Self>;
 }
 
 impl Serve for ep::Info {
-    fn run(node: &Node, _: (), _: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, _: (), _: Incoming) -> Handled<Self> {
         ops::info::info(node).map(Served::Json)
     }
 }
 
 impl Serve for ep::Hostname {
-    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let c = ops::hostname::apply(node, &req)?;
         remember(node, |d| d.hostname = Some(req));
         Ok(Served::Json(c))
@@ -55,7 +56,7 @@ impl Serve for ep::Hostname {
 }
 
 impl Serve for ep::Network {
-    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let changed = ops::network::apply_in(node, &req, None)?;
         remember(node, |d| d.network = Some(req));
         Ok(Served::Json(crate::api::Changed { changed }))
@@ -63,7 +64,7 @@ impl Serve for ep::Network {
 }
 
 impl Serve for ep::Certs {
-    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let c = ops::certs::apply(node, &req)?;
         remember(node, |d| d.certs = Some(req));
         Ok(Served::Json(c))
@@ -71,7 +72,7 @@ impl Serve for ep::Certs {
 }
 
 impl Serve for ep::Runtime {
-    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let c = ops::runtime::apply(node, &req)?;
         remember(node, |d| d.runtime = Some(req));
         Ok(Served::Json(c))
@@ -79,7 +80,7 @@ impl Serve for ep::Runtime {
 }
 
 impl Serve for ep::Kubelet {
-    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let c = ops::kubelet::apply(node, &req)?;
         remember(node, |d| d.kubelet = Some(req));
         Ok(Served::Json(c))
@@ -87,64 +88,57 @@ impl Serve for ep::Kubelet {
 }
 
 impl Serve for ep::StatFile {
-    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         ops::files::stat(node, &req.path).map(Served::Json)
     }
 }
 
 impl Serve for ep::Exec {
-    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         ops::exec::run(node, &req).map(Served::Json)
     }
 }
 
 impl Serve for ep::Logs {
-    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         ops::logs::read(node, &req).map(Served::Json)
     }
 }
 
 impl Serve for ep::UploadFile {
-    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Handled<Self> {
         ops::files::upload(node, &req, incoming.body, incoming.len).map(Served::Json)
     }
 }
 
 impl Serve for ep::UploadBinary {
-    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Handled<Self> {
         ops::kubelet::upload_binary(node, &req.version, &req.name, &req.sha256, incoming.body, incoming.len).map(Served::Json)
     }
 }
 
 impl Serve for ep::UploadImage {
-    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, incoming: Incoming) -> Handled<Self> {
         ops::images::upload(node, &req, incoming.body, incoming.len).map(Served::Json)
     }
 }
 
 impl Serve for ep::DownloadFile {
-    fn run(node: &Node, req: Self::Request, _: Incoming) -> Outcome<Self> {
+    fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let (file, len) = ops::files::open_download(node, &req.path)?;
         Ok(Served::File { file, len })
     }
 }
 
-/// Every operation the agent serves, looked up by method and path.
-static ROUTES: [Route; 13] = [
-    Route::of::<ep::Info>(),
-    Route::of::<ep::Hostname>(),
-    Route::of::<ep::Network>(),
-    Route::of::<ep::Certs>(),
-    Route::of::<ep::Runtime>(),
-    Route::of::<ep::Kubelet>(),
-    Route::of::<ep::StatFile>(),
-    Route::of::<ep::Exec>(),
-    Route::of::<ep::Logs>(),
-    Route::of::<ep::UploadFile>(),
-    Route::of::<ep::UploadBinary>(),
-    Route::of::<ep::UploadImage>(),
-    Route::of::<ep::DownloadFile>(),
-];
+/// The routing table from [`agent_api::endpoint_list!`]: every endpoint the client knows, each
+/// with its [`Serve`] (an endpoint without one does not compile).
+macro_rules! routes {
+    ($($(#[$doc:meta])* $ty:ident { $($definition:tt)* })*) => {
+        /// Every operation the agent serves, looked up by method and path.
+        static ROUTES: &[Route] = &[$(Route::of::<ep::$ty>()),*];
+    };
+}
+agent_api::endpoint_list!(routes);
 
 /// One row of the routing table: an endpoint's definition with its types erased.
 pub struct Route {
@@ -180,16 +174,46 @@ impl Route {
     }
 }
 
-/// Decode a JSON body; errors name the field serde complained about.
+/// The request field a decoding error is about: the path `serde_path_to_error` tracked to it
+/// (`hosts[0].ip`), and for a missing field, the field itself. serde reports a missing field
+/// through `de::Error::missing_field`, whose text (its default, kept by serde_json and
+/// serde_urlencoded) is the only place its name is given: "missing field `NAME`".
+fn field_at(path: &serde_path_to_error::Path, message: &str, whole: &str) -> String {
+    let at = path.to_string();
+    let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
+    match (at.as_str(), missing) {
+        (".", Some(name)) => name.to_string(),
+        (".", None) => whole.to_string(),
+        (_, Some(name)) => format!("{at}.{name}"),
+        (_, None) => at,
+    }
+}
+
+/// Decode a JSON body; errors name the field at fault (`hosts[0].ip`, else `body`).
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, OpError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let msg = e.to_string();
-        let field = if msg.starts_with("missing field") || msg.starts_with("unknown field") || msg.starts_with("unknown variant") {
-            msg.split('`').nth(1).unwrap_or("body").to_string()
-        } else {
-            "body".to_string()
-        };
-        OpError::bad(&field, msg)
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let message = e.inner().to_string();
+        OpError::bad(&field_at(e.path(), &message, "body"), message)
+    })?;
+    // Trailing bytes after the JSON value are refused as serde_json::from_slice refuses them.
+    de.end().map_err(|e| OpError::bad("body", e.to_string()))?;
+    Ok(value)
+}
+
+/// Decode a request carried in the query string (form-encoded, as the client sends it with
+/// `serde_urlencoded`). Unknown parameters are ignored; a repeated one is refused. Errors name
+/// the parameter at fault (else `query`).
+pub fn decode_query<T: DeserializeOwned + 'static>(raw_query: &str) -> Result<T, OpError> {
+    // A request without fields takes no parameters, and ignores any it is given.
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<()>() {
+        return serde_urlencoded::from_str::<T>("").map_err(|e| OpError::bad("query", e.to_string()));
+    }
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw_query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let message = e.inner().to_string();
+        let message = if message.starts_with("missing field") { "missing query parameter".to_string() } else { message };
+        OpError::bad(&field_at(e.path(), &e.inner().to_string(), "query"), message)
     })
 }
 
@@ -211,12 +235,12 @@ fn decode<E: Serve>(head: &RequestHead, body: &mut dyn Read) -> Result<Box<dyn C
             decode_json(&buf)?
         }
         Transport::Upload => {
-            let req = decode_query(&head.query)?;
+            let req = decode_query(&head.raw_query)?;
             within(head, MAX_UPLOAD)?;
             req
         }
         Transport::Query | Transport::Download => {
-            let req = decode_query(&head.query)?;
+            let req = decode_query(&head.raw_query)?;
             within(head, MAX_JSON_BODY)?;
             req
         }
@@ -308,12 +332,20 @@ mod tests {
     }
 
     #[test]
-    fn one_route_per_method_and_path_and_name() {
-        for (i, a) in ROUTES.iter().enumerate() {
-            for b in &ROUTES[..i] {
-                assert!((a.method, a.path) != (b.method, b.path), "{} {} twice", a.method, a.path);
-                assert_ne!(a.name, b.name);
+    fn every_endpoint_the_client_knows_routes() {
+        assert_eq!(ROUTES.len(), ep::ALL.len());
+        for e in ep::ALL {
+            // A request with no parameters or body: a route answers 400 for what is missing (or
+            // decodes it), never 404 or 405.
+            let raw = format!("{} {} HTTP/1.1\r\nContent-Length: 2\r\n\r\n{{}}", e.method, e.path);
+            let decoded = decode_request(raw.as_bytes());
+            match decoded {
+                Ok(Some(d)) => assert_eq!((d.route().method, d.route().path, d.route().name), (e.method, e.path, e.name)),
+                Ok(None) => panic!("{} {}: no request read", e.method, e.path),
+                Err(err) => assert_eq!(err.status, 400, "{} {}: {err}", e.method, e.path),
             }
+            let route = ROUTES.iter().find(|r| (r.method, r.path) == (e.method, e.path)).unwrap();
+            assert_eq!((route.name, route.audited, route.transport), (e.name, e.audited, e.transport));
         }
     }
 

@@ -2,10 +2,10 @@
 //! of an endpoint defined in [`crate::endpoints`].
 //!
 //! ```no_run
-//! # fn main() -> Result<(), agent::client::ClientError> {
+//! # fn main() -> Result<(), agent_api::client::ClientError> {
 //! # let (ca_pem, identity): (String, pki::Identity) = unimplemented!();
 //! let addr = "127.0.0.1:7443".parse().unwrap();
-//! let mut c = agent::client::Client::connect(addr, "127.0.0.1", &ca_pem, &identity)?;
+//! let mut c = agent_api::client::Client::connect(addr, "127.0.0.1", &ca_pem, &identity)?;
 //! println!("{}", c.info()?.kernel);
 //! c.hostname("minikube")?;
 //! # Ok(()) }
@@ -223,7 +223,7 @@ impl Client {
     }
 
     /// Give the cluster NIC its static address.
-    pub fn network(&mut self, req: &crate::ops::network::NetworkRequest) -> Result<Changed, ClientError> {
+    pub fn network(&mut self, req: &NetworkRequest) -> Result<Changed, ClientError> {
         self.call::<ep::Network>(req)
     }
 
@@ -255,14 +255,14 @@ impl Client {
     }
 
     /// Upload a file of `len` bytes read from `body`, whose SHA-256 is `up.sha256`.
-    pub fn upload_file(&mut self, up: &Upload, body: &mut dyn Read, len: u64) -> Result<Changed, ClientError> {
+    pub fn upload_file(&mut self, up: &FileUpload, body: &mut dyn Read, len: u64) -> Result<Changed, ClientError> {
         self.upload::<ep::UploadFile>(up, body, len)
     }
 
     /// Upload a file held in memory.
     pub fn upload_bytes(&mut self, path: &str, bytes: &[u8], mode: u32, owner: Option<&str>) -> Result<Changed, ClientError> {
         let sha256 = pki::digest::sha256_hex(bytes);
-        let up = Upload { path: path.to_string(), sha256, mode, owner: owner.map(str::to_string) };
+        let up = FileUpload { path: path.to_string(), sha256, mode, owner: owner.map(str::to_string) };
         self.upload_file(&up, &mut &bytes[..], bytes.len() as u64)
     }
 

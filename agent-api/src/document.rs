@@ -4,7 +4,7 @@
 //!
 //! The launcher delivers it before boot beside the agent's trust (qemu: fw_cfg and the new data
 //! disk's userdata tar; kic: the trust directory). `minikube-agent boot` applies it with the same
-//! functions the API operations run ([`crate::ops::apply`]) before the runtime and the kubelet
+//! functions the API operations run (`agent::ops::apply`) before the runtime and the kubelet
 //! start, then keeps it on the data disk ([`STORED`]). Each API operation records its section
 //! there too, so a reboot re-applies what the node was last told, from whichever path.
 //!
@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{CertsRequest, HostnameRequest, KubeletRequest, RuntimeRequest};
+use crate::api::{CertsRequest, FileUpload, HostnameRequest, KubeletRequest, NetworkRequest, RuntimeRequest};
 
 /// The document format this agent reads and writes.
 pub const FORMAT: u32 = 1;
@@ -36,7 +36,7 @@ pub struct NodeDocument {
     pub serial: u64,
     /// The cluster NIC's static address (a VM of a multi-node cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<crate::ops::network::NetworkRequest>,
+    pub network: Option<NetworkRequest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<HostnameRequest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,7 +81,7 @@ impl NodeDocument {
     }
 }
 
-/// A file given by content.
+/// A file given by content: placed as the file upload [`FileContent::upload`] describes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FileContent {
@@ -93,6 +93,13 @@ pub struct FileContent {
     /// `user:group`, names or numbers; default root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+}
+
+impl FileContent {
+    /// The upload this file stands for: its path, mode and owner, and its content's SHA-256.
+    pub fn upload(&self) -> FileUpload {
+        FileUpload { path: self.path.clone(), sha256: pki::digest::sha256_hex(self.content.as_bytes()), mode: self.mode, owner: self.owner.clone() }
+    }
 }
 
 /// The stored form: the document as last applied (delivered, then changed by API operations),
@@ -132,7 +139,7 @@ pub fn parse(bytes: &[u8], source_name: &str) -> Result<NodeDocument, DocumentEr
 /// What became of the node document at boot.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum BootOutcome {
     /// Every section present was applied.
     Applied,
     /// No delivered or stored document: the node waits for the API.
@@ -143,13 +150,13 @@ pub enum Outcome {
     Failed,
 }
 
-impl Outcome {
+impl BootOutcome {
     pub fn name(self) -> &'static str {
         match self {
-            Outcome::Applied => "applied",
-            Outcome::NoDocument => "absent",
-            Outcome::Refused => "refused",
-            Outcome::Failed => "failed",
+            BootOutcome::Applied => "applied",
+            BootOutcome::NoDocument => "absent",
+            BootOutcome::Refused => "refused",
+            BootOutcome::Failed => "failed",
         }
     }
 }
@@ -157,7 +164,7 @@ impl Outcome {
 /// The boot step's report, kept on /run for `info`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BootApply {
-    pub outcome: Outcome,
+    pub outcome: BootOutcome,
     /// Where the document came from (e.g. `qemu fw_cfg`, `stored copy`).
     #[serde(default)]
     pub source: String,

@@ -39,6 +39,9 @@ pub struct RequestHead {
     pub path: String,
     /// Query parameters, percent-decoded, in order.
     pub query: Vec<(String, String)>,
+    /// The query string as sent (after `?`, still form-encoded): what a request's fields are
+    /// decoded from.
+    pub raw_query: String,
     /// Header names lowercased.
     pub headers: Vec<(String, String)>,
     pub content_length: u64,
@@ -182,7 +185,7 @@ fn parse_request_lines(lines: &[String]) -> Result<RequestHead, HttpError> {
     }
     let headers = parse_headers(&lines[1..])?;
     let (content_length, keep_alive) = body_framing(&headers, http11)?;
-    Ok(RequestHead { method: method.to_string(), path, query, headers, content_length, keep_alive })
+    Ok(RequestHead { method: method.to_string(), path, query, raw_query: raw_query.to_string(), headers, content_length, keep_alive })
 }
 
 /// Read and parse a response head.

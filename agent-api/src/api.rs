@@ -57,6 +57,16 @@ pub struct HostEntry {
     pub names: Vec<String>,
 }
 
+/// The cluster NIC and its address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRequest {
+    /// The NIC's MAC address, e.g. `52:54:00:4d:00:02`.
+    pub mac: String,
+    /// The address with its prefix, e.g. `192.168.49.2/24`.
+    pub address: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CertsRequest {
@@ -219,9 +229,11 @@ pub struct FileStat {
     pub gid: u32,
 }
 
-/// Metadata of a file upload (sent in the query string).
+/// A file upload: where the streamed body goes, what its SHA-256 must be, its mode and owner
+/// (sent in the query string). A node document's file ([`crate::document::FileContent`]) is
+/// placed as the upload [`FileContent::upload`](crate::document::FileContent::upload) describes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Upload {
+pub struct FileUpload {
     pub path: String,
     pub sha256: String,
     /// Permission bits, e.g. 0o644 (octal text in the query; 0644 when absent).
@@ -237,7 +249,7 @@ pub struct Upload {
 pub struct BinaryUpload {
     /// Kubernetes version, e.g. `v1.35.0`.
     pub version: String,
-    /// One of [`crate::ops::kubelet::BINARY_NAMES`].
+    /// One of [`crate::render::kubelet::BINARY_NAMES`].
     pub name: String,
     pub sha256: String,
 }
