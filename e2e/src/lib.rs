@@ -219,3 +219,19 @@ impl Drop for Dockerd {
         let _ = std::process::Command::new("umount").arg("-R").arg(self.dir.path().join("exec")).output();
     }
 }
+
+/// The real minikube `cargo xtask minikube` built (`MINIKUBE_BIN`, default `out/tools/minikube`)
+/// and its storage-provisioner image archive beside it (`out/tools/storage-provisioner-v5.tar`).
+/// Fails (never skips) when either is missing.
+pub fn minikube_tools() -> (PathBuf, PathBuf) {
+    let (bin, from) = match std::env::var_os("MINIKUBE_BIN") {
+        Some(p) => (PathBuf::from(p), "MINIKUBE_BIN"),
+        None => (workspace().join("out/tools/minikube"), "the default: MINIKUBE_BIN is not set"),
+    };
+    let archive = bin.with_file_name("storage-provisioner-v5.tar");
+    check(&[
+        Need::file(&format!("the real minikube ({from}; `cargo xtask minikube`)"), &bin),
+        Need::file("minikube's storage-provisioner image (`cargo xtask minikube`)", &archive),
+    ]);
+    (bin, archive)
+}
