@@ -110,7 +110,7 @@ pub fn arm64_iso() -> PathBuf {
     check(&[
         Need::file(&format!("the arm64 ISO ({from}; `cargo xtask iso --arch arm64`)"), &path),
         Need::program("qemu-system-aarch64"),
-        Need::file("the arm64 UEFI firmware (package qemu-efi-aarch64)", launcher::qemu::AARCH64_FIRMWARE),
+        Need::file("the arm64 UEFI firmware (package qemu-efi-aarch64)", launcher::resources::qemu::AARCH64_FIRMWARE),
     ]);
     path
 }
@@ -137,7 +137,7 @@ pub static GUEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn kubernetes_bundle() -> PathBuf {
     let cache = match std::env::var_os("MINIKUBE_BUNDLE_CACHE") {
         Some(p) => PathBuf::from(p),
-        None => launcher::state::Home::from_env().expect("the launcher's home").cache(),
+        None => launcher::resources::state::Home::from_env().expect("the launcher's home").cache(),
     };
     let arch = platform::Arch::host().expect("an amd64 or arm64 host");
     let manifest = platform::bundle::manifest_path(&cache, arch, platform::bundle::DEFAULT_KUBERNETES_VERSION);

@@ -16,10 +16,10 @@ use std::time::Duration;
 use agent::api::Runtime;
 use agent::client::Client;
 use agent::host::RecordingHost;
-use launcher::bootstrap::join::{self, Join};
-use launcher::bootstrap::{self, Api, Bootstrap, BootstrapError, Node};
-use launcher::certs;
-use launcher::provision::{Output, Reporter};
+use launcher::start::bootstrap::join::{self, Join};
+use launcher::start::bootstrap::{self, Api, Bootstrap, BootstrapError, Node};
+use launcher::resources::certs;
+use launcher::report::{Output, Reporter};
 
 const VERSION: &str = "v1.34.1";
 
@@ -107,7 +107,7 @@ fn run(f: &mut Fixture, url: &str, timeout: Duration, rep: &mut Reporter) -> Res
     let b = Bootstrap {
         node: Node { cluster_name: "node1", node_name: "node1", node_ip: "10.0.2.15", kubernetes_version: VERSION, runtime: Runtime::Containerd },
         api: Api { url: url.to_string(), ca_pem: &f.pc.cluster_ca.cert_pem, cert_pem: &f.pc.client.cert_pem, key_pem: &f.pc.client.key_pem },
-        pod_range: bootstrap::pod_range(1),
+        pod_range: launcher::topology::pod_range(1),
         kubeconfig: &kubeconfig,
         timeout,
     };
@@ -212,7 +212,7 @@ fn a_second_node_joins_with_a_token_from_the_control_plane() {
         node: Node { cluster_name: "node1", node_name: "node1-m02", node_ip: "192.168.49.3", kubernetes_version: VERSION, runtime: Runtime::Containerd },
         control_plane: "node1",
         ca_pin: ca_pin.clone(),
-        pod_range: bootstrap::pod_range(2),
+        pod_range: launcher::topology::pod_range(2),
         api: Api { url: url.clone(), ca_pem: &cp.pc.cluster_ca.cert_pem, cert_pem: &cp.pc.client.cert_pem, key_pem: &cp.pc.client.key_pem },
         timeout: Duration::from_secs(30),
     };

@@ -13,9 +13,11 @@
 
 use std::time::{Duration, Instant};
 
-use launcher::driver::{self, Driver};
-use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
-use launcher::state::Home;
+use launcher::model::Driver;
+use launcher::{driver, start};
+use launcher::options::StartOptions;
+use launcher::report::{Output, Reporter, StepEvent};
+use launcher::resources::state::Home;
 
 mod common;
 
@@ -67,9 +69,9 @@ fn docker_driver_runs_ready_kubernetes_nodes_and_leaves_nothing() {
     // A second node joins on the cluster's network and the first reaches it by name.
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
     launcher::cluster::start(&home, &opts, 2, &mut rep).unwrap_or_else(|e| panic!("docker --nodes 2: {e:#}"));
-    let m02 = launcher::cluster::node_name(&name, 2);
+    let m02 = launcher::topology::node_name(&name, 2);
     wait_ready(&k, 2);
-    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     let resolved = common::exec(&mut c, &["getent", "hosts", &m02]);
     let m02_ip = home.machine(&m02).unwrap().load().unwrap().node_ip;
     assert!(resolved.starts_with(&m02_ip), "{m02} is {m02_ip}: {resolved}");
@@ -80,7 +82,7 @@ fn docker_driver_runs_ready_kubernetes_nodes_and_leaves_nothing() {
     // stop/start: Ready again, no second kubeadm init.
     driver::stop(&m, Duration::from_secs(60)).unwrap();
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
-    provision::start(&home, &opts, &mut rep).unwrap_or_else(|e| panic!("docker restart: {e}"));
+    start::start(&home, &opts, &mut rep).unwrap_or_else(|e| panic!("docker restart: {e}"));
     assert!(step(&rep.events, "kubeadm").detail.contains("not initialised again"));
     assert!(!step(&rep.events, "image").changed);
     wait_ready(&k, 2);

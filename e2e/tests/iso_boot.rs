@@ -4,7 +4,7 @@
 //! kernel panic. (The arm64 ISO's boot is checked in `launcher_arm64.rs`, in the same boot that
 //! provisions it.)
 
-use launcher::qemu::{self, BootMedium, VmConfig};
+use launcher::resources::qemu::{self, BootMedium, VmConfig};
 use minikube_init::{FAILED_MARKER, ROOT_READY_MARKER};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -24,11 +24,13 @@ use agent::api::{CgroupDriver, ExecRequest, Runtime, RuntimeRequest};
 use agent::client::Client;
 use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};
-use launcher::driver::{self, Driver};
-use launcher::kic::{Engine, Kic, KicConfig};
-use launcher::machine::Status;
-use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
-use launcher::state::Home;
+use launcher::model::Driver;
+use launcher::resources::kic::{Engine, Kic, KicConfig};
+use launcher::model::Status;
+use launcher::{driver, start};
+use launcher::options::StartOptions;
+use launcher::report::{Output, Reporter, StepEvent};
+use launcher::resources::state::Home;
 
 /// One node container at a time (the host has 2 cores).
 static BOOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -165,7 +167,7 @@ fn kicbase_runs_under_podman_and_provisions_containerd() {
     c.upload_bytes("/var/lib/minikube/kic-e2e-marker", b"kept\n", 0o644, None).unwrap();
     drop(c);
     node.stop().unwrap();
-    assert_eq!(node.state().unwrap(), launcher::kic::ContainerState::Exited);
+    assert_eq!(node.state().unwrap(), launcher::resources::kic::ContainerState::Exited);
     let again = node.start_and_wait(Duration::from_secs(240)).unwrap();
     eprintln!("FIGURE restart to agent ready: {:.1} s", again.as_secs_f64());
     let mut c = connect(&node, &ca, &client_id);
@@ -181,13 +183,13 @@ fn kicbase_runs_under_podman_and_provisions_containerd() {
 }
 
 /// Deletes the profile (container, volume, state) even when the test fails half way.
-struct DeleteProfile(launcher::state::MachineDir);
+struct DeleteProfile(launcher::resources::state::MachineDir);
 impl Drop for DeleteProfile {
     fn drop(&mut self) {
         if self.0.exists() {
             let _ = driver::delete(&self.0, Duration::from_secs(10));
         }
-        let _ = launcher::cluster::remove_network(&launcher::kic::Engine::podman(), &self.0.name);
+        let _ = launcher::resources::kic::network::remove_network(&launcher::resources::kic::Engine::podman(), &self.0.name);
     }
 }
 
@@ -214,7 +216,7 @@ fn launcher_podman_driver_start_stop_delete() {
 
     // First start: every step reports, in order, and did something.
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
-    let state = provision::start(&home, &opts, &mut rep).unwrap();
+    let state = start::start(&home, &opts, &mut rep).unwrap();
     let steps: Vec<&str> = rep.events.iter().map(|e| e.step).collect();
     assert_eq!(steps, ["machine", "image", "boot", "agent", "hostname", "certs", "runtime", "kubelet", "kubeconfig"]);
     // The API steps may find nothing to do: the boot step applied the node document from the
@@ -237,7 +239,7 @@ fn launcher_podman_driver_start_stop_delete() {
     assert_eq!(saved.driver, Driver::Podman);
     assert!(saved.image.contains("kicbase:"), "{}", saved.image);
     // The image the container runs is the archive's (loaded now, or found with the same ID).
-    let ids = launcher::kic::read_archive(&archive).unwrap().ids;
+    let ids = launcher::resources::kic::read_archive(&archive).unwrap().ids;
     let running = podman(&["inspect", "--format", "{{.Image}}", &name]);
     assert!(ids.iter().any(|id| running.trim().trim_start_matches("sha256:") == id), "container image {running} is not one of the archive's {ids:?}");
     assert!(saved.iso.as_os_str().is_empty());
@@ -250,18 +252,18 @@ fn launcher_podman_driver_start_stop_delete() {
     assert!(kubeconfig.contains(&format!("server: \"https://127.0.0.1:{}\"", saved.ports.apiserver)), "{kubeconfig}");
     // The API server certificate names the container's address (issued again once it was known).
     let api = std::fs::read_to_string(m.certs_dir().join("apiserver.crt")).unwrap();
-    let info = launcher::certs::inspect(&api, &m.certs_dir().join("apiserver.crt")).unwrap();
+    let info = launcher::resources::certs::inspect(&api, &m.certs_dir().join("apiserver.crt")).unwrap();
     assert!(info.ips.contains(&ip), "{:?}", info.ips);
 
     // A second start on the running node changes nothing.
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
-    provision::start(&home, &opts, &mut rep).unwrap();
+    start::start(&home, &opts, &mut rep).unwrap();
     let changed: Vec<&str> = rep.events.iter().filter(|e| e.changed).map(|e| e.step).collect();
     assert!(changed.is_empty(), "second start changed {changed:?}");
     eprintln!("FIGURE launcher podman: start on a running node {:.2} s", secs(&rep.events, &steps));
 
     // exec through the agent (what `minikube-node exec` does): the hostname is the profile.
-    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     let r = exec(&mut c, &["cat", "/etc/hostname"], 30);
     assert_eq!(r.stdout.trim(), name);
     assert_eq!(c.info().unwrap().hostname, name);
@@ -269,7 +271,7 @@ fn launcher_podman_driver_start_stop_delete() {
     let hosts = exec(&mut c, &["cat", "/etc/hosts"], 30).stdout;
     assert!(hosts.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["127.0.1.1", name.as_str()]), "{hosts}");
     // SSH with the profile's key, installed through the agent, on the published port 22.
-    let ssh = launcher::ssh::Ssh::for_machine(&m, port_of(22).trim().rsplit(':').next().unwrap().parse().unwrap());
+    let ssh = launcher::resources::ssh::Ssh::for_machine(&m, port_of(22).trim().rsplit(':').next().unwrap().parse().unwrap());
     ssh.wait(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
     let out = ssh.run("hostname && sudo -n id -u", None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{name}\n0\n"));
@@ -278,7 +280,7 @@ fn launcher_podman_driver_start_stop_delete() {
     assert_eq!(driver::status(&m), Status::Running);
 
     // Another driver for this profile is refused before anything happens.
-    let e = provision::start(&home, &StartOptions::new(&name, "out/minikube.iso".into()), &mut Reporter::new(Output::Text, Box::new(std::io::sink())))
+    let e = start::start(&home, &StartOptions::new(&name, "out/minikube.iso".into()), &mut Reporter::new(Output::Text, Box::new(std::io::sink())))
         .unwrap_err()
         .to_string();
     assert!(e.contains(&name) && e.contains("podman") && e.contains("qemu"), "{e}");
@@ -289,7 +291,7 @@ fn launcher_podman_driver_start_stop_delete() {
     assert_eq!(podman(&["inspect", "--format", "{{.State.Status}}", &name]).trim(), "exited");
     assert_eq!(driver::stop(&m, Duration::from_secs(30)).unwrap(), None, "already stopped");
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
-    provision::start(&home, &opts, &mut rep).unwrap();
+    start::start(&home, &opts, &mut rep).unwrap();
     assert!(step(&rep.events, "boot").changed && step(&rep.events, "agent").changed);
     assert!(!step(&rep.events, "image").changed, "the image is not loaded again");
     // The node document in the trust directory was applied by the boot step before the
@@ -307,7 +309,7 @@ fn launcher_podman_driver_start_stop_delete() {
     );
     let console = driver::console_tail(&m, 50).unwrap();
     assert!(console.contains("minikube-agent: ready"), "{console}");
-    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     assert_eq!(c.info().unwrap().hostname, name);
     drop(c);
 
@@ -323,7 +325,7 @@ fn launcher_podman_driver_start_stop_delete() {
 
 /// `exec` on a node through its agent; the command must succeed.
 fn node_exec(home: &Home, name: &str, argv: &[&str]) -> String {
-    let mut c = provision::connect_existing(home, &home.machine(name).unwrap()).unwrap();
+    let mut c = driver::agent::connect_existing(home, &home.machine(name).unwrap()).unwrap();
     let r = exec(&mut c, argv, 30);
     assert_eq!(r.exit_code, Some(0), "{name}: {argv:?}: {}{}", r.stdout, r.stderr);
     r.stdout
@@ -381,7 +383,7 @@ fn podman_three_node_cluster_on_its_own_network() {
         let hosts = node_exec(&home, &n, &["cat", "/etc/hosts"]);
         assert!(!hosts.contains(&format!("{name}-m03")), "{n} still lists m03:\n{hosts}");
     }
-    let left: Vec<String> = launcher::cluster::nodes(&home, &name).unwrap().into_iter().map(|s| s.name).collect();
+    let left: Vec<String> = home.nodes(&name).unwrap().into_iter().map(|s| s.name).collect();
     assert_eq!(left, [name.clone(), format!("{name}-m02"), added.clone()]);
     assert!(launcher::cluster::delete_node(&home, &name, &name, Duration::from_secs(30)).unwrap_err().to_string().contains("control plane"));
 
@@ -424,7 +426,7 @@ fn a_failed_podman_start_leaves_nothing_behind() {
     let mut opts = StartOptions::kic(&name, Driver::Podman, &archive.to_string_lossy());
     opts.agent_timeout = Duration::from_secs(240);
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
-    let e = provision::start(&home, &opts, &mut rep).unwrap_err().to_string();
+    let e = start::start(&home, &opts, &mut rep).unwrap_err().to_string();
     assert!(e.contains("dl.k8s.io") && e.contains("--kubelet PATH"), "{e}");
     nothing_left("after the failed start");
     assert!(launcher::cluster::delete_all(&home, &name, Duration::from_secs(30)).is_ok());
@@ -432,7 +434,7 @@ fn a_failed_podman_start_leaves_nothing_behind() {
 
     opts.kubelet_test_double = true;
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
-    provision::start(&home, &opts, &mut rep).unwrap_or_else(|e| panic!("the second start, with the right flags: {e}"));
+    start::start(&home, &opts, &mut rep).unwrap_or_else(|e| panic!("the second start, with the right flags: {e}"));
     assert!(exists("container") && exists("network"));
     assert!(launcher::cluster::delete_all(&home, &name, Duration::from_secs(30)).unwrap());
     nothing_left("after the last delete");

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use image::oci::{build_image, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};
-use launcher::kic::Engine;
+use launcher::resources::kic::Engine;
 
 /// The engine client of a [`e2e::Dockerd`], as the launcher uses it.
 fn docker_engine(d: &e2e::Dockerd) -> Engine {
@@ -27,7 +27,7 @@ fn docker_loads_kicbase() {
     let d = e2e::Dockerd::start();
     let engine = docker_engine(&d);
     let t = Instant::now();
-    let ready = engine.ensure_image(&launcher::kic::ImageSource::Archive(archive.clone())).unwrap();
+    let ready = engine.ensure_image(&launcher::resources::kic::ImageSource::Archive(archive.clone())).unwrap();
     eprintln!("FIGURE docker: kicbase loaded by the launcher in {:.1} s", t.elapsed().as_secs_f64());
     assert!(ready.loaded);
     let reference = ready.reference;
@@ -36,7 +36,7 @@ fn docker_loads_kicbase() {
     assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
     let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(v[0]["Architecture"], platform::Arch::host().unwrap().debian());
-    let ids = launcher::kic::read_archive(&archive).unwrap().ids;
+    let ids = launcher::resources::kic::read_archive(&archive).unwrap().ids;
     assert_eq!(v[0]["Id"].as_str().unwrap().trim_start_matches("sha256:"), ids[0], "the host's config");
     let cfg = &v[0]["Config"];
     assert_eq!(cfg["StopSignal"], "SIGRTMIN+3");
@@ -74,7 +74,7 @@ fn docker_gets_the_host_architecture_of_a_multi_arch_archive() {
 
     let d = e2e::Dockerd::start();
     let engine = docker_engine(&d);
-    let src = launcher::kic::ImageSource::Archive(path.clone());
+    let src = launcher::resources::kic::ImageSource::Archive(path.clone());
     let ready = engine.ensure_image(&src).unwrap();
     assert_eq!((ready.reference.as_str(), ready.loaded), ("localhost/kic-multi:v1", true));
     let host = platform::Arch::host().unwrap().debian();

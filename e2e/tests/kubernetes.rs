@@ -27,9 +27,11 @@ use agent::api::ImageUpload;
 use common::Kubectl;
 use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};
-use launcher::driver::{self, Driver};
-use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
-use launcher::state::Home;
+use launcher::model::Driver;
+use launcher::{driver, start};
+use launcher::options::StartOptions;
+use launcher::report::{Output, Reporter, StepEvent};
+use launcher::resources::state::Home;
 
 const NETCHECK: &str = "localhost/netcheck:v1";
 const GREETING: &str = "hello from a pod of a real cluster, in an image built by image::oci";
@@ -77,14 +79,14 @@ fn netcheck_archive(dir: &Path) -> (PathBuf, String) {
 
 /// Import the netcheck archive into node `name`'s runtime through its agent (the preload path).
 fn load_netcheck(home: &Home, name: &str, archive: &Path, digest: &str) {
-    let mut c = provision::connect_existing(home, &home.machine(name).unwrap()).unwrap();
+    let mut c = driver::agent::connect_existing(home, &home.machine(name).unwrap()).unwrap();
     let (sha, len) = pki::digest::sha256_file(archive).unwrap();
     let req = ImageUpload { reference: NETCHECK.into(), sha256: sha, digest: digest.into() };
     c.upload_image(&req, &mut std::fs::File::open(archive).unwrap(), len).unwrap_or_else(|e| panic!("{name}: {e}"));
 }
 
 fn node_exec(home: &Home, name: &str, argv: &[&str]) -> String {
-    let mut c = provision::connect_existing(home, &home.machine(name).unwrap()).unwrap();
+    let mut c = driver::agent::connect_existing(home, &home.machine(name).unwrap()).unwrap();
     common::exec(&mut c, argv)
 }
 
@@ -119,8 +121,8 @@ fn real_kubernetes_on_podman_nodes() {
 
     // kubeadm's own check of the configuration we render.
     let yaml = dir.path().join("kubeadm.yaml");
-    let node = launcher::bootstrap::Node { cluster_name: &name, node_name: &name, node_ip: "192.168.49.2", kubernetes_version: version, runtime: agent::api::Runtime::Containerd };
-    std::fs::write(&yaml, launcher::bootstrap::render(&node)).unwrap();
+    let node = launcher::start::bootstrap::Node { cluster_name: &name, node_name: &name, node_ip: "192.168.49.2", kubernetes_version: version, runtime: agent::api::Runtime::Containerd };
+    std::fs::write(&yaml, launcher::start::bootstrap::render(&node)).unwrap();
     let kubeadm = platform::bundle::version_dir(&cache, arch, version).join("kubeadm");
     let v = Command::new(&kubeadm).args(["config", "validate", "--config"]).arg(&yaml).output().unwrap();
     assert!(v.status.success(), "kubeadm config validate: {}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
@@ -154,7 +156,7 @@ fn real_kubernetes_on_podman_nodes() {
     let mut bad = good.clone();
     let mid = bad.len() / 2;
     bad[mid] ^= 0xff;
-    let mut c = provision::connect_existing(&home, &home.machine(&name).unwrap()).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &home.machine(&name).unwrap()).unwrap();
     let req = ImageUpload { reference: NETCHECK.into(), sha256: sha.clone(), digest: digest.clone() };
     let e = c.upload_image(&req, &mut bad.as_slice(), bad.len() as u64).unwrap_err().to_string();
     assert!(e.contains("sha256") || e.contains("SHA-256") || e.contains("digest"), "{e}");
@@ -186,7 +188,7 @@ fn real_kubernetes_on_podman_nodes() {
     let t = Instant::now();
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
     launcher::cluster::start(&home, &opts, 3, &mut rep).unwrap_or_else(|e| panic!("start --nodes 3: {e:#}"));
-    let (m02, m03) = (launcher::cluster::node_name(&name, 2), launcher::cluster::node_name(&name, 3));
+    let (m02, m03) = (launcher::topology::node_name(&name, 2), launcher::topology::node_name(&name, 3));
     k.wait("3 nodes Ready", 120, |k| (k.nodes().iter().filter(|(_, r)| *r).count() == 3).then_some(()));
     eprintln!("FIGURE kubernetes podman: 2 more nodes joined and Ready {:.1} s", t.elapsed().as_secs_f64());
     for n in [&m02, &m03] {
@@ -217,7 +219,7 @@ fn real_kubernetes_on_podman_nodes() {
     driver::stop(&m, Duration::from_secs(60)).unwrap();
     let t = Instant::now();
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
-    provision::start(&home, &opts, &mut rep).unwrap_or_else(|e| panic!("restart: {e}"));
+    start::start(&home, &opts, &mut rep).unwrap_or_else(|e| panic!("restart: {e}"));
     let restart_to_ready = t.elapsed().as_secs_f64();
     let again = rep.events.clone();
     assert_eq!(sent_bytes(&again), 0, "{:?}", step(&again, "images"));

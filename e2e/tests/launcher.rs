@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use agent::api::{ExecRequest, Runtime};
 use agent::client::Client;
-use launcher::machine::{self, Status};
-use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
-use launcher::state::Home;
+use launcher::driver::qemu::machine;
+use launcher::model::Status;
+use launcher::{driver, start};
+use launcher::options::StartOptions;
+use launcher::report::{Output, Reporter, StepEvent};
+use launcher::resources::state::Home;
 
 mod common;
 use common::{exec, start, GREETING, IMAGE_NAME, IMAGE_TAG};
@@ -95,10 +98,10 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let first = start(&home, &opts);
     assert_boot_applied(&first);
     assert_eq!(machine::status(&m), Status::Running);
-    assert!(provision::agent_ready_line(&m).is_some(), "console shows the agent's ready line");
+    assert!(driver::qemu::agent_ready_line(&m).is_some(), "console shows the agent's ready line");
     boots.push(first.clone());
     let agent_crt = std::fs::read(m.trust_dir().join("agent.crt")).unwrap();
-    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     assert_started_once(&mut c, "containerd.service");
     assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);
     assert!(exec(&mut c, &["cat", "/var/lib/minikube/certs/apiserver.crt"]).contains("BEGIN CERTIFICATE"));
@@ -110,14 +113,14 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     assert!(ping.contains("1 received"), "{ping}");
     let used = exec(&mut c, &["sh", "-c", "awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{print int((t-a)/1024)}' /proc/meminfo"]);
     eprintln!("memory used after provisioning: {} MB", used.trim());
-    let kubelet = exec(&mut c, &[&format!("/var/lib/minikube/binaries/{}/kubelet", launcher::kubelet::DEFAULT_VERSION), "--version"]);
-    assert!(kubelet.contains(launcher::kubelet::TEST_DOUBLE_NAME), "{kubelet}");
+    let kubelet = exec(&mut c, &[&format!("/var/lib/minikube/binaries/{}/kubelet", launcher::resources::kubelet::DEFAULT_VERSION), "--version"]);
+    assert!(kubelet.contains(launcher::resources::kubelet::TEST_DOUBLE_NAME), "{kubelet}");
     let kubeconfig = std::fs::read_to_string(m.kubeconfig()).unwrap();
     let state = m.load().unwrap();
     assert!(kubeconfig.contains(&format!("https://127.0.0.1:{}", state.ports.apiserver)));
 
     // SSH: the profile's key (carried by the data disk) logs in as docker, with sudo.
-    let ssh = launcher::ssh::Ssh::for_machine(&m, state.ports.ssh);
+    let ssh = launcher::resources::ssh::Ssh::for_machine(&m, state.ports.ssh);
     ssh.wait(Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
     let out = ssh.run("hostname && id -un && sudo -n cat /var/lib/minikube/certs/apiserver.crt", None).unwrap_or_else(|e| panic!("{e}"));
     let out = String::from_utf8_lossy(&out.stdout);
@@ -153,7 +156,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let kubelet_step = restarted.iter().find(|e| e.step == "kubelet").unwrap();
     assert!(kubelet_step.detail.contains("binary present"), "kubelet binary persisted on the data disk: {kubelet_step:?}");
     assert_eq!(std::fs::read(m.trust_dir().join("agent.crt")).unwrap(), agent_crt, "agent certificate reused");
-    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     assert_started_once(&mut c, "containerd.service");
     let guest_crt = exec(&mut c, &["cat", "/var/lib/minikube-agent/trust/agent.crt"]);
     assert_eq!(guest_crt.as_bytes(), &agent_crt[..], "the agent serves its persisted trust");
@@ -169,7 +172,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let docker = start(&home, &opts);
     let changed: Vec<_> = docker.iter().filter(|e| e.changed).map(|e| e.step).collect();
     assert!(changed.contains(&"runtime") && !changed.contains(&"machine") && !changed.contains(&"certs"), "{docker:?}");
-    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     let loaded = exec(&mut c, &["docker", "load", "-i", "/var/lib/minikube/images/e2e-hello.tar"]);
     assert!(loaded.contains(&reference), "{loaded}");
     let out = exec(&mut c, &["docker", "run", "--rm", &reference]);
@@ -183,13 +186,13 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     exec(&mut c, &["sh", "-c", "(sleep 1; systemctl reboot) >/dev/null 2>&1 &"]);
     drop(c);
     let gone = Instant::now();
-    while provision::connect_existing(&home, &m).and_then(|mut c| Ok(c.info()?)).is_ok() {
+    while driver::agent::connect_existing(&home, &m).ok().and_then(|mut c| c.info().ok()).is_some() {
         assert!(gone.elapsed() < Duration::from_secs(120), "the guest did not go down for its reboot");
         std::thread::sleep(Duration::from_millis(300));
     }
     let rebooted = start(&home, &opts);
     assert!(rebooted.iter().filter(|e| ["hostname", "certs", "runtime", "kubelet"].contains(&e.step)).all(|e| !e.changed), "{rebooted:?}");
-    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     let info = c.info().unwrap().boot_apply.expect("the boot step reported");
     assert_eq!((info.outcome, info.source.as_str()), (agent::document::Outcome::Applied, "stored copy"), "{info:?}");
     assert_started_once(&mut c, "docker.service");
@@ -202,11 +205,11 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     opts.runtime = Runtime::Containerd;
     let killer = KillQemuAfter { step: "certs", pidfile: m.pidfile(), seen: String::new(), killed: false };
     let mut rep = Reporter::new(Output::Text, Box::new(killer));
-    let crashed = provision::start(&home, &opts, &mut rep);
+    let crashed = start::start(&home, &opts, &mut rep);
     assert!(crashed.is_err(), "qemu was killed during provisioning, yet start succeeded");
     let recovered = start(&home, &opts);
     assert_boot_applied(&recovered);
-    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);
     let out = exec(&mut c, &["ctr", "-n", "k8s.io", "run", "--rm", &reference, "e2e-hello-run3", "/hello"]);
     assert_eq!(out.trim(), GREETING);
@@ -249,7 +252,7 @@ fn qemu_two_nodes_share_a_segment() {
     eprintln!("FIGURE qemu (TCG): adding a node, from nothing to provisioned {second:.1} s");
     assert_eq!(nodes.iter().map(|s| s.node_ip.as_str()).collect::<Vec<_>>(), ["192.168.49.2", "192.168.49.3"]);
     let m2 = home.machine(&format!("{profile}-m02")).unwrap();
-    let mut c = provision::connect_existing(&home, &m2).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &m2).unwrap();
     // Node 2 reaches node 1's cluster address, by address and by name...
     assert!(exec(&mut c, &["ping", "-c", "1", "-W", "5", "192.168.49.2"]).contains("1 received"));
     assert!(exec(&mut c, &["ping", "-c", "1", "-W", "5", profile]).contains("1 received"));
@@ -259,7 +262,7 @@ fn qemu_two_nodes_share_a_segment() {
         .exec(&ExecRequest { argv: ["curl", "-sS", "--max-time", "20", "-k", "https://192.168.49.2:7443/v1/info"].map(String::from).to_vec(), ..Default::default() })
         .unwrap();
     assert!(r.exit_code != Some(0) && r.stderr.contains("certificate required"), "{r:?}");
-    let listed = launcher::cluster::nodes(&home, profile).unwrap();
+    let listed = home.nodes(profile).unwrap();
     assert_eq!(listed.len(), 2);
     drop(c);
     assert!(launcher::cluster::delete_all(&home, profile, Duration::from_secs(60)).unwrap());

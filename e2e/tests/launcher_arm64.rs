@@ -11,10 +11,12 @@
 use std::time::Duration;
 
 use agent::api::Runtime;
-use launcher::machine::{self, Status};
-use launcher::provision::{self, StartOptions};
-use launcher::qemu;
-use launcher::state::Home;
+use launcher::driver::qemu::machine;
+use launcher::model::Status;
+use launcher::driver;
+use launcher::options::StartOptions;
+use launcher::resources::qemu;
+use launcher::resources::state::Home;
 use minikube_init::{FAILED_MARKER, ROOT_READY_MARKER};
 use platform::Arch;
 
@@ -66,7 +68,7 @@ fn arm64_node_boots_provisions_containerd_runs_an_arm64_image_and_powers_off() {
     assert!(failed.is_empty(), "failed units: {failed:?}\n{}", qemu::find_lines(&log, "minikube-iso:   ").join("\n"));
     assert!(qemu::find_line(&log, ROOT_READY_MARKER).is_some(), "no {ROOT_READY_MARKER:?}:\n{}", qemu::console_tail(&log, 40));
     assert!(qemu::find_line(&log, FAILED_MARKER).is_none(), "{:?}", qemu::find_line(&log, FAILED_MARKER));
-    let mut c = provision::connect_existing(&home, &m).unwrap();
+    let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     assert_eq!(exec(&mut c, &["uname", "-m"]).trim(), "aarch64");
     assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);
     assert_eq!(exec(&mut c, &["findmnt", "-n", "-o", "FSTYPE", "/"]).trim(), "overlay");

@@ -6,8 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use launcher::provision::{self, Output, Reporter, StartOptions};
-use launcher::state::Home;
+use launcher::start;
+use launcher::options::StartOptions;
+use launcher::report::{Output, Reporter};
+use launcher::resources::state::Home;
 
 #[test]
 fn concurrent_starts_of_two_profiles_choose_disjoint_ports() {
@@ -30,7 +32,7 @@ fn concurrent_starts_of_two_profiles_choose_disjoint_ports() {
                     let pidfile = home.machine(&name).unwrap().pidfile();
                     let killer = KillAtBoot { pidfile, seen: String::new(), killed: None };
                     let mut rep = Reporter::new(Output::Text, Box::new(killer));
-                    let r = provision::start(&home, &opts, &mut rep);
+                    let r = start::start(&home, &opts, &mut rep);
                     (r.map(drop).map_err(|e| e.to_string()), rep.events.iter().map(|e| e.step).collect::<Vec<_>>())
                 })
             })
@@ -63,7 +65,7 @@ impl std::io::Write for KillAtBoot {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.seen.push_str(&String::from_utf8_lossy(buf));
         if self.killed.is_none() && self.seen.lines().any(|l| l.starts_with("boot")) {
-            if let Some(pid) = launcher::qemu::read_pidfile(&self.pidfile) {
+            if let Some(pid) = launcher::resources::qemu::read_pidfile(&self.pidfile) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
                 self.killed = Some(pid);
             }
@@ -78,7 +80,7 @@ impl std::io::Write for KillAtBoot {
 impl Drop for KillAtBoot {
     fn drop(&mut self) {
         // A start that failed before its boot line may still have left a qemu.
-        if let (None, Some(pid)) = (self.killed, launcher::qemu::read_pidfile(&self.pidfile)) {
+        if let (None, Some(pid)) = (self.killed, launcher::resources::qemu::read_pidfile(&self.pidfile)) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
     }

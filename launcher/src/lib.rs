@@ -1,31 +1,26 @@
-//! The host launcher, `minikube-node`: from a built ISO to a provisioned node in one command,
-//! through the in-guest agent (mutual TLS) instead of SSH.
+//! The host launcher, `minikube-node`: from a built ISO or kicbase image to a provisioned node in
+//! one command, through the in-guest agent (mutual TLS) instead of SSH.
 //!
-//! - [`state`]: the home directory, per-profile machine directories, `state.json`.
-//! - [`certs`]: shared CAs and per-profile certificates (reused while valid).
-//! - [`disk`]: the data disk (qcow2 starting with minikube's magic + userdata tar).
-//! - [`qemu`]: accelerator, command line, console, QMP; [`machine`]: the lifecycle on top.
-//! - [`kic`]: the container driver (podman/docker); [`driver`]: which one a profile uses, and
-//!   `status`/`stop`/`delete` dispatched on it.
-//! - [`ssh`]: the machine's SSH key and an OpenSSH client; [`ssh::baseline`] provisions the
-//!   minikube way over SSH, for the agent-versus-SSH benchmark.
-//! - [`provision`]: the `start` flow; [`kubelet`], [`kubeconfig`]: its inputs and output.
+//! Layers, each importing only the ones below it:
+//!
+//! - [`model`]: the vocabulary (drivers, status, the recorded machine state, shared names and
+//!   ports); [`topology`]: node names, subnets and pod ranges as numbers.
+//! - [`report`], [`options`], [`retry`]: how steps report, what `start` is asked for, the one
+//!   retry and poll helper.
+//! - [`resources`]: what a node is made of on the host (state, certificates, SSH, disk,
+//!   binaries, bundle, kubelet, kubeconfig, node document, qemu, container engine).
+//! - [`driver`]: the `NodeDriver` trait, the preparation both drivers share, and one module per
+//!   engine (qemu, kic), each bringing a node up to an answering agent.
+//! - [`start`]: the `start` flow: the driver's `up`, then the same agent steps for every driver,
+//!   preload and the kubeadm bootstrap or join.
+//! - [`cluster`]: several nodes: start, add, delete, and keeping their peers in step.
 
-pub mod binaries;
-pub mod bootstrap;
-pub mod certs;
 pub mod cluster;
-pub mod disk;
 pub mod driver;
-pub mod kic;
-pub mod kic_node;
-pub mod kubeconfig;
-pub mod kubelet;
-pub mod machine;
-pub mod node_doc;
-pub mod preload;
-pub mod provision;
-pub mod qemu;
-pub mod qemu_node;
-pub mod ssh;
-pub mod state;
+pub mod model;
+pub mod options;
+pub mod report;
+pub mod resources;
+pub mod retry;
+pub mod start;
+pub mod topology;

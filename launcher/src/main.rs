@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use launcher::driver::{self, Driver};
-use launcher::machine::Status;
-use launcher::provision::{self, Output, Reporter, StartOptions};
-use launcher::state::{Home, DEFAULT_PROFILE};
+use launcher::model::{Driver, Status, DEFAULT_PROFILE};
+use launcher::{driver, options};
+use launcher::options::StartOptions;
+use launcher::report::{Output, Reporter};
+use launcher::resources::state::Home;
 
 #[derive(Parser)]
 #[command(name = "minikube-node", version, about = "Start a minikube node (a VM from the ISO, or a kicbase container) and provision it through its agent")]
@@ -72,7 +73,7 @@ enum Cmd {
         iso: Option<PathBuf>,
         /// The kicbase image (podman, docker): an archive (`cargo xtask kicbase`), loaded into the
         /// engine unless it already holds it, or an image reference.
-        #[arg(long, default_value = provision::DEFAULT_KIC_IMAGE)]
+        #[arg(long, default_value = options::DEFAULT_KIC_IMAGE)]
         image: String,
         /// The container engine's OCI runtime (podman, docker); default: runc under podman on
         /// hosts without the unified cgroup hierarchy, else the engine's own.
@@ -206,7 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let m = match &cli.node {
         None => home.machine(&cli.name)?,
         Some(n) => {
-            if launcher::cluster::node_index(&cli.name, n).is_none() {
+            if launcher::topology::node_index(&cli.name, n).is_none() {
                 bail!("{n} is not a node of {} ({}, {}-m02, ...)", cli.name, cli.name, cli.name);
             }
             home.machine(n)?
@@ -240,7 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("{}: the ISO recorded in the profile, {}", cli.name, p.display());
                     p
                 }
-                (None, None) => PathBuf::from(provision::DEFAULT_ISO),
+                (None, None) => PathBuf::from(options::DEFAULT_ISO),
             };
             let mut opts = StartOptions::new(&cli.name, iso);
             opts.driver = driver.or_else(|| driver::recorded(&m)).unwrap_or(Driver::Qemu);
@@ -267,14 +268,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Status => {
             let st = driver::status(&m);
             let agent = if st == Status::Running {
-                match provision::connect_existing(&home, &m).and_then(|mut c| Ok(c.info()?)) {
+                match driver::agent::connect_existing(&home, &m).map_err(anyhow::Error::from).and_then(|mut c| Ok(c.info()?)) {
                     Ok(i) => format!("Running ({})", i.hostname),
                     Err(e) => format!("Not answering: {e:#}"),
                 }
             } else {
                 st.name().to_string()
             };
-            let nodes: Vec<serde_json::Value> = launcher::cluster::nodes(&home, &cli.name)
+            let nodes: Vec<serde_json::Value> = home.nodes(&cli.name)
                 .unwrap_or_default()
                 .iter()
                 .map(|s| serde_json::json!({ "name": s.name, "host": home.machine(&s.name).map(|nm| driver::status(&nm).name()).unwrap_or("Unknown"), "ip": s.node_ip, "arch": s.arch }))
@@ -315,7 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Exec { timeout, command } => {
-            let mut c = provision::connect_existing(&home, &m)?;
+            let mut c = driver::agent::connect_existing(&home, &m)?;
             let r = c.exec(&agent::api::ExecRequest { argv: command, timeout_secs: Some(timeout), ..Default::default() })?;
             print!("{}", r.stdout);
             eprint!("{}", r.stderr);
@@ -330,7 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Cmd::Logs { unit, lines } => match unit {
-            Some(u) => print!("{}", provision::connect_existing(&home, &m)?.logs(&u, Some(lines))?.text),
+            Some(u) => print!("{}", driver::agent::connect_existing(&home, &m)?.logs(&u, Some(lines))?.text),
             None => println!("{}", driver::console_tail(&m, lines as usize)?),
         },
         Cmd::Ssh { command } => {
@@ -339,14 +340,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bail!("{}: not running (minikube-node start -p {})", cli.name, cli.name);
             }
             let port = driver::node(&m, state.driver).host_ports(&state)?.ssh;
-            let ssh = launcher::ssh::Ssh::for_machine(&m, port);
+            let ssh = launcher::resources::ssh::Ssh::for_machine(&m, port);
             let mut cmd = std::process::Command::new("ssh");
             if command.is_empty() {
                 cmd.arg("-t");
             }
             cmd.args(ssh.args());
             if !command.is_empty() {
-                cmd.arg("--").args(command.iter().map(|a| launcher::ssh::quote(a)));
+                cmd.arg("--").args(command.iter().map(|a| launcher::resources::ssh::quote(a)));
             }
             let err = std::os::unix::process::CommandExt::exec(&mut cmd);
             bail!("ssh: {err} (apt-get install openssh-client)");
@@ -367,7 +368,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     opts.runtime = state.runtime;
                     opts.kubernetes_version = state.kubernetes_version.clone();
                     // The same kubelet as the first node: the test double, or that binary.
-                    if state.kubelet.file_name().is_some_and(|n| n == launcher::kubelet::TEST_DOUBLE_NAME) {
+                    if state.kubelet.file_name().is_some_and(|n| n == launcher::resources::kubelet::TEST_DOUBLE_NAME) {
                         opts.kubelet_test_double = true;
                     } else if state.kubelet.as_os_str().is_empty() {
                         opts.no_kubernetes = true;
@@ -383,7 +384,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{name}: deleted from {}", cli.name);
                 }
                 NodeCmd::List => {
-                    let nodes = launcher::cluster::nodes(&home, &cli.name)?;
+                    let nodes = home.nodes(&cli.name)?;
                     let rows: Vec<(String, &'static str, String)> =
                         nodes.iter().map(|s| (s.name.clone(), home.machine(&s.name).map(|nm| driver::status(&nm).name()).unwrap_or("Unknown"), s.node_ip.clone())).collect();
                     match output {
@@ -403,7 +404,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Kubectl { args, cache_dir } => {
             let state = m.load()?;
             let cache = cache_dir.unwrap_or_else(|| home.cache());
-            let kubectl = launcher::binaries::Downloader::new(None, &cache, launcher::binaries::go_arch()).cached(&state.kubernetes_version, "kubectl");
+            let kubectl = launcher::resources::binaries::Downloader::new(None, &cache, launcher::resources::binaries::go_arch()).cached(&state.kubernetes_version, "kubectl");
             if !kubectl.is_file() {
                 bail!("{}: no kubectl {} in the cache (it is downloaded by `minikube-node start`)", kubectl.display(), state.kubernetes_version);
             }

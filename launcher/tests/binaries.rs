@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fetch::Http;
-use launcher::binaries::{BinaryError, Downloader};
+use launcher::resources::binaries::{BinaryError, Downloader};
 
 #[derive(Clone)]
 enum Reply {

@@ -110,8 +110,8 @@ fn no_route_to_the_release_host_names_the_url_and_the_ways_out() {
         .unwrap();
     assert!(!o.status.success());
     let t = text(&o);
-    let arch = launcher::binaries::go_arch();
-    for want in [&format!("https://dl.k8s.io/release/{}/bin/linux/{arch}/kubelet", launcher::kubelet::DEFAULT_VERSION) as &str, "--kubelet PATH", "--binary-mirror URL", "--cache-dir"] {
+    let arch = launcher::resources::binaries::go_arch();
+    for want in [&format!("https://dl.k8s.io/release/{}/bin/linux/{arch}/kubelet", launcher::resources::kubelet::DEFAULT_VERSION) as &str, "--kubelet PATH", "--binary-mirror URL", "--cache-dir"] {
         assert!(t.contains(want), "{want:?} missing in: {t}");
     }
     assert!(!t.contains("kubelet-test-double") && !d.path().join("machines/t2/kubelet-test-double").exists(), "never a silent test double: {t}");

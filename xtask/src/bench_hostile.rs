@@ -60,7 +60,7 @@ fn start_agent(bin: &Path, t: &Trust) -> Result<AgentProcess> {
     std::fs::write(trust.join(agent::trust::CA_FILE), t.ca.cert_pem())?;
     std::fs::write(trust.join(agent::trust::CERT_FILE), &server.cert_pem)?;
     std::fs::write(trust.join(agent::trust::KEY_FILE), &server.key_pem)?;
-    let port = launcher::machine::free_port(&Default::default())?;
+    let port = launcher::driver::qemu::machine::free_port(&Default::default())?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let child = std::process::Command::new(bin)
         .arg("serve")

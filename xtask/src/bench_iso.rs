@@ -48,13 +48,13 @@ struct Boot {
 
 fn boot_once(iso: &Path, memory_mb: u32, arch: image::arch::Arch) -> Result<Boot> {
     let d = tempfile::tempdir()?;
-    let cfg = launcher::qemu::VmConfig {
+    let cfg = launcher::resources::qemu::VmConfig {
         name: "bench".into(),
         arch,
-        accel: launcher::qemu::choose_accel_for(arch),
+        accel: launcher::resources::qemu::choose_accel_for(arch),
         memory_mb,
         cpus: 2,
-        boot: launcher::qemu::BootMedium::Cdrom(iso.to_path_buf()),
+        boot: launcher::resources::qemu::BootMedium::Cdrom(iso.to_path_buf()),
         firmware: None,
         disks: vec![],
         fw_cfg: vec![],
@@ -66,13 +66,13 @@ fn boot_once(iso: &Path, memory_mb: u32, arch: image::arch::Arch) -> Result<Boot
         daemonize: false,
     };
     let t = Instant::now();
-    let mut vm = launcher::qemu::start(cfg)?;
+    let mut vm = launcher::resources::qemu::start(cfg)?;
     let mut root_ready = None;
     let line = loop {
-        if root_ready.is_none() && launcher::qemu::find_line(&vm.config.serial_log, minikube_init::ROOT_READY_MARKER).is_some() {
+        if root_ready.is_none() && launcher::resources::qemu::find_line(&vm.config.serial_log, minikube_init::ROOT_READY_MARKER).is_some() {
             root_ready = Some(t.elapsed().as_secs_f64());
         }
-        if let Some(l) = launcher::qemu::find_line(&vm.config.serial_log, "minikube-iso: ready") {
+        if let Some(l) = launcher::resources::qemu::find_line(&vm.config.serial_log, "minikube-iso: ready") {
             break l;
         }
         anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "no ready marker after 600 s");
@@ -195,7 +195,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 
     if a.boots > 0 {
-        println!("boots ({}), {} each, alternating; wall times from qemu start:", launcher::qemu::choose_accel_for(image::arch::Arch::X86_64).name(), a.boots);
+        println!("boots ({}), {} each, alternating; wall times from qemu start:", launcher::resources::qemu::choose_accel_for(image::arch::Arch::X86_64).name(), a.boots);
         for mem in [4096u32, 2048] {
             let mut per: Vec<Vec<Boot>> = vec![Vec::new(); isos.len()];
             for _ in 0..a.boots {
@@ -276,7 +276,7 @@ fn against_amd64(arch: image::arch::Arch, runs: usize, boots: usize) -> Result<(
             }
         }
         for (i, (a, _)) in isos.iter().enumerate() {
-            let label = format!("{} ({})", a.debian(), launcher::qemu::choose_accel_for(*a).name());
+            let label = format!("{} ({})", a.debian(), launcher::resources::qemu::choose_accel_for(*a).name());
             report_boots(&label, &per[i], if i == 0 { None } else { Some(&per[0]) });
         }
     }

@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use launcher::driver::Driver;
-use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
-use launcher::state::Home;
+use launcher::model::Driver;
+use launcher::start;
+use launcher::options::StartOptions;
+use launcher::report::{Output, Reporter, StepEvent};
+use launcher::resources::state::Home;
 
 use crate::bench_launcher::median;
 
@@ -55,7 +57,7 @@ fn wait_ready(kubectl: &Path, kubeconfig: &Path, n: usize, limit: Duration) -> R
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let cache = launcher::state::Home::from_env()?.cache();
+    let cache = launcher::resources::state::Home::from_env()?.cache();
     let arch = platform::Arch::host().context("an amd64 or arm64 host")?;
     let version = platform::bundle::DEFAULT_KUBERNETES_VERSION;
     let manifest_path = platform::bundle::manifest_path(&cache, arch, version);
@@ -86,14 +88,14 @@ pub fn run(a: Args) -> Result<()> {
         let result = (|| -> Result<()> {
             let t = Instant::now();
             let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
-            provision::start(&home, &opts, &mut rep)?;
+            start::start(&home, &opts, &mut rep)?;
             let secs = t.elapsed().as_secs_f64();
             println!("kic start -> Ready, run {}: {secs:.1} s ({})", i + 1, steps_line(&rep.events));
             fresh.push(secs);
             launcher::driver::stop(&home.machine(&name)?, Duration::from_secs(60))?;
             let t = Instant::now();
             let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
-            provision::start(&home, &opts, &mut rep)?;
+            start::start(&home, &opts, &mut rep)?;
             wait_ready(&kubectl, &home.machine(&name)?.kubeconfig(), 1, Duration::from_secs(300))?;
             let secs = t.elapsed().as_secs_f64();
             println!("kic restart -> Ready, run {}: {secs:.1} s ({})", i + 1, steps_line(&rep.events));
@@ -136,13 +138,13 @@ pub fn run(a: Args) -> Result<()> {
         let result = (|| -> Result<()> {
             let t = Instant::now();
             let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
-            provision::start(&home, &opts, &mut rep)?;
+            start::start(&home, &opts, &mut rep)?;
             let secs = t.elapsed().as_secs_f64();
-            println!("qemu ({}) start -> Ready, run {}: {secs:.1} s ({})", launcher::qemu::choose_accel_for(arch).name(), i + 1, steps_line(&rep.events));
+            println!("qemu ({}) start -> Ready, run {}: {secs:.1} s ({})", launcher::resources::qemu::choose_accel_for(arch).name(), i + 1, steps_line(&rep.events));
             vm.push(secs);
             Ok(())
         })();
-        let _ = launcher::machine::delete(&home.machine("benchq")?, Duration::from_secs(30));
+        let _ = launcher::driver::qemu::machine::delete(&home.machine("benchq")?, Duration::from_secs(30));
         result?;
     }
 

@@ -10,7 +10,7 @@
 //! Agent versus SSH: `rounds` times, in alternating order, the node is reset (files removed,
 //! kubelet stopped, hostname back) and provisioned again from a new connection, once through
 //! the agent (hostname, certs, runtime, kubelet as `start` does) and once over SSH as minikube
-//! does it ([`launcher::ssh::baseline`]); both write the same bytes, which is checked after each
+//! does it ([`launcher::resources::ssh::baseline`]); both write the same bytes, which is checked after each
 //! round. Printed: the median per step each way and the ratio SSH / agent.
 
 use std::path::{Path, PathBuf};
@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 
 use agent::api::ExecRequest;
 use anyhow::{bail, ensure, Context, Result};
-use launcher::machine;
-use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
-use launcher::ssh::{baseline, Ssh};
-use launcher::state::{Home, MachineDir};
+use launcher::driver::qemu::machine;
+use launcher::{driver, start};
+use launcher::options::StartOptions;
+use launcher::report::{Output, Reporter, StepEvent};
+use launcher::resources::ssh::{baseline, Ssh};
+use launcher::resources::state::{Home, MachineDir};
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
@@ -61,12 +63,12 @@ pub fn run(boots: usize, rounds: usize, kubelet_mb: usize) -> Result<()> {
             }
             println!("== boot {} of {boots}", i + 1);
             let mut rep = Reporter::new(Output::Text, Box::new(std::io::stdout()));
-            provision::start(&home, &opts, &mut rep).with_context(|| format!("boot {}", i + 1))?;
+            start::start(&home, &opts, &mut rep).with_context(|| format!("boot {}", i + 1))?;
             runs.push(rep.events);
         }
         println!("== start on the running machine");
         let mut rep = Reporter::new(Output::Text, Box::new(std::io::stdout()));
-        provision::start(&home, &opts, &mut rep)?;
+        start::start(&home, &opts, &mut rep)?;
         let converged: f64 = rep.events.iter().map(|e| e.seconds).sum();
         let steps_after_boot = ["hostname", "certs", "runtime", "kubelet"];
         let after_boot = median(runs.iter().map(|r| steps_after_boot.iter().map(|s| secs(r, s)).sum()).collect());
@@ -102,7 +104,7 @@ fn stand_in_kubelet(dir: &Path, version: &str, mb: usize) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("BENCH_KUBELET") {
         return Ok(PathBuf::from(p));
     }
-    let mut bytes = launcher::kubelet::test_double_script(version).into_bytes();
+    let mut bytes = launcher::resources::kubelet::test_double_script(version).into_bytes();
     bytes.extend_from_slice(b"exit 0\n");
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     while bytes.len() < mb << 20 {
@@ -111,7 +113,7 @@ fn stand_in_kubelet(dir: &Path, version: &str, mb: usize) -> Result<PathBuf> {
         x ^= x << 17;
         bytes.extend_from_slice(&x.to_le_bytes());
     }
-    let p = dir.join(launcher::kubelet::TEST_DOUBLE_NAME);
+    let p = dir.join(launcher::resources::kubelet::TEST_DOUBLE_NAME);
     std::fs::write(&p, bytes)?;
     Ok(p)
 }
@@ -142,21 +144,21 @@ enum Way {
 /// the median SSH total.
 fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &Path) -> Result<f64> {
     let state = m.load()?;
-    let cas = launcher::certs::shared_cas(&home.shared_certs())?;
-    let pc = launcher::certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
+    let cas = launcher::resources::certs::shared_cas(&home.shared_certs())?;
+    let pc = launcher::resources::certs::ensure_profile(&cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
     let binary = stand_in_kubelet(tmp, &state.kubernetes_version, kubelet_mb)?;
     let bytes = std::fs::read(&binary)?;
     let sha = pki::digest::sha256_hex(&bytes);
     // The same requests `start` sends: the node document's sections.
-    let (key, _) = launcher::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
-    let doc = launcher::node_doc::build(&state, &pc, &key, Some(&launcher::node_doc::Binary::of(&binary)?), launcher::cluster::hosts(std::slice::from_ref(&state)));
-    let sections = launcher::node_doc::Sections::of(&doc);
+    let (key, _) = launcher::resources::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
+    let doc = launcher::resources::node_doc::build(&state, &pc, &key, Some(&launcher::resources::node_doc::Binary::of(&binary)?), launcher::topology::hosts(std::slice::from_ref(&state)));
+    let sections = launcher::resources::node_doc::Sections::of(&doc);
     let (certs, runtime) = (sections.certs.clone(), sections.runtime.clone());
     let kubelet = sections.kubelet.cloned().context("the document names a kubelet")?;
     let plan = baseline::Plan {
         hostname: &state.name,
         certs: &certs,
-        extra_files: vec![(launcher::certs::GUEST_SA_PUB.to_string(), pc.sa_pub_pem.as_bytes().to_vec(), 0o644)],
+        extra_files: vec![(launcher::resources::certs::GUEST_SA_PUB.to_string(), pc.sa_pub_pem.as_bytes().to_vec(), 0o644)],
         runtime: &runtime,
         kubelet_binary: &binary,
         kubelet: &kubelet,
@@ -164,7 +166,7 @@ fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &
     let ssh = Ssh::for_machine(m, state.ports.ssh);
     let waited = ssh.wait(Duration::from_secs(120)).context("ssh to the node with the machine's key")?;
     println!("\n== agent vs SSH: {rounds} rounds, kubelet {} MiB (ssh answered after {:.1}s)", bytes.len() >> 20, waited.as_secs_f64());
-    let mut admin = provision::connect_existing(home, m)?;
+    let mut admin = driver::agent::connect_existing(home, m)?;
     let reset = baseline::reset_script(&plan);
     let steps = ["hostname", "certs", "runtime", "kubelet"];
     let mut agent_runs: Vec<Vec<f64>> = Vec::new();
@@ -181,12 +183,12 @@ fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &
                     let mut t = Vec::new();
                     let s = Instant::now();
                     // A new connection each round, as SSH gets one: the handshake counts in the first step.
-                    let mut c = provision::connect_existing(home, m)?;
+                    let mut c = driver::agent::connect_existing(home, m)?;
                     c.hostname(&state.name)?;
                     t.push(s.elapsed().as_secs_f64());
                     let s = Instant::now();
                     c.certs(&certs)?;
-                    c.upload_bytes(launcher::certs::GUEST_SA_PUB, pc.sa_pub_pem.as_bytes(), 0o644, None)?;
+                    c.upload_bytes(launcher::resources::certs::GUEST_SA_PUB, pc.sa_pub_pem.as_bytes(), 0o644, None)?;
                     t.push(s.elapsed().as_secs_f64());
                     let s = Instant::now();
                     c.runtime(&runtime)?;

@@ -50,7 +50,7 @@ pub fn options(a: &KubernetesArgs) -> Result<bundle::Options> {
     let packages = crate::options(&a.common)?;
     let cache = match &a.cache_dir {
         Some(c) => c.clone(),
-        None => launcher::state::Home::from_env()?.cache(),
+        None => launcher::resources::state::Home::from_env()?.cache(),
     };
     Ok(bundle::Options {
         release,

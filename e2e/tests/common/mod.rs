@@ -13,9 +13,11 @@ use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression
 use image::rootfs::{Entry, Tree};
 use agent::api::ExecRequest;
 use agent::client::Client;
-use launcher::machine;
-use launcher::provision::{self, Output, Reporter, StartOptions, StepEvent};
-use launcher::state::Home;
+use launcher::driver::qemu::machine;
+use launcher::start;
+use launcher::options::StartOptions;
+use launcher::report::{Output, Reporter, StepEvent};
+use launcher::resources::state::Home;
 use platform::Arch;
 
 pub const IMAGE_NAME: &str = "localhost/e2e-hello";
@@ -75,7 +77,7 @@ pub fn exec(c: &mut Client, argv: &[&str]) -> String {
 pub fn start(home: &Home, opts: &StartOptions) -> Vec<StepEvent> {
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
     let m = home.machine(&opts.name).unwrap();
-    if let Err(e) = provision::start(home, opts, &mut rep) {
+    if let Err(e) = start::start(home, opts, &mut rep) {
         panic!("start failed: {e}\nconsole:\n{}", machine::console_tail(&m, 40));
     }
     rep.events

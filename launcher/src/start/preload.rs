@@ -6,47 +6,15 @@
 //! the bytes it sent.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use agent::api::ImageUpload;
 use agent::client::{Client, ClientError};
-use platform::bundle::{self, BundleManifest};
-use platform::Arch;
 
-use crate::provision::{with_retry, Reporter, StartError};
-use crate::state::MachineState;
-
-#[derive(Debug, thiserror::Error)]
-pub enum PreloadError {
-    #[error("{path}: not a Kubernetes bundle manifest ({source}); build it again with `cargo xtask kubernetes`")]
-    Manifest { path: PathBuf, source: serde_json::Error },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-}
-
-/// The bundle of `version` for `arch` in the cache, if `cargo xtask kubernetes` built one.
-#[derive(Debug, Clone)]
-pub struct Bundle {
-    /// The version's directory (files in the manifest are relative to it).
-    pub dir: PathBuf,
-    pub manifest: BundleManifest,
-}
-
-impl Bundle {
-    /// Read the cache's manifest; `None` when there is none (binaries then come from the
-    /// release host and kubeadm pulls the images, as without a bundle).
-    pub fn find(cache: &Path, arch: Arch, version: &str) -> Result<Option<Bundle>, PreloadError> {
-        let path = bundle::manifest_path(cache, arch, version);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(PreloadError::Io { path, source }),
-        };
-        let manifest = serde_json::from_slice(&bytes).map_err(|source| PreloadError::Manifest { path: path.clone(), source })?;
-        Ok(Some(Bundle { dir: bundle::version_dir(cache, arch, version), manifest }))
-    }
-}
+use crate::model::MachineState;
+use crate::report::Reporter;
+use crate::resources::bundle::Bundle;
+use crate::retry::{with_retry, StepError};
 
 /// Counts what is read through it.
 struct Counting<'a, R> {
@@ -68,9 +36,9 @@ const PARALLEL: usize = 2;
 
 /// The `images` step: every image of the bundle into the node's runtime, [`PARALLEL`] at a time,
 /// each over a connection of its own from `connect`. Returns the bytes sent.
-pub fn run(connect: &(dyn Fn() -> Result<Client, ClientError> + Sync), state: &MachineState, b: &Bundle, rep: &mut Reporter) -> Result<u64, StartError> {
+pub fn run(connect: &(dyn Fn() -> Result<Client, ClientError> + Sync), state: &MachineState, b: &Bundle, rep: &mut Reporter) -> Result<u64, StepError> {
     let t = Instant::now();
-    let results = fetch::parallel::try_map(&b.manifest.images, PARALLEL, |_, image| -> Result<(bool, u64), StartError> {
+    let results = fetch::parallel::try_map(&b.manifest.images, PARALLEL, |_, image| -> Result<(bool, u64), StepError> {
         let path = b.dir.join(&image.file);
         let req = ImageUpload { reference: image.reference.clone(), sha256: image.sha256.clone(), digest: image.manifest_digest.clone() };
         let mut sent = 0u64;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
-use crate::state::MachineDir;
+use crate::resources::state::MachineDir;
 
 /// The account the key logs in as (uid 1000, passwordless sudo).
 pub const USER: &str = "docker";
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn key_is_made_once_and_parses_as_openssh() {
         let d = tempfile::tempdir().unwrap();
-        let m = crate::state::Home::at(d.path()).machine("k").unwrap();
+        let m = crate::resources::state::Home::at(d.path()).machine("k").unwrap();
         let (line, made) = ensure_key(&m, "minikube-node@k").unwrap();
         assert!(made);
         assert!(line.starts_with("ssh-ed25519 AAAA") && line.trim_end().ends_with("minikube-node@k"), "{line}");
@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn a_corrupt_key_is_an_error_naming_the_file() {
         let d = tempfile::tempdir().unwrap();
-        let m = crate::state::Home::at(d.path()).machine("k").unwrap();
+        let m = crate::resources::state::Home::at(d.path()).machine("k").unwrap();
         std::fs::create_dir_all(&m.dir).unwrap();
         std::fs::write(key_path(&m), "not a key").unwrap();
         let e = ensure_key(&m, "c").unwrap_err().to_string();

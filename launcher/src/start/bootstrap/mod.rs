@@ -16,16 +16,15 @@ use agent::api::{ExecRequest, Runtime};
 use agent::client::{Client, ClientError};
 use fetch::Http;
 
-use crate::provision::Reporter;
+use crate::model::{CONTROL_PLANE_NAME, GUEST_APISERVER_PORT as API_PORT};
+use crate::report::Reporter;
+use crate::topology::{POD_SUBNET, SERVICE_SUBNET};
 
 pub mod join;
 
 pub const KUBEADM_YAML: &str = "/var/tmp/minikube/kubeadm.yaml";
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 pub const CNI_CONF: &str = "/etc/cni/net.d/1-k8s.conflist";
-pub const POD_SUBNET: &str = "10.244.0.0/16";
-pub const SERVICE_SUBNET: &str = "10.96.0.0/12";
-pub const API_PORT: u16 = 8443;
 /// Preflight checks minikube tells kubeadm to ignore (its directories exist, the node is small).
 pub const IGNORED_PREFLIGHT: &[&str] = &[
     "DirAvailable--etc-kubernetes-manifests",
@@ -114,7 +113,7 @@ apiServer:
       value: \"NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,DefaultTolerationSeconds,NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ResourceQuota\"
 certificatesDir: /var/lib/minikube/certs
 clusterName: {cluster}
-controlPlaneEndpoint: control-plane.minikube.internal:{API_PORT}
+controlPlaneEndpoint: {CONTROL_PLANE_NAME}:{API_PORT}
 etcd:
   local:
     dataDir: /var/lib/minikube/etcd
@@ -158,11 +157,6 @@ conntrack:
     )
 }
 
-/// The pod range of a cluster's node `index` (1 for the first): a /24 of [`POD_SUBNET`] each, so
-/// that pods of different nodes never get the same address.
-pub fn pod_range(index: u32) -> String {
-    format!("10.244.{}.0/24", index.saturating_sub(1).min(255))
-}
 
 /// The bridge CNI configuration of a node whose pods take addresses in `range`.
 pub fn cni_config(range: &str) -> String {
@@ -239,7 +233,7 @@ pub fn run(client: &mut Client, b: &Bootstrap, rep: &mut Reporter) -> Result<(),
     let mut admin = Vec::new();
     client.download(ADMIN_CONF, &mut admin).map_err(agent("kubeconfig"))?;
     let text = rewrite_server(&String::from_utf8_lossy(&admin), &b.api.url);
-    let changed = crate::kubeconfig::write(b.kubeconfig, &text).map_err(|source| BootstrapError::Io { path: b.kubeconfig.to_path_buf(), source })?;
+    let changed = crate::resources::kubeconfig::write(b.kubeconfig, &text).map_err(|source| BootstrapError::Io { path: b.kubeconfig.to_path_buf(), source })?;
     rep.step("kubeconfig", t, changed, format!("{} (admin.conf, server {})", b.kubeconfig.display(), b.api.url));
 
     // ready: /readyz, then the node's Ready condition.
@@ -350,8 +344,8 @@ mod tests {
 
     #[test]
     fn cni_config_is_json_on_the_nodes_own_range() {
-        let v: serde_json::Value = serde_json::from_str(&cni_config(&pod_range(2))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&cni_config(&crate::topology::pod_range(2))).unwrap();
         assert_eq!(v["plugins"][0]["ipam"]["subnet"], "10.244.1.0/24");
-        assert_eq!(pod_range(1), "10.244.0.0/24");
+        assert_eq!(crate::topology::pod_range(1), "10.244.0.0/24");
     }
 }

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use super::archive::{read_for, write_one_image, SavedImage};
 use super::KicError;
+use crate::model::Driver;
 
 /// The container engine's command line client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +23,16 @@ impl Engine {
     }
     pub fn docker() -> Self {
         Engine { program: "docker".into(), global_args: Vec::new() }
+    }
+
+    /// The container engine of a kic driver (None for qemu). The docker client honours
+    /// `DOCKER_HOST`, podman its own configuration.
+    pub fn of(driver: Driver) -> Option<Engine> {
+        match driver {
+            Driver::Qemu => None,
+            Driver::Podman => Some(Engine::podman()),
+            Driver::Docker => Some(Engine::docker()),
+        }
     }
 
     /// The cgroup version the engine runs containers with (1 or 2), as `info` reports it

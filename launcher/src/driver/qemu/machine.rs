@@ -1,4 +1,4 @@
-//! The qemu driver's lifecycle on top of [`crate::qemu`]: create a machine (certificates, data
+//! The qemu driver's lifecycle on top of [`crate::resources::qemu`]: create a machine (certificates, data
 //! disk, state), boot it detached, tell whether it runs, stop it, delete it. Stale pidfiles and
 //! QMP sockets left by a crashed run are detected and removed.
 
@@ -9,29 +9,26 @@ use std::time::{Duration, Instant};
 
 use agent::document::NodeDocument;
 
-use crate::certs::ProfileCerts;
-use crate::node_doc::Binary;
-use crate::qemu::{self, Accel, BootMedium, VmConfig};
-use crate::state::{MachineDir, MachineState, Ports};
+use crate::resources::certs::ProfileCerts;
+use crate::resources::node_doc::Binary;
+use crate::resources::qemu::{self, Accel, BootMedium, VmConfig};
+use crate::model::{MachineState, Ports, Status, GUEST_AGENT_PORT, GUEST_APISERVER_PORT, GUEST_SSH_PORT};
+use crate::resources::state::MachineDir;
 
 /// fw_cfg entry names of the agent's trust files.
 pub fn fw_cfg_name(file: &str) -> String {
     format!("opt/io.minikube/agent/{file}")
 }
 
-/// Guest ports forwarded from the host.
-pub const GUEST_AGENT_PORT: u16 = agent::DEFAULT_PORT;
-pub const GUEST_APISERVER_PORT: u16 = 8443;
-pub const GUEST_SSH_PORT: u16 = 22;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
     #[error("{0}")]
     Qemu(#[from] qemu::QemuError),
     #[error("{0}")]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::resources::state::StateError),
     #[error("{0}")]
-    Disk(#[from] crate::disk::DiskError),
+    Disk(#[from] crate::resources::disk::DiskError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("ISO {0}: no such file (build it with `cargo xtask iso`, or pass --iso)")]
@@ -39,30 +36,11 @@ pub enum MachineError {
     #[error("ISO {path}: {reason} (an ISO built by `cargo xtask iso` names its architecture in /version.json)")]
     IsoIdentity { path: PathBuf, reason: String },
     #[error("{0}")]
-    Ssh(#[from] crate::ssh::SshError),
+    Ssh(#[from] crate::resources::ssh::SshError),
     #[error("no free TCP port on 127.0.0.1: {0}")]
     NoPort(std::io::Error),
 }
 
-/// Whether the machine's qemu runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Running,
-    Stopped,
-    /// No machine of that name.
-    Nonexistent,
-}
-
-impl Status {
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Running => "Running",
-            Status::Stopped => "Stopped",
-            Status::Nonexistent => "Nonexistent",
-        }
-    }
-}
 
 /// A port on 127.0.0.1 that nobody listens on right now and that is not in `taken`.
 pub fn free_port(taken: &BTreeSet<u16>) -> Result<u16, MachineError> {
@@ -162,16 +140,16 @@ pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts, d
     if m.disk().exists() {
         return Ok(false);
     }
-    let (authorized_keys, _) = crate::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
-    let tar = crate::disk::userdata_tar(&crate::disk::Userdata {
+    let (authorized_keys, _) = crate::resources::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
+    let tar = crate::resources::disk::userdata_tar(&crate::resources::disk::Userdata {
         ca_pem: certs.agent_ca_pem.clone(),
         agent_cert_pem: certs.agent.cert_pem.clone(),
         agent_key_pem: certs.agent.key_pem.clone(),
         authorized_keys,
-        document: crate::node_doc::to_bytes(doc),
+        document: crate::resources::node_doc::to_bytes(doc),
         blobs: kubelet.iter().map(|k| (k.sha256.clone(), k.path.clone())).collect(),
     })?;
-    crate::disk::create(&m.disk(), &tar, state.disk_mb)?;
+    crate::resources::disk::create(&m.disk(), &tar, state.disk_mb)?;
     Ok(true)
 }
 
@@ -206,10 +184,10 @@ pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig
         fw_cfg: [agent::trust::CA_FILE, agent::trust::CERT_FILE, agent::trust::KEY_FILE]
             .iter()
             .map(|f| (fw_cfg_name(f), trust.join(f)))
-            .chain(Some(crate::node_doc::machine_file(m)).filter(|p| p.is_file()).map(|p| (fw_cfg_name(agent::document::FILE_NAME), p)))
+            .chain(Some(crate::resources::node_doc::machine_file(m)).filter(|p| p.is_file()).map(|p| (fw_cfg_name(agent::document::FILE_NAME), p)))
             .collect(),
         hostfwd: vec![(state.ports.agent, GUEST_AGENT_PORT), (state.ports.apiserver, GUEST_APISERVER_PORT), (state.ports.ssh, GUEST_SSH_PORT)],
-        cluster_nic: state.cluster_nic.as_ref().map(|n| (format!("{}:{}", crate::cluster::MCAST_GROUP, n.mcast_port), n.mac.clone())),
+        cluster_nic: state.cluster_nic.as_ref().map(|n| (format!("{}:{}", crate::topology::MCAST_GROUP, n.mcast_port), n.mac.clone())),
         serial_log: m.console_log(),
         qmp_socket: m.qmp_socket(),
         pidfile: m.pidfile(),
@@ -259,7 +237,7 @@ pub fn stop(m: &MachineDir, timeout: Duration) -> Result<Option<bool>, MachineEr
 pub fn delete(m: &MachineDir, timeout: Duration) -> Result<bool, MachineError> {
     let existed = m.dir.exists();
     stop(m, timeout)?;
-    crate::state::remove_dir(&m.dir)?;
+    crate::resources::state::remove_dir(&m.dir)?;
     Ok(existed)
 }
 
@@ -268,14 +246,6 @@ pub fn console_tail(m: &MachineDir, n: usize) -> String {
     qemu::console_tail(&m.console_log(), n)
 }
 
-/// Is `path` absolute (qemu runs detached, so relative paths would be resolved elsewhere)?
-pub fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -295,7 +265,7 @@ mod tests {
     #[test]
     fn stale_pidfile_and_socket_are_removed() {
         let d = tempfile::tempdir().unwrap();
-        let home = crate::state::Home::at(d.path());
+        let home = crate::resources::state::Home::at(d.path());
         let m = home.machine("stale").unwrap();
         std::fs::create_dir_all(&m.dir).unwrap();
         // Our own pid is alive but is not a qemu started with this pidfile.

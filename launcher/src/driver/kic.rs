@@ -1,20 +1,22 @@
-//! The kic drivers (podman, docker): a kicbase container ([`crate::kic`] for the engine), the
+//! The kic drivers (podman, docker): a kicbase container ([`crate::resources::kic`] for the engine), the
 //! trust directory with the node document and the kubelet mounted into it, the agent on a port
 //! the engine publishes.
 
 use std::time::{Duration, Instant};
 
-use crate::driver::{DriverError, NodeDriver};
-use crate::kic::{self, ContainerState, ImageSource, Kic, KicConfig};
-use crate::machine::{self, Status};
-use crate::node_doc;
-use crate::provision::{issued_suffix, poll_agent, prepare, recorded_or_new, new_state, Reporter, StartError, StartOptions, Up};
-use crate::state::{Home, MachineDir, MachineState, Ports};
-use crate::certs;
+use crate::driver::agent::poll_agent;
+use crate::driver::prepare::{absolute, issued_suffix, new_state, prepare, recorded_or_new};
+use crate::driver::{DriverError, NodeDriver, Up};
+use crate::model::{MachineState, Ports, Status, GUEST_AGENT_PORT, GUEST_APISERVER_PORT, GUEST_SSH_PORT};
+use crate::options::StartOptions;
+use crate::report::Reporter;
+use crate::resources::certs;
+use crate::resources::kic::network::{create_network, plan_network, remove_network};
+use crate::resources::kic::{self, ContainerState, ImageSource, Kic, KicConfig};
+use crate::resources::node_doc;
+use crate::resources::state::{Home, MachineDir};
+use crate::topology::{cluster_of, node_index};
 
-/// The container ports of the API server and SSH (published on 127.0.0.1 like the agent's).
-pub const KIC_APISERVER_PORT: u16 = 8443;
-pub const KIC_SSH_PORT: u16 = 22;
 /// How long the agent may take to answer through the published port after its ready line.
 const KIC_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -50,7 +52,7 @@ impl NodeDriver for KicNode {
     fn delete(&self, _timeout: Duration) -> Result<bool, DriverError> {
         let existed = self.m.dir.exists();
         self.kic.delete()?;
-        crate::state::remove_dir(&self.m.dir)?;
+        crate::resources::state::remove_dir(&self.m.dir)?;
         Ok(existed)
     }
 
@@ -62,18 +64,18 @@ impl NodeDriver for KicNode {
     /// Read from the engine: it chooses them again whenever the container starts.
     fn host_ports(&self, _state: &MachineState) -> Result<Ports, DriverError> {
         Ok(Ports {
-            agent: self.kic.host_port(agent::DEFAULT_PORT)?,
-            apiserver: self.kic.host_port(KIC_APISERVER_PORT)?,
-            ssh: self.kic.host_port(KIC_SSH_PORT)?,
+            agent: self.kic.host_port(GUEST_AGENT_PORT)?,
+            apiserver: self.kic.host_port(GUEST_APISERVER_PORT)?,
+            ssh: self.kic.host_port(GUEST_SSH_PORT)?,
         })
     }
 
     /// State and certificates (the trust directory is mounted into the container); the image (an
     /// archive is loaded once); the container created, or started again, with its ports and
     /// address read back from the engine; the agent's ready line in the container's logs.
-    fn up(&self, home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Up, StartError> {
+    fn up(&self, home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Up, DriverError> {
         let m = &self.m;
-        let engine = opts.driver.engine().expect("a kic driver has an engine");
+        let engine = self.kic.engine.clone();
         let node = &self.kic;
 
         // machine: state, certificates.
@@ -97,9 +99,9 @@ impl NodeDriver for KicNode {
         let mut network_to_make = None;
         let mut undo = Undo { kic: node, engine: &engine, container: false, network: None, armed: true };
         if container.is_none() {
-            let cluster = crate::cluster::cluster_of(&state).to_string();
-            let plan = crate::cluster::plan_network(&engine, &cluster)?;
-            let index = crate::cluster::node_index(&cluster, &state.name).unwrap_or(1);
+            let cluster = cluster_of(&state).to_string();
+            let plan = plan_network(&engine, &cluster)?;
+            let index = node_index(&cluster, &state.name).unwrap_or(1);
             state.node_ip = plan.subnet.node_ip(index);
             if !plan.exists {
                 network_to_make = Some((cluster.clone(), plan.subnet));
@@ -115,7 +117,7 @@ impl NodeDriver for KicNode {
         let mut doc = prep.document(&state);
         let trust = m.trust_dir();
         node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, Some((&trust.join("blobs"), prep.kubelet.as_ref().map(|k| &k.bin))))
-            .map_err(|source| StartError::Io { path: trust.clone(), source })?;
+            .map_err(|source| DriverError::Io { path: trust.clone(), source })?;
         m.save(&state)?;
         let detail =
             if existed { "reused".to_string() } else { format!("created {} ({}, {} CPUs, {} MiB)", m.dir.display(), state.driver, state.cpus, state.memory_mb) };
@@ -125,7 +127,7 @@ impl NodeDriver for KicNode {
         let t = Instant::now();
         if container.is_none() {
             let src = match ImageSource::parse(&opts.image)? {
-                ImageSource::Archive(p) => ImageSource::Archive(machine::absolute(&p)),
+                ImageSource::Archive(p) => ImageSource::Archive(absolute(&p)),
                 r => r,
             };
             let ready = engine.ensure_image(&src)?;
@@ -157,12 +159,12 @@ impl NodeDriver for KicNode {
                 cfg.memory = Some(format!("{}m", state.memory_mb));
                 cfg.network = state.network.clone();
                 cfg.ip = state.network.as_ref().map(|_| state.node_ip.clone());
-                cfg.profile = crate::cluster::cluster_of(&state).to_string();
+                cfg.profile = cluster_of(&state).to_string();
                 if state.cluster.is_some() {
                     cfg.role = "worker".into();
                 }
                 if let Some((net, subnet)) = network_to_make.take() {
-                    crate::cluster::create_network(&engine, &net, subnet)?;
+                    create_network(&engine, &net, subnet)?;
                     undo.network = Some(net);
                 }
                 undo.container = true;
@@ -191,7 +193,7 @@ impl NodeDriver for KicNode {
             tracing::info!("node address {}: issued {:?}", state.node_ip, again.issued);
             prep.pc = again;
             doc = prep.document(&state);
-            node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, None).map_err(|source| StartError::Io { path: trust.clone(), source })?;
+            node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, None).map_err(|source| DriverError::Io { path: trust.clone(), source })?;
         }
         m.save(&state)?;
         rep.step(
@@ -208,7 +210,7 @@ impl NodeDriver for KicNode {
         let (client, detail) = match poll_agent(&state, &prep.pc, KIC_CONNECT_TIMEOUT, alive) {
             Ok(v) => v,
             Err((last_error, _)) => {
-                return Err(StartError::KicAgent {
+                return Err(DriverError::KicAgent {
                     secs: KIC_CONNECT_TIMEOUT.as_secs(),
                     addr: state.agent_addr().to_string(),
                     last_error,
@@ -246,7 +248,7 @@ impl Drop for Undo<'_> {
             }
         }
         if let Some(net) = &self.network {
-            if let Err(e) = crate::cluster::remove_network(self.engine, net) {
+            if let Err(e) = remove_network(self.engine, net) {
                 tracing::warn!("removing the network of the failed start: {e}");
             }
         }

@@ -1,5 +1,5 @@
 //! Which kubelet binary goes to the node: one given by path, one by version from the cache or the
-//! release host ([`crate::binaries`]), or — only when asked for with `--kubelet-test-double` —
+//! release host ([`crate::resources::binaries`]), or — only when asked for with `--kubelet-test-double` —
 //! a test double.
 //!
 //! The test double is a shell script named [`TEST_DOUBLE_NAME`]: it answers `--version` like
@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::binaries::{BinaryError, Downloader};
+use crate::resources::binaries::{BinaryError, Downloader};
 
 /// The file name of the test double (says what it is).
 pub const TEST_DOUBLE_NAME: &str = "kubelet-test-double";

@@ -244,7 +244,7 @@ pub fn ensure_profile(cas: &SharedCas, certs_dir: &Path, trust_dir: &Path, node_
     let client = leaf(&cas.cluster, LeafSpec::Client { cn: "minikube-user".into(), orgs: vec!["system:masters".into()] }, certs_dir, "client")?;
     let proxy_client = leaf(&cas.proxy_client, LeafSpec::Client { cn: "front-proxy-client".into(), orgs: vec![] }, certs_dir, "proxy-client")?;
     let launcher = leaf(&cas.agent, LeafSpec::Client { cn: "minikube-node-launcher".into(), orgs: vec![] }, certs_dir, "launcher")?;
-    let agent = leaf(&cas.agent, agent_spec(crate::state::GUEST_IP)?, trust_dir, "agent")?;
+    let agent = leaf(&cas.agent, agent_spec(crate::model::GUEST_IP)?, trust_dir, "agent")?;
     // The agent's CA file sits beside its certificate (the names the agent reads).
     let ca_path = trust_dir.join(agent::trust::CA_FILE);
     if std::fs::read_to_string(&ca_path).ok().as_deref() != Some(cas.agent.cert_pem()) {

@@ -7,7 +7,7 @@
 //! control plane's API server.
 //!
 //! Pods of different nodes get addresses from different ranges; each node routes the others'
-//! ranges through their nodes on the cluster network ([`crate::cluster::refresh_peers`]).
+//! ranges through their nodes on the cluster network (the cluster layer).
 //! A node deleted from the cluster leaves it first: drained, then its Node object deleted at the
 //! control plane ([`leave`]).
 
@@ -17,14 +17,13 @@ use agent::client::Client;
 use fetch::Http;
 
 use super::{kubeadm, node_ready, node_registration, relative, Api, BootstrapError, Node, API_PORT, IGNORED_PREFLIGHT};
-use crate::provision::Reporter;
+use crate::model::CONTROL_PLANE_NAME;
+use crate::report::Reporter;
 
 /// The joining node's kubeadm configuration (it holds the token: mode 0600).
 pub const KUBEADM_JOIN_YAML: &str = "/var/tmp/minikube/kubeadm-join.yaml";
 /// What `kubeadm join` leaves on a node that joined.
 pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
-/// The control plane's name in every node's /etc/hosts.
-pub const CONTROL_PLANE_ENDPOINT: &str = "control-plane.minikube.internal";
 /// How long the token lives: long enough for one join.
 pub const TOKEN_TTL: &str = "1h0m0s";
 
@@ -85,7 +84,7 @@ pub fn render_join(n: &Node, token: &str, ca_pin: &str) -> String {
 kind: JoinConfiguration
 discovery:
   bootstrapToken:
-    apiServerEndpoint: {CONTROL_PLANE_ENDPOINT}:{API_PORT}
+    apiServerEndpoint: {CONTROL_PLANE_NAME}:{API_PORT}
     token: {token}
     caCertHashes:
       - {ca_pin}
@@ -109,7 +108,7 @@ pub fn run(control_plane: &mut Client, node: &mut Client, j: &Join, rep: &mut Re
         node.upload_bytes(KUBEADM_JOIN_YAML, yaml.as_bytes(), 0o600, None).map_err(agent("join"))?;
         let args = ["join".to_string(), "--config".into(), relative(KUBEADM_JOIN_YAML), format!("--ignore-preflight-errors={}", IGNORED_PREFLIGHT.join(","))];
         kubeadm(node, j.node.node_name, version, "join", &args, j.timeout)?;
-        rep.step("join", t, true, format!("kubeadm join {CONTROL_PLANE_ENDPOINT}:{API_PORT} {version} (token from {}, valid {TOKEN_TTL})", j.control_plane));
+        rep.step("join", t, true, format!("kubeadm join {CONTROL_PLANE_NAME}:{API_PORT} {version} (token from {}, valid {TOKEN_TTL})", j.control_plane));
     }
 
     super::cni(node, &j.pod_range, rep)?;

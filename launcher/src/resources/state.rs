@@ -20,12 +20,8 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use crate::model::MachineState;
 
-/// Profile used when `--name` is not given.
-pub const DEFAULT_PROFILE: &str = "minikube";
-/// The guest address under qemu user-mode networking.
-pub const GUEST_IP: &str = "10.0.2.15";
 /// Environment variable that overrides the home directory.
 pub const HOME_ENV: &str = "MINIKUBE_NODE_HOME";
 
@@ -103,6 +99,22 @@ impl Home {
     pub fn machine(&self, name: &str) -> Result<MachineDir, StateError> {
         check_name(name)?;
         Ok(MachineDir { name: name.to_string(), dir: self.machines().join(name) })
+    }
+
+    /// The nodes of `profile` with their states, control plane first.
+    pub fn nodes(&self, profile: &str) -> Result<Vec<MachineState>, StateError> {
+        let mut out = Vec::new();
+        for name in self.list()? {
+            if crate::topology::node_index(profile, &name).is_none() {
+                continue;
+            }
+            let s = self.machine(&name)?.load()?;
+            if crate::topology::cluster_of(&s) == profile {
+                out.push(s);
+            }
+        }
+        out.sort_by_key(|s| crate::topology::node_index(profile, &s.name));
+        Ok(out)
     }
 
     /// Hold the home's port lock while choosing host ports and until qemu has bound them, so
@@ -231,7 +243,7 @@ impl MachineDir {
         self.dir.join("kubeconfig")
     }
     pub fn kubelet_double(&self) -> PathBuf {
-        self.dir.join(crate::kubelet::TEST_DOUBLE_NAME)
+        self.dir.join(crate::resources::kubelet::TEST_DOUBLE_NAME)
     }
 
     pub fn exists(&self) -> bool {
@@ -271,74 +283,6 @@ impl MachineDir {
     }
 }
 
-/// Host ports forwarded to the guest (qemu user-mode networking) or published by the container
-/// engine (kic), bound on 127.0.0.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ports {
-    pub agent: u16,
-    pub apiserver: u16,
-    pub ssh: u16,
-}
-
-/// What `start` was asked for and what the host side chose; saved as `state.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MachineState {
-    pub name: String,
-    pub driver: crate::driver::Driver,
-    /// The node's architecture: the ISO's (qemu, from its `/version.json`), the host's (kic).
-    /// State files written before arm64 nodes existed were all amd64.
-    #[serde(default = "amd64")]
-    pub arch: platform::Arch,
-    /// The ISO (qemu).
-    #[serde(default, skip_serializing_if = "is_empty_path")]
-    pub iso: PathBuf,
-    /// The image reference the container was created from (kic).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub image: String,
-    /// The OCI runtime the container engine was told to use (kic), e.g. `runc`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oci_runtime: Option<String>,
-    pub cpus: u32,
-    pub memory_mb: u64,
-    pub disk_mb: u64,
-    pub runtime: agent::api::Runtime,
-    pub kubernetes_version: String,
-    /// The kubelet binary uploaded to the node (a real one, or the test double).
-    pub kubelet: PathBuf,
-    pub ports: Ports,
-    pub node_ip: String,
-    /// The cluster (its first node's name) of a second, third... node; None for a first node.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<String>,
-    /// The cluster's container network (kic).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
-    /// The NIC a multi-node cluster's VMs share (qemu).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_nic: Option<ClusterNic>,
-}
-
-/// A VM's NIC on its cluster's segment: a qemu multicast socket (no root, no bridge), its MAC
-/// and the node's static address on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterNic {
-    /// UDP port of the multicast group 230.0.0.1 (one per cluster).
-    pub mcast_port: u16,
-    pub mac: String,
-    /// The address with its prefix, e.g. `192.168.49.3/24`.
-    pub address: String,
-}
-
-fn is_empty_path(p: &Path) -> bool {
-    p.as_os_str().is_empty()
-}
-
-impl MachineState {
-    /// 127.0.0.1:PORT of the agent.
-    pub fn agent_addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.ports.agent))
-    }
-}
 
 /// Remove a machine's directory (after the VM is stopped).
 pub fn remove_dir(dir: &Path) -> Result<(), StateError> {
@@ -349,37 +293,12 @@ pub fn remove_dir(dir: &Path) -> Result<(), StateError> {
     }
 }
 
-fn amd64() -> platform::Arch {
-    platform::Arch::X86_64
-}
 
-/// A qemu machine's state for tests.
-#[cfg(test)]
-pub(crate) fn example_state(name: &str) -> MachineState {
-    MachineState {
-        name: name.into(),
-        driver: crate::driver::Driver::Qemu,
-        arch: platform::Arch::X86_64,
-        iso: "/x.iso".into(),
-        image: String::new(),
-        oci_runtime: None,
-        cpus: 2,
-        memory_mb: 4096,
-        disk_mb: 20000,
-        runtime: agent::api::Runtime::Containerd,
-        kubernetes_version: "v1.35.0".into(),
-        kubelet: "/k".into(),
-        ports: Ports { agent: 1, apiserver: 2, ssh: 3 },
-        node_ip: GUEST_IP.into(),
-        cluster: None,
-        network: None,
-        cluster_nic: None,
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::example_state;
 
     #[test]
     fn names() {
@@ -435,7 +354,7 @@ mod tests {
         // A qemu state file has no kic fields; a kic one no ISO.
         let text = std::fs::read_to_string(m.state_file()).unwrap();
         assert!(text.contains("\"driver\": \"qemu\"") && !text.contains("\"image\"") && !text.contains("oci_runtime"), "{text}");
-        let k = MachineState { driver: crate::driver::Driver::Podman, iso: PathBuf::new(), image: "kicbase:v1".into(), oci_runtime: Some("runc".into()), ..s };
+        let k = MachineState { driver: crate::model::Driver::Podman, iso: PathBuf::new(), image: "kicbase:v1".into(), oci_runtime: Some("runc".into()), ..s };
         m.save(&k).unwrap();
         let text = std::fs::read_to_string(m.state_file()).unwrap();
         assert!(text.contains("\"driver\": \"podman\"") && !text.contains("\"iso\""), "{text}");

@@ -13,8 +13,8 @@
 //!
 //! Typical use:
 //! ```no_run
-//! # fn main() -> Result<(), launcher::kic::KicError> {
-//! use launcher::kic::{Engine, Kic, KicConfig};
+//! # fn main() -> Result<(), launcher::resources::kic::KicError> {
+//! use launcher::resources::kic::{Engine, Kic, KicConfig};
 //! let mut cfg = KicConfig::new(Engine::podman(), "minikube", "kicbase:v0.1.0", "/path/to/trust");
 //! cfg.runtime = Some("runc".into());
 //! let node = Kic::create(&cfg)?;
@@ -30,8 +30,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::model::{GUEST_AGENT_PORT, GUEST_APISERVER_PORT, GUEST_SSH_PORT};
+
 mod archive;
 mod engine;
+pub mod network;
 
 pub use archive::{read_archive, ArchiveImage};
 pub use engine::{default_oci_runtime, loaded_reference, Engine, ImageReady, ImageSource};
@@ -39,7 +42,7 @@ pub use engine::{default_oci_runtime, loaded_reference, Engine, ImageReady, Imag
 /// Where the image's agent unit expects the trust material (see kicbase/overlay).
 pub const TRUST_MOUNT: &str = "/etc/minikube-agent/trust";
 /// Ports minikube publishes (SSH, docker TLS, API server, registry, ingress) plus the agent's.
-pub const DEFAULT_PORTS: &[u16] = &[22, 2376, 8443, 5000, 32443, agent::DEFAULT_PORT];
+pub const DEFAULT_PORTS: &[u16] = &[GUEST_SSH_PORT, 2376, GUEST_APISERVER_PORT, 5000, 32443, GUEST_AGENT_PORT];
 
 #[derive(Debug, thiserror::Error)]
 pub enum KicError {

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use agent::api::{CertsRequest, CgroupDriver, HostEntry, HostnameRequest, KubeletRequest, RuntimeRequest};
 use agent::document::{FileContent, NodeDocument};
 
-use crate::certs::{self, ProfileCerts};
-use crate::state::{MachineDir, MachineState};
+use crate::resources::certs::{self, ProfileCerts};
+use crate::model::MachineState;
+use crate::resources::state::MachineDir;
 
 /// Pause image handed to the runtime (minikube's for recent Kubernetes).
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.1";
 /// The name minikube gives the control plane's address in every node's /etc/hosts.
-pub const CONTROL_PLANE_NAME: &str = "control-plane.minikube.internal";
 
 /// The kubelet binary the document names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kube
     let hostname = HostnameRequest { name: state.name.clone(), hosts };
     let files = vec![
         FileContent { path: certs::GUEST_SA_PUB.into(), content: pc.sa_pub_pem.clone(), mode: 0o644, owner: None },
-        FileContent { path: crate::ssh::AUTHORIZED_KEYS.into(), content: authorized_key.to_string(), mode: 0o600, owner: Some("docker:docker".into()) },
+        FileContent { path: crate::resources::ssh::AUTHORIZED_KEYS.into(), content: authorized_key.to_string(), mode: 0o600, owner: Some("docker:docker".into()) },
     ];
     let runtime = RuntimeRequest {
         runtime: state.runtime,
@@ -142,8 +142,8 @@ mod tests {
         let k = d.path().join("kubelet");
         std::fs::write(&k, b"kubelet").unwrap();
         let bin = Binary::of(&k).unwrap();
-        let state = MachineState { kubelet: k.clone(), ..crate::state::example_state("p1") };
-        let doc = build(&state, &pc, "ssh-ed25519 AAAA k\n", Some(&bin), crate::cluster::hosts(std::slice::from_ref(&state)));
+        let state = MachineState { kubelet: k.clone(), ..crate::model::example_state("p1") };
+        let doc = build(&state, &pc, "ssh-ed25519 AAAA k\n", Some(&bin), crate::topology::hosts(std::slice::from_ref(&state)));
         let parsed = agent::document::parse(&to_bytes(&doc), "test").unwrap();
         assert_eq!(parsed, doc);
         assert_eq!(parsed.kubelet.as_ref().unwrap().binary_sha256.as_deref(), Some(bin.sha256.as_str()));
