@@ -114,9 +114,9 @@ impl NodeDriver for KicNode {
         let mut prep = prepare(home, m, opts, &mut state, &provisional)?;
         // The node document and the kubelet, in the trust directory the container mounts: its boot
         // step applies them before the runtime starts.
-        let mut doc = prep.document(&state);
+        let mut sections = prep.sections(&state);
         let trust = m.trust_dir();
-        node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, Some((&trust.join("blobs"), prep.kubelet.as_ref().map(|k| &k.bin))))
+        node_doc::deliver(&trust.join(agent::document::FILE_NAME), &sections.document(), Some((&trust.join("blobs"), prep.kubelet.as_ref().map(|k| &k.bin))))
             .map_err(|source| DriverError::Io { path: trust.clone(), source })?;
         m.save(&state)?;
         let detail =
@@ -192,8 +192,8 @@ impl NodeDriver for KicNode {
             let again = certs::ensure_profile(&prep.cas, &m.certs_dir(), &m.trust_dir(), &state.node_ip)?;
             tracing::info!("node address {}: issued {:?}", state.node_ip, again.issued);
             prep.pc = again;
-            doc = prep.document(&state);
-            node_doc::deliver(&trust.join(agent::document::FILE_NAME), &doc, None).map_err(|source| DriverError::Io { path: trust.clone(), source })?;
+            sections = prep.sections(&state);
+            node_doc::deliver(&trust.join(agent::document::FILE_NAME), &sections.document(), None).map_err(|source| DriverError::Io { path: trust.clone(), source })?;
         }
         m.save(&state)?;
         rep.step(
@@ -223,7 +223,7 @@ impl NodeDriver for KicNode {
         // place (a rename onto a mount point fails with EBUSY).
         rep.step("agent", t, !running, detail);
         undo.armed = false;
-        Ok(Up { state, cas: prep.cas, pc: prep.pc, kubelet: prep.kubelet, kubernetes: prep.kubernetes, doc, client })
+        Ok(Up { state, cas: prep.cas, pc: prep.pc, kubelet: prep.kubelet, kubernetes: prep.kubernetes, sections, client })
     }
 }
 

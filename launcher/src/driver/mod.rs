@@ -12,12 +12,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ::agent::client::{Client, ClientError};
-use ::agent::document::NodeDocument;
 
 use crate::model::{Driver, MachineState, Ports, Status};
 use crate::options::StartOptions;
 use crate::report::Reporter;
 use crate::resources::kic::{Engine, Kic, KicError};
+use crate::resources::node_doc::Sections;
 use crate::resources::state::{Home, MachineDir, StateError};
 use crate::retry::StepError;
 use qemu::machine::MachineError;
@@ -79,8 +79,8 @@ pub struct Up {
     pub(crate) kubelet: Option<prepare::Kubelet>,
     /// kubeadm, kubectl, crictl and the bundle's images when Kubernetes is bootstrapped.
     pub(crate) kubernetes: Option<prepare::KubernetesParts>,
-    /// The node document delivered for this boot: its sections are the API steps' requests.
-    pub(crate) doc: NodeDocument,
+    /// The node document delivered for this boot, section by section: the API steps' requests.
+    pub(crate) sections: Sections,
     pub(crate) client: Client,
 }
 

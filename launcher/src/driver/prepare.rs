@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use agent::document::NodeDocument;
-
 use crate::driver::DriverError;
 use crate::model::{Driver, MachineState, Ports};
 use crate::options::StartOptions;
@@ -13,7 +11,7 @@ use crate::resources::binaries::{crictl_version, Downloader};
 use crate::resources::bundle::Bundle;
 use crate::resources::certs;
 use crate::resources::kubelet::{self, KubeletSource};
-use crate::resources::node_doc::{self, Binary};
+use crate::resources::node_doc::{self, Binary, Sections};
 use crate::resources::state::{Home, MachineDir};
 
 /// The recorded state with what may change between starts (runtime, Kubernetes; CPUs and
@@ -72,8 +70,8 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// The node document for `state` as prepared.
-    pub(crate) fn document(&self, state: &MachineState) -> NodeDocument {
+    /// The node's sections (its node document) for `state` as prepared.
+    pub(crate) fn sections(&self, state: &MachineState) -> Sections {
         let cluster = crate::topology::cluster_of(state).to_string();
         let mut all: Vec<MachineState> = self.peers.iter().filter(|p| p.name != state.name).cloned().collect();
         all.push(state.clone());

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use agent::api::{CertsRequest, CgroupDriver, HostEntry, HostnameRequest, KubeletRequest, RuntimeRequest};
+use agent::api::{CertsRequest, CgroupDriver, HostEntry, HostnameRequest, KubeletRequest, NetworkRequest, RuntimeRequest};
 use agent::document::{FileContent, NodeDocument};
 
 use crate::resources::certs::{self, ProfileCerts};
@@ -14,7 +14,6 @@ use crate::resources::state::MachineDir;
 
 /// Pause image handed to the runtime (minikube's for recent Kubernetes).
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.1";
-/// The name minikube gives the control plane's address in every node's /etc/hosts.
 
 /// The kubelet binary the document names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,9 +35,41 @@ pub fn serial() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The whole document for `state`; `hosts` are the cluster's /etc/hosts lines.
-pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kubelet: Option<&Binary>, hosts: Vec<HostEntry>) -> NodeDocument {
-    let hostname = HostnameRequest { name: state.name.clone(), hosts };
+/// What `start` wants of a node, section by section: the node document delivered before it
+/// boots ([`Sections::document`]) and the requests of the API steps that check it afterwards.
+/// Every section `start` checks is here by construction (the wire document has them optional,
+/// for documents written by others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sections {
+    pub serial: u64,
+    /// A VM's cluster NIC (multi-node qemu clusters only).
+    pub network: Option<NetworkRequest>,
+    pub hostname: HostnameRequest,
+    pub certs: CertsRequest,
+    /// Small files: the service-account public key, the docker user's authorized key.
+    pub files: Vec<FileContent>,
+    pub runtime: RuntimeRequest,
+    /// None with `--no-kubernetes`.
+    pub kubelet: Option<KubeletRequest>,
+}
+
+impl Sections {
+    /// The node document of these sections.
+    pub fn document(&self) -> NodeDocument {
+        NodeDocument {
+            network: self.network.clone(),
+            hostname: Some(self.hostname.clone()),
+            certs: Some(self.certs.clone()),
+            files: self.files.clone(),
+            runtime: Some(self.runtime.clone()),
+            kubelet: self.kubelet.clone(),
+            ..NodeDocument::new(self.serial)
+        }
+    }
+}
+
+/// The sections for `state`; `hosts` are the cluster's /etc/hosts lines.
+pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kubelet: Option<&Binary>, hosts: Vec<HostEntry>) -> Sections {
     let files = vec![
         FileContent { path: certs::GUEST_SA_PUB.into(), content: pc.sa_pub_pem.clone(), mode: 0o644, owner: None },
         FileContent { path: crate::resources::ssh::AUTHORIZED_KEYS.into(), content: authorized_key.to_string(), mode: 0o600, owner: Some("docker:docker".into()) },
@@ -59,37 +90,14 @@ pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kube
         extra_args: vec![],
         binary_sha256: Some(k.sha256.clone()),
     });
-    NodeDocument {
-        network: state.cluster_nic.as_ref().map(|n| agent::ops::network::NetworkRequest { mac: n.mac.clone(), address: n.address.clone() }),
-        hostname: Some(hostname),
-        certs: Some(certs::certs_request(pc)),
+    Sections {
+        serial: serial(),
+        network: state.cluster_nic.as_ref().map(|n| NetworkRequest { mac: n.mac.clone(), address: n.address.clone() }),
+        hostname: HostnameRequest { name: state.name.clone(), hosts },
+        certs: certs::certs_request(pc),
         files,
-        runtime: Some(runtime),
+        runtime,
         kubelet,
-        ..NodeDocument::new(serial())
-    }
-}
-
-/// The sections `start` checks through the API (present in a document from [`build`]).
-pub struct Sections<'a> {
-    pub hostname: &'a HostnameRequest,
-    pub certs: &'a CertsRequest,
-    pub files: &'a [FileContent],
-    pub runtime: &'a RuntimeRequest,
-    /// None with `--no-kubernetes`.
-    pub kubelet: Option<&'a KubeletRequest>,
-}
-
-impl<'a> Sections<'a> {
-    pub fn of(doc: &'a NodeDocument) -> Sections<'a> {
-        let missing = "a document from node_doc::build has every section";
-        Sections {
-            hostname: doc.hostname.as_ref().expect(missing),
-            certs: doc.certs.as_ref().expect(missing),
-            files: &doc.files,
-            runtime: doc.runtime.as_ref().expect(missing),
-            kubelet: doc.kubelet.as_ref(),
-        }
     }
 }
 
@@ -143,10 +151,16 @@ mod tests {
         std::fs::write(&k, b"kubelet").unwrap();
         let bin = Binary::of(&k).unwrap();
         let state = MachineState { kubelet: k.clone(), ..crate::model::example_state("p1") };
-        let doc = build(&state, &pc, "ssh-ed25519 AAAA k\n", Some(&bin), crate::topology::hosts(std::slice::from_ref(&state)));
+        let sections = build(&state, &pc, "ssh-ed25519 AAAA k\n", Some(&bin), crate::topology::hosts(std::slice::from_ref(&state)));
+        let doc = sections.document();
         let parsed = agent::document::parse(&to_bytes(&doc), "test").unwrap();
         assert_eq!(parsed, doc);
         assert_eq!(parsed.kubelet.as_ref().unwrap().binary_sha256.as_deref(), Some(bin.sha256.as_str()));
+        assert!(parsed.network.is_none(), "a node without a cluster NIC has no network section");
+        let nic = crate::model::ClusterNic { mcast_port: 23000, mac: "52:54:00:4d:00:02".into(), address: "192.168.49.3/24".into() };
+        let vm = MachineState { cluster_nic: Some(nic), ..state.clone() };
+        let with_nic = build(&vm, &pc, "k", None, vec![]).document();
+        assert_eq!(with_nic.network.as_ref().map(|n| n.address.as_str()), Some("192.168.49.3/24"), "the network section travels in the document");
         let trust = d.path().join("trust");
         std::fs::create_dir_all(trust.join("blobs")).unwrap();
         std::fs::write(trust.join("blobs/stale"), b"old").unwrap();

@@ -20,7 +20,7 @@ use crate::options::StartOptions;
 use crate::report::Reporter;
 use crate::resources::certs;
 use crate::resources::kubelet::{self, KubeletSource};
-use crate::resources::node_doc::{Binary, Sections};
+use crate::resources::node_doc::Binary;
 use crate::resources::state::{Home, MachineDir, StateError};
 use crate::retry::{with_retry, StepError};
 
@@ -71,19 +71,25 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
 /// kubelet — each the node document's section, so each answers `changed: false` in
 /// milliseconds when the boot step applied the document — then the kubeconfig on the host.
 fn provision(home: &Home, m: &MachineDir, up: Up, kubernetes_timeout: Duration, rep: &mut Reporter) -> Result<MachineState, StartError> {
-    let Up { state, cas, pc, kubelet, kubernetes, doc, mut client } = up;
-    let sections = Sections::of(&doc);
+    let Up { state, cas, pc, kubelet, kubernetes, sections, mut client } = up;
+
+    // network: a VM's cluster NIC (a boot that refused its document left it unconfigured).
+    if let Some(req) = &sections.network {
+        let t = Instant::now();
+        let c = with_retry("network", 5, || client.network(req))?;
+        rep.step("network", t, c.changed, req.address.clone());
+    }
 
     // hostname
     let t = Instant::now();
-    let c = with_retry("hostname", 5, || client.set_hostname(sections.hostname))?;
+    let c = with_retry("hostname", 5, || client.set_hostname(&sections.hostname))?;
     rep.step("hostname", t, c.changed, state.name.clone());
 
     // certs, with the small files (sa.pub, the SSH key for docker)
     let t = Instant::now();
-    let c = with_retry("certs", 5, || client.certs(sections.certs))?;
+    let c = with_retry("certs", 5, || client.certs(&sections.certs))?;
     let mut changed = c.changed;
-    for f in sections.files {
+    for f in &sections.files {
         let up = agent::ops::apply::upload_of(f);
         changed |= with_retry("certs", 5, || client.upload_file(&up, &mut f.content.as_bytes(), f.content.len() as u64))?.changed;
     }
@@ -91,13 +97,13 @@ fn provision(home: &Home, m: &MachineDir, up: Up, kubernetes_timeout: Duration, 
 
     // runtime
     let t = Instant::now();
-    let r = with_retry("runtime", 5, || client.runtime(sections.runtime))?;
+    let r = with_retry("runtime", 5, || client.runtime(&sections.runtime))?;
     rep.step("runtime", t, r.changed, format!("{} {}", state.runtime.name(), r.version.lines().next().unwrap_or_default()));
 
     // kubelet: the agent keeps binaries by SHA-256 and answers before the body is sent when it
     // has this one.
     let t = Instant::now();
-    match (&kubelet, sections.kubelet) {
+    match (&kubelet, &sections.kubelet) {
         (Some(k), Some(req)) => {
             let up = upload(&mut client, &state, "kubelet", &k.bin, "kubelet")?;
             let r = with_retry("kubelet", 5, || client.kubelet(req))?;

@@ -90,7 +90,8 @@ impl NodeDriver for QemuNode {
         let prep = prepare(home, m, opts, &mut state, &node_ip)?;
         // The node document, for fw_cfg at this boot (a running node gets it at its next boot) and,
         // with the kubelet, in a new data disk's userdata.
-        let doc = prep.document(&state);
+        let sections = prep.sections(&state);
+        let doc = sections.document();
         let doc_file = node_doc::machine_file(m);
         pki::atomic::write_atomic(&doc_file, &node_doc::to_bytes(&doc), 0o600).map_err(|source| DriverError::Io { path: doc_file.clone(), source })?;
         let disk_new = machine::ensure_disk(m, &state, &prep.pc, &doc, prep.kubelet.as_ref().map(|k| &k.bin))?;
@@ -117,7 +118,7 @@ impl NodeDriver for QemuNode {
         let t = Instant::now();
         let (client, detail) = wait_for_agent(m, &state, &prep.pc, opts.agent_timeout)?;
         rep.step("agent", t, !running, detail);
-        Ok(Up { state, cas: prep.cas, pc: prep.pc, kubelet: prep.kubelet, kubernetes: prep.kubernetes, doc, client })
+        Ok(Up { state, cas: prep.cas, pc: prep.pc, kubelet: prep.kubelet, kubernetes: prep.kubernetes, sections, client })
     }
 }
 
