@@ -36,7 +36,7 @@ pub struct InfoResponse {
     /// What `minikube-agent boot` did with the node document in this boot (absent when the
     /// boot step has not run, or from an older agent).
     #[serde(default)]
-    pub boot_apply: Option<crate::document::BootApply>,
+    pub boot_apply: Option<BootApply>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -237,7 +237,7 @@ pub struct FileUpload {
     pub path: String,
     pub sha256: String,
     /// Permission bits, e.g. 0o644 (octal text in the query; 0644 when absent).
-    #[serde(default = "crate::endpoints::octal_mode::default", with = "crate::endpoints::octal_mode")]
+    #[serde(default = "octal_mode::default", with = "octal_mode")]
     pub mode: u32,
     /// `user:group`, names or numbers; default root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,4 +315,58 @@ pub struct LogsRequest {
 pub struct LogsResponse {
     pub text: String,
     pub truncated: bool,
+}
+
+/// What became of the node document at boot (the boot step's report, [`BootApply`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BootOutcome {
+    /// Every section present was applied.
+    Applied,
+    /// No delivered or stored document: the node waits for the API.
+    NoDocument,
+    /// The document was unreadable or invalid: nothing was applied.
+    Refused,
+    /// Applying failed part way (each file is old or new; the API converges the rest).
+    Failed,
+}
+
+impl BootOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            BootOutcome::Applied => "applied",
+            BootOutcome::NoDocument => "absent",
+            BootOutcome::Refused => "refused",
+            BootOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// The boot step's report, kept on /run for `info`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BootApply {
+    pub outcome: BootOutcome,
+    /// Where the document came from (e.g. `qemu fw_cfg`, `stored copy`).
+    #[serde(default)]
+    pub source: String,
+    /// What was done, or the reason it was not.
+    pub message: String,
+}
+
+/// Permission bits as octal text in a query (`mode=644`), 0644 when absent.
+pub mod octal_mode {
+    use serde::{de, Deserialize};
+
+    pub fn default() -> u32 {
+        0o644
+    }
+
+    pub fn serialize<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{mode:o}"))
+    }
+
+    pub fn deserialize<'de, D: de::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let text = String::deserialize(d)?;
+        u32::from_str_radix(&text, 8).map_err(|_| de::Error::custom(format!("{text:?} is not octal")))
+    }
 }

@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::api::{BootApply, BootOutcome};
 use crate::api::{CertsRequest, FileUpload, HostnameRequest, KubeletRequest, NetworkRequest, RuntimeRequest};
 
 /// The document format this agent reads and writes.
@@ -134,42 +135,6 @@ pub fn parse(bytes: &[u8], source_name: &str) -> Result<NodeDocument, DocumentEr
         Some(_) => {}
     }
     serde_json::from_value(value).map_err(|e| DocumentError::Field { source_name: source_name.to_string(), message: e.to_string() })
-}
-
-/// What became of the node document at boot.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum BootOutcome {
-    /// Every section present was applied.
-    Applied,
-    /// No delivered or stored document: the node waits for the API.
-    NoDocument,
-    /// The document was unreadable or invalid: nothing was applied.
-    Refused,
-    /// Applying failed part way (each file is old or new; the API converges the rest).
-    Failed,
-}
-
-impl BootOutcome {
-    pub fn name(self) -> &'static str {
-        match self {
-            BootOutcome::Applied => "applied",
-            BootOutcome::NoDocument => "absent",
-            BootOutcome::Refused => "refused",
-            BootOutcome::Failed => "failed",
-        }
-    }
-}
-
-/// The boot step's report, kept on /run for `info`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BootApply {
-    pub outcome: BootOutcome,
-    /// Where the document came from (e.g. `qemu fw_cfg`, `stored copy`).
-    #[serde(default)]
-    pub source: String,
-    /// What was done, or the reason it was not.
-    pub message: String,
 }
 
 #[cfg(test)]

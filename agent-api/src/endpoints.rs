@@ -28,8 +28,8 @@
 //! endpoint types and [`ALL`] here, and the agent's routing table from the same tokens (an
 //! endpoint the agent does not serve is a compile error there, not a 404 at run time).
 
-use serde::de::{self, DeserializeOwned};
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// How an endpoint's request and answer travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,24 +199,6 @@ crate::endpoint_list!(define_endpoints);
 /// The query string carrying `req`'s fields (form-encoded, absent options left out).
 pub fn encode_query<T: Serialize>(req: &T) -> String {
     serde_urlencoded::to_string(req).unwrap_or_default()
-}
-
-/// Permission bits as octal text in a query (`mode=644`), 0644 when absent.
-pub mod octal_mode {
-    use super::*;
-
-    pub fn default() -> u32 {
-        0o644
-    }
-
-    pub fn serialize<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{mode:o}"))
-    }
-
-    pub fn deserialize<'de, D: de::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-        let text = String::deserialize(d)?;
-        u32::from_str_radix(&text, 8).map_err(|_| de::Error::custom(format!("{text:?} is not octal")))
-    }
 }
 
 #[cfg(test)]

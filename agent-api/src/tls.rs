@@ -9,7 +9,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{0}")]
+    #[error(transparent)]
     Pem(#[from] pki::Error),
     #[error("{what}: {source}")]
     Rustls { what: &'static str, source: rustls::Error },

@@ -78,9 +78,9 @@ pub const DOCKER_UID: u32 = 1000;
 pub enum BootError {
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
-    #[error("{0}")]
+    #[error(transparent)]
     Host(#[from] HostError),
-    #[error("{0}")]
+    #[error(transparent)]
     Userdata(#[from] userdata::TarError),
     #[error("{0}")]
     Blob(String),

@@ -25,7 +25,7 @@ pub const DMI_DIR: &str = "/etc/minikube-agent/dmi";
 pub enum EntrypointError {
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
-    #[error("{0}")]
+    #[error(transparent)]
     Host(#[from] HostError),
 }
 

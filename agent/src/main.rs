@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use agent::console::announce;
-use agent::host::{Host, RecordingHost, SystemHost};
+use agent::host::{Host, SystemHost};
 use agent::paths::GuestRoot;
 use clap::{Parser, Subcommand};
 
@@ -30,8 +30,11 @@ struct Common {
     /// Where messages for the operator go.
     #[arg(long, default_value = "/dev/console")]
     console: PathBuf,
-    /// Do not run system tools (systemctl, modprobe, mount...): record them in memory instead.
-    /// For tests against --root only.
+    /// Do not run system tools (systemctl, modprobe, mount...): answer the agent's own commands
+    /// from a recording test double (`RecordingHost::node`) and fail any other. For tests
+    /// against --root only: present only in a build with the `test-hooks` feature, never in
+    /// the production binary.
+    #[cfg(feature = "test-hooks")]
     #[arg(long)]
     no_host_commands: bool,
 }
@@ -73,11 +76,12 @@ enum Command {
 }
 
 fn host_for(common: &Common) -> Arc<dyn Host> {
+    #[cfg(feature = "test-hooks")]
     if common.no_host_commands {
-        Arc::new(RecordingHost::new("minikube"))
-    } else {
-        Arc::new(SystemHost)
+        return Arc::new(agent::host::RecordingHost::node("minikube"));
     }
+    let _ = common;
+    Arc::new(SystemHost)
 }
 
 fn in_container() -> bool {
@@ -107,6 +111,7 @@ fn serve(common: Common, listen: SocketAddr, trust_dir: Option<PathBuf>) -> anyh
     let node = agent::ops::Node::new(root, host);
     let server = agent::server::Server::bind(listen, tls, Arc::new(agent::server::Agent::new(node, Some(audit))))?;
     announce(console, &format!("{} {}", agent::READY_MARKER, server.local_addr()?));
+    agent::hooks::arm();
     server.run()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::ops::OpError;
+use crate::error::OpError;
 
 /// Where clients may write files.
 pub const WRITE_ROOTS: &[&str] = &[

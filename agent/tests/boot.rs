@@ -84,7 +84,7 @@ fn magic_disk_is_formatted_and_its_userdata_installed() {
         }
         other => panic!("{other:?}"),
     }
-    let host = RecordingHost::new("minikube");
+    let host = RecordingHost::node("minikube");
     let dev = |n: &str| d.path().join("dev").join(n).display().to_string();
     // The partition node appears when sfdisk runs (udev would make it).
     host.creates("sfdisk", &d.path().join("dev/vdb1"));
@@ -136,7 +136,7 @@ fn nvme_partitions_are_named_with_p() {
 fn no_disk_runs_from_memory() {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(d.path().join("sys/block")).unwrap();
-    let host = RecordingHost::new("minikube");
+    let host = RecordingHost::node("minikube");
     let report = boot::run(&GuestRoot::new(d.path()), &host, BootOptions { skip_disk: false, skip_modules: true }).unwrap();
     assert_eq!(report.plan, "no data disk");
     assert!(host.commands().is_empty(), "{:?}", host.commands());

@@ -67,7 +67,7 @@ fn boot_applies_before_the_services_start_then_the_api_finds_nothing_to_do() {
     let p = common::pki();
     let root = common::guest_root();
     let extra = tempfile::tempdir().unwrap();
-    let host = Arc::new(RecordingHost::new("minikube"));
+    let host = Arc::new(RecordingHost::node("minikube"));
     let node = Node::new(GuestRoot::new(root.path()), host.clone());
     let d = doc(&p, 10, Runtime::Containerd);
 
@@ -112,7 +112,7 @@ fn boot_applies_before_the_services_start_then_the_api_finds_nothing_to_do() {
 fn a_bad_document_is_refused_whole_and_reported() {
     let p = common::pki();
     let root = common::guest_root();
-    let host = Arc::new(RecordingHost::new("minikube"));
+    let host = Arc::new(RecordingHost::node("minikube"));
     let node = Node::new(GuestRoot::new(root.path()), host.clone());
     let before = read(root.path(), "/etc/hosts");
 
@@ -143,7 +143,7 @@ fn the_stored_copy_keeps_what_the_api_changed_until_a_newer_delivery() {
     let root = common::guest_root();
     let extra = tempfile::tempdir().unwrap();
     let blobs = blob_dir(extra.path());
-    let host = Arc::new(RecordingHost::new("minikube"));
+    let host = Arc::new(RecordingHost::node("minikube"));
     let node = Node::new(GuestRoot::new(root.path()), host.clone());
     let first = doc(&p, 5, Runtime::Containerd);
     assert_eq!(apply::at_boot(&node, delivered(&first), std::slice::from_ref(&blobs)).outcome, Outcome::Applied);

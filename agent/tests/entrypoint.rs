@@ -20,7 +20,7 @@ fn read(root: &Path, guest: &str) -> String {
 #[test]
 fn root_made_rshared() {
     let d = tempfile::tempdir().unwrap();
-    let host = RecordingHost::new("n");
+    let host = RecordingHost::node("n");
     make_root_rshared(&GuestRoot::new(d.path()), &host).unwrap();
     assert_eq!(host.commands(), vec![format!("mount --make-rshared {}", d.path().display())]);
 }
@@ -46,7 +46,7 @@ fn cgroup_v1_hierarchies_are_nested() {
     }
     write(d.path(), "/proc/self/cgroup", "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/docker/abc\n");
     assert_eq!(own_cgroup_v1(&read(d.path(), "/proc/self/cgroup")).as_deref(), Some("/docker/abc"));
-    let host = RecordingHost::new("n");
+    let host = RecordingHost::node("n");
     let done = cgroup_v1_nest(&GuestRoot::new(d.path()), &host).unwrap();
     assert_eq!(done, vec!["cpu,cpuacct", "memory"]);
     let cg = d.path().join("sys/fs/cgroup");
@@ -73,7 +73,7 @@ fn dmi_product_is_faked_by_bind_mounts() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "/sys/class/dmi/id/product_name", "Standard PC (Q35 + ICH9, 2009)\n");
     write(d.path(), "/sys/class/dmi/id/product_uuid", "host-uuid\n");
-    let host = RecordingHost::new("n");
+    let host = RecordingHost::node("n");
     let done = fake_dmi(&GuestRoot::new(d.path()), &host, [7; 16]).unwrap();
     assert_eq!(done, vec!["/sys/class/dmi/id/product_name", "/sys/class/dmi/id/product_uuid"]);
     assert_eq!(read(d.path(), "/etc/minikube-agent/dmi/product_name"), "minikube\n");
@@ -90,7 +90,7 @@ fn iptables_follows_the_host() {
     assert_eq!(choose_iptables(legacy, nft), IptablesMode::Legacy);
     assert_eq!(choose_iptables(nft, legacy), IptablesMode::Nft);
     assert_eq!(choose_iptables("", ""), IptablesMode::Nft);
-    let host = RecordingHost::new("n");
+    let host = RecordingHost::node("n");
     host.answer("iptables-legacy-save", legacy, 0);
     assert_eq!(select_iptables(&host).unwrap(), IptablesMode::Legacy);
     let cmds = host.commands();
@@ -119,7 +119,7 @@ fn docker_embedded_dns_is_made_reachable() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "/etc/resolv.conf", resolv);
     write(d.path(), "/proc/net/route", route);
-    let host = RecordingHost::new("n");
+    let host = RecordingHost::node("n");
     host.answer("iptables-save", rules, 0);
     assert!(fix_docker_dns(&GuestRoot::new(d.path()), &host).unwrap());
     assert_eq!(read(d.path(), "/etc/resolv.conf"), "search example\nnameserver 192.168.49.1\noptions ndots:0\n");

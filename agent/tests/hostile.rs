@@ -18,7 +18,7 @@ use agent::server::{Agent, Server};
 
 fn serve(pki: &common::Pki, root: &std::path::Path, limits: Limits) -> (std::net::SocketAddr, Arc<agent::gate::Gate>) {
     let tls = agent::tls::server_config(pki.ca.cert_pem(), &pki.server).unwrap();
-    let node = Node::new(GuestRoot::new(root), Arc::new(RecordingHost::new("localhost")));
+    let node = Node::new(GuestRoot::new(root), Arc::new(RecordingHost::node("localhost")));
     let server = Server::bind_with("127.0.0.1:0".parse().unwrap(), tls, Arc::new(Agent::new(node, None)), limits).unwrap();
     let (addr, gate) = (server.local_addr().unwrap(), server.gate());
     server.spawn();

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::api::Runtime;
-use agent::client::Client;
+use agent_api::api::Runtime;
+use agent_api::client::Client;
 use agent::host::RecordingHost;
 use launcher::start::bootstrap::join::{self, Join};
 use launcher::start::bootstrap::{self, Api, Bootstrap, BootstrapError, Node};
@@ -40,8 +40,8 @@ fn fixture() -> Fixture {
     let home = tempfile::tempdir().unwrap();
     let cas = certs::shared_cas(&home.path().join("certs")).unwrap();
     let pc = certs::ensure_profile(&cas, &home.path().join("p/certs"), &home.path().join("p/trust"), "10.0.2.15").unwrap();
-    let tls = agent::tls::server_config(&pc.agent_ca_pem, &pc.agent).unwrap();
-    let node = agent::ops::Node::new(agent::paths::GuestRoot::new(root.path()), Arc::new(RecordingHost::new("minikube")));
+    let tls = agent_api::tls::server_config(&pc.agent_ca_pem, &pc.agent).unwrap();
+    let node = agent::ops::Node::new(agent::paths::GuestRoot::new(root.path()), Arc::new(RecordingHost::node("minikube")));
     let server = agent::server::Server::bind("127.0.0.1:0".parse().unwrap(), tls, Arc::new(agent::server::Agent::new(node, None))).unwrap();
     let addr = server.local_addr().unwrap();
     server.spawn();
@@ -58,7 +58,7 @@ fn fixture() -> Fixture {
 /// CA required): `/readyz` answers 503 `unready` times then `ok`; the node is Ready when
 /// `ready`. Returns its URL.
 fn api_stand_in(pc: &certs::ProfileCerts, unready: usize, ready: bool) -> String {
-    let tls = agent::tls::server_config(&pc.cluster_ca.cert_pem, &pc.apiserver).unwrap();
+    let tls = agent_api::tls::server_config(&pc.cluster_ca.cert_pem, &pc.apiserver).unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://127.0.0.1:{}", l.local_addr().unwrap().port());
     let seen = Arc::new(AtomicUsize::new(0));

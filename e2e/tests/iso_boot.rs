@@ -51,12 +51,18 @@ fn boot(medium: fn(PathBuf) -> BootMedium, label: &str, firmware: Option<PathBuf
     let root = qemu::find_line(&log, ROOT_READY_MARKER);
     assert!(root.is_some(), "[{label}] no {ROOT_READY_MARKER:?} on the console:\n{}", qemu::console_tail(&log, 40));
     assert!(qemu::find_line(&log, FAILED_MARKER).is_none(), "[{label}] {:?}", qemu::find_line(&log, FAILED_MARKER));
-    // Without trust material the agent must refuse to serve, and say so on the console.
+    // Without trust material the agent must refuse to serve, and say so on the console: its
+    // not-serving line naming the missing trust, never its ready line (any other agent line,
+    // such as the boot step's, proves nothing about serving).
+    let not_serving = qemu::find_line(&log, agent_api::NOT_SERVING_MARKER);
     assert!(
-        qemu::find_line(&log, "minikube-agent").is_some(),
-        "[{label}] the agent said nothing on the console:\n{}",
+        not_serving.as_deref().is_some_and(|l| l.contains("no TLS trust material")),
+        "[{label}] no {:?} line naming the missing trust on the console ({not_serving:?}):\n{}",
+        agent_api::NOT_SERVING_MARKER,
         qemu::console_tail(&log, 30)
     );
+    let ready_agent = qemu::find_line(&log, agent_api::READY_MARKER);
+    assert!(ready_agent.is_none(), "[{label}] the agent serves without trust material: {ready_agent:?}");
     let clean = vm.shutdown(Duration::from_secs(120)).unwrap();
     assert!(clean, "[{label}] the guest did not power off on the ACPI button:\n{}", qemu::console_tail(&log, 20));
 }

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agent::api::{CgroupDriver, ExecRequest, Runtime, RuntimeRequest};
-use agent::client::Client;
+use agent_api::api::{CgroupDriver, ExecRequest, Runtime, RuntimeRequest};
+use agent_api::client::Client;
 use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};
 use launcher::model::Driver;
@@ -71,7 +71,7 @@ fn connect(node: &Kic, ca: &str, id: &pki::Identity) -> Client {
     c
 }
 
-fn exec(c: &mut Client, argv: &[&str], timeout: u64) -> agent::api::ExecResponse {
+fn exec(c: &mut Client, argv: &[&str], timeout: u64) -> agent_api::api::ExecResponse {
     let r = c
         .exec(&ExecRequest { argv: argv.iter().map(|s| s.to_string()).collect(), env: BTreeMap::new(), cwd: None, timeout_secs: Some(timeout), stdin: None })
         .unwrap();

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use agent::api::ImageUpload;
+use agent_api::api::ImageUpload;
 use common::Kubectl;
 use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};
@@ -121,7 +121,7 @@ fn real_kubernetes_on_podman_nodes() {
 
     // kubeadm's own check of the configuration we render.
     let yaml = dir.path().join("kubeadm.yaml");
-    let node = launcher::start::bootstrap::Node { cluster_name: &name, node_name: &name, node_ip: "192.168.49.2", kubernetes_version: version, runtime: agent::api::Runtime::Containerd };
+    let node = launcher::start::bootstrap::Node { cluster_name: &name, node_name: &name, node_ip: "192.168.49.2", kubernetes_version: version, runtime: agent_api::api::Runtime::Containerd };
     std::fs::write(&yaml, launcher::start::bootstrap::render(&node)).unwrap();
     let kubeadm = platform::bundle::version_dir(&cache, arch, version).join("kubeadm");
     let v = Command::new(&kubeadm).args(["config", "validate", "--config"]).arg(&yaml).output().unwrap();

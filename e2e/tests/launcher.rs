@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use agent::api::{ExecRequest, Runtime};
-use agent::client::Client;
+use agent_api::api::{ExecRequest, Runtime};
+use agent_api::client::Client;
 use launcher::driver::qemu::machine;
 use launcher::model::Status;
 use launcher::{driver, start};
@@ -194,7 +194,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     assert!(rebooted.iter().filter(|e| ["hostname", "certs", "runtime", "kubelet"].contains(&e.step)).all(|e| !e.changed), "{rebooted:?}");
     let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     let info = c.info().unwrap().boot_apply.expect("the boot step reported");
-    assert_eq!((info.outcome, info.source.as_str()), (agent::document::Outcome::Applied, "stored copy"), "{info:?}");
+    assert_eq!((info.outcome, info.source.as_str()), (agent_api::document::BootOutcome::Applied, "stored copy"), "{info:?}");
     assert_started_once(&mut c, "docker.service");
     assert_eq!(exec(&mut c, &["docker", "run", "--rm", &reference]).trim(), GREETING);
 

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use agent::api::Runtime;
+use agent_api::api::Runtime;
 use launcher::driver::qemu::machine;
 use launcher::model::Status;
 use launcher::driver;

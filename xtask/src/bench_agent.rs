@@ -14,8 +14,9 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::api::*;
-use agent::client::Client;
+use agent_api::api::*;
+use agent_api::client::Client;
+use agent_api::endpoints::{self, Endpoint, Info};
 use agent::host::RecordingHost;
 use agent::ops::Node;
 use agent::paths::GuestRoot;
@@ -50,7 +51,7 @@ fn guest_root() -> Result<tempfile::TempDir> {
 }
 
 fn agent_for(root: &std::path::Path) -> Arc<Agent> {
-    let host = Arc::new(RecordingHost::new("localhost"));
+    let host = Arc::new(RecordingHost::node("localhost"));
     host.creates("systemctl restart", &root.join("run/containerd/containerd.sock"));
     host.answer("containerd --version", "containerd bench\n", 0);
     host.answer("systemctl is-active kubelet", "active\n", 0);
@@ -58,7 +59,7 @@ fn agent_for(root: &std::path::Path) -> Arc<Agent> {
 }
 
 fn serve_tls(f: &Fixture, agent: Arc<Agent>) -> Result<SocketAddr> {
-    let tls = agent::tls::server_config(f.ca.cert_pem(), &f.server)?;
+    let tls = agent_api::tls::server_config(f.ca.cert_pem(), &f.server)?;
     let server = Server::bind("127.0.0.1:0".parse()?, tls, agent)?;
     let addr = server.local_addr()?;
     server.spawn();
@@ -83,9 +84,9 @@ fn serve_plain(agent: Arc<Agent>) -> Result<SocketAddr> {
 
 fn plain_info(conn: &mut BufReader<TcpStream>) -> Result<InfoResponse> {
     let mut head = Vec::new();
-    agent::http::write_request_head(&mut head, "GET", "/v1/info", "bench", "application/json", 0, false)?;
+    agent_api::http::write_request_head(&mut head, Info::METHOD, &endpoints::target::<Info>(&()), "bench", "application/json", 0, false)?;
     conn.get_mut().write_all(&head)?;
-    let resp = agent::http::read_response_head(conn)?;
+    let resp = agent_api::http::read_response_head(conn)?;
     ensure!(resp.status == 200, "plain info answered {}", resp.status);
     let mut body = vec![0u8; resp.content_length as usize];
     conn.read_exact(&mut body)?;

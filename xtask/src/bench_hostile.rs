@@ -1,7 +1,8 @@
 //! `cargo xtask bench agent --hostile N`: the real agent binary under hostile load.
 //!
-//! The agent runs as its own process (`minikube-agent serve --root DIR --no-host-commands`, so
-//! its RSS and threads are its own) with trust in a `--trust-dir`. N hostile sockets, a quarter
+//! The agent runs as its own process, the production binary (`minikube-agent serve --root DIR`,
+//! so its RSS and threads are its own; with its trust in a directory, serving info and exec
+//! runs no system tool) with trust in a `--trust-dir`. N hostile sockets, a quarter
 //! of each kind, keep reconnecting for the whole run:
 //! - idle: connect and send nothing;
 //! - slow: a TLS ClientHello sent one byte per second;
@@ -20,8 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agent::api::ExecRequest;
-use agent::client::Client;
+use agent_api::api::ExecRequest;
+use agent_api::client::Client;
 use pki::{Ca, Identity, Validity};
 
 const CLIENTS: usize = 20;
@@ -57,9 +58,9 @@ fn start_agent(bin: &Path, t: &Trust) -> Result<AgentProcess> {
     std::fs::create_dir_all(&trust)?;
     let ips: [IpAddr; 1] = ["127.0.0.1".parse()?];
     let server = t.ca.issue_server("minikube-agent", &["localhost"], &ips, Validity::days_from_now(1))?;
-    std::fs::write(trust.join(agent::trust::CA_FILE), t.ca.cert_pem())?;
-    std::fs::write(trust.join(agent::trust::CERT_FILE), &server.cert_pem)?;
-    std::fs::write(trust.join(agent::trust::KEY_FILE), &server.key_pem)?;
+    std::fs::write(trust.join(agent_api::trust::CA_FILE), t.ca.cert_pem())?;
+    std::fs::write(trust.join(agent_api::trust::CERT_FILE), &server.cert_pem)?;
+    std::fs::write(trust.join(agent_api::trust::KEY_FILE), &server.key_pem)?;
     let port = launcher::driver::qemu::machine::free_port(&Default::default())?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let child = std::process::Command::new(bin)
@@ -68,7 +69,6 @@ fn start_agent(bin: &Path, t: &Trust) -> Result<AgentProcess> {
         .arg(&root)
         .arg("--console")
         .arg(dir.path().join("console"))
-        .arg("--no-host-commands")
         .arg("--listen")
         .arg(addr.to_string())
         .arg("--trust-dir")
@@ -94,7 +94,7 @@ fn rss_threads(pid: u32) -> (u64, u64) {
 
 /// A TLS 1.3 ClientHello's bytes, as a real client would send first.
 fn client_hello(t: &Trust) -> Vec<u8> {
-    let cfg = agent::tls::client_config(t.ca.cert_pem(), &t.client).expect("client config");
+    let cfg = agent_api::tls::client_config(t.ca.cert_pem(), &t.client).expect("client config");
     let mut c = rustls::ClientConnection::new(cfg, rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap()).unwrap();
     let mut out = Vec::new();
     c.write_tls(&mut out).unwrap();

@@ -10,9 +10,8 @@ use crate::api::FileUpload;
 use crate::document::{self, BootApply, BootOutcome, DocumentError, FileContent, NodeDocument, Stored};
 use crate::ops::{blobs, certs, files, hostname, kubelet, network, runtime, Deferred, Node, OpError};
 
-/// Test hook: `MINIKUBE_AGENT_TEST_CRASH_BEFORE=SECTION` kills the process with SIGKILL just
-/// before that section is applied (the tests' stand-in for a power cut in the middle).
-pub const CRASH_HOOK: &str = "MINIKUBE_AGENT_TEST_CRASH_BEFORE";
+/// The test hook that kills the boot step before a section ([`crate::hooks::CRASH_BEFORE`]).
+pub const CRASH_HOOK: &str = crate::hooks::CRASH_BEFORE;
 
 fn prefixed(e: OpError, section: &str) -> OpError {
     let field = e.field.as_ref().map(|f| format!("{section}.{f}"));
@@ -56,13 +55,6 @@ pub struct Applied {
     pub skipped: Vec<String>,
 }
 
-fn crash_hook(section: &str) {
-    if std::env::var(CRASH_HOOK).is_ok_and(|v| v == section) {
-        tracing::warn!("{CRASH_HOOK}={section}: killing this process");
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
-}
-
 /// Apply a checked document; the service starts are left in `deferred`.
 pub fn apply(node: &Node, doc: &NodeDocument, deferred: &mut Deferred) -> Result<Applied, OpError> {
     let mut out = Applied::default();
@@ -72,30 +64,30 @@ pub fn apply(node: &Node, doc: &NodeDocument, deferred: &mut Deferred) -> Result
         }
     };
     if let Some(n) = &doc.network {
-        crash_hook("network");
+        crate::hooks::crash_before("network");
         note("network", network::apply_in(node, n, Some(deferred)).map_err(|e| prefixed(e, "network"))?);
     }
     if let Some(h) = &doc.hostname {
-        crash_hook("hostname");
+        crate::hooks::crash_before("hostname");
         note("hostname", hostname::apply(node, h).map_err(|e| prefixed(e, "hostname"))?.changed);
     }
     if let Some(c) = &doc.certs {
-        crash_hook("certs");
+        crate::hooks::crash_before("certs");
         note("certs", certs::apply(node, c).map_err(|e| prefixed(e, "certs"))?.changed);
     }
     let mut files_changed = false;
     for (i, f) in doc.files.iter().enumerate() {
-        crash_hook("files");
+        crate::hooks::crash_before("files");
         let c = files::upload(node, &f.upload(), &mut f.content.as_bytes(), f.content.len() as u64).map_err(|e| prefixed(e, &format!("files[{i}]")))?;
         files_changed |= c.changed;
     }
     note("files", files_changed);
     if let Some(r) = &doc.runtime {
-        crash_hook("runtime");
+        crate::hooks::crash_before("runtime");
         note("runtime", runtime::apply_in(node, r, Some(deferred)).map_err(|e| prefixed(e, "runtime"))?.changed);
     }
     if let Some(k) = &doc.kubelet {
-        crash_hook("kubelet");
+        crate::hooks::crash_before("kubelet");
         if kubelet::binary_ready(node, k).map_err(|e| prefixed(e, "kubelet"))? {
             note("kubelet", kubelet::apply_in(node, k, Some(deferred)).map_err(|e| prefixed(e, "kubelet"))?.changed);
         } else {

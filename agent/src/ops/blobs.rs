@@ -78,7 +78,7 @@ mod tests {
     #[test]
     fn a_blob_is_written_once_and_linked() {
         let d = tempfile::tempdir().unwrap();
-        let node = Node::new(GuestRoot::new(d.path()), Arc::new(crate::host::RecordingHost::new("m")));
+        let node = Node::new(GuestRoot::new(d.path()), Arc::new(crate::host::RecordingHost::node("m")));
         let data = b"#!/bin/sh\necho kubelet\n";
         let sha = pki::digest::sha256_hex(data);
         assert!(receive(&node, &sha, &mut &data[..], data.len() as u64).unwrap());

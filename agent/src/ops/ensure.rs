@@ -32,6 +32,7 @@ pub fn file(path: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -
         nix::unistd::fchown(f.file(), Some(uid.into()), Some(gid.into()))?;
     }
     f.write_all(content)?;
+    crate::hooks::before_commit(path);
     match f.commit() {
         // A file that is a mount point (the engine's /etc/hostname, /etc/hosts and
         // /etc/resolv.conf in a container) cannot be replaced: rewrite it in place.

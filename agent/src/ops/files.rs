@@ -85,6 +85,7 @@ pub fn receive(target: &Path, sha256: &str, mode: u32, owner: Option<(u32, u32)>
     if got != sha256 {
         return Err(OpError::unprocessable("sha256", format!("body has SHA-256 {got}, expected {sha256}")));
     }
+    crate::hooks::before_commit(target);
     out.commit().map_err(|e| OpError::io(target, e))?;
     Ok(true)
 }

@@ -17,7 +17,7 @@ pub mod runtime;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::api::ErrorResponse;
+pub use crate::error::OpError;
 use crate::host::{Host, HostError};
 use crate::paths::GuestRoot;
 
@@ -119,55 +119,6 @@ impl Deferred {
 pub fn has_job(host: &dyn Host, units: &[&str]) -> bool {
     crate::host::run_ok(host, &["systemctl", "list-jobs", "--no-legend", "--plain"], None, std::time::Duration::from_secs(30))
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l.split_whitespace().nth(1).is_some_and(|u| units.contains(&u))))
-}
-
-/// An operation's failure: an HTTP status, the request field at fault, and a message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct OpError {
-    pub status: u16,
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl OpError {
-    pub fn bad(field: &str, message: impl Into<String>) -> OpError {
-        OpError { status: 400, field: Some(field.to_string()), message: format!("{field}: {}", message.into()) }
-    }
-    pub fn forbidden(field: &str, message: impl Into<String>) -> OpError {
-        OpError { status: 403, field: Some(field.to_string()), message: format!("{field}: {}", message.into()) }
-    }
-    pub fn unprocessable(field: &str, message: impl Into<String>) -> OpError {
-        OpError { status: 422, field: Some(field.to_string()), message: format!("{field}: {}", message.into()) }
-    }
-    pub fn not_found(field: &str, message: impl Into<String>) -> OpError {
-        OpError { status: 404, field: Some(field.to_string()), message: format!("{field}: {}", message.into()) }
-    }
-    pub fn internal(message: impl Into<String>) -> OpError {
-        OpError { status: 500, field: None, message: message.into() }
-    }
-    /// An I/O failure on `path`. A full disk (ENOSPC, EDQUOT) is 507 Insufficient Storage, so a
-    /// client can tell it from a bug; the old file is intact either way (writes are atomic).
-    pub fn io(path: &std::path::Path, e: std::io::Error) -> OpError {
-        match e.raw_os_error() {
-            Some(nix::libc::ENOSPC | nix::libc::EDQUOT) => OpError {
-                status: 507,
-                field: Some("path".into()),
-                message: format!("{}: no space left on the device holding it ({e}); the previous file is unchanged", path.display()),
-            },
-            _ => OpError::internal(format!("{}: {e}", path.display())),
-        }
-    }
-
-    pub fn body(&self) -> ErrorResponse {
-        ErrorResponse { error: self.message.clone(), field: self.field.clone() }
-    }
-}
-
-impl From<HostError> for OpError {
-    fn from(e: HostError) -> OpError {
-        OpError::internal(e.to_string())
-    }
 }
 
 /// Reject empty strings and strings with control characters (they end up in config files).

@@ -180,7 +180,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("etc")).unwrap();
         std::fs::write(root.path().join("etc/hosts"), "127.0.0.1\tlocalhost\n").unwrap();
-        let node = Node::new(crate::paths::GuestRoot::new(root.path()), std::sync::Arc::new(crate::host::RecordingHost::new("localhost")));
+        let node = Node::new(crate::paths::GuestRoot::new(root.path()), std::sync::Arc::new(crate::host::RecordingHost::node("localhost")));
         let log = root.path().join("audit.log");
         let agent = Agent::new(node, Some(AuditLog::open(&log).unwrap()));
         let sha = pki::digest::sha256_hex(b"abc");

@@ -66,7 +66,7 @@ impl Running {
 pub fn start() -> Running {
     let pki = pki();
     let root = guest_root();
-    let host = Arc::new(RecordingHost::new("localhost"));
+    let host = Arc::new(RecordingHost::node("localhost"));
     let addr = serve(&pki, root.path(), host.clone());
     Running { pki, root, host, addr }
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};
-use agent::api::ExecRequest;
-use agent::client::Client;
+use agent_api::api::ExecRequest;
+use agent_api::client::Client;
 use launcher::driver::qemu::machine;
 use launcher::start;
 use launcher::options::StartOptions;
