@@ -1,6 +1,10 @@
-//! The agent killed (SIGKILL) at many points during each mutating operation: every file it
-//! manages is then its old or its new version, never torn, and a retry by a new agent converges
-//! to exactly what an uninterrupted run writes.
+//! The agent killed (SIGKILL) in the middle of each mutating operation, once at each file it
+//! puts in place: every file it manages is then its old or its new version, never torn, the
+//! node is not yet in its final state (the kill landed mid-operation), and a retry by a new
+//! agent converges to exactly what an uninterrupted run writes.
+//!
+//! The agent stops itself at a known point (the test hook `PAUSE_AT_WRITE`: just before it
+//! puts its N-th file in place) and says where; the test kills it only then.
 
 mod common;
 
@@ -9,7 +13,9 @@ use common::AgentProcess;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use agent::hooks;
 
 use agent::api::*;
 use agent::client::Client;
@@ -121,38 +127,59 @@ fn killed_during_each_operation_leaves_old_or_new_and_a_retry_converges() {
         }
         let new = snapshot(done.path());
         assert_ne!(old, new, "{name} changes something");
-        let mut torn_checks = 0;
-        for delay_us in [0u64, 300, 1000, 2000, 5000, 10_000, 20_000] {
+        // Stop before the 1st, 2nd... file write until the operation has fewer writes.
+        let mut stops = 0;
+        for at in 1.. {
             let trial = tempfile::tempdir().unwrap();
             copy_tree(base.path(), trial.path());
-            let mut a = spawn(trial.path(), trust.path());
+            let signals = tempfile::tempdir().unwrap();
+            let marker = signals.path().join("paused");
+            let mut cmd = common::command(trial.path(), &["--trust-dir", trust.path().to_str().unwrap()]);
+            cmd.env(hooks::PAUSE_AT_WRITE, at.to_string()).env(hooks::PAUSED, &marker);
+            let mut a = common::spawn_command(cmd);
             let (addr, ca, id, op2) = (a.addr, p.ca.cert_pem().to_string(), p.client.clone(), op.clone());
             let t = std::thread::spawn(move || {
-                if let Ok(mut c) = Client::connect(addr, "127.0.0.1", &ca, &id) {
-                    let _ = op2(&mut c);
-                }
+                let mut c = Client::connect(addr, "127.0.0.1", &ca, &id).map_err(|e| e.to_string())?;
+                op2(&mut c).map_err(|e| e.to_string())
             });
-            std::thread::sleep(Duration::from_micros(delay_us));
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !marker.exists() && !t.is_finished() {
+                assert!(Instant::now() < deadline, "{name}: neither stopped at write {at} nor finished");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !marker.exists() {
+                // Fewer than `at` writes: the operation ran to its end.
+                t.join().unwrap().unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(snapshot(trial.path()), new, "{name}: the run with {} writes", at - 1);
+                break;
+            }
+            let at_file = PathBuf::from(std::fs::read_to_string(&marker).unwrap());
             a.child.kill().unwrap();
             a.child.wait().unwrap();
-            t.join().unwrap();
+            let answered = t.join().unwrap();
+            assert!(answered.is_err(), "{name}: the client got an answer from an agent killed mid-operation: {answered:?}");
             let got = snapshot(trial.path());
             for path in old.keys().chain(new.keys()).chain(got.keys()) {
                 let g = got.get(path);
                 assert!(
                     g == old.get(path) || g == new.get(path),
-                    "{name}, killed after {delay_us} µs: {} is neither its old nor its new version ({} bytes)",
+                    "{name}, killed at write {at}: {} is neither its old nor its new version ({} bytes)",
                     path.display(),
                     g.map_or(0, Vec::len)
                 );
-                torn_checks += 1;
             }
+            // The kill landed mid-operation: the file the agent stopped at is not new yet.
+            let rel = at_file.strip_prefix(trial.path()).unwrap_or_else(|_| panic!("{name}: {} is outside the root", at_file.display())).to_path_buf();
+            assert_ne!(got.get(&rel), new.get(&rel), "{name}, killed at write {at}: {} is already new", rel.display());
+            assert_ne!(got, new, "{name}, killed at write {at}: the node is already in its final state");
             // A new agent finishes the job: exactly the uninterrupted result.
             let a = spawn(trial.path(), trust.path());
-            op(&mut client(&a)).unwrap_or_else(|e| panic!("{name}: retry after a kill at {delay_us} µs: {e}"));
-            assert_eq!(snapshot(trial.path()), new, "{name}: the retry after a kill at {delay_us} µs did not converge");
+            op(&mut client(&a)).unwrap_or_else(|e| panic!("{name}: retry after a kill at write {at}: {e}"));
+            assert_eq!(snapshot(trial.path()), new, "{name}: the retry after a kill at write {at} did not converge");
+            stops += 1;
         }
-        assert!(torn_checks > 0);
+        eprintln!("{name}: killed at each of its {stops} file writes");
+        assert!(stops > 0, "{name}: the operation put no file in place");
         // The next operation starts from this one done.
         copy_tree(done.path(), base.path());
     }

@@ -123,7 +123,12 @@ pub fn command(root: &Path, extra: &[&str]) -> Command {
 
 /// Start the agent and wait for its `ready` line.
 pub fn spawn(root: &Path, extra: &[&str]) -> AgentProcess {
-    let mut child = command(root, extra).spawn().unwrap();
+    spawn_command(command(root, extra))
+}
+
+/// Start the agent as `cmd` says (see [`command`]) and wait for its `ready` line.
+pub fn spawn_command(mut cmd: Command) -> AgentProcess {
+    let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line
@@ -134,4 +139,3 @@ pub fn spawn(root: &Path, extra: &[&str]) -> AgentProcess {
         .unwrap();
     AgentProcess { child, addr }
 }
-
