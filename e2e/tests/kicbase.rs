@@ -436,6 +436,17 @@ fn a_failed_podman_start_leaves_nothing_behind() {
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
     start::start(&home, &opts, &mut rep).unwrap_or_else(|e| panic!("the second start, with the right flags: {e}"));
     assert!(exists("container") && exists("network"));
+    // A half-written state: delete still finds the container, its volume and network by name.
+    let state = m.dir.join("state.json");
+    let text = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &text[..text.len() / 2]).unwrap();
     assert!(launcher::cluster::delete_all(&home, &name, Duration::from_secs(30)).unwrap());
-    nothing_left("after the last delete");
+    nothing_left("after deleting a profile with a half-written state");
+    assert!(home.list().unwrap().is_empty());
+    // And with no state at all: a container the profile made, its directory gone.
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
+    start::start(&home, &opts, &mut rep).unwrap_or_else(|e| panic!("the third start: {e}"));
+    std::fs::remove_dir_all(&m.dir).unwrap();
+    assert!(launcher::cluster::delete_all(&home, &name, Duration::from_secs(30)).unwrap());
+    nothing_left("after deleting a profile whose state is missing");
 }

@@ -79,6 +79,10 @@ enum Cmd {
         /// hosts without the unified cgroup hierarchy, else the engine's own.
         #[arg(long)]
         oci_runtime: Option<String>,
+        /// Run the node on a rootless engine (podman, docker as an unprivileged user; minikube's
+        /// --rootless): the host is checked first (subordinate ids, cgroup v2 delegation).
+        #[arg(long)]
+        rootless: bool,
         /// CPUs [default: the profile's, else 2].
         #[arg(long)]
         cpus: Option<u32>,
@@ -219,6 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             iso,
             image,
             oci_runtime,
+            rootless,
             cpus,
             memory,
             disk_size,
@@ -247,6 +252,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.driver = driver.or_else(|| driver::recorded(&m)).unwrap_or(Driver::Qemu);
             opts.image = image;
             opts.oci_runtime = oci_runtime;
+            if rootless && !opts.driver.is_kic() {
+                bail!("--rootless is for the podman and docker drivers (a qemu VM runs as the user who starts it)");
+            }
+            opts.rootless = rootless;
             opts.cpus = cpus.or(recorded.as_ref().map(|s| s.cpus)).unwrap_or(opts.cpus);
             opts.memory_mb = memory.or(recorded.as_ref().map(|s| s.memory_mb)).unwrap_or(opts.memory_mb);
             opts.disk_mb = disk_size.or(recorded.as_ref().map(|s| s.disk_mb)).unwrap_or(opts.disk_mb);

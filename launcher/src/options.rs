@@ -25,6 +25,8 @@ pub struct StartOptions {
     pub image: String,
     /// The container engine's OCI runtime (kic); None: [`kic::default_oci_runtime`].
     pub oci_runtime: Option<String>,
+    /// minikube's `--rootless` (kic): the engine runs as an unprivileged user.
+    pub rootless: bool,
     pub cpus: u32,
     pub memory_mb: u64,
     pub disk_mb: u64,
@@ -59,6 +61,7 @@ impl StartOptions {
             iso,
             image: DEFAULT_KIC_IMAGE.to_string(),
             oci_runtime: None,
+            rootless: false,
             cpus: 2,
             memory_mb: 4096,
             disk_mb: 20_000,

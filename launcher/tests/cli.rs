@@ -116,3 +116,38 @@ fn no_route_to_the_release_host_names_the_url_and_the_ways_out() {
     }
     assert!(!t.contains("kubelet-test-double") && !d.path().join("machines/t2/kubelet-test-double").exists(), "never a silent test double: {t}");
 }
+
+/// `--rootless` is checked on the host before the engine is asked anything, and refused with one
+/// error naming what is missing: as root (CI runs as root), and as an unprivileged user without
+/// subordinate ids (run with setpriv as `nobody`). Nothing of the profile is left behind.
+#[test]
+fn rootless_is_checked_first_and_refused_with_what_is_missing() {
+    let d = tempfile::tempdir().unwrap();
+    let args = ["start", "--driver", "podman", "--rootless", "--image", "/nonexistent/kicbase.tar", "-p", "rl"];
+    let o = node(d.path(), &args);
+    assert!(!o.status.success());
+    let t = text(&o);
+    if nix::unistd::getuid().is_root() {
+        assert!(t.contains("DRV_ROOTLESS_AS_ROOT") && t.contains("run it as that user"), "{t}");
+        // The same as `nobody`, who has no subordinate ids here.
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let o = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_minikube-node"))
+            .env("MINIKUBE_NODE_HOME", home.path())
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux) runs");
+        assert!(!home.path().join("machines/rl").exists(), "nothing of the profile is made");
+        assert!(!o.status.success());
+        let t = text(&o);
+        assert!(t.contains("DRV_ROOTLESS_NO_SUBUID: user nobody has no subordinate id range in /etc/subuid") && t.contains("usermod --add-subuids"), "{t}");
+    } else {
+        assert!(t.contains("DRV_ROOTLESS_"), "{t}");
+    }
+    assert!(!d.path().join("machines/rl").exists(), "nothing of the profile is made");
+    let o = node(d.path(), &["start", "--rootless", "-p", "vm"]);
+    assert!(!o.status.success() && text(&o).contains("--rootless is for the podman and docker drivers"), "{}", text(&o));
+}

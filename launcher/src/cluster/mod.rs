@@ -115,20 +115,50 @@ pub fn delete_node(home: &Home, profile: &str, name: &str, timeout: Duration) ->
     Ok(())
 }
 
-/// Delete every node of `profile` (the others first), then its network. Whether there was
-/// anything.
+/// Delete every node of `profile` (the others first), then its network. Machines of the
+/// profile's names whose state is missing or unreadable are swept ([`crate::driver::sweep`]),
+/// and the network named after the profile with them. Whether there was anything.
 pub fn delete_all(home: &Home, profile: &str, timeout: Duration) -> Result<bool, ClusterError> {
-    let all = home.nodes(profile)?;
+    let mut names: Vec<String> = home.list()?.into_iter().filter(|n| node_index(profile, n).is_some()).collect();
+    if !names.contains(&profile.to_string()) {
+        names.push(profile.to_string());
+    }
+    names.sort_by_key(|n| std::cmp::Reverse(node_index(profile, n)));
     let mut any = false;
-    for s in all.iter().rev() {
-        any |= crate::driver::delete(&home.machine(&s.name)?, timeout)?;
+    let mut networks: Vec<(Engine, String)> = Vec::new();
+    let mut unreadable = false;
+    for name in names {
+        let m = home.machine(&name)?;
+        match m.load() {
+            Ok(s) if cluster_of(&s) != profile => continue,
+            Ok(s) => {
+                if let (Some(engine), Some(net)) = (Engine::of(s.driver), s.network) {
+                    networks.push((engine, net));
+                }
+            }
+            Err(e) if m.exists() || name == profile => {
+                if m.exists() {
+                    tracing::warn!("{e}: sweeping {name}");
+                }
+                unreadable = true;
+            }
+            Err(_) => continue,
+        }
+        any |= crate::driver::delete(&m, timeout)?;
     }
-    if all.is_empty() {
-        any |= crate::driver::delete(&home.machine(profile)?, timeout)?;
+    if unreadable {
+        // The states that would name the network are gone: a network of the profile's name, in
+        // any engine that answers.
+        for engine in [Engine::podman(), Engine::docker()] {
+            networks.push((engine, profile.to_string()));
+        }
     }
-    for s in all.iter().filter(|s| s.network.is_some()) {
-        if let (Some(engine), Some(net)) = (Engine::of(s.driver), &s.network) {
-            remove_network(&engine, net)?;
+    networks.dedup();
+    for (engine, net) in networks {
+        match remove_network(&engine, &net) {
+            Err(KicError::Spawn { .. }) => {}
+            Err(e) if unreadable => tracing::info!("sweeping network {net}: {} skipped ({e})", engine.program),
+            other => other?,
         }
     }
     Ok(any)

@@ -12,7 +12,7 @@ use crate::options::StartOptions;
 use crate::report::Reporter;
 use crate::resources::certs;
 use crate::resources::kic::network::{create_network, plan_network, remove_network};
-use crate::resources::kic::{self, ContainerState, ImageSource, Kic, KicConfig};
+use crate::resources::kic::{self, preflight, ContainerState, ImageSource, Kic, KicConfig};
 use crate::resources::node_doc;
 use crate::resources::state::{Home, MachineDir};
 use crate::topology::{cluster_of, node_index};
@@ -78,6 +78,10 @@ impl NodeDriver for KicNode {
         let engine = self.kic.engine.clone();
         let node = &self.kic;
 
+        // A rootless node: the host first, before the engine is asked anything.
+        if opts.rootless {
+            preflight::check_rootless_host(&preflight::RootlessHost::read())?;
+        }
         // machine: state, certificates.
         let t = Instant::now();
         let container = node.find_state()?;
@@ -96,6 +100,18 @@ impl NodeDriver for KicNode {
         // .3 for the second...), known before it exists: certificates and the node document name it.
         // The network itself is made only once everything that can fail offline (downloads,
         // checksums, the image) has passed.
+        // What the engine can do, checked before anything is made in it (and the privileges the
+        // container gets decided from its answers).
+        let grant = if container.is_none() {
+            let info = preflight::EngineInfo::read(&engine)?;
+            let grant = preflight::check(&info, preflight::host_bounding_set(), opts.rootless)?;
+            if let ImageSource::Archive(p) = ImageSource::parse(&opts.image)? {
+                preflight::check_arch(&info, &opts.image, &kic::architectures(&absolute(&p))?)?;
+            }
+            Some(grant)
+        } else {
+            None
+        };
         let mut network_to_make = None;
         let mut undo = Undo { kic: node, engine: &engine, container: false, network: None, armed: true };
         if container.is_none() {
@@ -160,6 +176,10 @@ impl NodeDriver for KicNode {
                 cfg.network = state.network.clone();
                 cfg.ip = state.network.as_ref().map(|_| state.node_ip.clone());
                 cfg.profile = cluster_of(&state).to_string();
+                if let Some(g) = &grant {
+                    cfg.privileges = g.privileges.clone();
+                    cfg.host_cgroups = g.host_cgroups;
+                }
                 if state.cluster.is_some() {
                     cfg.role = "worker".into();
                 }

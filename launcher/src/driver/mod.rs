@@ -31,6 +31,8 @@ pub enum DriverError {
     Kic(#[from] KicError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Preflight(#[from] crate::resources::kic::preflight::PreflightError),
     #[error("certificates: {0}")]
     Certs(#[from] crate::resources::certs::CertError),
     #[error(transparent)]
@@ -130,9 +132,33 @@ pub fn stop(m: &MachineDir, timeout: Duration) -> Result<Option<bool>, DriverErr
     node(m, m.load()?.driver).stop(timeout)
 }
 
-/// Stop and remove the node (kic: container and /var volume) and its state directory.
+/// Stop and remove the node (kic: container and /var volume) and its state directory. A profile
+/// whose state is missing or unreadable is swept instead ([`sweep`]).
 pub fn delete(m: &MachineDir, timeout: Duration) -> Result<bool, DriverError> {
-    recorded_node(m).delete(timeout)
+    match recorded(m) {
+        Some(driver) => node(m, driver).delete(timeout),
+        None => sweep(m, timeout),
+    }
+}
+
+/// Remove what a profile without a readable state may have left: its qemu (by the pidfile in its
+/// directory), a container and a volume of its name in every container engine of this host that
+/// answers (an engine that is absent or not running is skipped with a warning), then the
+/// directory. Whether there was anything.
+pub fn sweep(m: &MachineDir, timeout: Duration) -> Result<bool, DriverError> {
+    let mut any = false;
+    for engine in [Engine::podman(), Engine::docker()] {
+        let k = Kic::existing(engine, &m.name);
+        match k.find_state() {
+            Ok(found) => {
+                any |= found.is_some();
+                k.delete()?;
+            }
+            Err(e) => tracing::info!("sweeping {}: {} skipped ({e})", m.name, k.engine.program),
+        }
+    }
+    any |= qemu::QemuNode { m: m.clone() }.delete(timeout)?;
+    Ok(any)
 }
 
 /// The node's console.

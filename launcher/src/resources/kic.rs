@@ -35,8 +35,9 @@ use crate::model::{GUEST_AGENT_PORT, GUEST_APISERVER_PORT, GUEST_SSH_PORT};
 mod archive;
 mod engine;
 pub mod network;
+pub mod preflight;
 
-pub use archive::{read_archive, ArchiveImage};
+pub use archive::{architectures, read_archive, ArchiveImage};
 pub use engine::{default_oci_runtime, loaded_reference, Engine, ImageReady, ImageSource};
 
 /// Where the image's agent unit expects the trust material (see kicbase/overlay).

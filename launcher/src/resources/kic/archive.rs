@@ -87,6 +87,24 @@ pub fn read_archive(path: &Path) -> Result<ArchiveImage, KicError> {
     Ok(read_for(path, Arch::host())?.image)
 }
 
+/// The architectures (Debian's names) the image of an archive can run as: each one a
+/// multi-architecture archive holds, or every one for a single image (it makes no claim; the
+/// engine judges it).
+pub fn architectures(path: &Path) -> Result<Vec<String>, KicError> {
+    let mut out = Vec::new();
+    let mut last = None;
+    for a in Arch::ALL {
+        match read_for(path, Some(a)) {
+            Ok(_) => out.push(a.debian().to_string()),
+            Err(e) => last = Some(e),
+        }
+    }
+    match (out.is_empty(), last) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(out),
+    }
+}
+
 /// [`read_archive`] with the architecture to pick (`None`: a machine we build for no image).
 pub(crate) fn read_for(path: &Path, arch: Option<Arch>) -> Result<ArchiveRead, KicError> {
     let bad = |reason: String| KicError::Archive { path: path.to_path_buf(), reason };
