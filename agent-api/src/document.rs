@@ -134,7 +134,8 @@ pub fn parse(bytes: &[u8], source_name: &str) -> Result<NodeDocument, DocumentEr
         Some(f) if f != u64::from(FORMAT) => return Err(DocumentError::UnknownFormat { source_name: source_name.to_string(), found: f }),
         Some(_) => {}
     }
-    serde_json::from_value(value).map_err(|e| DocumentError::Field { source_name: source_name.to_string(), message: e.to_string() })
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| DocumentError::Field { source_name: source_name.to_string(), message: format!("field {}: {}", e.path(), e.inner()) })
 }
 
 #[cfg(test)]
@@ -148,7 +149,8 @@ mod tests {
         let e = parse(br#"{"serial": 1}"#, "fw_cfg").unwrap_err();
         assert!(matches!(e, DocumentError::NoFormat { .. }), "{e}");
         let e = parse(br#"{"format": 1, "serial": 1, "hostname": {"nam": "x"}}"#, "fw_cfg").unwrap_err();
-        assert!(e.to_string().contains("nam"), "{e}");
+        assert!(e.to_string().starts_with("fw_cfg: field hostname"), "{e}");
+        assert!(e.to_string().contains("`nam`"), "{e}");
         let e = parse(b"{", "disk").unwrap_err();
         assert!(e.to_string().starts_with("disk: not a JSON"), "{e}");
         let mut doc = NodeDocument::new(7);

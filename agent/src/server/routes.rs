@@ -179,7 +179,11 @@ impl Route {
 /// through `de::Error::missing_field`, whose text (its default, kept by serde_json and
 /// serde_urlencoded) is the only place its name is given: "missing field `NAME`".
 fn field_at(path: &serde_path_to_error::Path, message: &str, whole: &str) -> String {
-    let at = path.to_string();
+    // `.` is the top level, `?` a place serde_path_to_error could not tell (broken syntax).
+    let at = match path.to_string() {
+        p if p == "?" => ".".to_string(),
+        p => p,
+    };
     let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
     match (at.as_str(), missing) {
         (".", Some(name)) => name.to_string(),
@@ -366,5 +370,50 @@ mod tests {
         assert_eq!(refusal(&format!("GET /v1/files?path=/x HTTP/1.1\r\nContent-Length: {big}\r\n\r\n")), (413, Some("body".into())));
         let bin = decode_request(b"PUT /v1/binaries?version=v1.35.0&name=kubelet&sha256=00 HTTP/1.1\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
         assert_eq!(bin.request::<ep::UploadBinary>().map(ep::UploadBinary::detail).as_deref(), Some("v1.35.0/kubelet"));
+    }
+
+    fn query_of(target: &str) -> String {
+        target.split_once('?').map_or(String::new(), |(_, q)| q.to_string())
+    }
+
+    #[test]
+    fn queries_round_trip_and_errors_name_the_parameter() {
+        use crate::api::{BinaryUpload, FileUpload};
+        let up = FileUpload { path: "/etc/a b&c+d%".into(), sha256: "ab".into(), mode: 0o600, owner: Some("docker:docker".into()) };
+        assert_eq!(decode_query::<FileUpload>(&query_of(&ep::target::<ep::UploadFile>(&up))).unwrap(), up);
+        let bin = BinaryUpload { version: "v1.35.0".into(), name: "kubelet".into(), sha256: "cd".into() };
+        assert_eq!(decode_query::<BinaryUpload>(&ep::encode_query(&bin)).unwrap(), bin);
+        let err = decode_query::<FileUpload>("sha256=00").unwrap_err();
+        assert_eq!((err.status, err.field.as_deref(), err.message.as_str()), (400, Some("path"), "path: missing query parameter"));
+        let err = decode_query::<FileUpload>("path=/x&sha256=00&mode=9z").unwrap_err();
+        assert_eq!((err.field.as_deref(), err.message.as_str()), (Some("mode"), "mode: \"9z\" is not octal"));
+        let err = decode_query::<BinaryUpload>("version=v1&sha256=00").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("name"));
+        // Unknown parameters are ignored, a repeated one is refused (which would count?).
+        let up: FileUpload = decode_query("path=/a&sha256=00&colour=red").unwrap();
+        assert_eq!((up.path.as_str(), up.mode, up.owner), ("/a", 0o644, None));
+        let err = decode_query::<FileUpload>("path=/a&sha256=00&path=/b").unwrap_err();
+        assert_eq!(err.status, 400, "{err}");
+        assert!(err.message.contains("path"), "{err}");
+        decode_query::<()>("anything=1").unwrap();
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        use crate::api::{ExecRequest, HostnameRequest};
+        let e = decode_json::<HostnameRequest>(br#"{"name": "m", "hosts": [{"ip": "10.0.0.1", "names": [7]}]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("hosts[0].names[0]"), "{e}");
+        let e = decode_json::<HostnameRequest>(br#"{"name": "m", "hosts": [{"names": []}]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("hosts[0].ip"), "{e}");
+        let e = decode_json::<HostnameRequest>(br#"{"hosts": []}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("name"), "{e}");
+        let e = decode_json::<HostnameRequest>(br#"{"name": "m", "nmae": 1}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("nmae"), "{e}");
+        let e = decode_json::<ExecRequest>(br#"{"argv": ["x"], "timeout_secs": "1"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("timeout_secs"), "{e}");
+        let e = decode_json::<ExecRequest>(b"{").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body"), "{e}");
+        let e = decode_json::<ExecRequest>(br#"{"argv": []} x"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body"), "{e}");
     }
 }
