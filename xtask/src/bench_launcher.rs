@@ -151,10 +151,9 @@ fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &
     let sha = pki::digest::sha256_hex(&bytes);
     // The same requests `start` sends: the node document's sections.
     let (key, _) = launcher::resources::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
-    let doc = launcher::resources::node_doc::build(&state, &pc, &key, Some(&launcher::resources::node_doc::Binary::of(&binary)?), launcher::topology::hosts(std::slice::from_ref(&state)));
-    let sections = launcher::resources::node_doc::Sections::of(&doc);
-    let (certs, runtime) = (sections.certs.clone(), sections.runtime.clone());
-    let kubelet = sections.kubelet.cloned().context("the document names a kubelet")?;
+    let sections = launcher::resources::node_doc::build(&state, &pc, &key, Some(&launcher::resources::node_doc::Binary::of(&binary)?), launcher::topology::hosts(std::slice::from_ref(&state)));
+    let (certs, runtime) = (sections.certs, sections.runtime);
+    let kubelet = sections.kubelet.context("the document names a kubelet")?;
     let plan = baseline::Plan {
         hostname: &state.name,
         certs: &certs,

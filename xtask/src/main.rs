@@ -7,6 +7,7 @@ mod bench_compress;
 mod bench_hostile;
 mod bench_iso;
 mod bench_kubernetes;
+mod bench_kic;
 mod bench_launcher;
 mod buildroot;
 mod kicbase;
@@ -215,6 +216,9 @@ enum BenchCmd {
         /// Size in MiB of the stand-in kubelet both ways copy (BENCH_KUBELET=PATH: a real one).
         #[arg(long, default_value_t = 64)]
         kubelet_mb: usize,
+        /// Rounds of the container drivers side by side, podman and docker (0 to skip).
+        #[arg(long, default_value_t = 3)]
+        kic_runs: usize,
     },
 }
 
@@ -242,7 +246,15 @@ fn main() -> Result<()> {
             BenchCmd::Agent { hostile: Some(n), secs, .. } => bench_hostile::run(n, secs),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
             BenchCmd::Kubernetes { runs, nodes, qemu, build, cold } => bench_kubernetes::run(bench_kubernetes::Args { runs, nodes, qemu, build, cold }),
-            BenchCmd::Launcher { boots, rounds, kubelet_mb } => bench_launcher::run(boots, rounds, kubelet_mb),
+            BenchCmd::Launcher { boots, rounds, kubelet_mb, kic_runs } => {
+                if boots > 0 {
+                    bench_launcher::run(boots, rounds, kubelet_mb)?;
+                }
+                if kic_runs > 0 {
+                    bench_kic::run(kic_runs)?;
+                }
+                Ok(())
+            }
         },
         Cmd::Agent { arch } => {
             let p = agent_build::build_static_for(arch)?;
