@@ -67,7 +67,7 @@ pub fn resolve_lock(spec: &Spec, targets: &[Arch], opts: &Options, http: &Http) 
     for &arch in targets {
         let mut s = spec.clone();
         s.source.arch = arch;
-        let rerr = |message: String| LockError::Resolve { spec: spec.path.clone(), arch, message };
+        let rerr = |message: String| LockError::Resolve { spec: spec.path.clone(), arch: arch.debian().into(), message };
         let index = open_live_index(&s, opts, http).map_err(|e| rerr(e.to_string()))?;
         all.extend(entries_for(&s, &index, arch).map_err(rerr)?);
     }

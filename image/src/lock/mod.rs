@@ -48,7 +48,7 @@ pub enum LockError {
     #[error("lock file {path} was made for another package selection of {spec} (the spec's is {spec_selection}, the lock's {lock_selection}): run `cargo xtask lock --update --spec {spec}`")]
     Stale { path: PathBuf, spec: PathBuf, spec_selection: String, lock_selection: String },
     #[error("lock file {path} has no packages for {arch} (it covers {covers}): run `cargo xtask lock --update --spec {spec}`")]
-    NoTarget { path: PathBuf, spec: PathBuf, arch: Arch, covers: String },
+    NoTarget { path: PathBuf, spec: PathBuf, arch: String, covers: String },
     #[error("package {package} {version} (locked in {lock}) can no longer be had: it is not in the package cache, and {url}: {message}; `cargo xtask lock --update` picks what the mirror serves now")]
     Unavailable { lock: PathBuf, package: String, version: String, url: String, message: String },
     #[error("package {package} {version} (locked in {lock}) is not in the package cache, and no mirror is known for its suite {suite}: {message}")]
@@ -58,7 +58,7 @@ pub enum LockError {
     #[error("lock file {path}: cannot write it: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("resolving {spec} for {arch}: {message}")]
-    Resolve { spec: PathBuf, arch: Arch, message: String },
+    Resolve { spec: PathBuf, arch: String, message: String },
 }
 
 /// What a package is in the image.
@@ -297,7 +297,7 @@ impl Lock {
         }
         if !self.targets.contains(&arch) {
             let covers: Vec<&str> = self.targets.iter().map(|a| a.debian()).collect();
-            return Err(LockError::NoTarget { path: path.to_path_buf(), spec: spec.path.clone(), arch, covers: covers.join(", ") });
+            return Err(LockError::NoTarget { path: path.to_path_buf(), spec: spec.path.clone(), arch: arch.debian().into(), covers: covers.join(", ") });
         }
         Ok(())
     }
