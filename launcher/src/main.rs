@@ -260,8 +260,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.memory_mb = memory.or(recorded.as_ref().map(|s| s.memory_mb)).unwrap_or(opts.memory_mb);
             opts.disk_mb = disk_size.or(recorded.as_ref().map(|s| s.disk_mb)).unwrap_or(opts.disk_mb);
             opts.runtime = match container_runtime {
-                Some(RuntimeArg::Docker) => agent::api::Runtime::Docker,
-                Some(RuntimeArg::Containerd) => agent::api::Runtime::Containerd,
+                Some(RuntimeArg::Docker) => agent_api::api::Runtime::Docker,
+                Some(RuntimeArg::Containerd) => agent_api::api::Runtime::Containerd,
                 None => recorded.as_ref().map_or(opts.runtime, |s| s.runtime),
             };
             opts.kubernetes_version = kubernetes_version.or(recorded.as_ref().map(|s| s.kubernetes_version.clone())).unwrap_or(opts.kubernetes_version);
@@ -326,7 +326,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Exec { timeout, command } => {
             let mut c = driver::agent::connect_existing(&home, &m)?;
-            let r = c.exec(&agent::api::ExecRequest { argv: command, timeout_secs: Some(timeout), ..Default::default() })?;
+            let r = c.exec(&agent_api::api::ExecRequest { argv: command, timeout_secs: Some(timeout), ..Default::default() })?;
             print!("{}", r.stdout);
             eprint!("{}", r.stderr);
             let _ = std::io::stdout().flush();

@@ -13,7 +13,7 @@ pub const GUEST_IP: &str = "10.0.2.15";
 /// The name every node resolves to the control plane (minikube's).
 pub const CONTROL_PLANE_NAME: &str = "control-plane.minikube.internal";
 /// Guest ports forwarded from the host.
-pub const GUEST_AGENT_PORT: u16 = agent::DEFAULT_PORT;
+pub const GUEST_AGENT_PORT: u16 = agent_api::DEFAULT_PORT;
 pub const GUEST_APISERVER_PORT: u16 = 8443;
 pub const GUEST_SSH_PORT: u16 = 22;
 
@@ -114,7 +114,7 @@ pub struct MachineState {
     pub cpus: u32,
     pub memory_mb: u64,
     pub disk_mb: u64,
-    pub runtime: agent::api::Runtime,
+    pub runtime: agent_api::api::Runtime,
     pub kubernetes_version: String,
     /// The kubelet binary uploaded to the node (a real one, or the test double).
     pub kubelet: PathBuf,
@@ -170,7 +170,7 @@ pub(crate) fn example_state(name: &str) -> MachineState {
         cpus: 2,
         memory_mb: 4096,
         disk_mb: 20000,
-        runtime: agent::api::Runtime::Containerd,
+        runtime: agent_api::api::Runtime::Containerd,
         kubernetes_version: "v1.35.0".into(),
         kubelet: "/k".into(),
         ports: Ports { agent: 1, apiserver: 2, ssh: 3 },

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agent::api::Runtime;
+use agent_api::api::Runtime;
 
 use crate::model::Driver;
 use crate::topology::node_name;

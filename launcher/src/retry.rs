@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use agent::client::ClientError;
+use agent_api::client::ClientError;
 
 /// A step's agent call that failed for good (after its retries).
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +78,7 @@ mod tests {
         let mut m = 0;
         let r: Result<(), _> = with_retry("t", 3, || {
             m += 1;
-            Err(ClientError::Status { status: 400, error: agent::api::ErrorResponse { error: "bad".into(), field: Some("name".into()) } })
+            Err(ClientError::Status { status: 400, error: agent_api::api::ErrorResponse { error: "bad".into(), field: Some("name".into()) } })
         });
         assert!(matches!(r, Err(StepError { step: "t", .. })));
         assert_eq!(m, 1, "a refusal is not retried");

@@ -6,7 +6,7 @@
 
 use std::net::Ipv4Addr;
 
-use agent::api::HostEntry;
+use agent_api::api::HostEntry;
 
 use crate::model::{MachineState, CONTROL_PLANE_NAME};
 

@@ -7,7 +7,7 @@ pub mod peers;
 
 use std::time::Duration;
 
-use agent::client::ClientError;
+use agent_api::client::ClientError;
 
 use crate::driver::agent::connect_existing;
 use crate::driver::DriverError;

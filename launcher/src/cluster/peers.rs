@@ -2,8 +2,8 @@
 //! /etc/hosts lists every node and `control-plane.minikube.internal`, and routes the other nodes'
 //! pod ranges through them (each node's bridge CNI takes its own /24 of the pod network).
 
-use agent::api::{ExecRequest, HostnameRequest};
-use agent::client::Client;
+use agent_api::api::{ExecRequest, HostnameRequest};
+use agent_api::client::Client;
 
 use super::ClusterError;
 use crate::driver::agent::connect_existing;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use agent::client::{Client, ClientError};
-use agent::document::Outcome;
+use agent_api::client::{Client, ClientError};
+use agent_api::document::BootOutcome;
 
 use crate::driver::DriverError;
 use crate::model::MachineState;
@@ -51,11 +51,11 @@ pub fn poll_agent(state: &MachineState, certs: &ProfileCerts, timeout: Duration,
         let info = c.info().map_err(|e| e.to_string())?;
         let mut detail = format!("agent {} on {} ({})", info.agent_version, info.kernel, info.os.unwrap_or_default());
         if let Some(b) = &info.boot_apply {
-            if matches!(b.outcome, Outcome::Refused | Outcome::Failed) {
+            if matches!(b.outcome, BootOutcome::Refused | BootOutcome::Failed) {
                 tracing::warn!("the node document was {} at boot ({}): {}; the API steps converge the node", b.outcome.name(), b.source, b.message);
             }
             detail.push_str(&format!("; node document {} at boot", b.outcome.name()));
-            if !matches!(b.outcome, Outcome::Applied) {
+            if !matches!(b.outcome, BootOutcome::Applied) {
                 detail.push_str(&format!(": {}", b.message));
             }
         }

@@ -132,7 +132,7 @@ impl NodeDriver for KicNode {
         // step applies them before the runtime starts.
         let mut sections = prep.sections(&state);
         let trust = m.trust_dir();
-        node_doc::deliver(&trust.join(agent::document::FILE_NAME), &sections.document(), Some((&trust.join("blobs"), prep.kubelet.as_ref().map(|k| &k.bin))))
+        node_doc::deliver(&trust.join(agent_api::document::FILE_NAME), &sections.document(), Some((&trust.join("blobs"), prep.kubelet.as_ref().map(|k| &k.bin))))
             .map_err(|source| DriverError::Io { path: trust.clone(), source })?;
         m.save(&state)?;
         let detail =
@@ -213,7 +213,7 @@ impl NodeDriver for KicNode {
             tracing::info!("node address {}: issued {:?}", state.node_ip, again.issued);
             prep.pc = again;
             sections = prep.sections(&state);
-            node_doc::deliver(&trust.join(agent::document::FILE_NAME), &sections.document(), None).map_err(|source| DriverError::Io { path: trust.clone(), source })?;
+            node_doc::deliver(&trust.join(agent_api::document::FILE_NAME), &sections.document(), None).map_err(|source| DriverError::Io { path: trust.clone(), source })?;
         }
         m.save(&state)?;
         rep.step(

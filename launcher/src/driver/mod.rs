@@ -11,7 +11,7 @@ pub mod qemu;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ::agent::client::{Client, ClientError};
+use ::agent_api::client::{Client, ClientError};
 
 use crate::model::{Driver, MachineState, Ports, Status};
 use crate::options::StartOptions;

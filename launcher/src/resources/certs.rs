@@ -246,7 +246,7 @@ pub fn ensure_profile(cas: &SharedCas, certs_dir: &Path, trust_dir: &Path, node_
     let launcher = leaf(&cas.agent, LeafSpec::Client { cn: "minikube-node-launcher".into(), orgs: vec![] }, certs_dir, "launcher")?;
     let agent = leaf(&cas.agent, agent_spec(crate::model::GUEST_IP)?, trust_dir, "agent")?;
     // The agent's CA file sits beside its certificate (the names the agent reads).
-    let ca_path = trust_dir.join(agent::trust::CA_FILE);
+    let ca_path = trust_dir.join(agent_api::trust::CA_FILE);
     if std::fs::read_to_string(&ca_path).ok().as_deref() != Some(cas.agent.cert_pem()) {
         pki::atomic::write_atomic(&ca_path, cas.agent.cert_pem().as_bytes(), 0o644).map_err(|source| CertError::Io { path: ca_path, source })?;
     }
@@ -294,10 +294,10 @@ pub const GUEST_SA_PUB: &str = "/var/lib/minikube/certs/sa.pub";
 
 /// The agent `certs` request: files into /var/lib/minikube/certs and minikubeCA trusted
 /// (everything but `sa.pub`, see [`GUEST_SA_PUB`]).
-pub fn certs_request(p: &ProfileCerts) -> agent::api::CertsRequest {
-    use agent::api::{CertFile, TrustedCa};
+pub fn certs_request(p: &ProfileCerts) -> agent_api::api::CertsRequest {
+    use agent_api::api::{CertFile, TrustedCa};
     let file = |name: &str, pem: &str, private: bool| CertFile { path: format!("{GUEST_CERTS_DIR}/{name}"), pem: pem.to_string(), private };
-    agent::api::CertsRequest {
+    agent_api::api::CertsRequest {
         files: vec![
             file("ca.crt", &p.cluster_ca.cert_pem, false),
             file("ca.key", &p.cluster_ca.key_pem, true),
@@ -359,8 +359,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cas = shared_cas(d.path()).unwrap();
         let p = ensure_profile(&cas, &d.path().join("c"), &d.path().join("t"), "10.0.2.15").unwrap();
-        agent::tls::server_config(&p.agent_ca_pem, &p.agent).unwrap();
-        agent::tls::client_config(&p.agent_ca_pem, &p.launcher).unwrap();
+        agent_api::tls::server_config(&p.agent_ca_pem, &p.agent).unwrap();
+        agent_api::tls::client_config(&p.agent_ca_pem, &p.launcher).unwrap();
         let req = certs_request(&p);
         assert!(req.files.iter().all(|f| f.path.starts_with(GUEST_CERTS_DIR)));
         assert_eq!(req.files.iter().filter(|f| f.private).count(), 5);

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use agent::userdata::{self, Entry};
+use agent_api::userdata::{self, Entry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
@@ -42,12 +42,12 @@ pub fn userdata_tar(u: &Userdata) -> Result<Vec<u8>, DiskError> {
         dir(".ssh", 0o700),
         file(".ssh/authorized_keys", u.authorized_keys.as_bytes(), 0o600),
         dir("minikube-agent", 0o700),
-        file(&format!("minikube-agent/{}", agent::trust::CA_FILE), u.ca_pem.as_bytes(), 0o644),
-        file(&format!("minikube-agent/{}", agent::trust::CERT_FILE), u.agent_cert_pem.as_bytes(), 0o644),
-        file(&format!("minikube-agent/{}", agent::trust::KEY_FILE), u.agent_key_pem.as_bytes(), 0o600),
+        file(&format!("minikube-agent/{}", agent_api::trust::CA_FILE), u.ca_pem.as_bytes(), 0o644),
+        file(&format!("minikube-agent/{}", agent_api::trust::CERT_FILE), u.agent_cert_pem.as_bytes(), 0o644),
+        file(&format!("minikube-agent/{}", agent_api::trust::KEY_FILE), u.agent_key_pem.as_bytes(), 0o600),
     ];
     if !u.document.is_empty() {
-        entries.push(file(&format!("minikube-agent/{}", agent::document::FILE_NAME), &u.document, 0o600));
+        entries.push(file(&format!("minikube-agent/{}", agent_api::document::FILE_NAME), &u.document, 0o600));
     }
     for (sha, path) in &u.blobs {
         let data = std::fs::read(path).map_err(|source| DiskError::Io { path: path.clone(), source })?;

@@ -388,7 +388,7 @@ impl Kic {
 
     /// How many times the agent said it was ready (across restarts, logs accumulate).
     pub fn ready_count(&self) -> Result<usize, KicError> {
-        Ok(self.logs()?.matches(agent::READY_MARKER).count())
+        Ok(self.logs()?.matches(agent_api::READY_MARKER).count())
     }
 
     /// Wait until the agent's ready line appears in the logs for the first time (after
@@ -403,12 +403,12 @@ impl Kic {
         let start = Instant::now();
         loop {
             let logs = self.logs()?;
-            if logs.matches(agent::READY_MARKER).count() > seen {
+            if logs.matches(agent_api::READY_MARKER).count() > seen {
                 tracing::info!(name = %self.name, secs = start.elapsed().as_secs_f64(), "agent ready");
                 return Ok(start.elapsed());
             }
             let fail = |message: String| KicError::NotReady { name: self.name.clone(), message, log_tail: tail(&logs, 40) };
-            if logs.matches(agent::NOT_SERVING_MARKER).count() > 0 && logs.rfind(agent::NOT_SERVING_MARKER) > logs.rfind(agent::READY_MARKER) {
+            if logs.matches(agent_api::NOT_SERVING_MARKER).count() > 0 && logs.rfind(agent_api::NOT_SERVING_MARKER) > logs.rfind(agent_api::READY_MARKER) {
                 return Err(fail("the agent cannot serve".into()));
             }
             let state = self.state()?;
@@ -416,7 +416,7 @@ impl Kic {
                 return Err(fail(format!("container is {state}")));
             }
             if start.elapsed() > timeout {
-                return Err(fail(format!("no `{}` line after {timeout:?}", agent::READY_MARKER)));
+                return Err(fail(format!("no `{}` line after {timeout:?}", agent_api::READY_MARKER)));
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -430,7 +430,7 @@ impl Kic {
 
     /// The agent's address on the host: 127.0.0.1 and the port published for 7443.
     pub fn agent_addr(&self) -> Result<SocketAddr, KicError> {
-        Ok(SocketAddr::from(([127, 0, 0, 1], self.host_port(agent::DEFAULT_PORT)?)))
+        Ok(SocketAddr::from(([127, 0, 0, 1], self.host_port(agent_api::DEFAULT_PORT)?)))
     }
 
     /// Stop (the image's STOPSIGNAL, SIGRTMIN+3, lets systemd shut down cleanly).

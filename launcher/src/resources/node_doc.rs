@@ -1,12 +1,12 @@
-//! The node document a `start` hands to the node before it boots ([`agent::document`]): built
+//! The node document a `start` hands to the node before it boots ([`agent_api::document`]): built
 //! once from the profile, delivered beside the agent's trust (qemu: fw_cfg, and the userdata tar
 //! of a new data disk with the kubelet in it; kic: the trust directory with the kubelet in
 //! `blobs/`), and then used, section by section, as the requests of the API steps that check it.
 
 use std::path::{Path, PathBuf};
 
-use agent::api::{CertsRequest, CgroupDriver, HostEntry, HostnameRequest, KubeletRequest, NetworkRequest, RuntimeRequest};
-use agent::document::{FileContent, NodeDocument};
+use agent_api::api::{CertsRequest, CgroupDriver, HostEntry, HostnameRequest, KubeletRequest, NetworkRequest, RuntimeRequest};
+use agent_api::document::{FileContent, NodeDocument};
 
 use crate::resources::certs::{self, ProfileCerts};
 use crate::model::MachineState;
@@ -110,7 +110,7 @@ pub fn to_bytes(doc: &NodeDocument) -> Vec<u8> {
 
 /// Where a qemu machine's document is kept for fw_cfg.
 pub fn machine_file(m: &MachineDir) -> PathBuf {
-    m.dir.join(agent::document::FILE_NAME)
+    m.dir.join(agent_api::document::FILE_NAME)
 }
 
 /// Write the document for the next boot: beside the machine (fw_cfg) or into the trust directory
@@ -153,7 +153,7 @@ mod tests {
         let state = MachineState { kubelet: k.clone(), ..crate::model::example_state("p1") };
         let sections = build(&state, &pc, "ssh-ed25519 AAAA k\n", Some(&bin), crate::topology::hosts(std::slice::from_ref(&state)));
         let doc = sections.document();
-        let parsed = agent::document::parse(&to_bytes(&doc), "test").unwrap();
+        let parsed = agent_api::document::parse(&to_bytes(&doc), "test").unwrap();
         assert_eq!(parsed, doc);
         assert_eq!(parsed.kubelet.as_ref().unwrap().binary_sha256.as_deref(), Some(bin.sha256.as_str()));
         assert!(parsed.network.is_none(), "a node without a cluster NIC has no network section");

@@ -11,8 +11,8 @@ pub mod preload;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use agent::api::Runtime;
-use agent::client::{Client, ClientError};
+use agent_api::api::Runtime;
+use agent_api::client::{Client, ClientError};
 
 use crate::driver::{self, DriverError, Up};
 use crate::model::MachineState;
@@ -90,7 +90,7 @@ fn provision(home: &Home, m: &MachineDir, up: Up, kubernetes_timeout: Duration, 
     let c = with_retry("certs", 5, || client.certs(&sections.certs))?;
     let mut changed = c.changed;
     for f in &sections.files {
-        let up = agent::ops::apply::upload_of(f);
+        let up = f.upload();
         changed |= with_retry("certs", 5, || client.upload_file(&up, &mut f.content.as_bytes(), f.content.len() as u64))?.changed;
     }
     rep.step("certs", t, changed, format!("{} files into {}, SSH key for docker", sections.certs.files.len() + 1, certs::GUEST_CERTS_DIR));

@@ -8,8 +8,8 @@
 use std::io::Read;
 use std::time::Instant;
 
-use agent::api::ImageUpload;
-use agent::client::{Client, ClientError};
+use agent_api::api::ImageUpload;
+use agent_api::client::{Client, ClientError};
 
 use crate::model::MachineState;
 use crate::report::Reporter;

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agent::document::NodeDocument;
+use agent_api::document::NodeDocument;
 
 use crate::resources::certs::ProfileCerts;
 use crate::resources::node_doc::Binary;
@@ -181,10 +181,10 @@ pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig
         boot: BootMedium::Cdrom(state.iso.clone()),
         firmware: None,
         disks: vec![m.disk()],
-        fw_cfg: [agent::trust::CA_FILE, agent::trust::CERT_FILE, agent::trust::KEY_FILE]
+        fw_cfg: [agent_api::trust::CA_FILE, agent_api::trust::CERT_FILE, agent_api::trust::KEY_FILE]
             .iter()
             .map(|f| (fw_cfg_name(f), trust.join(f)))
-            .chain(Some(crate::resources::node_doc::machine_file(m)).filter(|p| p.is_file()).map(|p| (fw_cfg_name(agent::document::FILE_NAME), p)))
+            .chain(Some(crate::resources::node_doc::machine_file(m)).filter(|p| p.is_file()).map(|p| (fw_cfg_name(agent_api::document::FILE_NAME), p)))
             .collect(),
         hostfwd: vec![(state.ports.agent, GUEST_AGENT_PORT), (state.ports.apiserver, GUEST_APISERVER_PORT), (state.ports.ssh, GUEST_SSH_PORT)],
         cluster_nic: state.cluster_nic.as_ref().map(|n| (format!("{}:{}", crate::topology::MCAST_GROUP, n.mcast_port), n.mac.clone())),

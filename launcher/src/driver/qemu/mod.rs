@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use agent::client::Client;
+use agent_api::client::Client;
 
 pub mod machine;
 
@@ -158,5 +158,5 @@ pub fn qemu_nic(home: &Home, cluster: &str, index: u32) -> Result<ClusterNic, St
 }
 /// The console's `minikube-agent: ready` line, if the current boot printed one.
 pub fn agent_ready_line(m: &MachineDir) -> Option<String> {
-    crate::resources::qemu::find_line(&m.console_log(), agent::READY_MARKER)
+    crate::resources::qemu::find_line(&m.console_log(), agent_api::READY_MARKER)
 }

@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agent::api::{CertsRequest, KubeletRequest, Runtime, RuntimeRequest};
-use agent::ops::{certs as agent_certs, kubelet as agent_kubelet, runtime as agent_runtime};
+use agent_api::api::{CertsRequest, KubeletRequest, Runtime, RuntimeRequest};
+use agent_api::render::{certs as agent_certs, kubelet as agent_kubelet, runtime as agent_runtime};
 
 use super::{quote, Ssh, SshError};
 
@@ -102,8 +102,10 @@ pub fn certs(ssh: &Ssh, req: &CertsRequest, extra: &[(String, Vec<u8>, u32)]) ->
     Ok(())
 }
 
+/// The baseline provisions a VM, whose bounding set has CAP_SYS_RESOURCE: containerd may lower
+/// pods' OOM scores there, as the agent decides on such a node.
 pub fn runtime(ssh: &Ssh, req: &RuntimeRequest) -> Result<(), SshError> {
-    let (files, absent) = agent_runtime::config_files(req);
+    let (files, absent) = agent_runtime::config_files(req, false);
     let no_shim = req.runtime == Runtime::Docker && !ssh.output("test -x /usr/bin/cri-dockerd", None)?.status.success();
     let ours: Vec<&str> = req.runtime.units().iter().copied().filter(|u| !(no_shim && u.starts_with("cri-docker"))).collect();
     for other in Runtime::ALL.iter().filter(|r| **r != req.runtime) {
@@ -163,7 +165,7 @@ pub fn kubelet(ssh: &Ssh, binary: &Path, req: &KubeletRequest) -> Result<(), Ssh
 impl Plan<'_> {
     /// Every file the steps write (both ways), in a fixed order.
     pub fn written_paths(&self) -> Vec<String> {
-        let (files, _) = agent_runtime::config_files(self.runtime);
+        let (files, _) = agent_runtime::config_files(self.runtime, false);
         let mut paths: Vec<String> = files.into_iter().map(|f| f.path).collect();
         paths.extend(self.certs.files.iter().map(|f| f.path.clone()));
         paths.extend(self.extra_files.iter().map(|f| f.0.clone()));

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use agent::client::Client;
+use agent_api::client::Client;
 use fetch::Http;
 
 use super::{kubeadm, node_ready, node_registration, relative, Api, BootstrapError, Node, API_PORT, IGNORED_PREFLIGHT};
@@ -123,7 +123,7 @@ pub fn run(control_plane: &mut Client, node: &mut Client, j: &Join, rep: &mut Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent::api::Runtime;
+    use agent_api::api::Runtime;
 
     #[test]
     fn tokens_have_kubeadms_shape_and_differ() {

@@ -12,8 +12,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use agent::api::{ExecRequest, Runtime};
-use agent::client::{Client, ClientError};
+use agent_api::api::{ExecRequest, Runtime};
+use agent_api::client::{Client, ClientError};
 use fetch::Http;
 
 use crate::model::{CONTROL_PLANE_NAME, GUEST_APISERVER_PORT as API_PORT};
@@ -260,7 +260,7 @@ fn kubeadm(client: &mut Client, node: &str, version: &str, command: &'static str
 /// `TOOL ARGS` (kubeadm or kubectl of the node's version) through the node's agent, as
 /// [`kubeadm`] runs it.
 pub(crate) fn tool(client: &mut Client, node: &str, version: &str, tool: &'static str, command: &'static str, args: &[String], timeout: Duration) -> Result<(), BootstrapError> {
-    let bin_dir = format!("{}/{version}", agent::ops::kubelet::BINARIES_DIR);
+    let bin_dir = format!("{}/{version}", agent_api::render::kubelet::BINARIES_DIR);
     let req = ExecRequest {
         argv: std::iter::once(relative(&format!("{bin_dir}/{tool}"))).chain(args.iter().cloned()).collect(),
         env: [("PATH".to_string(), format!("{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))].into(),
