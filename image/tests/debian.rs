@@ -159,7 +159,7 @@ fn updates_and_security_suites_win_over_the_release() {
     let spec = Spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../iso/spec.toml")).unwrap();
     assert!(spec.source.updates.iter().any(|s| s.ends_with("-security")), "the ISO reads security updates");
     let opts = Options::new(1_700_000_000);
-    let index = image::assemble::open_index(&spec, &opts, &Http::default()).unwrap();
+    let index = image::assemble::open_live_index(&spec, &opts, &Http::default()).unwrap();
     let suites: std::collections::BTreeSet<&str> = index.packages.iter().map(|p| p.suite.as_str()).collect();
     assert!(suites.contains("bookworm") && suites.contains("bookworm-security"), "{suites:?}");
     let security = index.packages.iter().find(|p| p.suite == "bookworm-security").unwrap();
