@@ -16,6 +16,12 @@ pub const MAX_TAR: usize = 512 * 1024 * 1024;
 pub const HEAD: usize = 64 * 1024;
 /// Where binaries are in the tar: `BLOB_PREFIX` + lowercase hex SHA-256.
 pub const BLOB_PREFIX: &str = "minikube-agent/blobs/";
+/// Where a data filesystem made on the host carries its userdata tar, still to be applied: a
+/// file at the filesystem's top (the launcher writes it with `mke2fs -d`; the agent's first boot
+/// applies it and removes it).
+pub const FRESH_FILE: &str = "minikube-userdata.tar";
+/// The data filesystem's label (minikube's), whoever made it.
+pub const DATA_LABEL: &str = "boot2docker-data";
 
 const BLOCK: usize = 512;
 

@@ -16,7 +16,7 @@ use crate::paths::GuestRoot;
 use crate::userdata::{self, MAGIC};
 
 /// The label of the data partition.
-pub const DATA_LABEL: &str = "boot2docker-data";
+pub const DATA_LABEL: &str = userdata::DATA_LABEL;
 /// Directories kept on the data disk (bind-mounted from /mnt/PART/...). `/etc/kubernetes`
 /// (kubeadm's kubeconfigs and static pod manifests) is among them, so that a restart brings the
 /// control plane back without `kubeadm init` on a root that is a fresh tmpfs at each boot.
@@ -38,6 +38,10 @@ pub const PERSISTENT_DIRS: &[&str] = &[
 ];
 /// The userdata tar kept on the data disk (guest path, after the bind mounts).
 pub const USERDATA_TAR: &str = "/var/lib/boot2docker/userdata.tar";
+/// A data filesystem made on the host (the launcher's `mke2fs -d`) carries its userdata tar,
+/// still to be applied, at its top under this name: the first boot takes it as a formatting
+/// boot takes the tar after the magic (blobs imported, the rest kept), then removes it.
+pub const FRESH_USERDATA: &str = userdata::FRESH_FILE;
 /// Kernel modules the container runtimes and Kubernetes networking need; missing ones (built
 /// into the kernel, or absent) are reported, not fatal.
 pub const RUNTIME_MODULES: &[&str] = &[
@@ -407,6 +411,7 @@ pub struct BootReport {
 /// Run the whole boot step.
 pub fn run(root: &GuestRoot, host: &dyn Host, opts: BootOptions) -> Result<BootReport, BootError> {
     let mut fresh_userdata = None;
+    let mut fresh_on_disk = None;
     let plan_text;
     if opts.skip_disk {
         plan_text = "disk skipped".to_string();
@@ -425,14 +430,22 @@ pub fn run(root: &GuestRoot, host: &dyn Host, opts: BootOptions) -> Result<BootR
                 None
             }
         };
-        if let Some(part) = partition {
-            mount_data(root, host, &part)?;
+        if let Some(part) = &partition {
+            mount_data(root, host, part)?;
+        }
+        fresh_on_disk = partition.map(|p| root.host(&format!("/mnt/{p}/{FRESH_USERDATA}"))).filter(|f| f.is_file());
+        if let (None, Some(f)) = (&fresh_userdata, &fresh_on_disk) {
+            fresh_userdata = Some(std::fs::read(f).map_err(io_err(f))?);
         }
     }
     let tar_path = root.host(USERDATA_TAR);
     if let Some(tar) = &fresh_userdata {
         let kept = import_blobs(root, tar)?;
         ensure::file(&tar_path, &kept, 0o600, None).map_err(io_err(&tar_path))?;
+    }
+    // Applied and kept: a crash before this line takes the same tar again at the next boot.
+    if let Some(f) = &fresh_on_disk {
+        std::fs::remove_file(f).map_err(io_err(f))?;
     }
     let userdata_files_changed = match std::fs::read(&tar_path) {
         Ok(tar) => apply_userdata(root, &tar)?,

@@ -125,6 +125,39 @@ fn magic_disk_is_formatted_and_its_userdata_installed() {
     assert!(!host.commands().iter().any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs")));
 }
 
+/// A data filesystem the launcher made on the host (`mke2fs -d`, on the whole disk): mounted as
+/// it is, never formatted; its userdata tar, at the filesystem's top, applied at the first boot
+/// (blobs imported, the rest kept as the formatting boot keeps it) and then removed.
+#[test]
+fn a_host_made_data_disk_is_mounted_and_its_userdata_taken_once() {
+    let d = tempfile::tempdir().unwrap();
+    let ca = pki::Ca::generate("minikubeCA", pki::Validity::days_from_now(10)).unwrap();
+    let tar = userdata_tar(&ca);
+    fake_disk(d.path(), "vda", &[], &ext4_image("boot2docker-data"));
+    std::fs::create_dir_all(d.path().join("etc/ssh")).unwrap();
+    // What mounting /dev/vda on /mnt/vda shows: the file the host put there.
+    std::fs::create_dir_all(d.path().join("mnt/vda")).unwrap();
+    let fresh = d.path().join("mnt/vda").join(boot::FRESH_USERDATA);
+    std::fs::write(&fresh, &tar).unwrap();
+    let root = GuestRoot::new(d.path());
+    assert_eq!(boot::plan(&root).unwrap(), DiskPlan::Use { partition: "vda".into() });
+    let host = RecordingHost::node("minikube");
+    let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: true }).unwrap();
+    let cmds = host.commands();
+    assert!(!cmds.iter().any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs")), "a host-made disk is not formatted: {cmds:?}");
+    assert!(cmds.contains(&format!("mount -t ext4 {} {}", d.path().join("dev/vda").display(), d.path().join("mnt/vda").display())), "{cmds:?}");
+    assert_eq!(report.userdata_files_changed, 4, "authorized_keys and the agent's trust installed");
+    assert_eq!(std::fs::read(d.path().join("var/lib/boot2docker/userdata.tar")).unwrap(), tar, "kept as a formatting boot keeps it");
+    assert!(!fresh.exists(), "taken once");
+    let (trust, _) = agent::trust::locate(&root, None, &host, false).unwrap();
+    assert_eq!(trust.ca_pem, ca.cert_pem());
+    // The next boot finds nothing new.
+    host.clear();
+    let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: true }).unwrap();
+    assert_eq!(report.userdata_files_changed, 0);
+    assert!(!host.commands().iter().any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs")));
+}
+
 #[test]
 fn nvme_partitions_are_named_with_p() {
     assert_eq!(boot::partition_name("nvme0n1", 1), "nvme0n1p1");

@@ -1,7 +1,13 @@
-//! The persistent data disk, minikube's way: a qcow2 image whose raw content starts with the
-//! userdata tar (first entry named `boot2docker, please format-me`), carrying the agent's trust
-//! files and `.ssh/authorized_keys`. At first boot `minikube-agent boot` sees the magic, keeps
-//! the tar, partitions and formats the disk (label `boot2docker-data`).
+//! The persistent data disk: a qcow2 image carrying the userdata tar (the agent's trust files,
+//! `.ssh/authorized_keys`, the node document and the kubelet), made one of two ways
+//! ([`DiskFormat`]):
+//!
+//! - ours (the default): the ext4 filesystem made here, ready to mount (`mke2fs -d`, label
+//!   `boot2docker-data`, on the whole disk), with the tar at its top as
+//!   [`userdata::FRESH_FILE`]; the guest never formats it;
+//! - minikube's: the raw content starts with the tar (first entry named `boot2docker, please
+//!   format-me`); at first boot `minikube-agent boot` sees the magic, keeps the tar, partitions
+//!   and formats the disk in the guest.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,21 +75,83 @@ fn run(tool: &str, args: &[&std::ffi::OsStr]) -> Result<(), DiskError> {
     Ok(())
 }
 
-/// Create `target` (qcow2, `size_mb` MiB virtual) whose first bytes are `tar`. Atomic: built
-/// beside the target and renamed over it.
-pub fn create(target: &Path, tar: &[u8], size_mb: u64) -> Result<(), DiskError> {
+/// How the data disk is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    /// The filesystem made here, ready to mount.
+    Ext4,
+    /// minikube's: the tar after the magic, formatted by the guest at its first boot.
+    Magic,
+}
+
+/// Chooses minikube's disk instead of ours (`magic`), to compare the two or to check a guest
+/// against a disk minikube would make.
+pub const FORMAT_ENV: &str = "MINIKUBE_NODE_DATA_DISK";
+
+impl DiskFormat {
+    /// From [`FORMAT_ENV`]: `magic` is minikube's, anything else ours.
+    pub fn from_env() -> DiskFormat {
+        match std::env::var(FORMAT_ENV).as_deref() {
+            Ok("magic") => DiskFormat::Magic,
+            _ => DiskFormat::Ext4,
+        }
+    }
+}
+
+/// Create `target` (qcow2, `size_mb` MiB virtual) carrying `tar`, made as `format` says. Atomic:
+/// built beside the target and renamed over it.
+pub fn create(target: &Path, tar: &[u8], size_mb: u64, format: DiskFormat) -> Result<(), DiskError> {
     let dir = target.parent().unwrap_or(Path::new("."));
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let raw = dir.join(format!("{}{name}.raw", pki::atomic::TEMP_PREFIX));
+    let staging = dir.join(format!("{}{name}.d", pki::atomic::TEMP_PREFIX));
     let tmp = dir.join(format!("{}{name}", pki::atomic::TEMP_PREFIX));
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DiskError::Io { path, source }
     };
-    // Whole 1 MiB of raw content: the tar, then zeros.
-    let mut content = tar.to_vec();
-    content.resize(content.len().div_ceil(1 << 20) * (1 << 20), 0);
-    std::fs::write(&raw, &content).map_err(io(&raw))?;
+    let made = match format {
+        DiskFormat::Magic => {
+            // Whole 1 MiB of raw content: the tar, then zeros.
+            let mut content = tar.to_vec();
+            content.resize(content.len().div_ceil(1 << 20) * (1 << 20), 0);
+            std::fs::write(&raw, &content).map_err(io(&raw))
+        }
+        DiskFormat::Ext4 => (|| {
+            std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+            let file = staging.join(userdata::FRESH_FILE);
+            std::fs::write(&file, tar).map_err(io(&file))?;
+            let _ = std::fs::remove_file(&raw);
+            // The guest's own choices (-i 2048: many small files under /var/lib), the whole disk
+            // one filesystem (the agent looks for the label on disks as on partitions); inode
+            // tables and journal left to the guest kernel's lazy init, so the raw file stays
+            // sparse and qemu-img copies only what mke2fs wrote.
+            run(
+                "mke2fs",
+                &[
+                    "-q".as_ref(),
+                    "-F".as_ref(),
+                    "-t".as_ref(),
+                    "ext4".as_ref(),
+                    "-L".as_ref(),
+                    userdata::DATA_LABEL.as_ref(),
+                    "-i".as_ref(),
+                    "2048".as_ref(),
+                    "-E".as_ref(),
+                    "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1,nodiscard".as_ref(),
+                    "-d".as_ref(),
+                    staging.as_os_str(),
+                    raw.as_os_str(),
+                    format!("{size_mb}M").as_ref(),
+                ],
+            )
+        })(),
+    };
+    let _ = std::fs::remove_dir_all(&staging);
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&raw);
+        return Err(e);
+    }
     let result = (|| {
         run(
             "qemu-img",
@@ -142,7 +210,7 @@ mod tests {
         let u = Userdata { ca_pem: "CA".into(), agent_cert_pem: "CERT".into(), agent_key_pem: "KEY".into(), ..Default::default() };
         let tar = userdata_tar(&u).unwrap();
         let disk = d.path().join("disk.qcow2");
-        create(&disk, &tar, 64).unwrap();
+        create(&disk, &tar, 64, DiskFormat::Magic).unwrap();
         let head = std::fs::read(&disk).unwrap();
         assert_eq!(&head[..4], b"QFI\xfb", "a qcow2 file");
         let content = read_head(&disk, tar.len()).unwrap();
@@ -156,5 +224,29 @@ mod tests {
         let info = Command::new("qemu-img").args(["info", "--output=json"]).arg(&disk).output().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
         assert_eq!(v["virtual-size"], 64 << 20);
+    }
+
+    #[test]
+    fn ext4_disk_is_made_here_ready_to_mount() {
+        let d = tempfile::tempdir().unwrap();
+        let u = Userdata { ca_pem: "CA".into(), agent_cert_pem: "CERT".into(), agent_key_pem: "KEY".into(), ..Default::default() };
+        let tar = userdata_tar(&u).unwrap();
+        let disk = d.path().join("disk.qcow2");
+        create(&disk, &tar, 2048, DiskFormat::Ext4).unwrap();
+        let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("disk.qcow2")], "no temporary left");
+        let size = std::fs::metadata(&disk).unwrap().len();
+        assert!(size < 64 << 20, "a 2 GiB filesystem takes {size} bytes: the qcow2 holds only what mke2fs wrote");
+        // The superblock, where the agent looks: ext4's magic and minikube's label.
+        let head = read_head(&disk, 2048).unwrap();
+        assert_eq!(u16::from_le_bytes([head[1024 + 0x38], head[1024 + 0x39]]), 0xEF53);
+        assert!(head[1024 + 0x78..].starts_with(userdata::DATA_LABEL.as_bytes()));
+        // The tar is a file at the top of the filesystem, byte for byte.
+        let raw = d.path().join("disk.raw");
+        run("qemu-img", &["convert".as_ref(), "-O".as_ref(), "raw".as_ref(), disk.as_os_str(), raw.as_os_str()]).unwrap();
+        let out = Command::new("debugfs").args(["-R", &format!("cat /{}", userdata::FRESH_FILE)]).arg(&raw).output().expect("debugfs (e2fsprogs) runs");
+        assert_eq!(out.stdout, tar, "{}", String::from_utf8_lossy(&out.stderr));
+        let stat = Command::new("debugfs").args(["-R", "stat /"]).arg(&raw).output().unwrap();
+        assert!(String::from_utf8_lossy(&stat.stdout).contains("User:     0   Group:     0"), "the top belongs to root: {}", String::from_utf8_lossy(&stat.stdout));
     }
 }

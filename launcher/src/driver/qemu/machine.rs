@@ -149,7 +149,7 @@ pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts, d
         document: crate::resources::node_doc::to_bytes(doc),
         blobs: kubelet.iter().map(|k| (k.sha256.clone(), k.path.clone())).collect(),
     })?;
-    crate::resources::disk::create(&m.disk(), &tar, state.disk_mb)?;
+    crate::resources::disk::create(&m.disk(), &tar, state.disk_mb, crate::resources::disk::DiskFormat::from_env())?;
     Ok(true)
 }
 
