@@ -31,6 +31,12 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+#[cfg(doc)]
+use crate::api::{
+    BinaryUpload, CertsRequest, Changed, Download, ExecRequest, ExecResponse, FileStat, FileUpload, HostnameRequest, ImageUpload, InfoResponse, KubeletRequest, KubeletResponse,
+    LogsRequest, LogsResponse, NetworkRequest, PathRequest, RuntimeRequest, RuntimeResponse,
+};
+
 /// How an endpoint's request and answer travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

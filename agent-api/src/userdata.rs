@@ -4,7 +4,9 @@
 //! `.ssh/authorized_keys`, the agent's trust files `minikube-agent/{ca.crt,agent.crt,agent.key}`,
 //! the node document `minikube-agent/node.json` and binaries it names,
 //! `minikube-agent/blobs/SHA256` (so that the kubelet does not cross the slow user-mode network).
-//! [`build`] writes such a tar (for the host side and tests); [`parse`] reads one.
+//! [`build`] writes such a tar (for the host side and tests); [`parse`] reads one, both with the
+//! `tar` crate (about 47 KiB of the static agent); [`archive_len`] and [`archive_len_in`] find
+//! where the tar ends on a disk by walking its headers' size fields.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -49,10 +51,6 @@ fn octal(field: &[u8]) -> Result<u64, TarError> {
     u64::from_str_radix(text, 8).map_err(|_| TarError::Malformed(format!("bad octal field {text:?}")))
 }
 
-fn text(field: &[u8]) -> String {
-    String::from_utf8_lossy(&field[..field.iter().position(|b| *b == 0).unwrap_or(field.len())]).into_owned()
-}
-
 /// Length of the tar archive at the start of `bytes` (through its end-of-archive blocks), if
 /// `bytes` starts with a tar header.
 pub fn archive_len(bytes: &[u8]) -> Result<usize, TarError> {
@@ -91,88 +89,60 @@ pub fn archive_len_in(r: &mut (impl Read + Seek)) -> Result<usize, TarError> {
     }
 }
 
-/// Read every file and directory of a ustar/GNU tar (links and devices are skipped).
+fn malformed(e: std::io::Error) -> TarError {
+    TarError::Malformed(e.to_string())
+}
+
+/// Read every file and directory of a ustar/GNU tar (links and devices are skipped), with the
+/// `tar` crate.
 pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, TarError> {
     let mut entries = Vec::new();
-    let mut off = 0;
-    let mut long_name: Option<String> = None;
-    while let Some(header) = bytes.get(off..off + BLOCK) {
-        if header.iter().all(|b| *b == 0) {
-            break;
-        }
-        let stored: u64 = octal(&header[148..156])?;
-        let sum: u64 = header.iter().enumerate().map(|(i, b)| if (148..156).contains(&i) { 32 } else { u64::from(*b) }).sum();
-        if stored != sum {
-            return Err(TarError::Malformed(format!("bad header checksum at offset {off}")));
-        }
-        let size = octal(&header[124..136])? as usize;
-        let data_start = off + BLOCK;
-        let data = bytes
-            .get(data_start..data_start.checked_add(size).ok_or_else(|| TarError::Malformed("size overflow".into()))?)
-            .ok_or_else(|| TarError::Malformed(format!("entry at offset {off} runs past the end")))?;
-        off = data_start + size.div_ceil(BLOCK) * BLOCK;
-        let kind = header[156];
-        if kind == b'L' {
-            long_name = Some(text(data));
-            continue;
-        }
-        let mut name = long_name.take().unwrap_or_else(|| {
-            let prefix = if &header[257..262] == b"ustar" { text(&header[345..500]) } else { String::new() };
-            let n = text(&header[..100]);
-            if prefix.is_empty() { n } else { format!("{prefix}/{n}") }
-        });
+    let mut archive = tar::Archive::new(bytes);
+    for entry in archive.entries().map_err(malformed)? {
+        let mut entry = entry.map_err(malformed)?;
+        let kind = entry.header().entry_type();
+        let mut name = entry.path().map_err(malformed)?.to_string_lossy().into_owned();
         while let Some(rest) = name.strip_prefix("./") {
             name = rest.to_string();
         }
         let name = name.trim_end_matches('/').to_string();
-        let mode = octal(&header[100..108])? as u32 & 0o7777;
-        match kind {
-            b'0' | 0 => entries.push(Entry { path: name, data: Some(data.to_vec()), mode }),
-            b'5' => entries.push(Entry { path: name, data: None, mode }),
-            _ => {}
+        let mode = entry.header().mode().map_err(malformed)? & 0o7777;
+        if kind.is_file() {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).map_err(malformed)?;
+            entries.push(Entry { path: name, data: Some(data), mode });
+        } else if kind.is_dir() {
+            entries.push(Entry { path: name, data: None, mode });
         }
     }
     Ok(entries)
 }
 
-fn header(path: &str, size: usize, mode: u32, kind: u8) -> [u8; BLOCK] {
-    let mut h = [0u8; BLOCK];
-    let name = path.as_bytes();
-    h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
-    let put = |h: &mut [u8; BLOCK], at: usize, width: usize, v: u64| {
-        let s = format!("{v:0w$o}\0", w = width - 1);
-        h[at..at + width].copy_from_slice(s.as_bytes());
-    };
-    put(&mut h, 100, 8, u64::from(mode));
-    put(&mut h, 108, 8, 0);
-    put(&mut h, 116, 8, 0);
-    put(&mut h, 124, 12, size as u64);
-    put(&mut h, 136, 12, 0);
-    h[156] = kind;
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u64 = h.iter().map(|b| u64::from(*b)).sum();
-    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    h
-}
-
-/// A userdata tar: the magic entry first, then `entries` (paths at most 100 bytes).
+/// A userdata tar: the magic entry first, then `entries`, with the `tar` crate.
 pub fn build(entries: &[Entry]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut b = tar::Builder::new(Vec::new());
     let magic = Entry { path: MAGIC.to_string(), data: Some(MAGIC.as_bytes().to_vec()), mode: 0o644 };
     for e in std::iter::once(&magic).chain(entries) {
-        match &e.data {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(e.mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        let data: &[u8] = match &e.data {
             Some(d) => {
-                out.extend_from_slice(&header(&e.path, d.len(), e.mode, b'0'));
-                out.extend_from_slice(d);
-                out.resize(out.len().div_ceil(BLOCK) * BLOCK, 0);
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(d.len() as u64);
+                d
             }
-            None => out.extend_from_slice(&header(&format!("{}/", e.path), 0, e.mode, b'5')),
-        }
+            None => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                &[]
+            }
+        };
+        b.append_data(&mut h, &e.path, data).expect("writing to memory");
     }
-    out.resize(out.len() + 2 * BLOCK, 0);
-    out
+    b.into_inner().expect("writing to memory")
 }
 
 #[cfg(test)]
