@@ -367,27 +367,54 @@ pub fn load_modules(host: &dyn Host, modules: &[&str]) -> Vec<String> {
 /// The SSH host keys made at first boot: (type, file in /etc/ssh).
 pub const HOST_KEYS: [(&str, &str); 2] = [("ed25519", "ssh_host_ed25519_key"), ("ecdsa", "ssh_host_ecdsa_key")];
 
-/// Generate missing SSH host keys (never shipped in the image).
+/// Where the SSH host keys are kept (on the data disk): a node keeps its identity across
+/// restarts, as minikube's do, instead of new keys on every boot's fresh root.
+pub const HOST_KEYS_DIR: &str = "/var/lib/minikube-agent/ssh";
+
+/// The SSH host keys in /etc/ssh: the kept ones when the data disk has them, else generated
+/// (never shipped in the image) and kept. Whether any was generated.
 pub fn ssh_host_keys(root: &GuestRoot, host: &dyn Host) -> Result<bool, BootError> {
     let ssh = root.host("/etc/ssh");
     if !ssh.is_dir() {
         return Ok(false);
     }
-    let has_keys = std::fs::read_dir(&ssh)
-        .map_err(io_err(&ssh))?
-        .filter_map(Result::ok)
-        .any(|e| e.file_name().to_string_lossy().starts_with("ssh_host_") && e.file_name().to_string_lossy().ends_with("_key"));
-    if has_keys {
+    let kept = root.host(HOST_KEYS_DIR);
+    let files = || HOST_KEYS.iter().flat_map(|(_, f)| [(f.to_string(), 0o600), (format!("{f}.pub"), 0o644)]);
+    let copy = |from: &Path, to: &Path| -> Result<(), BootError> {
+        for (f, mode) in files() {
+            let src = from.join(&f);
+            match std::fs::read(&src) {
+                Ok(bytes) => {
+                    let dst = to.join(&f);
+                    ensure::file(&dst, &bytes, mode, None).map_err(io_err(&dst))?;
+                }
+                // A public key is optional (sshd serves from the private one).
+                Err(e) if e.kind() == io::ErrorKind::NotFound && f.ends_with(".pub") => {}
+                Err(e) => return Err(io_err(&src)(e)),
+            }
+        }
+        Ok(())
+    };
+    let complete = |dir: &Path| HOST_KEYS.iter().all(|(_, f)| dir.join(f).is_file());
+    if complete(&kept) {
+        copy(&kept, &ssh)?;
         return Ok(false);
     }
-    // Ed25519 and ECDSA only: an RSA key takes seconds to generate under emulation (TCG), on the
-    // path to the agent answering, and every client we serve (OpenSSH, Go's x/crypto/ssh) takes
-    // an Ed25519 host key.
-    for (kind, file) in HOST_KEYS {
-        let path = ssh.join(file);
-        run_ok(host, &["ssh-keygen", "-q", "-N", "", "-t", kind, "-f", &path.to_string_lossy()], None, Duration::from_secs(120))?;
+    let generated = !complete(&ssh);
+    if generated {
+        // Ed25519 and ECDSA only: an RSA key takes seconds to generate under emulation (TCG), on
+        // the path to the agent answering, and every client we serve (OpenSSH, Go's
+        // x/crypto/ssh) takes an Ed25519 host key.
+        for (kind, file) in HOST_KEYS {
+            let path = ssh.join(file);
+            let _ = std::fs::remove_file(&path);
+            run_ok(host, &["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", &path.to_string_lossy()], None, Duration::from_secs(120))?;
+        }
     }
-    Ok(true)
+    ensure::dir(&kept).map_err(io_err(&kept))?;
+    std::fs::set_permissions(&kept, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io_err(&kept))?;
+    copy(&ssh, &kept)?;
+    Ok(generated)
 }
 
 /// Options of `minikube-agent boot`.

@@ -86,8 +86,11 @@ fn magic_disk_is_formatted_and_its_userdata_installed() {
     }
     let host = RecordingHost::node("minikube");
     let dev = |n: &str| d.path().join("dev").join(n).display().to_string();
-    // The partition node appears when sfdisk runs (udev would make it).
+    // The partition node appears when sfdisk runs (udev would make it); ssh-keygen writes keys.
     host.creates("sfdisk", &d.path().join("dev/vdb1"));
+    for (kind, file) in boot::HOST_KEYS {
+        host.creates(&format!("ssh-keygen -q -t {kind}"), &d.path().join("etc/ssh").join(file));
+    }
     let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: false }).unwrap();
     let cmds = host.commands();
     let mnt = d.path().join("mnt/vdb1").display().to_string();
@@ -100,8 +103,12 @@ fn magic_disk_is_formatted_and_its_userdata_installed() {
     }
     assert!(cmds.contains(&"modprobe br_netfilter".to_string()) && cmds.contains(&"modprobe overlay".to_string()));
     for (kind, file) in boot::HOST_KEYS {
-        let keygen = format!("ssh-keygen -q -N  -t {kind} -f {}", d.path().join("etc/ssh").join(file).display());
-        assert!(cmds.iter().any(|c| c.starts_with("ssh-keygen") && c.contains(&format!("-t {kind} ")) && c.ends_with(file)), "missing {keygen}: {cmds:?}");
+        let keygen = format!("ssh-keygen -q -t {kind} -N  -f {}", d.path().join("etc/ssh").join(file).display());
+        assert!(cmds.contains(&keygen), "missing {keygen}: {cmds:?}");
+        // Kept on the data disk.
+        let kept = d.path().join(boot::HOST_KEYS_DIR.trim_start_matches('/')).join(file);
+        assert_eq!(std::fs::read(&kept).unwrap(), std::fs::read(d.path().join("etc/ssh").join(file)).unwrap());
+        assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
     }
     assert!(report.ssh_keys_generated);
     assert_eq!(report.userdata_files_changed, 4);
@@ -118,11 +125,19 @@ fn magic_disk_is_formatted_and_its_userdata_installed() {
     assert_eq!(source, agent::trust::Source::StateDir);
     assert_eq!(trust.ca_pem, ca.cert_pem());
 
-    // Next boot: nothing to format, userdata already in place.
+    // Next boot: nothing to format, userdata already in place; the root is new (no host keys in
+    // /etc/ssh) and the kept keys come back, none generated.
     host.clear();
+    let before: Vec<Vec<u8>> = boot::HOST_KEYS.iter().map(|(_, f)| std::fs::read(d.path().join("etc/ssh").join(f)).unwrap()).collect();
+    for (_, f) in boot::HOST_KEYS {
+        std::fs::remove_file(d.path().join("etc/ssh").join(f)).unwrap();
+    }
     let report = boot::run(&root, &host, BootOptions { skip_disk: true, skip_modules: true }).unwrap();
     assert_eq!(report.userdata_files_changed, 0);
-    assert!(!host.commands().iter().any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs")));
+    assert!(!report.ssh_keys_generated, "the kept keys are used");
+    assert!(!host.commands().iter().any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs") || c.starts_with("ssh-keygen")), "{:?}", host.commands());
+    let after: Vec<Vec<u8>> = boot::HOST_KEYS.iter().map(|(_, f)| std::fs::read(d.path().join("etc/ssh").join(f)).unwrap()).collect();
+    assert_eq!(after, before, "the node keeps its SSH identity across restarts");
 }
 
 /// A data filesystem the launcher made on the host (`mke2fs -d`, on the whole disk): mounted as
@@ -142,6 +157,9 @@ fn a_host_made_data_disk_is_mounted_and_its_userdata_taken_once() {
     let root = GuestRoot::new(d.path());
     assert_eq!(boot::plan(&root).unwrap(), DiskPlan::Use { partition: "vda".into() });
     let host = RecordingHost::node("minikube");
+    for (kind, file) in boot::HOST_KEYS {
+        host.creates(&format!("ssh-keygen -q -t {kind}"), &d.path().join("etc/ssh").join(file));
+    }
     let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: true }).unwrap();
     let cmds = host.commands();
     assert!(!cmds.iter().any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs")), "a host-made disk is not formatted: {cmds:?}");
