@@ -98,6 +98,49 @@ pub fn run(boots: usize, rounds: usize, kubelet_mb: usize) -> Result<()> {
     result
 }
 
+/// Fresh VMs with each kind of data disk, alternating, `runs` of each: minikube's magic disk
+/// (partitioned and formatted by the guest at its first boot) against ours (made on the host with
+/// `mke2fs -d`). Prints the medians of `machine` (host side, the disk made there), qemu start →
+/// agent answering, and start → provisioned, with the ratios.
+pub fn disks(runs: usize) -> Result<()> {
+    use launcher::resources::disk::{DiskFormat, FORMAT_ENV};
+    let iso = std::env::var_os("MINIKUBE_ISO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("out/minikube.iso"));
+    ensure!(iso.is_file(), "{}: no ISO (run `cargo xtask iso` or set MINIKUBE_ISO)", iso.display());
+    let tmp = tempfile::tempdir()?;
+    let home = Home::at(tmp.path());
+    let formats = [(DiskFormat::Magic, "magic"), (DiskFormat::Ext4, "ext4")];
+    let mut rows: Vec<(DiskFormat, f64, f64, f64)> = Vec::new();
+    for i in 0..runs.max(1) {
+        let order = if i % 2 == 0 { [formats[0], formats[1]] } else { [formats[1], formats[0]] };
+        for (format, env) in order {
+            std::env::set_var(FORMAT_ENV, env);
+            let name = format!("disk-{env}");
+            let m = home.machine(&name)?;
+            let mut opts = StartOptions::new(&name, iso.clone());
+            opts.kubelet_test_double = true;
+            opts.memory_mb = 3072;
+            opts.disk_mb = 20_000;
+            opts.agent_timeout = Duration::from_secs(900);
+            let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
+            let started = start::start(&home, &opts, &mut rep).with_context(|| format!("fresh start with the {env} disk"));
+            let _ = machine::delete(&m, Duration::from_secs(30));
+            started?;
+            let e = &rep.events;
+            let row = (format, secs(e, "machine"), secs(e, "boot") + secs(e, "agent"), e.iter().map(|x| x.seconds).sum());
+            println!("run {} {env:<6} machine {:5.2} s, qemu start -> agent {:5.1} s, start -> provisioned {:5.1} s", i + 1, row.1, row.2, row.3);
+            rows.push(row);
+        }
+    }
+    std::env::remove_var(FORMAT_ENV);
+    let med = |f: DiskFormat, k: usize| median(rows.iter().filter(|r| r.0 == f).map(|r| [r.1, r.2, r.3][k]).collect());
+    println!("\nfresh VMs, {} runs each (medians)   magic (guest formats)   ext4 (made on the host)   ratio", runs.max(1));
+    for (k, what) in ["machine (host)", "qemu start -> agent", "start -> provisioned"].iter().enumerate() {
+        let (a, b) = (med(DiskFormat::Magic, k), med(DiskFormat::Ext4, k));
+        println!("{what:<32} {a:>10.2} s {b:>22.2} s {:>12.2}x", b / a.max(0.001));
+    }
+    Ok(())
+}
+
 /// A stand-in kubelet of `mb` MiB: the test double's script, then filler bytes after its `exit`
 /// (never read by the shell), so both ways copy a kubelet-sized file that still answers.
 fn stand_in_kubelet(dir: &Path, version: &str, mb: usize) -> Result<PathBuf> {

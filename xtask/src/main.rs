@@ -219,6 +219,10 @@ enum BenchCmd {
         /// Rounds of the container drivers side by side, podman and docker (0 to skip).
         #[arg(long, default_value_t = 3)]
         kic_runs: usize,
+        /// Fresh VMs with each kind of data disk (minikube's magic, ours made on the host),
+        /// alternating (0 to skip).
+        #[arg(long, default_value_t = 0)]
+        disk_runs: usize,
     },
 }
 
@@ -246,9 +250,12 @@ fn main() -> Result<()> {
             BenchCmd::Agent { hostile: Some(n), secs, .. } => bench_hostile::run(n, secs),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
             BenchCmd::Kubernetes { runs, nodes, qemu, build, cold } => bench_kubernetes::run(bench_kubernetes::Args { runs, nodes, qemu, build, cold }),
-            BenchCmd::Launcher { boots, rounds, kubelet_mb, kic_runs } => {
+            BenchCmd::Launcher { boots, rounds, kubelet_mb, kic_runs, disk_runs } => {
                 if boots > 0 {
                     bench_launcher::run(boots, rounds, kubelet_mb)?;
+                }
+                if disk_runs > 0 {
+                    bench_launcher::disks(disk_runs)?;
                 }
                 if kic_runs > 0 {
                     bench_kic::run(kic_runs)?;
