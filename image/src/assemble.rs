@@ -77,6 +77,12 @@ pub struct Installed {
     pub filename: String,
 }
 
+impl From<&Package> for Installed {
+    fn from(p: &Package) -> Installed {
+        Installed { name: p.name.clone(), version: p.version.to_string(), arch: p.arch.clone(), sha256: p.sha256.clone(), size: p.size, filename: p.filename.clone() }
+    }
+}
+
 pub struct Assembly {
     pub tree: Tree,
     pub packages: Vec<Installed>,
@@ -321,17 +327,7 @@ pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package
     }
     tree.clamp_mtime(epoch);
 
-    let packages = set
-        .iter()
-        .map(|p| Installed {
-            name: p.name.clone(),
-            version: p.version.to_string(),
-            arch: p.arch.clone(),
-            sha256: p.sha256.clone(),
-            size: p.size,
-            filename: p.filename.clone(),
-        })
-        .collect();
+    let packages = set.iter().map(|p| Installed::from(*p)).collect();
     Ok(Base { tree, packages, owner, kernel, initrd_modules, enabled })
 }
 

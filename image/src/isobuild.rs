@@ -6,7 +6,8 @@
 //!   as one compressed cpio initramfs, unpacked into RAM at boot.
 //!
 //! Then the kernel, isolinux and GRUB from Debian's packages, and the El Torito ISO (BIOS via
-//! isolinux, UEFI via GRUB, hybrid MBR/GPT), written atomically.
+//! isolinux, UEFI via GRUB, hybrid MBR/GPT), written atomically, with its CycloneDX SBOM
+//! ([`crate::sbom`]) inside (`/sbom.json` beside `/version.json`) and beside it ([`sbom_path`]).
 
 use crate::assemble::{assemble, fetch_unpacked, open_index, resolve_spec, AssembleError, Installed, Options};
 use crate::compress::Compression;
@@ -14,7 +15,7 @@ use fetch::Http;
 use crate::iso::{BiosBoot, EfiBoot, IsoFile, IsoImage};
 use crate::rootfs::Entry;
 use crate::spec::{RootMode, Spec};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +49,60 @@ pub struct IsoBuild {
     pub rootfs_bytes: u64,
     pub kernel_version: String,
     pub packages: Vec<Installed>,
+    /// The SBOM written beside the ISO ([`sbom_path`]).
+    pub sbom: PathBuf,
     pub assemble_time: Duration,
     pub compress_time: Duration,
     pub iso_time: Duration,
+}
+
+/// The SBOM's name inside the ISO (at its root, beside `version.json`).
+pub const SBOM_FILE: &str = "sbom.json";
+
+/// The SBOM beside an ISO: `out/minikube.iso` -> `out/minikube.sbom.json`.
+pub fn sbom_path(out: &Path) -> PathBuf {
+    out.with_extension("sbom.json")
+}
+
+/// The ISO's SBOM: the installed packages, then the kernel (`kernel.package` and its image
+/// package), the bootloader packages and (squashfs root) the initramfs's packages the ISO
+/// takes files from, each with its role.
+fn iso_sbom(spec: &Spec, opts: &Options, index: &crate::apt::Index, installed: &[Installed], root: RootMode) -> Vec<u8> {
+    let mut taken: Vec<(Installed, &str)> = Vec::new();
+    let mut take = |name: &str, role: &'static str| {
+        if installed.iter().chain(taken.iter().map(|(p, _)| p)).any(|p| p.name == name) {
+            return;
+        }
+        if let Some(p) = index.by_name(name).into_iter().next() {
+            taken.push((Installed::from(p), role));
+        }
+    };
+    if let Some(k) = &spec.kernel {
+        take(&k.package, "kernel");
+        if let Some(img) = crate::kernel::image_package_name(index, &k.package) {
+            take(&img, "kernel");
+        }
+    }
+    for b in spec.boot.iter().flat_map(|b| &b.bootloader_packages) {
+        take(b, "bootloader");
+    }
+    for b in spec.boot.iter().filter(|_| root == RootMode::Squashfs).flat_map(|b| &b.initrd_packages) {
+        take(b, "initrd");
+    }
+    let components: Vec<crate::sbom::Component> = installed
+        .iter()
+        .map(|package| crate::sbom::Component { package, role: None })
+        .chain(taken.iter().map(|(package, role)| crate::sbom::Component { package, role: Some(role) }))
+        .collect();
+    let subject = crate::sbom::Subject {
+        kind: "operating-system",
+        bom_ref: format!("{}@{}", spec.image.name, opts.version),
+        name: &spec.image.name,
+        version: &opts.version,
+        revision: &opts.commit,
+        epoch: opts.epoch,
+    };
+    crate::sbom::cyclonedx(&subject, &spec.source.suite, &components)
 }
 
 /// isolinux.cfg for the kernel command line.
@@ -100,6 +152,7 @@ pub fn build(
         rootfs_bytes: 0,
         kernel_version: String::new(),
         packages: vec![],
+        sbom: sbom_path(out),
         assemble_time: Duration::ZERO,
         compress_time: Duration::ZERO,
         iso_time: Duration::ZERO,
@@ -204,7 +257,10 @@ pub fn build(
             boot.bootloader_packages, spec.source.arch
         )));
     }
+    let sbom = iso_sbom(spec, opts, &index, &report.packages, root);
+    img = img.file(SBOM_FILE, sbom.clone());
     let written = crate::iso::write(&img, out)?;
+    pki::atomic::write_atomic(&report.sbom, &sbom, 0o644).map_err(ioerr(&report.sbom))?;
     for w in &written.warnings {
         tracing::warn!("{w}");
     }

@@ -23,6 +23,7 @@ pub mod compress;
 pub mod iso;
 pub mod kicbase;
 pub mod rootimage;
+pub mod sbom;
 pub mod squashfs;
 pub mod tarstream;
 pub mod test_hook;

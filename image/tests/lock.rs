@@ -50,6 +50,7 @@ fn committed_locks_belong_to_their_specs() {
         if spec.kernel.is_some() {
             assert!(l.packages.iter().any(|p| p.role == Role::Kernel && p.name.starts_with("linux-image-6")), "{}", path.display());
             assert!(l.packages.iter().any(|p| p.role == Role::Bootloader), "{}", path.display());
+            assert!(l.packages.iter().any(|p| p.role == Role::Initrd && p.name == "busybox-static"), "{}", path.display());
         }
     }
 }

@@ -5,56 +5,14 @@ use std::path::{Path, PathBuf};
 use platform::Arch;
 
 use crate::assemble::Installed;
-use crate::oci::{self, ImageMeta};
+use crate::oci::ImageMeta;
+use crate::sbom::{Component, Subject};
 
-/// A CycloneDX 1.5 JSON SBOM: the image as the subject, one component per Debian package with
-/// version, architecture, a purl and the .deb's SHA-256. Deterministic (no serial number, the
-/// timestamp is SOURCE_DATE_EPOCH).
+/// The image's CycloneDX 1.5 SBOM ([`crate::sbom`]): the container image as the subject.
 pub fn sbom_cyclonedx(meta: &ImageMeta, suite: &str, packages: &[Installed]) -> Vec<u8> {
-    let components: Vec<serde_json::Value> = packages
-        .iter()
-        .map(|p| {
-            let purl = format!(
-                "pkg:deb/debian/{}@{}?arch={}&distro=debian-{}",
-                p.name,
-                p.version.replace(':', "%3A").replace('+', "%2B"),
-                p.arch,
-                suite
-            );
-            serde_json::json!({
-                "type": "library",
-                "bom-ref": purl,
-                "name": p.name,
-                "version": p.version,
-                "purl": purl,
-                "hashes": [{"alg": "SHA-256", "content": p.sha256}],
-                "properties": [
-                    {"name": "debian:architecture", "value": p.arch},
-                    {"name": "debian:filename", "value": p.filename},
-                    {"name": "debian:size", "value": p.size.to_string()},
-                ],
-            })
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.5",
-        "version": 1,
-        "metadata": {
-            "timestamp": oci::rfc3339(meta.epoch),
-            "component": {
-                "type": "container",
-                "bom-ref": meta.reference(),
-                "name": meta.name,
-                "version": meta.tag,
-                "properties": [{"name": "vcs:revision", "value": meta.revision}],
-            },
-        },
-        "components": components,
-    });
-    let mut v = serde_json::to_vec_pretty(&doc).expect("json");
-    v.push(b'\n');
-    v
+    let subject = Subject { kind: "container", bom_ref: meta.reference(), name: &meta.name, version: &meta.tag, revision: &meta.revision, epoch: meta.epoch };
+    let components: Vec<Component> = packages.iter().map(|package| Component { package, role: None }).collect();
+    crate::sbom::cyclonedx(&subject, suite, &components)
 }
 
 /// A file beside the archive `out`, for `arch`: `<stem>.<ext>` for amd64 (the default build's

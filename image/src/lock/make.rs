@@ -37,8 +37,8 @@ fn entry(p: &Package, target: Arch, role: Role) -> Locked {
     }
 }
 
-/// The packages of `spec` for `target` from `index`: the resolved set, then the kernel and
-/// bootloader packages not in it (newest version, as a build without a lock takes them).
+/// The packages of `spec` for `target` from `index`: the resolved set, then the kernel,
+/// bootloader and initramfs packages not in it (newest version, as a build without a lock takes them).
 pub fn entries_for(spec: &Spec, index: &Index, target: Arch) -> Result<Vec<Locked>, String> {
     let set = resolve_request(spec, index).map_err(|e| e.to_string())?;
     let mut out: BTreeMap<String, Locked> = set.iter().map(|p| (p.name.clone(), entry(p, target, Role::Install))).collect();
@@ -57,6 +57,9 @@ pub fn entries_for(spec: &Spec, index: &Index, target: Arch) -> Result<Vec<Locke
     }
     for b in spec.boot.iter().flat_map(|b| &b.bootloader_packages) {
         by_name(b, Role::Bootloader, "boot.bootloader_packages")?;
+    }
+    for b in spec.boot.iter().flat_map(|b| &b.initrd_packages) {
+        by_name(b, Role::Initrd, "boot.initrd_packages")?;
     }
     Ok(out.into_values().collect())
 }

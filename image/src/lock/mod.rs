@@ -4,7 +4,7 @@
 //! A lock is TOML: a header (format, the spec's file name, the SHA-256 of the spec's *package
 //! selection*, the architectures it covers) and one `[[package]]` table per package and
 //! architecture: name, version, architecture, the image architecture it is for (`target`), its
-//! `role` (installed, the kernel, or a bootloader package the ISO takes files from), the suite
+//! `role` (installed, the kernel, a bootloader or initramfs package the ISO takes files from), the suite
 //! it came from, its path in the pool, size and SHA-256. It is sorted by target and name, so a
 //! change is a readable diff.
 //!
@@ -17,7 +17,8 @@
 //!   today's Packages index, so an update suite that moved changes nothing. A package that can
 //!   no longer be had is an error naming it, its version and the URL tried.
 //! - **The lock belongs to its spec's selection**: the SHA-256 of the merged spec's `[source]`
-//!   (but its `arch`), `[packages]`, `kernel.package` and `boot.bootloader_packages`. An edit
+//!   (but its `arch`), `[packages]`, `kernel.package`, `boot.bootloader_packages` and
+//!   `boot.initrd_packages`. An edit
 //!   there makes the build fail, saying to run `cargo xtask lock --update`; an edit anywhere
 //!   else (overlays, users, units, the command line) keeps the lock.
 //! - **No lock**: the build resolves from today's index, as before, with a warning.
@@ -72,6 +73,8 @@ pub enum Role {
     Kernel,
     /// A `boot.bootloader_packages` package the ISO takes its loader from.
     Bootloader,
+    /// A `boot.initrd_packages` package the small initramfs takes its shell from.
+    Initrd,
 }
 
 /// One locked package for one image architecture.
@@ -114,7 +117,8 @@ impl Locked {
             "install" => Role::Install,
             "kernel" => Role::Kernel,
             "bootloader" => Role::Bootloader,
-            other => return Err(("role".into(), format!("{other:?} is not install, kernel or bootloader"))),
+            "initrd" => Role::Initrd,
+            other => return Err(("role".into(), format!("{other:?} is not install, kernel, bootloader or initrd"))),
         };
         let size = match t.get("size") {
             Some(toml::Value::Integer(n)) if *n >= 0 => *n as u64,
@@ -181,7 +185,8 @@ pub fn lock_path(spec_path: &Path) -> PathBuf {
 }
 
 /// SHA-256 of what chooses a spec's packages: the merged spec's `[source]` without `arch`,
-/// `[packages]`, `kernel.package` and `boot.bootloader_packages` (canonical TOML).
+/// `[packages]`, `kernel.package`, `boot.bootloader_packages` and `boot.initrd_packages`
+/// (canonical TOML).
 pub fn selection(spec: &Spec) -> String {
     let merged: toml::Table = toml::from_str(&spec.text).unwrap_or_default();
     let mut sel = toml::Table::new();
@@ -193,7 +198,7 @@ pub fn selection(spec: &Spec) -> String {
     if let Some(p) = merged.get("packages") {
         sel.insert("packages".into(), p.clone());
     }
-    for (section, key) in [("kernel", "package"), ("boot", "bootloader_packages")] {
+    for (section, key) in [("kernel", "package"), ("boot", "bootloader_packages"), ("boot", "initrd_packages")] {
         if let Some(v) = merged.get(section).and_then(|s| s.get(key)) {
             sel.insert(format!("{section}.{key}"), v.clone());
         }
