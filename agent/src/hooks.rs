@@ -39,7 +39,12 @@ mod active {
         }
         tracing::warn!("{}={at}: stopping before {} is put in place", super::PAUSE_AT_WRITE, target.display());
         if let Some(marker) = std::env::var_os(super::PAUSED) {
-            let _ = std::fs::write(marker, target.to_string_lossy().as_bytes());
+            // Written whole, then named: the test never reads it half written.
+            let marker = std::path::PathBuf::from(marker);
+            let partial = marker.with_extension("partial");
+            if std::fs::write(&partial, target.to_string_lossy().as_bytes()).is_ok() {
+                let _ = std::fs::rename(&partial, &marker);
+            }
         }
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));

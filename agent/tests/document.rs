@@ -150,7 +150,7 @@ fn the_stored_copy_keeps_what_the_api_changed_until_a_newer_delivery() {
 
     // The API switches the runtime (the server records each configuring operation this way).
     let docker = doc(&p, 0, Runtime::Docker);
-    apply::remember(&node, |d| d.runtime = docker.runtime.clone());
+    apply::remember(&node, |d| d.runtime = docker.runtime.clone()).unwrap();
 
     // A reboot inside the same qemu: fw_cfg still holds serial 5, already applied; the stored
     // copy wins and the node comes back with docker.
@@ -220,4 +220,24 @@ fn killed_in_the_middle_of_the_boot_apply_a_rerun_converges() {
     assert_eq!(temps(root.path()), Vec::<String>::new(), "no torn or temporary file");
     let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../overlay/usr/lib/systemd/system/minikube-agent-boot.service")).unwrap();
     assert!(unit.lines().any(|l| l == "Restart=on-failure"), "systemd reruns a killed boot step");
+}
+
+/// An API change the agent cannot record for the next boot is reported, not lost silently; the
+/// retry (changing nothing on the node) records it.
+#[test]
+fn an_api_change_that_cannot_be_recorded_is_an_error() {
+    let a = common::start();
+    let stored = a.path(agent::document::STORED);
+    // A directory where the stored document goes: it cannot be replaced.
+    std::fs::create_dir_all(stored.join("in-the-way")).unwrap();
+    let mut c = a.client();
+    let err = c.hostname("recorded").unwrap_err();
+    let agent::client::ClientError::Status { status, error } = &err else { panic!("{err}") };
+    assert!(*status >= 500, "{err}");
+    assert!(error.error.contains("not recorded for the next boot") && error.error.contains("node.json"), "{err}");
+    std::fs::remove_dir_all(&stored).unwrap();
+    let changed = c.hostname("recorded").unwrap().changed;
+    assert!(!changed, "the node already had the hostname");
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&stored).unwrap()).unwrap();
+    assert_eq!(kept["document"]["hostname"]["name"], "recorded");
 }

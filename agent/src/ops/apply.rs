@@ -122,8 +122,9 @@ fn save_stored(node: &Node, stored: &Stored) -> Result<(), OpError> {
 }
 
 /// Record what an API operation applied in the stored document (so that the next boot keeps
-/// it). A failure is logged: the operation itself succeeded.
-pub fn remember(node: &Node, update: impl FnOnce(&mut NodeDocument)) {
+/// it). A failure to save it is the operation's failure: the node is changed, but a reboot would
+/// undo it, so the caller must hear of it (and a retry, changing nothing, saves it).
+pub fn remember(node: &Node, update: impl FnOnce(&mut NodeDocument)) -> Result<(), OpError> {
     let _w = node.lock_writes();
     let mut stored = match load_stored(node) {
         Ok(Some(s)) => s,
@@ -136,10 +137,9 @@ pub fn remember(node: &Node, update: impl FnOnce(&mut NodeDocument)) {
     let before = stored.clone();
     update(&mut stored.document);
     if stored != before {
-        if let Err(e) = save_stored(node, &stored) {
-            tracing::warn!("recording the node document: {e}");
-        }
+        save_stored(node, &stored).map_err(|e| OpError { message: format!("applied, but not recorded for the next boot: {}", e.message), ..e })?;
     }
+    Ok(())
 }
 
 /// A document delivered for this boot: where from, and what it said.

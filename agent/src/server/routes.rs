@@ -50,7 +50,7 @@ impl Serve for ep::Info {
 impl Serve for ep::Hostname {
     fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let c = ops::hostname::apply(node, &req)?;
-        remember(node, |d| d.hostname = Some(req));
+        remember(node, |d| d.hostname = Some(req))?;
         Ok(Served::Json(c))
     }
 }
@@ -58,7 +58,7 @@ impl Serve for ep::Hostname {
 impl Serve for ep::Network {
     fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let changed = ops::network::apply_in(node, &req, None)?;
-        remember(node, |d| d.network = Some(req));
+        remember(node, |d| d.network = Some(req))?;
         Ok(Served::Json(crate::api::Changed { changed }))
     }
 }
@@ -66,7 +66,7 @@ impl Serve for ep::Network {
 impl Serve for ep::Certs {
     fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let c = ops::certs::apply(node, &req)?;
-        remember(node, |d| d.certs = Some(req));
+        remember(node, |d| d.certs = Some(req))?;
         Ok(Served::Json(c))
     }
 }
@@ -74,7 +74,7 @@ impl Serve for ep::Certs {
 impl Serve for ep::Runtime {
     fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let c = ops::runtime::apply(node, &req)?;
-        remember(node, |d| d.runtime = Some(req));
+        remember(node, |d| d.runtime = Some(req))?;
         Ok(Served::Json(c))
     }
 }
@@ -82,7 +82,7 @@ impl Serve for ep::Runtime {
 impl Serve for ep::Kubelet {
     fn run(node: &Node, req: Self::Request, _: Incoming) -> Handled<Self> {
         let c = ops::kubelet::apply(node, &req)?;
-        remember(node, |d| d.kubelet = Some(req));
+        remember(node, |d| d.kubelet = Some(req))?;
         Ok(Served::Json(c))
     }
 }
