@@ -263,7 +263,9 @@ pub fn build(o: &Options, progress: &mut dyn crate::Progress) -> Result<Built, M
     }
     let up = upstream(o, &dir)?;
     std::fs::create_dir_all(&o.out_dir).map_err(io(&o.out_dir))?;
-    let staging = o.out_dir.join(format!("{}minikube-build", pki::atomic::TEMP_PREFIX));
+    // Absolute: `go build -o` runs in the module's directory.
+    let out_abs = std::fs::canonicalize(&o.out_dir).map_err(io(&o.out_dir))?;
+    let staging = out_abs.join(format!("{}minikube-build", pki::atomic::TEMP_PREFIX));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(io(&staging))?;
     let result = build_in(o, &dir, &up, &staging, &go_version, k, progress);

@@ -37,8 +37,9 @@ struct Minikube {
 impl Minikube {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.args(args)
-            .arg(format!("--profile={PROFILE}"))
+        // The profile first: anything after `--` goes to kubectl or ssh.
+        c.arg(format!("--profile={PROFILE}"))
+            .args(args)
             .env("MINIKUBE_HOME", &self.home)
             .env("CONTAINERS_CONF", &self.containers_conf)
             .env("PATH", &self.path)
@@ -139,10 +140,14 @@ fn leftovers() -> Vec<String> {
     left
 }
 
-/// Deletes the profile and anything podman still holds of it, even when the test fails.
-struct Cleanup<'a>(&'a Minikube);
+/// Deletes the profile and anything podman still holds of it, even when the test fails; removes
+/// the empty /lib/modules the test made (if it made one).
+struct Cleanup<'a>(&'a Minikube, bool);
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
+        if self.1 {
+            let _ = std::fs::remove_dir("/lib/modules");
+        }
         let _ = self.0.run(&["delete"], Duration::from_secs(120));
         let _ = podman(&["rm", "-f", "-v", PROFILE]);
         let _ = podman(&["network", "rm", "-f", PROFILE]);
@@ -181,7 +186,14 @@ fn minikube_starts_stops_and_deletes_a_podman_node_of_our_kicbase() {
     let containers_conf = dir.path().join("containers.conf");
     std::fs::write(&containers_conf, containers_conf_text()).unwrap();
     let mk = Minikube { bin, home, path: format!("{}:{}", shims.display(), std::env::var("PATH").unwrap_or_default()), logs, containers_conf };
-    let _cleanup = Cleanup(&mk);
+    // minikube always mounts the host's /lib/modules read-only; a host that is itself a container
+    // or a VM without modules (CI's) has none, and podman refuses the missing source. An empty
+    // directory stands in for the run.
+    let made_modules = !Path::new("/lib/modules").exists();
+    if made_modules {
+        std::fs::create_dir("/lib/modules").expect("mkdir /lib/modules");
+    }
+    let _cleanup = Cleanup(&mk, made_modules);
     assert!(leftovers().is_empty(), "podman already holds a {PROFILE} profile: {:?}", leftovers());
 
     let version = mk.ok(&["version", "--short"], Duration::from_secs(30));
