@@ -249,7 +249,7 @@ pub struct Base {
 
 /// The package part, as described on [`Base`].
 pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: &Http) -> Result<Base, AssembleError> {
-    tracing::info!(packages = set.len(), bytes = set.iter().map(|p| p.size).sum::<u64>(), "resolved");
+    tracing::info!(packages = set.len(), bytes = set.iter().map(|p| p.size).sum::<u64>(), "package set");
     let items: Vec<_> = set.iter().map(|p| index.item(p)).collect();
     let paths = opts.cache.fetch_all(http, &items, opts.jobs)?;
 

@@ -113,6 +113,19 @@ fn small_iso_is_reproducible_and_well_formed() {
     for f in ["/boot/bzImage", "/boot/initrd", "/isolinux/isolinux.bin", "/isolinux/isolinux.cfg", "/isolinux/ldlinux.c32"] {
         assert!(listing.contains(&format!("'{f}'")), "{f} missing from ISO:\n{listing}");
     }
+    // The SBOM, beside the ISO and inside it, the same bytes; the kernel and bootloader
+    // packages are in it with their role.
+    assert_eq!(ra.sbom, dir.path().join("a.sbom.json"));
+    let beside = std::fs::read(&ra.sbom).unwrap();
+    let inside = dir.path().join("inside.sbom.json");
+    extract(&a, "/sbom.json", &inside);
+    assert_eq!(std::fs::read(&inside).unwrap(), beside);
+    let sbom: serde_json::Value = serde_json::from_slice(&beside).unwrap();
+    let comps = sbom["components"].as_array().unwrap();
+    assert_eq!(comps.len(), ra.packages.len() + comps.iter().filter(|c| c["properties"].as_array().unwrap().iter().any(|p| p["name"] == "minikube:role")).count());
+    let role = |name: &str| comps.iter().find(|c| c["name"] == name).and_then(|c| c["properties"].as_array().unwrap().iter().find(|p| p["name"] == "minikube:role").map(|p| p["value"].clone()));
+    assert_eq!(role("isolinux"), Some("bootloader".into()));
+    assert!(comps.iter().any(|c| c["name"].as_str().unwrap().starts_with("linux-image-6") && c["purl"].as_str().unwrap().starts_with("pkg:deb/debian/linux-image-6")), "{sbom:#}");
     let el = std::process::Command::new("xorriso").args(["-indev"]).arg(&a).args(["-report_el_torito", "plain"]).output().unwrap();
     let report = String::from_utf8_lossy(&el.stdout);
     assert!(report.contains("El Torito boot img :   1  BIOS"), "{report}");
