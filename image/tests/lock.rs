@@ -95,6 +95,7 @@ fn a_version_the_mirror_no_longer_serves_is_an_error_and_nothing_is_written() {
         arch: "amd64".into(),
         target: Arch::X86_64,
         role: Role::Install,
+        priority: "required".into(),
         suite: "bookworm".into(),
         filename: "pool/main/b/base-files/base-files_12.4+deb12u0_amd64.deb".into(),
         size: 70_000,

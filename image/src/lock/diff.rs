@@ -105,6 +105,7 @@ mod tests {
             arch: "amd64".into(),
             target: Arch::X86_64,
             role: Role::Install,
+            priority: "optional".into(),
             suite: suite.into(),
             filename: format!("pool/{name}_{version}.deb"),
             size: 1,

@@ -30,6 +30,7 @@ fn entry(p: &Package, target: Arch, role: Role) -> Locked {
         arch: p.arch.clone(),
         target,
         role,
+        priority: p.priority.clone(),
         suite: p.suite.clone(),
         filename: p.filename.clone(),
         size: p.size,

@@ -87,6 +87,9 @@ pub struct Locked {
     /// The image architecture this entry is for.
     pub target: Arch,
     pub role: Role,
+    /// The index's `Priority` (the archive's override, which a .deb's control file may not
+    /// repeat): what `packages.required` and kicbase's `brought_by` resolve with.
+    pub priority: String,
     /// The suite (or extra repository label) whose index listed it when it was locked.
     pub suite: String,
     /// Path in the pool, relative to the mirror (the index's `Filename`).
@@ -97,7 +100,7 @@ pub struct Locked {
 }
 
 /// The fields of a `[[package]]` table, in the order they are written.
-const FIELDS: [&str; 9] = ["name", "version", "arch", "target", "role", "suite", "filename", "size", "sha256"];
+const FIELDS: [&str; 10] = ["name", "version", "arch", "target", "role", "priority", "suite", "filename", "size", "sha256"];
 
 impl Locked {
     /// One `[[package]]` table, typed; an error is (field, message).
@@ -131,6 +134,7 @@ impl Locked {
             arch: s("arch")?,
             target: target.parse().map_err(|e| ("target".to_string(), format!("{target:?}: {e}")))?,
             role,
+            priority: s("priority")?,
             suite: s("suite")?,
             filename: s("filename")?,
             size,
@@ -289,7 +293,7 @@ impl Lock {
     pub fn digest(&self, arch: Arch) -> String {
         let mut s = String::new();
         for p in self.for_target(arch) {
-            s.push_str(&format!("{} {} {} {:?} {} {} {} {}\n", p.name, p.version, p.arch, p.role, p.suite, p.filename, p.size, p.sha256));
+            s.push_str(&format!("{} {} {} {:?} {} {} {} {} {}\n", p.name, p.version, p.arch, p.role, p.priority, p.suite, p.filename, p.size, p.sha256));
         }
         pki::digest::sha256_hex(s.as_bytes())
     }
@@ -332,6 +336,7 @@ mod tests {
             arch: "amd64".into(),
             target: Arch::X86_64,
             role: Role::Install,
+            priority: "optional".into(),
             suite: "bookworm".into(),
             filename: format!("pool/main/x/{name}/{name}_{version}_amd64.deb"),
             size: 10,

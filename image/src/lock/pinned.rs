@@ -76,7 +76,9 @@ pub fn pinned_index(spec: &Spec, path: &Path, lock: &Lock, opts: &Options, http:
         let stanza = format!("{}\nFilename: {}\nSize: {}\nSHA256: {}\n", control.trim_end(), e.filename, e.size, e.sha256);
         let mirror = bases[e.suite.as_str()].clone().unwrap_or_default();
         let idx = Index::parse(&stanza, &mirror, &e.suite, arch.debian()).map_err(|m| perr(format!("its control file: {m}")))?;
-        let p: Package = idx.packages.into_iter().next().ok_or_else(|| perr("its control file is empty".into()))?;
+        let mut p: Package = idx.packages.into_iter().next().ok_or_else(|| perr("its control file is empty".into()))?;
+        // The archive's priority, as the index had it when locked (resolving `required` uses it).
+        p.priority = e.priority.clone();
         if p.name != e.name || p.version.to_string() != e.version || p.arch != e.arch {
             return Err(perr(format!("the .deb is {} {} {}, not what the lock names", p.name, p.version, p.arch)));
         }
