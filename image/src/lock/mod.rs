@@ -4,7 +4,8 @@
 //! A lock is TOML: a header (format, the spec's file name, the SHA-256 of the spec's *package
 //! selection*, the architectures it covers) and one `[[package]]` table per package and
 //! architecture: name, version, architecture, the image architecture it is for (`target`), its
-//! `role` (installed, the kernel, a bootloader or initramfs package the ISO takes files from), the suite
+//! `role` (installed, the kernel, a bootloader or initramfs package the ISO takes files from), the
+//! index's priority (the archive's, which resolving `packages.required` uses), the suite
 //! it came from, its path in the pool, size and SHA-256. It is sorted by target and name, so a
 //! change is a readable diff.
 //!
