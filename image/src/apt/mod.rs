@@ -4,14 +4,17 @@
 //! - `release`: the signed Release file (checked with `gpgv` when the archive keyring is present)
 //!   and [`load_index`], which checks each Packages index against the Release hashes;
 //! - `index`: the Packages index parsed into [`Index`];
-//! - `relations`: dependency relation parsing ([`parse_relations`], [`Dep`], [`Op`]).
+//! - `relations`: dependency relation parsing ([`parse_relations`], [`Dep`], [`Op`]);
+//! - `signed`: gpgv, Release hashes, checked index downloads and armored keys, for the archive
+//!   and extra repositories alike.
 
 mod index;
 mod relations;
 mod release;
+pub mod signed;
 mod sources;
 
-pub use crate::repo::parse_release_hashes;
+pub use signed::parse_release_hashes;
 pub use index::{Index, Package, Pinned};
 pub use relations::{parse_relations, Dep, Op};
 pub use release::{load_index, Signature};

@@ -25,7 +25,7 @@ fn verify_inrelease(data: &[u8], keyring: Option<&Path>, url: &str) -> Result<(S
     let Some(keyring) = keyring else {
         return Ok((cleartext(), Signature::NotChecked { reason: "no Debian archive keyring on this machine".into() }));
     };
-    match crate::repo::gpgv(data, keyring) {
+    match super::signed::gpgv(data, keyring) {
         Ok(Some(text)) => Ok((text, Signature::Verified { keyring: keyring.to_path_buf() })),
         Ok(None) => Ok((cleartext(), Signature::NotChecked { reason: "gpgv is not installed".into() })),
         Err(message) => Err(AptError::Signature { url: url.into(), message }),
@@ -53,8 +53,8 @@ pub fn load_index(cfg: &ArchiveConfig, http: &Http, cache: &Cache) -> Result<Ind
     let base = format!("{}/dists/{}", cfg.mirror, cfg.suite);
     let mut all = String::new();
     for comp in &cfg.components {
-        let names: Vec<String> = crate::repo::PACKAGES_FILES.iter().map(|f| format!("{comp}/binary-{}/{f}", cfg.arch)).collect();
-        let Some(text) = crate::repo::fetch_listed(http, cache, &base, &hashes, &names)? else {
+        let names: Vec<String> = super::signed::PACKAGES_FILES.iter().map(|f| format!("{comp}/binary-{}/{f}", cfg.arch)).collect();
+        let Some(text) = super::signed::fetch_listed(http, cache, &base, &hashes, &names)? else {
             return Err(AptError::Release {
                 url: rel_url.clone(),
                 message: format!("lists no Packages index for {comp}/binary-{}", cfg.arch),

@@ -443,7 +443,7 @@ impl Spec {
         }
         for (i, r) in self.source.repos.iter().enumerate() {
             let key = self.resolve_path(&r.key);
-            crate::repo::read_key(&key)
+            crate::apt::signed::read_key(&key)
                 .map_err(|m| err(format!("source.repos[{i}].key: {}: {m}", key.display())))?;
         }
         for (link, target) in &self.alternatives {
