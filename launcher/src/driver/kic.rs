@@ -203,7 +203,7 @@ impl NodeDriver for KicNode {
                 // A container whose init exits at once loses its ports: say that, with its logs.
                 std::thread::sleep(Duration::from_secs(1));
                 node.check_running()?;
-                return Err(e.into());
+                return Err(e);
             }
         };
         if state.node_ip != provisional {

@@ -149,7 +149,7 @@ pub fn check(info: &EngineInfo, bounding_set: u64, rootless: bool) -> Result<Gra
 /// Refuse an image that offers no variant of the engine's architecture (`offered`: the image's
 /// architectures; empty when it is a reference the engine resolves itself).
 pub fn check_arch(info: &EngineInfo, image: &str, offered: &[String]) -> Result<(), PreflightError> {
-    if offered.is_empty() || offered.iter().any(|a| *a == info.arch) {
+    if offered.is_empty() || offered.contains(&info.arch) {
         return Ok(());
     }
     Err(PreflightError::Arch { program: info.program.clone(), engine: info.arch.clone(), image: image.to_string(), offered: offered.join(", ") })
