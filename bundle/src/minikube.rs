@@ -10,6 +10,9 @@
 //! `--preload=false` downloads nothing: the binary cache and the image cache, under the names and
 //! tags minikube asks for. [`kicbase_with_crictl`] adds the bundle's crictl to a kicbase image
 //! (minikube runs `crictl` on the node; Debian bookworm has no package of it).
+//!
+//! [`run`] is the offline setup around them that the compatibility test and the race share;
+//! [`race`] is `cargo xtask bench minikube`'s race against `minikube-node`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::gobuild;
 use crate::BundleError;
+
+pub mod race;
+pub mod run;
 
 /// The minikube release whose module is committed in `bundle/go/minikube`.
 pub const DEFAULT_VERSION: &str = "v1.38.1";

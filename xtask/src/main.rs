@@ -9,6 +9,7 @@ mod bench_iso;
 mod bench_kubernetes;
 mod bench_kic;
 mod bench_launcher;
+mod bench_minikube;
 mod buildroot;
 mod kicbase;
 mod kubernetes;
@@ -202,6 +203,13 @@ enum BenchCmd {
         #[arg(long)]
         cold: bool,
     },
+    /// The real minikube (out/tools/minikube) against minikube-node, kic on podman, same
+    /// kicbase and bundle: start -> Ready and restart -> Ready, medians, ratios, memory.
+    Minikube {
+        /// Rounds of each (alternating which goes first).
+        #[arg(long, default_value_t = 2)]
+        runs: usize,
+    },
     /// Initramfs compressors on a directory tree (default: a synthetic tree).
     Compress { dir: Option<PathBuf> },
     /// The launcher: boots of out/minikube.iso, median time per provisioning step, then the
@@ -249,6 +257,7 @@ fn main() -> Result<()> {
             BenchCmd::Agent { iterations, hostile: None, .. } => bench_agent::run(iterations),
             BenchCmd::Agent { hostile: Some(n), secs, .. } => bench_hostile::run(n, secs),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
+            BenchCmd::Minikube { runs } => bench_minikube::run(runs),
             BenchCmd::Kubernetes { runs, nodes, qemu, build, cold } => bench_kubernetes::run(bench_kubernetes::Args { runs, nodes, qemu, build, cold }),
             BenchCmd::Launcher { boots, rounds, kubelet_mb, kic_runs, disk_runs } => {
                 if boots > 0 {
