@@ -7,6 +7,7 @@
 use std::fmt;
 
 pub mod bundle;
+pub mod stats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Arch {

@@ -23,6 +23,7 @@ use agent::paths::GuestRoot;
 use agent::server::{Agent, Server};
 use anyhow::{ensure, Context, Result};
 use pki::{Ca, Identity, Validity};
+use platform::stats::median;
 
 /// Size of the stand-in kubelet binary uploaded in each provisioning run.
 const BINARY_BYTES: usize = 16 * 1024 * 1024;
@@ -93,10 +94,6 @@ fn plain_info(conn: &mut BufReader<TcpStream>) -> Result<InfoResponse> {
     Ok(agent::server::decode_json(&body)?)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6

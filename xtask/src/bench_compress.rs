@@ -8,11 +8,12 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use image::compress::{self, Compression};
 use image::rootfs::{Entry, Kind, Tree};
+use platform::stats::median;
 
 /// Cap for the default (host) tree.
 const DEFAULT_CAP: u64 = 600 << 20;
@@ -52,7 +53,7 @@ pub fn run(tree_dir: Option<&Path>) -> anyhow::Result<()> {
             times.push(start.elapsed());
             size = out.len();
         }
-        let median = median(&mut times).as_secs_f64();
+        let median = median(times.clone()).as_secs_f64();
         println!(
             "{:<8} {:>5} {:>10.2} {:>12.1} {:>7.3} {:>10.1}",
             format.name(),
@@ -66,10 +67,6 @@ pub fn run(tree_dir: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
 
 /// Add the host directory `dir` to `tree` under `at`, up to `cap` bytes of file content.
 fn load(tree: &mut Tree, dir: &Path, at: &str, cap: u64) -> anyhow::Result<()> {

@@ -18,11 +18,8 @@ use image::squashfs::Compressor;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
+use platform::stats::median;
 
-fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())

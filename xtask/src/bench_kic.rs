@@ -15,7 +15,7 @@ use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter, StepEvent};
 use launcher::resources::state::Home;
 
-use crate::bench_launcher::median;
+use platform::stats::median;
 
 /// One fresh start → provisioned of `driver`, then its deletion: the steps and the total.
 fn once(home: &Home, driver: Driver, archive: &str) -> Result<(Vec<StepEvent>, f64)> {

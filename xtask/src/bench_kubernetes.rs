@@ -21,7 +21,7 @@ use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter, StepEvent};
 use launcher::resources::state::Home;
 
-use crate::bench_launcher::median;
+use platform::stats::median;
 
 pub struct Args {
     pub runs: usize,

@@ -24,19 +24,8 @@ use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter, StepEvent};
 use launcher::resources::ssh::{baseline, Ssh};
 use launcher::resources::state::{Home, MachineDir};
+use platform::stats::median;
 
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 fn secs(events: &[StepEvent], step: &str) -> f64 {
     events.iter().filter(|e| e.step == step).map(|e| e.seconds).sum()
@@ -71,14 +60,14 @@ pub fn run(boots: usize, rounds: usize, kubelet_mb: usize) -> Result<()> {
         start::start(&home, &opts, &mut rep)?;
         let converged: f64 = rep.events.iter().map(|e| e.seconds).sum();
         let steps_after_boot = ["hostname", "certs", "runtime", "kubelet"];
-        let after_boot = median(runs.iter().map(|r| steps_after_boot.iter().map(|s| secs(r, s)).sum()).collect());
+        let after_boot = median(runs.iter().map(|r| steps_after_boot.iter().map(|s| secs(r, s)).sum::<f64>()).collect());
         println!();
         println!("{:<12} {:>10}   (median of {} boots; the first formats the data disk)", "step", "seconds", runs.len());
         for step in ["machine", "boot", "agent", "hostname", "certs", "runtime", "kubelet", "kubeconfig"] {
             println!("{step:<12} {:>10.2}", median(runs.iter().map(|r| secs(r, step)).collect()));
         }
         let ready = median(runs.iter().map(|r| secs(r, "boot") + secs(r, "agent")).collect());
-        let total = median(runs.iter().map(|r| r.iter().map(|e| e.seconds).sum()).collect());
+        let total = median(runs.iter().map(|r| r.iter().map(|e| e.seconds).sum::<f64>()).collect());
         println!("qemu start -> agent ready: {ready:.1} s (median)");
         println!("start -> provisioned:      {total:.1} s (median)");
         println!("start on a running node:   {converged:.2} s");
@@ -265,7 +254,7 @@ fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &
         let sm = median(ssh_runs.iter().map(|r| r[i]).collect());
         println!("{step:<10} {am:>10.2} {sm:>10.2} {:>10.2}", sm / am);
     }
-    let at = median(agent_runs.iter().map(|r| r.iter().sum()).collect());
+    let at = median(agent_runs.iter().map(|r| r.iter().sum::<f64>()).collect());
     let st = median(ssh_runs.iter().map(|r| r.iter().sum()).collect());
     println!("{:<10} {at:>10.2} {st:>10.2} {:>10.2}", "total", st / at);
     println!("SSH sessions per provisioning: {sessions}; agent requests: 7");
@@ -282,12 +271,3 @@ fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &
     Ok(st)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn median_odd_even() {
-        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(super::median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(super::median(vec![]), 0.0);
-    }
-}

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::run::{guest_memory, Minikube, RunError, Sampler};
+use platform::stats::median;
 
 /// What a contender's step failed with.
 pub type StepError = Box<dyn std::error::Error + Send + Sync>;
@@ -57,19 +58,6 @@ pub struct Results {
     pub rounds: [Vec<Round>; 2],
 }
 
-/// The median of `v` (0 for none).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -284,10 +272,4 @@ mod tests {
         assert!(a.0);
     }
 
-    #[test]
-    fn medians() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(vec![]), 0.0);
-    }
 }
