@@ -44,6 +44,11 @@ if ! "$rustup" target add aarch64-unknown-linux-gnu; then
   echo "rustup target add aarch64-unknown-linux-gnu failed" >&2
   exit 1
 fi
+# CI checks formatting and lints before the tests.
+if ! "$rustup" component add rustfmt clippy; then
+  echo "rustup component add rustfmt clippy failed" >&2
+  exit 1
+fi
 # Kubernetes, etcd, CoreDNS and crictl are built from their Go modules (`cargo xtask kubernetes`):
 # the machine's Go toolchain (1.24 or newer), which reaches the Go module proxy.
 if ! command -v go >/dev/null; then

@@ -185,8 +185,7 @@ impl Client {
     fn finish<T: DeserializeOwned>(&mut self, head: http::ResponseHead) -> Result<T, ClientError> {
         let body = self.read_body(&head)?;
         if head.status != 200 {
-            let error = serde_json::from_slice(&body)
-                .unwrap_or_else(|_| ErrorResponse { error: String::from_utf8_lossy(&body).into_owned(), field: None });
+            let error = serde_json::from_slice(&body).unwrap_or_else(|_| ErrorResponse { error: String::from_utf8_lossy(&body).into_owned(), field: None });
             return Err(ClientError::Status { status: head.status, error });
         }
         Ok(serde_json::from_slice(&body)?)

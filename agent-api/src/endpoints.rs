@@ -33,8 +33,8 @@ use serde::Serialize;
 
 #[cfg(doc)]
 use crate::api::{
-    BinaryUpload, CertsRequest, Changed, Download, ExecRequest, ExecResponse, FileStat, FileUpload, HostnameRequest, ImageUpload, InfoResponse, KubeletRequest, KubeletResponse,
-    LogsRequest, LogsResponse, NetworkRequest, PathRequest, RuntimeRequest, RuntimeResponse,
+    BinaryUpload, CertsRequest, Changed, Download, ExecRequest, ExecResponse, FileStat, FileUpload, HostnameRequest, ImageUpload, InfoResponse, KubeletRequest,
+    KubeletResponse, LogsRequest, LogsResponse, NetworkRequest, PathRequest, RuntimeRequest, RuntimeResponse,
 };
 
 /// How an endpoint's request and answer travel.

@@ -259,21 +259,22 @@ pub fn reason(status: u16) -> &'static str {
 /// Write a response head announcing `content_length` body bytes.
 pub fn write_response_head(w: &mut impl Write, status: u16, content_type: &str, content_length: u64, keep_alive: bool) -> io::Result<()> {
     let conn = if keep_alive { "keep-alive" } else { "close" };
-    write!(
-        w,
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\nConnection: {conn}\r\n\r\n",
-        reason(status)
-    )
+    write!(w, "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\nConnection: {conn}\r\n\r\n", reason(status))
 }
 
 /// Write a request head (client side); `expect_continue` asks the server to confirm before the
 /// body is sent.
-pub fn write_request_head(w: &mut impl Write, method: &str, target: &str, host: &str, content_type: &str, content_length: u64, expect_continue: bool) -> io::Result<()> {
+pub fn write_request_head(
+    w: &mut impl Write,
+    method: &str,
+    target: &str,
+    host: &str,
+    content_type: &str,
+    content_length: u64,
+    expect_continue: bool,
+) -> io::Result<()> {
     let expect = if expect_continue { "Expect: 100-continue\r\n" } else { "" };
-    write!(
-        w,
-        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n{expect}\r\n"
-    )
+    write!(w, "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n{expect}\r\n")
 }
 
 #[cfg(test)]

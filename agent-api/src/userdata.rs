@@ -63,10 +63,7 @@ pub fn archive_len(bytes: &[u8]) -> Result<usize, TarError> {
             return Ok((off + 2 * BLOCK).min(bytes.len()));
         }
         let size = octal(&header[124..136])? as usize;
-        off = off
-            .checked_add(BLOCK)
-            .and_then(|o| o.checked_add(size.div_ceil(BLOCK) * BLOCK))
-            .ok_or_else(|| TarError::Malformed("size overflow".into()))?;
+        off = off.checked_add(BLOCK).and_then(|o| o.checked_add(size.div_ceil(BLOCK) * BLOCK)).ok_or_else(|| TarError::Malformed("size overflow".into()))?;
     }
 }
 
@@ -76,7 +73,9 @@ pub fn archive_len_in(r: &mut (impl Read + Seek)) -> Result<usize, TarError> {
     let mut off: u64 = 0;
     let mut header = [0u8; BLOCK];
     loop {
-        r.seek(SeekFrom::Start(off)).and_then(|_| r.read_exact(&mut header)).map_err(|e| TarError::Malformed(format!("reading the header at offset {off}: {e}")))?;
+        r.seek(SeekFrom::Start(off))
+            .and_then(|_| r.read_exact(&mut header))
+            .map_err(|e| TarError::Malformed(format!("reading the header at offset {off}: {e}")))?;
         if header.iter().all(|b| *b == 0) {
             return usize::try_from(off + 2 * BLOCK as u64).map_err(|_| TarError::Malformed("size overflow".into()));
         }
@@ -173,14 +172,7 @@ mod tests {
         std::fs::write(d.path().join("src").join(MAGIC), MAGIC).unwrap();
         std::fs::write(d.path().join("src/.ssh/authorized_keys"), "key\n").unwrap();
         let out = d.path().join("u.tar");
-        let st = std::process::Command::new("tar")
-            .arg("-C")
-            .arg(d.path().join("src"))
-            .arg("-cf")
-            .arg(&out)
-            .args([MAGIC, ".ssh"])
-            .status()
-            .unwrap();
+        let st = std::process::Command::new("tar").arg("-C").arg(d.path().join("src")).arg("-cf").arg(&out).args([MAGIC, ".ssh"]).status().unwrap();
         assert!(st.success());
         let bytes = std::fs::read(&out).unwrap();
         let parsed = parse(&bytes).unwrap();

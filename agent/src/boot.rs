@@ -357,11 +357,7 @@ pub fn userdata_document(root: &GuestRoot) -> Option<crate::ops::apply::Delivere
 
 /// Load each module; returns those that failed (built in or missing), for the log.
 pub fn load_modules(host: &dyn Host, modules: &[&str]) -> Vec<String> {
-    modules
-        .iter()
-        .filter(|m| run_ok(host, &["modprobe", m], None, Duration::from_secs(30)).is_err())
-        .map(|m| m.to_string())
-        .collect()
+    modules.iter().filter(|m| run_ok(host, &["modprobe", m], None, Duration::from_secs(30)).is_err()).map(|m| m.to_string()).collect()
 }
 
 /// The SSH host keys made at first boot: (type, file in /etc/ssh).

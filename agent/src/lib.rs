@@ -29,14 +29,14 @@ pub use agent_api::{AUDIT_LOG, DEFAULT_PORT, DOCUMENT_MARKER, NOT_SERVING_MARKER
 
 /// [`agent_api::api`] under its old path and names.
 pub mod api {
-    pub use agent_api::api::*;
     /// The old name of [`FileUpload`].
     pub use agent_api::api::FileUpload as Upload;
+    pub use agent_api::api::*;
 }
 
 /// [`agent_api::document`] under its old path and names.
 pub mod document {
-    pub use agent_api::document::*;
     /// The old name of [`BootOutcome`].
     pub use agent_api::document::BootOutcome as Outcome;
+    pub use agent_api::document::*;
 }

@@ -74,10 +74,7 @@ fn collect(rx: &mpsc::Receiver<(Vec<u8>, bool)>, deadline: Instant) -> (Vec<u8>,
 
 /// Run `spec` to completion (or until its timeout, then SIGKILL).
 pub fn run(spec: &Spec) -> io::Result<ProcessOutput> {
-    let (program, args) = spec
-        .argv
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
+    let (program, args) = spec.argv.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()

@@ -52,9 +52,8 @@ fn read_source(file_path: impl Fn(&str) -> PathBuf, name: &str) -> Result<Option
     if !paths[0].exists() {
         return Ok(None);
     }
-    let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|e| TrustError::Invalid { source_name: name.to_string(), reason: format!("{}: {e}", p.display()) })
-    };
+    let read =
+        |p: &Path| std::fs::read_to_string(p).map_err(|e| TrustError::Invalid { source_name: name.to_string(), reason: format!("{}: {e}", p.display()) });
     let trust = Trust { ca_pem: read(&paths[0])?, identity: pki::Identity { cert_pem: read(&paths[1])?, key_pem: read(&paths[2])? } };
     let invalid = |reason: String| TrustError::Invalid { source_name: name.to_string(), reason };
     pki::certs_from_pem(trust.ca_pem.as_bytes(), CA_FILE).map_err(|e| invalid(e.to_string()))?;

@@ -116,11 +116,8 @@ fn killed_during_a_large_upload_leaves_the_old_file() {
     rx.recv_timeout(Duration::from_secs(120)).expect("upload under way");
     // A temporary file is being written beside the target at this point.
     let dir = target.parent().unwrap();
-    let temps: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".minikube-tmp."))
-        .collect();
+    let temps: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(".minikube-tmp.")).collect();
     assert_eq!(temps.len(), 1, "upload goes to a temporary file: {temps:?}");
     agent.child.kill().unwrap();
     agent.child.wait().unwrap();

@@ -20,12 +20,20 @@ const KUBELET: &[u8] = b"#!/bin/sh\necho kubelet-test-double\n";
 fn doc(p: &common::Pki, serial: u64, runtime: Runtime) -> NodeDocument {
     let sha = pki::digest::sha256_hex(KUBELET);
     NodeDocument {
-        hostname: Some(HostnameRequest { name: "node1".into(), hosts: vec![HostEntry { ip: "10.0.2.15".into(), names: vec!["control-plane.minikube.internal".into()] }] }),
+        hostname: Some(HostnameRequest {
+            name: "node1".into(),
+            hosts: vec![HostEntry { ip: "10.0.2.15".into(), names: vec!["control-plane.minikube.internal".into()] }],
+        }),
         certs: Some(CertsRequest {
             files: vec![CertFile { path: "/var/lib/minikube/certs/ca.crt".into(), pem: p.ca.cert_pem().into(), private: false }],
             trust: vec![TrustedCa { name: "minikubeCA.pem".into(), pem: p.ca.cert_pem().into() }],
         }),
-        files: vec![FileContent { path: "/home/docker/.ssh/authorized_keys".into(), content: "ssh-ed25519 AAAA k\n".into(), mode: 0o600, owner: Some("docker:docker".into()) }],
+        files: vec![FileContent {
+            path: "/home/docker/.ssh/authorized_keys".into(),
+            content: "ssh-ed25519 AAAA k\n".into(),
+            mode: 0o600,
+            owner: Some("docker:docker".into()),
+        }],
         runtime: Some(RuntimeRequest {
             runtime,
             pause_image: "registry.k8s.io/pause:3.10.1".into(),

@@ -144,5 +144,9 @@ fn failed_handshakes_are_answered_late_so_looping_them_is_slow_and_clients_still
     let quickest = *quickest.lock().unwrap();
     assert!(quickest >= delay, "a failing attempt was answered after {quickest:?}, before the {delay:?} delay");
     let counted = gate.stats.failed_handshakes.load(Ordering::Relaxed);
-    assert!(counted >= 32 && counted >= failures.load(Ordering::Relaxed), "{counted} failed handshakes counted for {} failures", failures.load(Ordering::Relaxed));
+    assert!(
+        counted >= 32 && counted >= failures.load(Ordering::Relaxed),
+        "{counted} failed handshakes counted for {} failures",
+        failures.load(Ordering::Relaxed)
+    );
 }

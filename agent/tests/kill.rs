@@ -107,7 +107,14 @@ fn killed_during_each_operation_leaves_old_or_new_and_a_retry_converges() {
         (
             "kubelet",
             Box::new(|c: &mut Client| {
-                let req = KubeletRequest { version: "v1.35.0".into(), node_name: "killed-node".into(), node_ip: "10.0.2.15".into(), runtime: Runtime::Containerd, extra_args: vec![], binary_sha256: None };
+                let req = KubeletRequest {
+                    version: "v1.35.0".into(),
+                    node_name: "killed-node".into(),
+                    node_ip: "10.0.2.15".into(),
+                    runtime: Runtime::Containerd,
+                    extra_args: vec![],
+                    binary_sha256: None,
+                };
                 c.kubelet(&req).map(drop)
             }),
         ),

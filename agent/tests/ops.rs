@@ -63,7 +63,11 @@ fn certs_converge_with_trust_links() {
     assert_eq!(std::fs::read_link(a.path("/etc/ssl/certs/minikubeCA.pem")).unwrap(), std::path::Path::new("/usr/share/ca-certificates/minikubeCA.pem"));
     assert_eq!(std::fs::read_to_string(a.path("/usr/share/ca-certificates/minikubeCA.pem")).unwrap(), ca.cert_pem());
     // The hash agrees with openssl's, so `openssl verify -CApath` finds the CA through the link.
-    let out = std::process::Command::new("openssl").args(["x509", "-noout", "-subject_hash", "-in"]).arg(a.path("/usr/share/ca-certificates/minikubeCA.pem")).output().unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-subject_hash", "-in"])
+        .arg(a.path("/usr/share/ca-certificates/minikubeCA.pem"))
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), hash);
 
     // Bad input names the field; nothing is written.
@@ -171,7 +175,9 @@ fn runtimes_converge_and_restart_only_on_change() {
                 assert_eq!(mode(&a.path("/etc/docker/server-key.pem")), 0o600);
                 let dropin = std::fs::read_to_string(a.path("/etc/systemd/system/docker.service.d/10-tls.conf")).unwrap();
                 assert!(dropin.contains("-H tcp://0.0.0.0:2376") && dropin.contains("--tlsverify"), "{dropin}");
-                assert!(std::fs::read_to_string(a.path("/etc/systemd/system/cri-docker.service.d/10-cni.conf")).unwrap().contains("--pod-infra-container-image=registry.k8s.io/pause:3.10"));
+                assert!(std::fs::read_to_string(a.path("/etc/systemd/system/cri-docker.service.d/10-cni.conf"))
+                    .unwrap()
+                    .contains("--pod-infra-container-image=registry.k8s.io/pause:3.10"));
                 assert!(cmds.contains(&"systemctl mask crio.service".to_string()));
             }
             Runtime::Containerd => {

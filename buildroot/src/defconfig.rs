@@ -35,11 +35,7 @@ pub fn parse(text: &str) -> Vec<ConfigOption> {
         }
         if let Some((sym, value)) = line.split_once('=') {
             if is_symbol(sym) {
-                out.push(ConfigOption {
-                    symbol: sym.to_string(),
-                    value: Some(value.to_string()),
-                    line: i + 1,
-                });
+                out.push(ConfigOption { symbol: sym.to_string(), value: Some(value.to_string()), line: i + 1 });
             }
         }
     }
@@ -58,9 +54,7 @@ pub fn is_symbol(s: &str) -> bool {
 
 /// Every `BR2_PACKAGE_*` token in a kconfig expression or line (`select X`, `depends on A && !B`).
 pub fn package_symbols_in(text: &str) -> Vec<&str> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|t| t.starts_with("BR2_PACKAGE_") && is_symbol(t))
-        .collect()
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|t| t.starts_with("BR2_PACKAGE_") && is_symbol(t)).collect()
 }
 
 /// An option of a defconfig that did not come through into a `.config` as written.
@@ -127,9 +121,6 @@ mod tests {
 
     #[test]
     fn finds_package_symbols_in_expressions() {
-        assert_eq!(
-            package_symbols_in("depends on BR2_PACKAGE_A && !BR2_PACKAGE_HOST_B # BR2_USE_MMU"),
-            vec!["BR2_PACKAGE_A", "BR2_PACKAGE_HOST_B"]
-        );
+        assert_eq!(package_symbols_in("depends on BR2_PACKAGE_A && !BR2_PACKAGE_HOST_B # BR2_USE_MMU"), vec!["BR2_PACKAGE_A", "BR2_PACKAGE_HOST_B"]);
     }
 }

@@ -218,11 +218,7 @@ pub fn ensure_checkout(explicit: Option<&Path>, layout: &Layout, git_url: &str) 
 
 /// `make -C <buildroot> O=<out> BR2_EXTERNAL=<tree> <goals>` with the caches in the environment.
 pub fn make_invocation(buildroot: &Path, layout: &Layout, arch: Arch, goals: &[&str]) -> Invocation {
-    let mut inv = Invocation::new("make")
-        .arg("-C")
-        .arg(buildroot)
-        .arg(kv("O", &layout.output(arch)))
-        .arg(kv("BR2_EXTERNAL", &layout.external()));
+    let mut inv = Invocation::new("make").arg("-C").arg(buildroot).arg(kv("O", &layout.output(arch))).arg(kv("BR2_EXTERNAL", &layout.external()));
     for g in goals {
         inv = inv.arg(*g);
     }
@@ -240,9 +236,32 @@ fn kv(key: &str, path: &Path) -> OsString {
 /// The builder image's Containerfile: Debian with buildroot's mandatory host packages.
 pub fn builder_containerfile() -> String {
     let packages = [
-        "bash", "bc", "binutils", "build-essential", "bzip2", "ca-certificates", "cpio", "diffutils",
-        "file", "findutils", "g++", "gcc", "git", "gzip", "libncurses-dev", "make", "patch", "perl",
-        "python3", "rsync", "sed", "tar", "unzip", "wget", "which", "xz-utils",
+        "bash",
+        "bc",
+        "binutils",
+        "build-essential",
+        "bzip2",
+        "ca-certificates",
+        "cpio",
+        "diffutils",
+        "file",
+        "findutils",
+        "g++",
+        "gcc",
+        "git",
+        "gzip",
+        "libncurses-dev",
+        "make",
+        "patch",
+        "perl",
+        "python3",
+        "rsync",
+        "sed",
+        "tar",
+        "unzip",
+        "wget",
+        "which",
+        "xz-utils",
     ];
     format!(
         "FROM docker.io/library/debian:bookworm\n\

@@ -8,7 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-
 fn write_unit(target: &Path, name: &str) {
     let p = target.join("usr/lib/systemd/system").join(name);
     fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -66,11 +65,7 @@ fn post_build_fails_loudly_without_the_init_script() {
     // A tree whose workspace has no iso/init.sh.
     let external = work.path().join("ws/buildroot-external");
     fs::create_dir_all(external.join("board/minikube-rs")).unwrap();
-    fs::copy(
-        repo().join("buildroot-external/board/minikube-rs/post-build.sh"),
-        external.join("board/minikube-rs/post-build.sh"),
-    )
-    .unwrap();
+    fs::copy(repo().join("buildroot-external/board/minikube-rs/post-build.sh"), external.join("board/minikube-rs/post-build.sh")).unwrap();
     let out = Command::new("bash")
         .arg(external.join("board/minikube-rs/post-build.sh"))
         .arg(work.path().join("target"))
@@ -82,4 +77,3 @@ fn post_build_fails_loudly_without_the_init_script() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("iso/init.sh is missing"), "{err}");
 }
-

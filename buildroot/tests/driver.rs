@@ -15,16 +15,10 @@ fn make_runs_out_of_tree_with_kept_caches() {
     let layout = Layout::new(Path::new("/w"));
     let inv = driver::make_invocation(Path::new("/br"), &layout, Arch::Aarch64, &["minikube_rs_aarch64_defconfig"]);
     assert_eq!(inv.program, "make");
-    assert_eq!(
-        args(&inv),
-        ["-C", "/br", "O=/w/out/buildroot/aarch64", "BR2_EXTERNAL=/w/buildroot-external", "minikube_rs_aarch64_defconfig"]
-    );
+    assert_eq!(args(&inv), ["-C", "/br", "O=/w/out/buildroot/aarch64", "BR2_EXTERNAL=/w/buildroot-external", "minikube_rs_aarch64_defconfig"]);
     assert_eq!(
         inv.env,
-        [
-            ("BR2_DL_DIR".to_string(), OsString::from("/w/out/buildroot/dl")),
-            ("BR2_CCACHE_DIR".to_string(), OsString::from("/w/out/buildroot/ccache")),
-        ]
+        [("BR2_DL_DIR".to_string(), OsString::from("/w/out/buildroot/dl")), ("BR2_CCACHE_DIR".to_string(), OsString::from("/w/out/buildroot/ccache")),]
     );
     assert_eq!(layout.built_iso(Arch::X86_64), PathBuf::from("/w/out/buildroot/x86_64/images/rootfs.iso9660"));
     assert_eq!(Arch::X86_64.defconfig(), "minikube_rs_x86_64_defconfig");
@@ -45,10 +39,29 @@ fn the_container_runs_the_same_make_as_the_workspace_owner() {
     assert_eq!(
         args(&podman),
         [
-            "run", "--rm", "--user", "1000:100", "--userns=keep-id", "-e", "HOME=/tmp",
-            "-e", "BR2_DL_DIR=/w/out/buildroot/dl", "-e", "BR2_CCACHE_DIR=/w/out/buildroot/ccache",
-            "-v", "/w:/w", "-v", "/br:/br", "-w", "/w", driver::BUILDER_IMAGE,
-            "make", "-C", "/br", "O=/w/out/buildroot/x86_64", "BR2_EXTERNAL=/w/buildroot-external",
+            "run",
+            "--rm",
+            "--user",
+            "1000:100",
+            "--userns=keep-id",
+            "-e",
+            "HOME=/tmp",
+            "-e",
+            "BR2_DL_DIR=/w/out/buildroot/dl",
+            "-e",
+            "BR2_CCACHE_DIR=/w/out/buildroot/ccache",
+            "-v",
+            "/w:/w",
+            "-v",
+            "/br:/br",
+            "-w",
+            "/w",
+            driver::BUILDER_IMAGE,
+            "make",
+            "-C",
+            "/br",
+            "O=/w/out/buildroot/x86_64",
+            "BR2_EXTERNAL=/w/buildroot-external",
         ]
     );
     let docker = driver::container_invocation(Engine::Docker, &make, &mounts, Path::new("/w"), 1000, 100);
@@ -143,8 +156,7 @@ fn the_iso_is_installed_atomically() {
     fs::write(&dst, b"old").unwrap();
     driver::install_atomically(&src, &dst).unwrap();
     assert_eq!(fs::read(&dst).unwrap(), data);
-    let names: Vec<String> =
-        fs::read_dir(dst.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = fs::read_dir(dst.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, ["minikube.iso"], "no temporary file left beside the ISO");
     let err = driver::install_atomically(&dir.path().join("missing.iso"), &dst).unwrap_err();
     assert!(err.to_string().contains("missing.iso"), "{err}");

@@ -7,7 +7,6 @@ use common::{copy_dir, repo};
 use std::fs;
 use std::path::PathBuf;
 
-
 #[test]
 fn the_real_tree_is_clean() {
     let summary = lint::lint(&repo().join("buildroot-external")).unwrap_or_else(|e| panic!("{e}"));
@@ -71,8 +70,6 @@ impl Copy {
         }
     }
 }
-
-
 
 const X86: &str = "configs/minikube_rs_x86_64_defconfig";
 
@@ -145,11 +142,17 @@ fn a_new_package_needs_hash_sourcing_and_known_dependencies() {
     let findings = c.findings();
     let messages: Vec<String> = findings.iter().map(ToString::to_string).collect();
     assert_eq!(findings.len(), 3, "{messages:#?}");
-    assert!(findings.iter().any(|f| matches!(f, Finding::UnknownSymbol { symbol, file, line: 3, .. }
-        if symbol == "BR2_PACKAGE_MADE_UP" && file.ends_with("package/foo/Config.in"))), "{messages:#?}");
+    assert!(
+        findings.iter().any(|f| matches!(f, Finding::UnknownSymbol { symbol, file, line: 3, .. }
+        if symbol == "BR2_PACKAGE_MADE_UP" && file.ends_with("package/foo/Config.in"))),
+        "{messages:#?}"
+    );
     assert!(findings.iter().any(|f| matches!(f, Finding::NotSourced { package, .. } if package == "foo")), "{messages:#?}");
-    assert!(findings.iter().any(|f| matches!(f, Finding::Hash { file, problem }
-        if file.ends_with("package/foo/foo.hash") && problem.contains("FOO_SITE_METHOD"))), "{messages:#?}");
+    assert!(
+        findings.iter().any(|f| matches!(f, Finding::Hash { file, problem }
+        if file.ends_with("package/foo/foo.hash") && problem.contains("FOO_SITE_METHOD"))),
+        "{messages:#?}"
+    );
 }
 
 #[test]
@@ -167,9 +170,12 @@ fn overlays_must_be_the_debian_flavors() {
     copy_dir(&c.repo.join("overlay"), &c.path("board/minikube-rs/overlay"));
     c.edit(X86, |t| t.replace("$(BR2_EXTERNAL_MINIKUBE_RS_PATH)/../overlay ", "$(BR2_EXTERNAL_MINIKUBE_RS_PATH)/board/minikube-rs/overlay "));
     let findings = c.findings();
-    assert!(matches!(&findings[..], [Finding::Overlay { file, found, expected, .. }]
+    assert!(
+        matches!(&findings[..], [Finding::Overlay { file, found, expected, .. }]
         if file == &c.path(X86) && found.len() == 2 && found[0].ends_with("board/minikube-rs/overlay")
-            && expected[0].ends_with("overlay") && expected[1].ends_with("iso/overlay")), "{findings:?}");
+            && expected[0].ends_with("overlay") && expected[1].ends_with("iso/overlay")),
+        "{findings:?}"
+    );
 }
 
 #[test]
@@ -179,8 +185,11 @@ fn the_external_name_must_match_what_the_files_use() {
     let findings = c.findings();
     assert!(!findings.is_empty());
     for f in &findings {
-        assert!(matches!(f, Finding::ExternalName { file, found, expected, .. }
-            if file.ends_with("minikube-agent.mk") && found == "MINIKUBE" && expected == "MINIKUBE_RS"), "{findings:?}");
+        assert!(
+            matches!(f, Finding::ExternalName { file, found, expected, .. }
+            if file.ends_with("minikube-agent.mk") && found == "MINIKUBE" && expected == "MINIKUBE_RS"),
+            "{findings:?}"
+        );
     }
 }
 
@@ -207,8 +216,11 @@ fn paths_from_the_tree_must_exist() {
     let findings = c.findings();
     assert_eq!(findings.len(), 2, "{findings:?}"); // both defconfigs use it
     for f in &findings {
-        assert!(matches!(f, Finding::MissingPath { symbol, path, .. }
-            if symbol == "BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES" && path.ends_with("linux.fragment")), "{findings:?}");
+        assert!(
+            matches!(f, Finding::MissingPath { symbol, path, .. }
+            if symbol == "BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES" && path.ends_with("linux.fragment")),
+            "{findings:?}"
+        );
     }
 }
 
@@ -217,8 +229,11 @@ fn the_isolinux_cmdline_follows_the_spec() {
     let c = Copy::new();
     c.edit("board/minikube-rs/isolinux.cfg", |t| t.replace("loglevel=4", "loglevel=7"));
     let findings = c.findings();
-    assert!(matches!(&findings[..], [Finding::Cmdline { found, expected, .. }]
-        if found.contains("loglevel=7") && expected.contains("loglevel=4")), "{findings:?}");
+    assert!(
+        matches!(&findings[..], [Finding::Cmdline { found, expected, .. }]
+        if found.contains("loglevel=7") && expected.contains("loglevel=4")),
+        "{findings:?}"
+    );
 }
 
 #[test]

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn buildroot_dir() -> PathBuf {
-    let dir = std::env::var_os("BUILDROOT_DIR").unwrap_or_else(|| {
-        panic!("BUILDROOT_DIR is not set: point it at a buildroot {} tree to run this test", buildroot::PINNED_RELEASE)
-    });
+    let dir = std::env::var_os("BUILDROOT_DIR")
+        .unwrap_or_else(|| panic!("BUILDROOT_DIR is not set: point it at a buildroot {} tree to run this test", buildroot::PINNED_RELEASE));
     let dir = PathBuf::from(dir);
     driver::check_release(&dir).unwrap_or_else(|e| panic!("BUILDROOT_DIR: {e}"));
     dir
@@ -31,12 +30,7 @@ fn make(buildroot: &Path, out: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run make");
-    assert!(
-        output.status.success(),
-        "make {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "make {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

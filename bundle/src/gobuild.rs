@@ -227,7 +227,12 @@ pub fn kubernetes_go_mod(version: &str, staging: &[String]) -> String {
 pub(crate) fn run(cmd: &mut Command, dir: &Path) -> Result<String, BundleError> {
     let shown = format!("{} {}", cmd.get_program().to_string_lossy(), cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
     tracing::debug!(command = %shown, dir = %dir.display(), "run");
-    let out = cmd.output().map_err(|e| BundleError::Command { command: shown.clone(), dir: dir.to_path_buf(), status: format!("cannot start: {e}"), stderr: String::new() })?;
+    let out = cmd.output().map_err(|e| BundleError::Command {
+        command: shown.clone(),
+        dir: dir.to_path_buf(),
+        status: format!("cannot start: {e}"),
+        stderr: String::new(),
+    })?;
     if !out.status.success() {
         // `go ... -json` reports its error on stdout.
         let stderr = if out.stderr.is_empty() { String::from_utf8_lossy(&out.stdout) } else { String::from_utf8_lossy(&out.stderr) };
@@ -250,7 +255,10 @@ mod tests {
     fn kubernetes_builds_in_two_groups_and_each_other_module_in_one() {
         let g = groups();
         let names: Vec<(&str, bool, usize)> = g.iter().map(|g| (g.module.name(), g.cgo, g.components.len())).collect();
-        assert_eq!(names, [("kubernetes", false, 6), ("kubernetes", true, 1), ("etcd", false, 1), ("coredns", false, 1), ("crictl", false, 1), ("pause", false, 1)]);
+        assert_eq!(
+            names,
+            [("kubernetes", false, 6), ("kubernetes", true, 1), ("etcd", false, 1), ("coredns", false, 1), ("crictl", false, 1), ("pause", false, 1)]
+        );
     }
 
     #[test]

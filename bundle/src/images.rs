@@ -30,7 +30,10 @@ fn base_tree(epoch: u64) -> Tree {
     let mut t = Tree::new();
     let at = |e: Entry| Entry { mtime: epoch, ..e };
     t.insert("/", at(Entry::dir(0o755)));
-    t.insert("/etc/passwd", at(Entry::file(format!("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:{NONROOT}:{NONROOT}:nonroot:/home/nonroot:/sbin/nologin\n"), 0o644)));
+    t.insert(
+        "/etc/passwd",
+        at(Entry::file(format!("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:{NONROOT}:{NONROOT}:nonroot:/home/nonroot:/sbin/nologin\n"), 0o644)),
+    );
     t.insert("/etc/group", at(Entry::file(format!("root:x:0:\nnonroot:x:{NONROOT}:\n"), 0o644)));
     t.insert("/tmp", at(Entry::dir(0o1777)));
     t.insert("/root", at(Entry::dir(0o700)));
@@ -67,13 +70,18 @@ pub fn build(o: &Options, go_version: &str, staging: &Path) -> Result<Vec<Bundle
         if c == Component::KubeProxy {
             layers.push(oci::write_layer(&store, &proxy_base, compression, "kube-proxy's Debian packages (iptables, nftables, conntrack)").map_err(err)?);
         }
-        layers.push(oci::write_layer(&store, &top, compression, &format!("{} built from {}", c.name(), crate::gobuild::module_version(o, c.module()))).map_err(err)?);
+        layers.push(
+            oci::write_layer(&store, &top, compression, &format!("{} built from {}", c.name(), crate::gobuild::module_version(o, c.module()))).map_err(err)?,
+        );
 
         let (name, tag) = reference.rsplit_once(':').expect("references have a tag");
         let module = crate::gobuild::module_version(o, c.module());
         let labels = BTreeMap::from([
             ("org.opencontainers.image.title".to_string(), c.name().to_string()),
-            ("org.opencontainers.image.description".to_string(), format!("{} built from source by minikube-node's bundle (cargo xtask kubernetes); not the upstream image's bytes", c.name())),
+            (
+                "org.opencontainers.image.description".to_string(),
+                format!("{} built from source by minikube-node's bundle (cargo xtask kubernetes); not the upstream image's bytes", c.name()),
+            ),
             ("io.minikube-node.bundle.module".to_string(), module.clone()),
             ("io.minikube-node.bundle.go".to_string(), go_version.to_string()),
         ]);
@@ -96,7 +104,13 @@ pub fn build(o: &Options, go_version: &str, staging: &Path) -> Result<Vec<Bundle
         let file = format!("{IMAGES_DIR}/{}.tar", c.name());
         let path = staging.join(&file);
         let summary = oci::write_archive(&img, &path).map_err(err)?;
-        out.push(BundleImage { reference, file, sha256: summary.sha256.trim_start_matches("sha256:").to_string(), size: summary.size, manifest_digest: img.manifest_digest.clone() });
+        out.push(BundleImage {
+            reference,
+            file,
+            sha256: summary.sha256.trim_start_matches("sha256:").to_string(),
+            size: summary.size,
+            manifest_digest: img.manifest_digest.clone(),
+        });
     }
     Ok(out)
 }

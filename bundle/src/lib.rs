@@ -235,15 +235,8 @@ pub fn build(o: &Options, progress: &mut dyn Progress) -> Result<Built, BundleEr
     progress.finish("images", took);
     stages.push(("images".into(), took));
 
-    let manifest = BundleManifest {
-        kubernetes_version: o.release.kubernetes.clone(),
-        arch: o.arch,
-        key: k,
-        source_date_epoch: o.epoch,
-        go_version,
-        binaries,
-        images,
-    };
+    let manifest =
+        BundleManifest { kubernetes_version: o.release.kubernetes.clone(), arch: o.arch, key: k, source_date_epoch: o.epoch, go_version, binaries, images };
     staging.commit(&manifest)?;
     Ok(Built { manifest, reused: false, stages })
 }

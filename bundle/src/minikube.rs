@@ -180,16 +180,28 @@ fn upstream(o: &Options, dir: &Path) -> Result<Upstream, MinikubeError> {
     let mut dl = gobuild::go_command(dir, o.arch, false);
     dl.args(["mod", "download", "-json", &module]);
     let json = gobuild::run(&mut dl, dir).map_err(|e| module_error(&o.version, e))?;
-    let v: serde_json::Value = serde_json::from_str(&json).map_err(|e| MinikubeError::Source { version: o.version.clone(), what: format!("`go mod download -json` output ({e})"), path: dir.to_path_buf() })?;
+    let v: serde_json::Value = serde_json::from_str(&json).map_err(|e| MinikubeError::Source {
+        version: o.version.clone(),
+        what: format!("`go mod download -json` output ({e})"),
+        path: dir.to_path_buf(),
+    })?;
     let src = PathBuf::from(v["Dir"].as_str().unwrap_or_default());
     let makefile = src.join("Makefile");
     let text = std::fs::read_to_string(&makefile).map_err(io(&makefile))?;
-    let iso_version = makefile_var(&text, "ISO_VERSION").ok_or_else(|| MinikubeError::Source { version: o.version.clone(), what: "ISO_VERSION".into(), path: makefile.clone() })?;
+    let iso_version = makefile_var(&text, "ISO_VERSION").ok_or_else(|| MinikubeError::Source {
+        version: o.version.clone(),
+        what: "ISO_VERSION".into(),
+        path: makefile.clone(),
+    })?;
     let info = PathBuf::from(v["Info"].as_str().unwrap_or_default());
     let info_text = std::fs::read_to_string(&info).map_err(io(&info))?;
     let i: serde_json::Value = serde_json::from_str(&info_text).unwrap_or_default();
     let commit = i["Origin"]["Hash"].as_str().unwrap_or("unknown").to_string();
-    let epoch = i["Time"].as_str().and_then(parse_rfc3339).ok_or_else(|| MinikubeError::Source { version: o.version.clone(), what: "the release time".into(), path: info.clone() })?;
+    let epoch = i["Time"].as_str().and_then(parse_rfc3339).ok_or_else(|| MinikubeError::Source {
+        version: o.version.clone(),
+        what: "the release time".into(),
+        path: info.clone(),
+    })?;
     Ok(Upstream { dir: src, iso_version, commit, epoch })
 }
 
@@ -281,7 +293,15 @@ pub fn build(o: &Options, progress: &mut dyn crate::Progress) -> Result<Built, M
     Ok(Built { stamp, minikube, storage_provisioner, reused: false, stages })
 }
 
-fn build_in(o: &Options, dir: &Path, up: &Upstream, staging: &Path, go_version: &str, key: String, progress: &mut dyn crate::Progress) -> Result<(Stamp, Vec<(String, Duration)>), MinikubeError> {
+fn build_in(
+    o: &Options,
+    dir: &Path,
+    up: &Upstream,
+    staging: &Path,
+    go_version: &str,
+    key: String,
+    progress: &mut dyn crate::Progress,
+) -> Result<(Stamp, Vec<(String, Duration)>), MinikubeError> {
     let mut stages = Vec::new();
     // minikube's command, with cgo as upstream's Linux build (the tag keeps libvirt out of the
     // link).
@@ -300,7 +320,9 @@ fn build_in(o: &Options, dir: &Path, up: &Upstream, staging: &Path, go_version: 
     let sp = staging.join("storage-provisioner");
     let tag = STORAGE_PROVISIONER.rsplit_once(':').map_or("v5", |(_, t)| t);
     let mut cmd = gobuild::go_command(dir, o.arch, false);
-    cmd.args(["build", "-trimpath", "-ldflags", &format!("-s -w -X k8s.io/minikube/pkg/storage.version={tag}"), "-o"]).arg(&sp).arg("k8s.io/minikube/cmd/storage-provisioner");
+    cmd.args(["build", "-trimpath", "-ldflags", &format!("-s -w -X k8s.io/minikube/pkg/storage.version={tag}"), "-o"])
+        .arg(&sp)
+        .arg("k8s.io/minikube/cmd/storage-provisioner");
     gobuild::run(&mut cmd, dir)?;
     let bin = std::fs::read(&sp).map_err(io(&sp))?;
     let archive_name = format!("storage-provisioner-{tag}.tar");
@@ -361,14 +383,24 @@ fn storage_provisioner_image(o: &Options, up: &Upstream, go_version: &str, bin: 
         cmd: vec!["/storage-provisioner".into()],
         labels: [
             ("org.opencontainers.image.title".to_string(), "storage-provisioner".to_string()),
-            ("org.opencontainers.image.description".to_string(), format!("minikube's storage-provisioner built from {module} by minikube-node's bundle; not the upstream image's bytes")),
+            (
+                "org.opencontainers.image.description".to_string(),
+                format!("minikube's storage-provisioner built from {module} by minikube-node's bundle; not the upstream image's bytes"),
+            ),
             ("io.minikube-node.bundle.module".to_string(), module.clone()),
             ("io.minikube-node.bundle.go".to_string(), go_version.to_string()),
         ]
         .into(),
         ..ImageConfig::linux(o.arch.debian())
     };
-    let meta = ImageMeta { name: name.into(), tag: tag.into(), version: tag.into(), revision: up.commit.clone(), source: "https://proxy.golang.org/k8s.io/minikube".into(), epoch: up.epoch };
+    let meta = ImageMeta {
+        name: name.into(),
+        tag: tag.into(),
+        version: tag.into(),
+        revision: up.commit.clone(),
+        source: "https://proxy.golang.org/k8s.io/minikube".into(),
+        epoch: up.epoch,
+    };
     let img = oci::build_image(&store, vec![layer], &config, &meta).map_err(err)?;
     let summary = oci::write_archive(&img, archive).map_err(err)?;
     Ok((img.manifest_digest.clone(), summary.sha256))
@@ -412,7 +444,11 @@ pub struct Filled {
 /// binary cache, the seven control-plane images and the storage-provisioner in the image cache
 /// under the references minikube asks for. Files are hard-linked (copied across file systems).
 pub fn fill_home(minikube_home: &Path, bundle_cache: &Path, arch: Arch, kubernetes: &str, storage_provisioner: &Path) -> Result<Filled, MinikubeError> {
-    let m = crate::cached(bundle_cache, arch, kubernetes).ok_or_else(|| MinikubeError::NoBundle { version: kubernetes.into(), arch: arch.debian().into(), cache: bundle_cache.to_path_buf() })?;
+    let m = crate::cached(bundle_cache, arch, kubernetes).ok_or_else(|| MinikubeError::NoBundle {
+        version: kubernetes.into(),
+        arch: arch.debian().into(),
+        cache: bundle_cache.to_path_buf(),
+    })?;
     let dir = layout::version_dir(bundle_cache, arch, kubernetes);
     let mini = mini_path(minikube_home);
     let mut files = Vec::new();
@@ -448,7 +484,11 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(), MinikubeError> {
 /// crictl and the build file. minikube's start runs `which crictl` then `crictl version` on the
 /// node and gives up without it.
 pub fn kicbase_with_crictl(podman: &str, base: &str, bundle_cache: &Path, arch: Arch, kubernetes: &str, tag: &str, work: &Path) -> Result<(), MinikubeError> {
-    let m = crate::cached(bundle_cache, arch, kubernetes).ok_or_else(|| MinikubeError::NoBundle { version: kubernetes.into(), arch: arch.debian().into(), cache: bundle_cache.to_path_buf() })?;
+    let m = crate::cached(bundle_cache, arch, kubernetes).ok_or_else(|| MinikubeError::NoBundle {
+        version: kubernetes.into(),
+        arch: arch.debian().into(),
+        cache: bundle_cache.to_path_buf(),
+    })?;
     let crictl = m.binary("crictl").ok_or_else(|| MinikubeError::BundleLacks("crictl".into()))?;
     let src = layout::version_dir(bundle_cache, arch, kubernetes).join(&crictl.file);
     let ctx = work.join("kicbase-crictl");
@@ -496,8 +536,14 @@ mod tests {
         let mini = mini_path(Path::new("/h"));
         assert_eq!(mini, Path::new("/h/.minikube"));
         assert_eq!(mini_path(Path::new("/x/.minikube")), Path::new("/x/.minikube"));
-        assert_eq!(image_cache_path(&mini, Arch::X86_64, "registry.k8s.io/coredns/coredns:v1.12.1"), Path::new("/h/.minikube/cache/images/amd64/registry.k8s.io/coredns/coredns_v1.12.1"));
-        assert_eq!(image_cache_path(&mini, Arch::X86_64, STORAGE_PROVISIONER), Path::new("/h/.minikube/cache/images/amd64/gcr.io/k8s-minikube/storage-provisioner_v5"));
+        assert_eq!(
+            image_cache_path(&mini, Arch::X86_64, "registry.k8s.io/coredns/coredns:v1.12.1"),
+            Path::new("/h/.minikube/cache/images/amd64/registry.k8s.io/coredns/coredns_v1.12.1")
+        );
+        assert_eq!(
+            image_cache_path(&mini, Arch::X86_64, STORAGE_PROVISIONER),
+            Path::new("/h/.minikube/cache/images/amd64/gcr.io/k8s-minikube/storage-provisioner_v5")
+        );
         assert_eq!(binary_cache_path(&mini, Arch::X86_64, "v1.34.4", "kubeadm"), Path::new("/h/.minikube/cache/linux/amd64/v1.34.4/kubeadm"));
     }
 

@@ -42,15 +42,20 @@ impl Release {
             return Err(bad("expected a Kubernetes release like v1.34.4 (v1.MINOR.PATCH, no pre-release)".into()));
         }
         let supported = MINORS.iter().map(|m| format!("v1.{}.x", m.0)).collect::<Vec<_>>().join(", ");
-        let &(minor, etcd, etcd_tag, coredns, crictl, pause) =
-            MINORS.iter().find(|m| m.0 == nums[1]).ok_or_else(|| bad(format!("minor version 1.{} is not one this bundle knows the etcd, CoreDNS and pause versions of ({supported})", nums[1])))?;
+        let &(minor, etcd, etcd_tag, coredns, crictl, pause) = MINORS
+            .iter()
+            .find(|m| m.0 == nums[1])
+            .ok_or_else(|| bad(format!("minor version 1.{} is not one this bundle knows the etcd, CoreDNS and pause versions of ({supported})", nums[1])))?;
         Ok(Release { kubernetes: version.to_string(), minor, patch: nums[2], etcd, etcd_tag, coredns, crictl, pause })
     }
 
     /// The image references `kubeadm config images list` prints for this version.
     pub fn image_references(&self) -> Vec<(crate::Component, String)> {
         use crate::Component::*;
-        [KubeApiserver, KubeControllerManager, KubeScheduler, KubeProxy, Etcd, Coredns, Pause].into_iter().map(|c| (c, self.image_reference(c).unwrap_or_default())).collect()
+        [KubeApiserver, KubeControllerManager, KubeScheduler, KubeProxy, Etcd, Coredns, Pause]
+            .into_iter()
+            .map(|c| (c, self.image_reference(c).unwrap_or_default()))
+            .collect()
     }
 
     /// The reference of `c`'s image, if it has one.
@@ -91,7 +96,9 @@ mod tests {
 
     #[test]
     fn bad_versions_are_refused_with_the_reason() {
-        for (v, why) in [("1.34.4", "v1.MINOR.PATCH"), ("v1.34", "v1.MINOR.PATCH"), ("v1.34.0-rc.1", "v1.MINOR.PATCH"), ("v2.0.0", "v1.MINOR.PATCH"), ("v1.29.3", "1.29")] {
+        for (v, why) in
+            [("1.34.4", "v1.MINOR.PATCH"), ("v1.34", "v1.MINOR.PATCH"), ("v1.34.0-rc.1", "v1.MINOR.PATCH"), ("v2.0.0", "v1.MINOR.PATCH"), ("v1.29.3", "1.29")]
+        {
             let e = Release::of(v).unwrap_err().to_string();
             assert!(e.contains(v) && e.contains(why), "{v}: {e}");
         }

@@ -57,7 +57,9 @@ fn two_builds_give_the_same_bytes_and_a_third_reuses() {
     let on_disk: BundleManifest = serde_json::from_slice(&std::fs::read(manifest_path(&oa.cache, oa.arch, version)).unwrap()).unwrap();
     assert_eq!(on_disk, a);
     let names: Vec<&str> = a.binaries.iter().map(|b| b.name.as_str()).collect();
-    for n in ["kubelet", "kubeadm", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns", "crictl", "pause"] {
+    for n in
+        ["kubelet", "kubeadm", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns", "crictl", "pause"]
+    {
         assert!(names.contains(&n), "{n} in {names:?}");
     }
     // Each file is what the manifest says.

@@ -33,9 +33,7 @@ impl Need {
     /// `None` when present, else what the failure message says about it.
     fn missing(&self) -> Option<String> {
         match self {
-            Need::Program(p) if !found(p) => {
-                Some(if p.contains('/') { format!("{p} (not an executable file)") } else { format!("{p} (not found in PATH)") })
-            }
+            Need::Program(p) if !found(p) => Some(if p.contains('/') { format!("{p} (not an executable file)") } else { format!("{p} (not found in PATH)") }),
             Need::File { what, path } if !path.is_file() => Some(format!("{what}: no file at {}", path.display())),
             _ => None,
         }

@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent::host::RecordingHost;
 use agent_api::api::Runtime;
 use agent_api::client::Client;
-use agent::host::RecordingHost;
+use launcher::report::{Output, Reporter};
+use launcher::resources::certs;
 use launcher::start::bootstrap::join::{self, Join};
 use launcher::start::bootstrap::{self, Api, Bootstrap, BootstrapError, Node};
-use launcher::resources::certs;
-use launcher::report::{Output, Reporter};
 
 const VERSION: &str = "v1.34.1";
 
@@ -157,7 +157,10 @@ fn bootstrap_errors_with_test_doubles_carry_kubeadm_output_and_the_url() {
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
     let e = run(&mut f, &url, Duration::from_secs(30), &mut rep).unwrap_err();
     let t = e.to_string();
-    assert!(matches!(e, BootstrapError::Kubeadm { command: "init", .. }) && t.contains("container runtime is not running") && t.contains("kubelet journal"), "{t}");
+    assert!(
+        matches!(e, BootstrapError::Kubeadm { command: "init", .. }) && t.contains("container runtime is not running") && t.contains("kubelet journal"),
+        "{t}"
+    );
 
     // kubeadm succeeds but the node never becomes Ready: a bounded wait naming what and where.
     std::fs::remove_file(f.root.path().join("etc/kubernetes/kubeadm-test-double.fail")).unwrap();

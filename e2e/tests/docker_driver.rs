@@ -14,10 +14,10 @@
 use std::time::{Duration, Instant};
 
 use launcher::model::Driver;
-use launcher::{driver, start};
 use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter, StepEvent};
 use launcher::resources::state::Home;
+use launcher::{driver, start};
 
 mod common;
 

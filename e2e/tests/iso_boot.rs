@@ -84,12 +84,7 @@ fn boots_through_uefi_to_ready_and_powers_off() {
 
 /// Start LBA and size of a file in the ISO, as xorriso reports them.
 fn extent(iso: &Path, path: &str) -> (u64, u64) {
-    let out = std::process::Command::new("xorriso")
-        .arg("-indev")
-        .arg(iso)
-        .args(["-find", path, "-exec", "report_lba"])
-        .output()
-        .expect("xorriso is installed");
+    let out = std::process::Command::new("xorriso").arg("-indev").arg(iso).args(["-find", path, "-exec", "report_lba"]).output().expect("xorriso is installed");
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.starts_with("File data lba:")).unwrap_or_else(|| panic!("{path} not in the ISO:\n{text}"));
     let f: Vec<&str> = line.trim_start_matches("File data lba:").split(',').map(str::trim).collect();

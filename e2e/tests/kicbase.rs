@@ -25,12 +25,12 @@ use agent_api::client::Client;
 use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};
 use launcher::model::Driver;
-use launcher::resources::kic::{Engine, Kic, KicConfig};
 use launcher::model::Status;
-use launcher::{driver, start};
 use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter, StepEvent};
+use launcher::resources::kic::{Engine, Kic, KicConfig};
 use launcher::resources::state::Home;
+use launcher::{driver, start};
 
 /// One node container at a time (the host has 2 cores).
 static BOOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -28,10 +28,10 @@ use common::Kubectl;
 use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
 use image::rootfs::{Entry, Tree};
 use launcher::model::Driver;
-use launcher::{driver, start};
 use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter, StepEvent};
 use launcher::resources::state::Home;
+use launcher::{driver, start};
 
 const NETCHECK: &str = "localhost/netcheck:v1";
 const GREETING: &str = "hello from a pod of a real cluster, in an image built by image::oci";
@@ -121,7 +121,13 @@ fn real_kubernetes_on_podman_nodes() {
 
     // kubeadm's own check of the configuration we render.
     let yaml = dir.path().join("kubeadm.yaml");
-    let node = launcher::start::bootstrap::Node { cluster_name: &name, node_name: &name, node_ip: "192.168.49.2", kubernetes_version: version, runtime: agent_api::api::Runtime::Containerd };
+    let node = launcher::start::bootstrap::Node {
+        cluster_name: &name,
+        node_name: &name,
+        node_ip: "192.168.49.2",
+        kubernetes_version: version,
+        runtime: agent_api::api::Runtime::Containerd,
+    };
     std::fs::write(&yaml, launcher::start::bootstrap::render(&node)).unwrap();
     let kubeadm = platform::bundle::version_dir(&cache, arch, version).join("kubeadm");
     let v = Command::new(&kubeadm).args(["config", "validate", "--config"]).arg(&yaml).output().unwrap();
@@ -233,9 +239,5 @@ fn real_kubernetes_on_podman_nodes() {
     k.apply(&pod("client2", None, &["get", "http://web.default.svc.cluster.local/", "120"], "Never"));
     k.wait_phase("client2", "Succeeded", 180);
     assert!(k.run(&["logs", "client2"]).starts_with("netcheck from web-"));
-    eprintln!(
-        "FIGURE kubernetes podman: restart -> Ready {restart_to_ready:.1} s ({} steps {:.1} s; web pod {web_before} before)",
-        again.len(),
-        secs(&again)
-    );
+    eprintln!("FIGURE kubernetes podman: restart -> Ready {restart_to_ready:.1} s ({} steps {:.1} s; web pod {web_before} before)", again.len(), secs(&again));
 }

@@ -12,10 +12,10 @@ use agent_api::api::{ExecRequest, Runtime};
 use agent_api::client::Client;
 use launcher::driver::qemu::machine;
 use launcher::model::Status;
-use launcher::{driver, start};
 use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter, StepEvent};
 use launcher::resources::state::Home;
+use launcher::{driver, start};
 
 mod common;
 use common::{exec, start, GREETING, IMAGE_NAME, IMAGE_TAG};
@@ -259,7 +259,10 @@ fn qemu_two_nodes_share_a_segment() {
     // ...and node 1's agent port: the TLS handshake is refused for want of a client certificate,
     // which only the agent says.
     let r = c
-        .exec(&ExecRequest { argv: ["curl", "-sS", "--max-time", "20", "-k", "https://192.168.49.2:7443/v1/info"].map(String::from).to_vec(), ..Default::default() })
+        .exec(&ExecRequest {
+            argv: ["curl", "-sS", "--max-time", "20", "-k", "https://192.168.49.2:7443/v1/info"].map(String::from).to_vec(),
+            ..Default::default()
+        })
         .unwrap();
     assert!(r.exit_code != Some(0) && r.stderr.contains("certificate required"), "{r:?}");
     let listed = home.nodes(profile).unwrap();

@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use agent_api::api::Runtime;
+use launcher::driver;
 use launcher::driver::qemu::machine;
 use launcher::model::Status;
-use launcher::driver;
 use launcher::options::StartOptions;
 use launcher::resources::qemu;
 use launcher::resources::state::Home;

@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use launcher::start;
 use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter};
 use launcher::resources::state::Home;
+use launcher::start;
 
 #[test]
 fn concurrent_starts_of_two_profiles_choose_disjoint_ports() {

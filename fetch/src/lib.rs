@@ -58,10 +58,7 @@ impl Http {
         let ca = Certificate::from_pem(ca_pem.as_bytes()).map_err(|e| bad("CA certificate", e))?;
         let cert = Certificate::from_pem(cert_pem.as_bytes()).map_err(|e| bad("client certificate", e))?;
         let key = PrivateKey::from_pem(key_pem.as_bytes()).map_err(|e| bad("client key", e))?;
-        let tls = TlsConfig::builder()
-            .root_certs(RootCerts::new_with_certs(&[ca]))
-            .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
-            .build();
+        let tls = TlsConfig::builder().root_certs(RootCerts::new_with_certs(&[ca])).client_cert(Some(ClientCert::new_with_certs(&[cert], key))).build();
         let agent = ureq::Agent::config_builder()
             .timeout_connect(Some(connect))
             .timeout_per_read(Some(read))
@@ -78,11 +75,7 @@ impl Http {
         let mut resp = self.agent.get(url).call().map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
         let status = resp.status().as_u16();
         let mut buf = Vec::new();
-        resp.body_mut()
-            .as_reader()
-            .take(16 << 20)
-            .read_to_end(&mut buf)
-            .map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+        resp.body_mut().as_reader().take(16 << 20).read_to_end(&mut buf).map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
         Ok((status, buf))
     }
 
@@ -127,11 +120,7 @@ impl Http {
     }
 
     fn open(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
-        let resp = self
-            .agent
-            .get(url)
-            .call()
-            .map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+        let resp = self.agent.get(url).call().map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(FetchError::Status { url: url.into(), status });
@@ -143,42 +132,30 @@ impl Http {
     pub fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
         let mut resp = self.open(url)?;
         let mut buf = Vec::new();
-        resp.body_mut()
-            .as_reader()
-            .read_to_end(&mut buf)
-            .map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+        resp.body_mut().as_reader().read_to_end(&mut buf).map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
         Ok(buf)
     }
 
     /// Stream a resource into `out`, returning (sha256 hex, bytes). `tick` gets byte counts.
-    pub fn download(
-        &self,
-        url: &str,
-        out: &mut impl Write,
-        tick: &dyn Fn(u64),
-    ) -> Result<(String, u64), FetchError> {
+    pub fn download(&self, url: &str, out: &mut impl Write, tick: &dyn Fn(u64)) -> Result<(String, u64), FetchError> {
         let mut resp = self.open(url)?;
         let mut reader = resp.body_mut().as_reader();
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;
         loop {
-            let n = reader
-                .read(&mut buf)
-                .map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+            let n = reader.read(&mut buf).map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
+            out.write_all(&buf[..n]).map_err(|e| FetchError::Unreachable { url: url.into(), message: e.to_string() })?;
             total += n as u64;
             tick(n as u64);
         }
         Ok((hex::encode(hasher.finalize()), total))
     }
 }
-
 
 /// A content-addressed store: `<root>/sha256/<hex>`. Entries are written beside their final
 /// name and renamed after their hash was checked, so a partial download never has a valid name.
@@ -276,15 +253,7 @@ impl Cache {
                     tmp.commit().map_err(ctx)?;
                     return Ok(p);
                 }
-                Ok((h, n)) => {
-                    last = Some(FetchError::Checksum {
-                        url: item.url.clone(),
-                        expected: item.sha256.clone(),
-                        actual: h,
-                        size: item.size,
-                        got: n,
-                    })
-                }
+                Ok((h, n)) => last = Some(FetchError::Checksum { url: item.url.clone(), expected: item.sha256.clone(), actual: h, size: item.size, got: n }),
                 // A definite answer from the server is not retried.
                 Err(e @ FetchError::Status { .. }) => return Err(e),
                 Err(e) => last = Some(e),
@@ -311,11 +280,7 @@ pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
         return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
     }
     let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").unwrap().progress_chars("=> "));
     bar.set_message(what.to_string());
     bar
 }

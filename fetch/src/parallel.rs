@@ -63,7 +63,11 @@ mod tests {
         let ran = std::sync::atomic::AtomicUsize::new(0);
         let out = try_map(&items, 2, |_, v| {
             ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if *v >= 10 { Err(format!("item {v}")) } else { Ok(*v) }
+            if *v >= 10 {
+                Err(format!("item {v}"))
+            } else {
+                Ok(*v)
+            }
         });
         assert_eq!(out.unwrap_err(), "item 10");
         assert!(ran.load(std::sync::atomic::Ordering::Relaxed) < 1000, "workers went on after the failure");

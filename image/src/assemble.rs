@@ -4,11 +4,11 @@
 //! an initramfs, ISO or OCI layers is the job of other modules.
 
 use crate::apt::{ArchiveConfig, Index, Package};
-use fetch::{Cache, Http};
 use crate::resolve::{resolve, Request};
 use crate::rootfs::{Entry, Kind, Tree};
 use crate::spec::Spec;
 use crate::{deb, kernel, system};
+use fetch::{Cache, Http};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -79,7 +79,14 @@ pub struct Installed {
 
 impl From<&Package> for Installed {
     fn from(p: &Package) -> Installed {
-        Installed { name: p.name.clone(), version: p.version.to_string(), arch: p.arch.clone(), sha256: p.sha256.clone(), size: p.size, filename: p.filename.clone() }
+        Installed {
+            name: p.name.clone(),
+            version: p.version.to_string(),
+            arch: p.arch.clone(),
+            sha256: p.sha256.clone(),
+            size: p.size,
+            filename: p.filename.clone(),
+        }
     }
 }
 
@@ -299,9 +306,8 @@ pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package
     let (kernel, initrd_modules) = match &spec.kernel {
         None => (None, None),
         Some(k) => {
-            let img = kernel::image_package_name(index, &k.package).ok_or_else(|| {
-                AssembleError::Other(format!("kernel.package: {:?} is not in {}/{}", k.package, index.suite, index.arch))
-            })?;
+            let img = kernel::image_package_name(index, &k.package)
+                .ok_or_else(|| AssembleError::Other(format!("kernel.package: {:?} is not in {}/{}", k.package, index.suite, index.arch)))?;
             let kt = fetch_unpacked(index, std::slice::from_ref(&img), opts, http)?;
             let kern = kernel::from_package_tree(&kt, &img, &k.modules, epoch)?;
             kern.check_load(&k.load)?;
@@ -335,12 +341,7 @@ pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package
 /// agent), `/version.json` (which names the commit) and the enablement of the `systemd.enable`
 /// units that the base did not ship (`base_enabled` lists those it did). `base_dir` gives the
 /// base's entry for a directory, so that a directory both have keeps the base's owner and mode.
-pub fn top_tree(
-    spec: &Spec,
-    opts: &Options,
-    base_enabled: &[String],
-    base_dir: &dyn Fn(&str) -> Option<Entry>,
-) -> Result<Tree, AssembleError> {
+pub fn top_tree(spec: &Spec, opts: &Options, base_enabled: &[String], base_dir: &dyn Fn(&str) -> Option<Entry>) -> Result<Tree, AssembleError> {
     let epoch = opts.epoch;
     let mut tree = Tree::new();
     for o in &spec.files.overlays {

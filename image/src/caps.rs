@@ -6,11 +6,46 @@ use std::fmt;
 
 /// Capability names in bit order (linux/capability.h).
 const NAMES: [&str; 41] = [
-    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
-    "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw", "ipc_lock", "ipc_owner",
-    "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
-    "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
-    "mac_override", "mac_admin", "syslog", "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf",
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
     "checkpoint_restore",
 ];
 
@@ -36,9 +71,7 @@ impl TryFrom<String> for FileCaps {
 impl std::str::FromStr for FileCaps {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (names, flags) = s
-            .split_once('+')
-            .ok_or_else(|| format!("{s:?}: want NAMES+FLAGS, e.g. cap_net_raw+ep"))?;
+        let (names, flags) = s.split_once('+').ok_or_else(|| format!("{s:?}: want NAMES+FLAGS, e.g. cap_net_raw+ep"))?;
         let mut mask = 0u64;
         for n in names.split(',') {
             let short = n.trim().strip_prefix("cap_").unwrap_or(n.trim());
@@ -77,9 +110,15 @@ impl FileCaps {
 
 impl fmt::Display for FileCaps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<String> =
-            (0..NAMES.len()).filter(|b| (self.permitted | self.inheritable) >> b & 1 == 1).map(|b| format!("cap_{}", NAMES[b])).collect();
-        write!(f, "{}+{}{}{}", names.join(","), if self.effective { "e" } else { "" }, if self.inheritable != 0 { "i" } else { "" }, if self.permitted != 0 { "p" } else { "" })
+        let names: Vec<String> = (0..NAMES.len()).filter(|b| (self.permitted | self.inheritable) >> b & 1 == 1).map(|b| format!("cap_{}", NAMES[b])).collect();
+        write!(
+            f,
+            "{}+{}{}{}",
+            names.join(","),
+            if self.effective { "e" } else { "" },
+            if self.inheritable != 0 { "i" } else { "" },
+            if self.permitted != 0 { "p" } else { "" }
+        )
     }
 }
 

@@ -42,8 +42,7 @@ pub enum Compression {
 
 impl Compression {
     /// Every format, in a stable order.
-    pub const ALL: [Compression; 5] =
-        [Compression::Gzip, Compression::Bzip2, Compression::Xz, Compression::Zstd, Compression::None];
+    pub const ALL: [Compression; 5] = [Compression::Gzip, Compression::Bzip2, Compression::Xz, Compression::Zstd, Compression::None];
 
     /// The lowercase name (`gzip`, `bzip2`, `xz`, `zstd`, `none`).
     pub fn name(self) -> &'static str {
@@ -111,10 +110,7 @@ impl fmt::Display for Compression {
 impl FromStr for Compression {
     type Err = CompressError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Compression::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| CompressError::UnknownFormat(s.to_string()))
+        Compression::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| CompressError::UnknownFormat(s.to_string()))
     }
 }
 
@@ -136,12 +132,7 @@ pub enum CompressError {
 }
 
 /// The compressed initramfs of `tree` in memory. See [`write_initrd`].
-pub fn initrd(
-    tree: &Tree,
-    compression: Compression,
-    level: Option<i32>,
-    threads: usize,
-) -> Result<Vec<u8>, CompressError> {
+pub fn initrd(tree: &Tree, compression: Compression, level: Option<i32>, threads: usize) -> Result<Vec<u8>, CompressError> {
     let mut out = Vec::new();
     write_initrd(tree, compression, level, threads, &mut out)?;
     Ok(out)
@@ -152,19 +143,9 @@ pub fn initrd(
 /// `threads` is how many cores to use (0 = all available). The bytes depend only on the tree,
 /// the format and the level: never on `threads` or on thread timing. Shows a progress bar on a
 /// terminal (not when stderr is redirected or `CI` is set).
-pub fn write_initrd<W: Write>(
-    tree: &Tree,
-    compression: Compression,
-    level: Option<i32>,
-    threads: usize,
-    out: W,
-) -> Result<u64, CompressError> {
+pub fn write_initrd<W: Write>(tree: &Tree, compression: Compression, level: Option<i32>, threads: usize, out: W) -> Result<u64, CompressError> {
     let level = compression.level(level)?;
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    } else {
-        threads
-    };
+    let threads = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
     let total = cpio::archive_len(tree)?;
     let bar = progress_bar(total, compression);
     let io_err = |source| CompressError::Io { format: compression, source };
@@ -255,9 +236,7 @@ fn progress_bar(total: u64, format: Compression) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})")
-    {
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})") {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(format!("initramfs ({format})"));

@@ -134,10 +134,7 @@ pub fn split(tree: &Tree, parts: usize) -> Result<Vec<Part<'_>>, CpioError> {
         let boundary = total.saturating_mul(out.len() as u64 + 1) / parts as u64;
         if out.len() + 1 < parts && done >= boundary {
             let next_ino = index as u32 + 2;
-            out.push(std::mem::replace(
-                &mut current,
-                Part { entries: Vec::new(), first_ino: next_ino, len: trailer_len() },
-            ));
+            out.push(std::mem::replace(&mut current, Part { entries: Vec::new(), first_ino: next_ino, len: trailer_len() }));
         }
     }
     if !current.entries.is_empty() || out.is_empty() {

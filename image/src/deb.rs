@@ -106,9 +106,7 @@ pub fn control(deb_path: &Path, name: &str) -> Result<String, DebError> {
 fn member_reader<'a>(id: &str, raw: &'a [u8], deb: &str) -> Result<Box<dyn Read + 'a>, DebError> {
     Ok(match id.rsplit('.').next() {
         Some("xz") => Box::new(liblzma::read::XzDecoder::new(raw)),
-        Some("zst") => Box::new(
-            zstd::stream::read::Decoder::new(raw).map_err(|source| DebError::Io { deb: deb.into(), source })?,
-        ),
+        Some("zst") => Box::new(zstd::stream::read::Decoder::new(raw).map_err(|source| DebError::Io { deb: deb.into(), source })?),
         Some("gz") => Box::new(flate2::read::GzDecoder::new(raw)),
         Some("tar") => Box::new(raw),
         _ => return Err(DebError::Format { deb: deb.into(), message: format!("unsupported member {id}") }),
@@ -152,10 +150,8 @@ pub fn unpack_tar(reader: impl Read, name: &str, tree: &mut Tree) -> Result<File
                 Kind::File(std::sync::Arc::new(data))
             }
             tar::EntryType::Symlink => {
-                let target = e
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).to_string())
-                    .ok_or_else(|| ferr(format!("symlink without target: {raw_path}")))?;
+                let target =
+                    e.link_name_bytes().map(|b| String::from_utf8_lossy(&b).to_string()).ok_or_else(|| ferr(format!("symlink without target: {raw_path}")))?;
                 // A relative link moved from /bin to /usr/bin would change meaning: make it
                 // absolute from its original place.
                 // Links within the moved directory keep their meaning; ones that climb out do not.

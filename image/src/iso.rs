@@ -136,8 +136,7 @@ pub struct Written {
 /// Build the `hadris` tree and options for `image` (exposed for tests and planning).
 fn prepare(image: &IsoImage) -> Result<(Tree, IsoOptions), IsoError> {
     let vid = &image.volume_id;
-    if vid.is_empty() || vid.len() > 32 || !vid.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-    {
+    if vid.is_empty() || vid.len() > 32 || !vid.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
         return Err(IsoError::VolumeId(vid.clone()));
     }
     let time = DateTime::from_unix_seconds(image.source_date_epoch).map_err(|_| IsoError::Date(image.source_date_epoch))?;
@@ -146,19 +145,14 @@ fn prepare(image: &IsoImage) -> Result<(Tree, IsoOptions), IsoError> {
     for (path, file) in &image.files {
         let content = match file {
             IsoFile::Bytes(b) => Content::bytes(b.clone()),
-            IsoFile::Host(p) => hadris_fs::host::file(p)
-                .map_err(|e| IsoError::Layout { path: path.clone(), reason: format!("{}: {e}", p.display()) })?,
+            IsoFile::Host(p) => hadris_fs::host::file(p).map_err(|e| IsoError::Layout { path: path.clone(), reason: format!("{}: {e}", p.display()) })?,
         };
         files.insert(path.as_str(), content);
     }
     let mut el_torito = ElTorito::new();
     let mut hybrid: Option<Hybrid> = None;
     if let Some(bios) = &image.bios {
-        for (path, bytes) in [
-            (ISOLINUX_BIN, &bios.isolinux_bin),
-            (LDLINUX_C32, &bios.ldlinux_c32),
-            (ISOLINUX_CFG, &bios.isolinux_cfg),
-        ] {
+        for (path, bytes) in [(ISOLINUX_BIN, &bios.isolinux_bin), (LDLINUX_C32, &bios.ldlinux_c32), (ISOLINUX_CFG, &bios.isolinux_cfg)] {
             if files.insert(path, Content::bytes(bytes.clone())).is_some() {
                 return Err(IsoError::Layout { path: path.into(), reason: "given both as a file and as BIOS boot".into() });
             }
@@ -177,8 +171,7 @@ fn prepare(image: &IsoImage) -> Result<(Tree, IsoOptions), IsoError> {
 
     let mut tree = Tree::new();
     for (path, content) in files {
-        tree.insert(path, Node::file(content))
-            .map_err(|e| IsoError::Layout { path: path.to_string(), reason: e.to_string() })?;
+        tree.insert(path, Node::file(content)).map_err(|e| IsoError::Layout { path: path.to_string(), reason: e.to_string() })?;
     }
 
     let mut options = IsoOptions::new()
@@ -200,8 +193,7 @@ fn prepare(image: &IsoImage) -> Result<(Tree, IsoOptions), IsoError> {
 /// Size in bytes `image` will take, without writing anything.
 pub fn plan(image: &IsoImage) -> Result<u64, IsoError> {
     let (tree, options) = prepare(image)?;
-    let report = hadris_iso::plan(&tree, &options)
-        .map_err(|e| IsoError::Layout { path: "(image)".into(), reason: e.to_string() })?;
+    let report = hadris_iso::plan(&tree, &options).map_err(|e| IsoError::Layout { path: "(image)".into(), reason: e.to_string() })?;
     Ok(report.size())
 }
 
@@ -220,8 +212,7 @@ pub fn write(image: &IsoImage, out: &Path) -> Result<Written, IsoError> {
     let file = tmp.file().try_clone().map_err(io("duplicating handle of", tmp.temp_path()))?;
     let device = hadris_storage::host::FileDevice::new(file).map_err(io("opening", tmp.temp_path()))?;
     let started = std::time::Instant::now();
-    let report = hadris_iso::sync::write(device, &tree, &options)
-        .map_err(|e| IsoError::Write { path: out.to_path_buf(), message: e.to_string() })?;
+    let report = hadris_iso::sync::write(device, &tree, &options).map_err(|e| IsoError::Write { path: out.to_path_buf(), message: e.to_string() })?;
     let warnings: Vec<String> = report.warnings().iter().map(|w| w.to_string()).collect();
     for w in &warnings {
         tracing::warn!(iso = %out.display(), "{w}");
@@ -240,8 +231,22 @@ pub fn write(image: &IsoImage, out: &Path) -> Result<Written, IsoError> {
 /// GRUB modules built into the EFI binary: enough to find the ISO by its volume id on a CD or a
 /// GPT/MBR disk, talk on the serial port, and boot a Linux kernel with an initrd.
 pub const GRUB_MODULES: &[&str] = &[
-    "part_gpt", "part_msdos", "iso9660", "fat", "search", "search_label", "search_fs_file", "linux", "echo",
-    "serial", "terminal", "test", "normal", "configfile", "efi_gop", "all_video",
+    "part_gpt",
+    "part_msdos",
+    "iso9660",
+    "fat",
+    "search",
+    "search_label",
+    "search_fs_file",
+    "linux",
+    "echo",
+    "serial",
+    "terminal",
+    "test",
+    "normal",
+    "configfile",
+    "efi_gop",
+    "all_video",
 ];
 
 /// GRUB for one EFI platform: where its modules are (in Debian's package), `grub-mkimage`'s
@@ -337,11 +342,7 @@ pub fn grub_efi(config: &str, module_dir: &Path) -> Result<Vec<u8>, IsoError> {
 /// package: nothing of the target runs). The tool stamps no time into the image: the same inputs
 /// give the same bytes.
 pub fn grub_efi_for(target: &GrubEfiTarget, config: &str, module_dir: &Path) -> Result<Vec<u8>, IsoError> {
-    let dir = tempfile::tempdir().map_err(|source| IsoError::Io {
-        context: "creating temporary directory for",
-        path: "grub-mkimage".into(),
-        source,
-    })?;
+    let dir = tempfile::tempdir().map_err(|source| IsoError::Io { context: "creating temporary directory for", path: "grub-mkimage".into(), source })?;
     let cfg = dir.path().join("grub.cfg");
     let out = dir.path().join("grub.efi");
     std::fs::write(&cfg, config).map_err(|source| IsoError::Io { context: "writing", path: cfg.clone(), source })?;
@@ -358,16 +359,9 @@ pub fn grub_efi_for(target: &GrubEfiTarget, config: &str, module_dir: &Path) -> 
         .arg(&out)
         .args(GRUB_MODULES)
         .output()
-        .map_err(|source| IsoError::Io {
-            context: "running (apt package grub-common)",
-            path: "grub-mkimage".into(),
-            source,
-        })?;
+        .map_err(|source| IsoError::Io { context: "running (apt package grub-common)", path: "grub-mkimage".into(), source })?;
     if !result.status.success() {
-        return Err(IsoError::Tool {
-            tool: "grub-mkimage",
-            message: String::from_utf8_lossy(&result.stderr).trim().to_string(),
-        });
+        return Err(IsoError::Tool { tool: "grub-mkimage", message: String::from_utf8_lossy(&result.stderr).trim().to_string() });
     }
     std::fs::read(&out).map_err(|source| IsoError::Io { context: "reading", path: out, source })
 }
@@ -381,11 +375,8 @@ pub fn esp_image(files: &[(&str, &[u8])]) -> Result<Vec<u8>, IsoError> {
     let size = (content + content / 8 + MIB).div_ceil(MIB).max(2) * MIB;
     let esp_err = |path: &str, e: std::io::Error| IsoError::Layout { path: format!("ESP:{path}"), reason: e.to_string() };
     let mut disk = std::io::Cursor::new(vec![0u8; size as usize]);
-    fatfs::format_volume(
-        &mut disk,
-        fatfs::FormatVolumeOptions::new().volume_id(0x4d4b_4553).volume_label(*b"EFIBOOT    "),
-    )
-    .map_err(|e| esp_err("(format)", e))?;
+    fatfs::format_volume(&mut disk, fatfs::FormatVolumeOptions::new().volume_id(0x4d4b_4553).volume_label(*b"EFIBOOT    "))
+        .map_err(|e| esp_err("(format)", e))?;
     {
         let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).map_err(|e| esp_err("(mount)", e))?;
         for (path, data) in files {

@@ -11,10 +11,10 @@
 
 use crate::assemble::{assemble, fetch_unpacked, open_index, resolve_spec, AssembleError, Installed, Options};
 use crate::compress::Compression;
-use fetch::Http;
 use crate::iso::{BiosBoot, EfiBoot, IsoFile, IsoImage};
 use crate::rootfs::Entry;
 use crate::spec::{RootMode, Spec};
+use fetch::Http;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -107,9 +107,7 @@ fn iso_sbom(spec: &Spec, opts: &Options, index: &crate::apt::Index, installed: &
 
 /// isolinux.cfg for the kernel command line.
 pub fn isolinux_cfg(cmdline: &str) -> String {
-    format!(
-        "SERIAL 0 115200\nDEFAULT minikube\nPROMPT 0\nTIMEOUT 0\n\nLABEL minikube\n  KERNEL /boot/bzImage\n  INITRD /boot/initrd\n  APPEND {cmdline}\n"
-    )
+    format!("SERIAL 0 115200\nDEFAULT minikube\nPROMPT 0\nTIMEOUT 0\n\nLABEL minikube\n  KERNEL /boot/bzImage\n  INITRD /boot/initrd\n  APPEND {cmdline}\n")
 }
 
 /// Build the ISO described by `spec` into `out` (atomically: the old file stays on failure).
@@ -192,7 +190,10 @@ pub fn build(
             if compression.is_some() {
                 return Err(serr("--compression and --level set the initramfs of --root initramfs; a squashfs root is compressed as [boot.squashfs] says"));
             }
-            let init = opts.init_binary.as_deref().ok_or_else(|| serr("a squashfs root needs the minikube-init binary (Options::init_binary) as the initramfs's /init"))?;
+            let init = opts
+                .init_binary
+                .as_deref()
+                .ok_or_else(|| serr("a squashfs root needs the minikube-init binary (Options::init_binary) as the initramfs's /init"))?;
             let index = open_index(spec, opts, &http)?;
             let set = resolve_spec(spec, &index)?;
             let mut ri = crate::rootimage::build(spec, opts, &index, &set, &http, init, out_dir)?;
@@ -219,9 +220,10 @@ pub fn build(
     let t2 = Instant::now();
     let bl = fetch_unpacked(&index, &boot.bootloader_packages, opts, &http)?;
     let get = |p: &str| -> Result<Vec<u8>, IsoBuildError> {
-        bl.get(p).and_then(|e| e.content()).map(|c| c.to_vec()).ok_or_else(|| {
-            serr(&format!("boot.bootloader_packages: no {p} in {:?}", boot.bootloader_packages))
-        })
+        bl.get(p)
+            .and_then(|e| e.content())
+            .map(|c| c.to_vec())
+            .ok_or_else(|| serr(&format!("boot.bootloader_packages: no {p} in {:?}", boot.bootloader_packages)))
     };
     // BIOS: isolinux, when the bootloader packages bring it (amd64).
     if bl.contains("/usr/lib/ISOLINUX/isolinux.bin") {

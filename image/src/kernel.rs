@@ -94,9 +94,7 @@ fn deps_of(info: &[(String, String)]) -> Vec<String> {
     for (k, v) in info {
         match k.as_str() {
             "depends" => out.extend(v.split(',').filter(|s| !s.is_empty()).map(|s| s.replace('-', "_"))),
-            "softdep" => out.extend(
-                v.split_whitespace().filter(|w| !w.ends_with(':')).map(|s| s.replace('-', "_")),
-            ),
+            "softdep" => out.extend(v.split_whitespace().filter(|w| !w.ends_with(':')).map(|s| s.replace('-', "_"))),
             _ => {}
         }
     }
@@ -114,11 +112,7 @@ pub fn from_package_tree(pkg: &Tree, package: &str, patterns: &[String], epoch: 
     let version = vmlinuz_path.trim_start_matches("/boot/vmlinuz-").to_string();
     // arm64's vmlinuz is a gzip-compressed Image, which the EFI stub GRUB starts cannot be:
     // store it uncompressed (x86's bzImage decompresses itself and is kept as it is).
-    let bz = if bz.starts_with(&[0x1f, 0x8b]) {
-        decompressed(".gz", &bz).map_err(|e| perr(format!("{vmlinuz_path}: gunzip: {e}")))?
-    } else {
-        bz
-    };
+    let bz = if bz.starts_with(&[0x1f, 0x8b]) { decompressed(".gz", &bz).map_err(|e| perr(format!("{vmlinuz_path}: gunzip: {e}")))? } else { bz };
     let moddir = format!("/usr/lib/modules/{version}");
     // name -> (path, raw bytes as stored)
     let mut all: BTreeMap<String, (String, &[u8])> = BTreeMap::new();
@@ -184,12 +178,7 @@ pub fn from_package_tree(pkg: &Tree, package: &str, patterns: &[String], epoch: 
             modules.insert(&format!("{moddir}/{meta}"), e);
         }
     }
-    let out = std::process::Command::new("depmod")
-        .arg("-b")
-        .arg(stage.path())
-        .arg(&version)
-        .output()
-        .map_err(|e| KernelError::Depmod(e.to_string()))?;
+    let out = std::process::Command::new("depmod").arg("-b").arg(stage.path()).arg(&version).output().map_err(|e| KernelError::Depmod(e.to_string()))?;
     if !out.status.success() {
         return Err(KernelError::Depmod(String::from_utf8_lossy(&out.stderr).into()));
     }

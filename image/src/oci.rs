@@ -44,7 +44,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use archive::{write_archive, write_index_archive, write_layout, ArchiveSummary};
-pub use config::{build_image, rfc3339, MAX_EPOCH, Image, ImageConfig, ImageMeta};
+pub use config::{build_image, rfc3339, Image, ImageConfig, ImageMeta, MAX_EPOCH};
 pub use index::{arch_tag, build_index, ImageIndex};
 pub use layer::{sha256_file, write_layer, BlobStore, Compression, Layer, GZIP_CHUNK};
 pub use split::{split_layers, stack_layers};
@@ -68,31 +68,16 @@ pub enum OciError {
     Io { path: PathBuf, source: io::Error },
     #[error("layer tar entry {path}: {source}")]
     Tar { path: String, source: io::Error },
-    #[error(
-        "layer split: {path} was classified into layer {index}, but there are only {layers} layers"
-    )]
-    LayerIndex {
-        path: String,
-        index: usize,
-        layers: usize,
-    },
+    #[error("layer split: {path} was classified into layer {index}, but there are only {layers} layers")]
+    LayerIndex { path: String, index: usize, layers: usize },
     #[error("layer split: parent {parent} of {path} is missing from the tree or not a directory")]
     BadParent { path: String, parent: String },
     #[error("{what}: {source}")]
-    Spec {
-        what: String,
-        source: oci_spec::OciSpecError,
-    },
+    Spec { what: String, source: oci_spec::OciSpecError },
     #[error("{what}: {source}")]
-    Json {
-        what: String,
-        source: serde_json::Error,
-    },
+    Json { what: String, source: serde_json::Error },
     #[error("invalid image reference {reference:?}: {reason}")]
-    Reference {
-        reference: String,
-        reason: &'static str,
-    },
+    Reference { reference: String, reason: &'static str },
     #[error("image index: {reason}")]
     Index { reason: String },
     #[error("blob {digest} is missing from the blob store {dir}")]

@@ -164,7 +164,8 @@ mod tests {
         Auth-Initial:\n\t[success=end default=ignore]\tpam_unix.so nullok\nAccount-Type: Primary\nAccount:\n\t[success=end new_authtok_reqd=done default=ignore]\tpam_unix.so\n\
         Session-Type: Additional\nSession:\n\trequired\tpam_unix.so\nPassword-Type: Primary\nPassword:\n\t[success=end default=ignore]\tpam_unix.so obscure use_authtok try_first_pass yescrypt\n\
         Password-Initial:\n\t[success=end default=ignore]\tpam_unix.so obscure yescrypt\n";
-    const SYSTEMD: &str = "Name: systemd\nDefault: yes\nPriority: 0\nSession-Interactive-Only: yes\nSession-Type: Additional\nSession:\n\toptional\tpam_systemd.so\n";
+    const SYSTEMD: &str =
+        "Name: systemd\nDefault: yes\nPriority: 0\nSession-Interactive-Only: yes\nSession-Type: Additional\nSession:\n\toptional\tpam_systemd.so\n";
     const CAP: &str = "Name: caps\nDefault: yes\nPriority: 0\nAuth-Type: Additional\nAuth-Final:\n\toptional\tpam_cap.so\n";
     const MKHOME: &str = "Name: mkhomedir\nDefault: no\nPriority: 0\nSession-Type: Additional\nSession:\n\toptional\tpam_mkhomedir.so\n";
     const LDAP: &str = "Name: ldap\nDefault: yes\nPriority: 128\nAuth-Type: Primary\nAuth:\n\t[success=end default=ignore]\tpam_ldap.so use_first_pass\n\
@@ -217,10 +218,7 @@ mod tests {
             "auth",
             false,
         );
-        assert_eq!(
-            primary,
-            "auth\t[success=2 default=ignore]\tpam_unix.so nullok\nauth\t[success=1 default=ignore]\tpam_ldap.so use_first_pass\n"
-        );
+        assert_eq!(primary, "auth\t[success=2 default=ignore]\tpam_unix.so nullok\nauth\t[success=1 default=ignore]\tpam_ldap.so use_first_pass\n");
     }
 
     #[test]

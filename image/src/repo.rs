@@ -14,11 +14,6 @@ use crate::spec::{Repo, RepoLayout, Spec};
 use fetch::{Cache, FetchError, Http};
 use std::path::Path;
 
-
-
-
-
-
 impl Repo {
     /// The directory holding InRelease (no trailing slash).
     pub fn release_dir(&self) -> String {
@@ -43,17 +38,13 @@ impl Repo {
     /// [`Repo::release_dir`] (most compressed first).
     fn indexes(&self, arch: &str) -> Vec<(String, Vec<String>)> {
         match &self.layout {
-            RepoLayout::Suite { components, .. } => components
-                .iter()
-                .map(|c| (format!("{c}/binary-{arch}"), PACKAGES_FILES.iter().map(|f| format!("{c}/binary-{arch}/{f}")).collect()))
-                .collect(),
+            RepoLayout::Suite { components, .. } => {
+                components.iter().map(|c| (format!("{c}/binary-{arch}"), PACKAGES_FILES.iter().map(|f| format!("{c}/binary-{arch}/{f}")).collect())).collect()
+            }
             RepoLayout::Flat { .. } => vec![("Packages".into(), PACKAGES_FILES.iter().map(|f| f.to_string()).collect())],
         }
     }
 }
-
-
-
 
 /// Read one extra repository for `arch`: InRelease verified with `key` (the file as the spec
 /// names it, resolved), then its Packages index(es), checked and parsed.
@@ -128,6 +119,4 @@ mod tests {
         assert_eq!(ix.len(), 2);
         assert_eq!(ix[1].1[0], "extra/binary-arm64/Packages.xz");
     }
-
-
 }

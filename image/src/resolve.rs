@@ -130,14 +130,7 @@ pub fn resolve<'a>(index: &'a Index, req: &Request) -> Result<Vec<&'a Package>, 
             Some(p) => *p,
             None => match r.pick_provider(name, None) {
                 Some(p) => p,
-                None => {
-                    return Err(ResolveError::Unknown {
-                        name: name.clone(),
-                        suite: index.suite.clone(),
-                        arch: index.arch.clone(),
-                        by: by.to_string(),
-                    })
-                }
+                None => return Err(ResolveError::Unknown { name: name.clone(), suite: index.suite.clone(), arch: index.arch.clone(), by: by.to_string() }),
             },
         };
         r.choose(pick);
@@ -256,11 +249,7 @@ impl<'a> Resolver<'a, '_> {
         p.pre_depends.iter().chain(p.depends.iter()).all(|group| {
             group.iter().any(|d| {
                 self.satisfied(d)
-                    || self
-                        .index
-                        .by_name(&d.name)
-                        .iter()
-                        .any(|c| d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&c.version, v)))
+                    || self.index.by_name(&d.name).iter().any(|c| d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&c.version, v)))
                     || !self.index.providers(&d.name).is_empty()
             })
         })
@@ -271,11 +260,7 @@ impl<'a> Resolver<'a, '_> {
             .index
             .providers(name)
             .into_iter()
-            .filter(|(p, pv)| {
-                !self.req.exclude.contains(&p.name)
-                    && self.plausible(p)
-                    && provided_version_holds(cons, *pv)
-            })
+            .filter(|(p, pv)| !self.req.exclude.contains(&p.name) && self.plausible(p) && provided_version_holds(cons, *pv))
             .map(|(p, _)| p)
             .collect();
         if let Some(pref) = self.req.prefer.get(name) {
@@ -290,10 +275,7 @@ impl<'a> Resolver<'a, '_> {
             "standard" => 2,
             _ => 3,
         };
-        provs
-            .iter()
-            .copied()
-            .min_by_key(|p| (!self.req.include.iter().any(|r| r.name == p.name), rank(p), p.name.clone()))
+        provs.iter().copied().min_by_key(|p| (!self.req.include.iter().any(|r| r.name == p.name), rank(p), p.name.clone()))
     }
 }
 
@@ -380,11 +362,7 @@ SHA256: 05
     #[test]
     fn exclusion_moves_to_next_alternative_and_priority_picks_provider() {
         let i = idx();
-        let got = resolve(
-            &i,
-            &Request { include: vec!["app".into()], exclude: vec!["postfix".into()], ..Default::default() },
-        )
-        .unwrap();
+        let got = resolve(&i, &Request { include: vec!["app".into()], exclude: vec!["postfix".into()], ..Default::default() }).unwrap();
         assert_eq!(names(&got), ["app", "libc6", "mawk", "sendmail-lite"]);
     }
 
@@ -393,11 +371,7 @@ SHA256: 05
         let i = idx();
         let mut prefer = BTreeMap::new();
         prefer.insert("awk".to_string(), "gawk".to_string());
-        let got = resolve(
-            &i,
-            &Request { include: vec!["app".into()], exclude: vec!["postfix".into()], prefer, ..Default::default() },
-        )
-        .unwrap();
+        let got = resolve(&i, &Request { include: vec!["app".into()], exclude: vec!["postfix".into()], prefer, ..Default::default() }).unwrap();
         assert!(names(&got).contains(&"gawk".to_string()));
         assert!(!names(&got).contains(&"mawk".to_string()));
     }
@@ -479,9 +453,7 @@ SHA256: 22
         assert_eq!(got[0].filename, "pool/k/kubelet_old.deb");
         // The pin is honoured even when listed after what depends on the package, and a
         // dependency the pinned version does not meet is an error, never a silent swap.
-        let e = resolve(&i, &Request { include: vec![pin("kubeadm"), pin("kubelet=1.33.5-1.1")], ..Default::default() })
-            .unwrap_err()
-            .to_string();
+        let e = resolve(&i, &Request { include: vec![pin("kubeadm"), pin("kubelet=1.33.5-1.1")], ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains("kubelet (>= 1.34.0)") && e.contains("kubelet 1.33.5-1.1 is in the set"), "{e}");
         let e = resolve(&i, &Request { include: vec![pin("kubelet=1.30.0-1.1")], ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains("pinned to version 1.30.0-1.1") && e.contains("1.34.1-1.1, 1.33.5-1.1"), "{e}");

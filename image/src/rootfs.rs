@@ -14,8 +14,14 @@ pub enum Kind {
     File(Arc<Vec<u8>>),
     /// Symbolic link target, exactly as stored (may be relative).
     Symlink(String),
-    CharDev { major: u32, minor: u32 },
-    BlockDev { major: u32, minor: u32 },
+    CharDev {
+        major: u32,
+        minor: u32,
+    },
+    BlockDev {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
 }
 

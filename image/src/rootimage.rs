@@ -18,10 +18,10 @@
 
 use crate::apt::{Index, Package};
 use crate::assemble::{assemble_base, fetch_unpacked, top_tree, AssembleError, Installed, Options};
-use fetch::Http;
 use crate::rootfs::{Entry, Kind, Tree};
 use crate::spec::{BootSection, Spec};
 use crate::squashfs;
+use fetch::Http;
 use minikube_init::{Layer, Plan};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -226,8 +226,7 @@ fn prune(root: &Path, keep: usize) {
 fn read_meta(dir: &Path, key: &str) -> Option<BaseMeta> {
     let meta: BaseMeta = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
     let size = std::fs::metadata(dir.join("root.sqfs")).ok()?.len();
-    (meta.format == FORMAT && meta.key == key && size == meta.root_size && dir.join("bzImage").exists() && dir.join("initrd-base").exists())
-        .then_some(meta)
+    (meta.format == FORMAT && meta.key == key && size == meta.root_size && dir.join("bzImage").exists() && dir.join("initrd-base").exists()).then_some(meta)
 }
 
 /// The cached part of the initramfs: modules (with depmod's indexes) and the emergency shell.
@@ -238,9 +237,10 @@ fn initrd_base_tree(boot: &BootSection, modules: Option<&Tree>, index: &Index, o
     let names: Vec<String> = modules.iter().filter_map(|(k, _)| minikube_init::module_name(k).filter(|_| k.contains(".ko"))).collect();
     if !boot.initrd_packages.is_empty() {
         let pkgs = fetch_unpacked(index, &boot.initrd_packages, opts, http)?;
-        let bb = pkgs.get("/usr/bin/busybox").cloned().ok_or_else(|| {
-            RootImageError::Other(format!("boot.initrd_packages: no /usr/bin/busybox in {:?}", boot.initrd_packages))
-        })?;
+        let bb = pkgs
+            .get("/usr/bin/busybox")
+            .cloned()
+            .ok_or_else(|| RootImageError::Other(format!("boot.initrd_packages: no /usr/bin/busybox in {:?}", boot.initrd_packages)))?;
         t.insert("/usr/bin/busybox", bb);
         t.insert("/usr/bin/sh", Entry::symlink("busybox"));
     }

@@ -72,10 +72,7 @@ impl std::fmt::Display for Compressor {
 impl FromStr for Compressor {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Compressor::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| format!("unknown squashfs compressor {s:?} (gzip, lz4, lzo, xz, zstd)"))
+        Compressor::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| format!("unknown squashfs compressor {s:?} (gzip, lz4, lzo, xz, zstd)"))
     }
 }
 

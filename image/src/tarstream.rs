@@ -124,23 +124,11 @@ pub fn append_entry<W: Write>(b: &mut tar::Builder<W>, path: &str, e: &Entry) ->
 /// Store a name (or link target) byte-exactly in the header; if it does not fit in the 100-byte
 /// field, first emit a GNU long-name ('L') / long-link ('K') record holding it, and keep a
 /// truncated copy in the header as GNU tar does.
-fn put_long<W: Write>(
-    b: &mut tar::Builder<W>,
-    h: &mut Header,
-    value: &[u8],
-    kind: EntryType,
-) -> io::Result<()> {
+fn put_long<W: Write>(b: &mut tar::Builder<W>, h: &mut Header, value: &[u8], kind: EntryType) -> io::Result<()> {
     if value.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "name contains a NUL byte",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"));
     }
-    let field = if kind == EntryType::GNULongName {
-        &mut h.as_old_mut().name
-    } else {
-        &mut h.as_old_mut().linkname
-    };
+    let field = if kind == EntryType::GNULongName { &mut h.as_old_mut().name } else { &mut h.as_old_mut().linkname };
     let n = value.len().min(NAME_LEN);
     field.fill(0);
     field[..n].copy_from_slice(&value[..n]);

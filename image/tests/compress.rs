@@ -139,9 +139,7 @@ fn xz_uses_crc32_as_the_kernel_requires() {
 #[test]
 fn output_is_deterministic_whatever_the_thread_count() {
     let tree = big_tree();
-    for (format, level) in
-        [(Compression::Gzip, 1), (Compression::Bzip2, 1), (Compression::Xz, 0), (Compression::Zstd, 1)]
-    {
+    for (format, level) in [(Compression::Gzip, 1), (Compression::Bzip2, 1), (Compression::Xz, 0), (Compression::Zstd, 1)] {
         let one = compress::initrd(&tree, format, Some(level), 1).unwrap();
         let three = compress::initrd(&tree, format, Some(level), 3).unwrap();
         assert!(one == three, "{format}: {} / {} bytes", one.len(), three.len());

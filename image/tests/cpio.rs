@@ -173,10 +173,7 @@ fn real_cpio_unpacks_owners_modes_devices_links() {
 fn split_parts_concatenated_unpack_to_the_same_set() {
     let mut tree = sample();
     for i in 0..200 {
-        tree.insert(
-            &format!("/var/lib/pkg{}/file{i}", i % 7),
-            entry(Kind::File(vec![b'a' + (i % 26) as u8; 100 * i].into()), 0o644, i as u32, 0),
-        );
+        tree.insert(&format!("/var/lib/pkg{}/file{i}", i % 7), entry(Kind::File(vec![b'a' + (i % 26) as u8; 100 * i].into()), 0o644, i as u32, 0));
     }
     let mut whole = Vec::new();
     cpio::write(&tree, &mut whole).unwrap();

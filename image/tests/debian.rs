@@ -1,9 +1,9 @@
 //! Tests against Debian's real archive (the mirror from this machine's apt sources) and real
 //! packages. Downloads go to the shared package cache, so repeated runs are fast.
 
+use fetch::{Cache, Http};
 use image::apt::ArchiveConfig;
 use image::assemble::Options;
-use fetch::{Cache, Http};
 use image::rootfs::Kind;
 use image::spec::Spec;
 use std::path::{Path, PathBuf};
@@ -36,8 +36,7 @@ fn real_index_is_signed_and_resolves() {
         for group in p.depends.iter().chain(p.pre_depends.iter()) {
             let ok = group.iter().any(|d| {
                 set.iter().any(|q| {
-                    (q.name == d.name && d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&q.version, v)))
-                        || q.provides.iter().any(|(n, _)| n == &d.name)
+                    (q.name == d.name && d.constraint.as_ref().is_none_or(|(op, v)| op.holds(&q.version, v))) || q.provides.iter().any(|(n, _)| n == &d.name)
                 })
             });
             assert!(ok, "{}: dependency {:?} not satisfied in the set", p.name, group.iter().map(|d| d.to_string()).collect::<Vec<_>>());
@@ -103,12 +102,7 @@ fn small_iso_is_reproducible_and_well_formed() {
     assert_eq!(ha, hb, "same spec, packages and SOURCE_DATE_EPOCH must give the same bytes");
     assert!(ra.kernel_version.ends_with("-amd64"));
     // The layout, read back by xorriso.
-    let out = std::process::Command::new("xorriso")
-        .args(["-indev"])
-        .arg(&a)
-        .args(["-find", "/", "-type", "f"])
-        .output()
-        .expect("xorriso is installed");
+    let out = std::process::Command::new("xorriso").args(["-indev"]).arg(&a).args(["-find", "/", "-type", "f"]).output().expect("xorriso is installed");
     let listing = String::from_utf8_lossy(&out.stdout);
     for f in ["/boot/bzImage", "/boot/initrd", "/isolinux/isolinux.bin", "/isolinux/isolinux.cfg", "/isolinux/ldlinux.c32"] {
         assert!(listing.contains(&format!("'{f}'")), "{f} missing from ISO:\n{listing}");
@@ -122,10 +116,23 @@ fn small_iso_is_reproducible_and_well_formed() {
     assert_eq!(std::fs::read(&inside).unwrap(), beside);
     let sbom: serde_json::Value = serde_json::from_slice(&beside).unwrap();
     let comps = sbom["components"].as_array().unwrap();
-    assert_eq!(comps.len(), ra.packages.len() + comps.iter().filter(|c| c["properties"].as_array().unwrap().iter().any(|p| p["name"] == "minikube:role")).count());
-    let role = |name: &str| comps.iter().find(|c| c["name"] == name).and_then(|c| c["properties"].as_array().unwrap().iter().find(|p| p["name"] == "minikube:role").map(|p| p["value"].clone()));
+    assert_eq!(
+        comps.len(),
+        ra.packages.len() + comps.iter().filter(|c| c["properties"].as_array().unwrap().iter().any(|p| p["name"] == "minikube:role")).count()
+    );
+    let role = |name: &str| {
+        comps
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["properties"].as_array().unwrap().iter().find(|p| p["name"] == "minikube:role").map(|p| p["value"].clone()))
+    };
     assert_eq!(role("isolinux"), Some("bootloader".into()));
-    assert!(comps.iter().any(|c| c["name"].as_str().unwrap().starts_with("linux-image-6") && c["purl"].as_str().unwrap().starts_with("pkg:deb/debian/linux-image-6")), "{sbom:#}");
+    assert!(
+        comps
+            .iter()
+            .any(|c| c["name"].as_str().unwrap().starts_with("linux-image-6") && c["purl"].as_str().unwrap().starts_with("pkg:deb/debian/linux-image-6")),
+        "{sbom:#}"
+    );
     let el = std::process::Command::new("xorriso").args(["-indev"]).arg(&a).args(["-report_el_torito", "plain"]).output().unwrap();
     let report = String::from_utf8_lossy(&el.stdout);
     assert!(report.contains("El Torito boot img :   1  BIOS"), "{report}");

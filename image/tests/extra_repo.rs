@@ -9,8 +9,8 @@ use fetch::{Cache, FetchError, Http};
 use image::apt::{AptError, Index};
 use image::spec::Spec;
 use signed_repo::*;
-use std::path::Path;
 use std::io::Write;
+use std::path::Path;
 
 /// Repositories served from one root:
 /// - `/k8s` flat (`path = "/"`): hello-k8s 1.0-1 and 2.0-1 for amd64, 3.0-1 for arm64 only;

@@ -43,12 +43,7 @@ fn sample(dir: &Path, cfg: &str) -> IsoImage {
 }
 
 fn xorriso(iso: &Path, args: &[&str]) -> String {
-    let out = Command::new("xorriso")
-        .arg("-indev")
-        .arg(iso)
-        .args(args)
-        .output()
-        .expect("xorriso is installed (apt package xorriso)");
+    let out = Command::new("xorriso").arg("-indev").arg(iso).args(args).output().expect("xorriso is installed (apt package xorriso)");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "xorriso {args:?}: {text}");
     text
@@ -95,7 +90,7 @@ fn readers_see_the_files_and_the_boot_catalog() {
 
     // xorriso: El Torito catalog with a BIOS no-emulation entry, load size 4, boot-info table.
     let report = xorriso(&out, &["-report_el_torito", "plain"]);
-    assert!(report.contains("El Torito catalog  : ") , "{report}");
+    assert!(report.contains("El Torito catalog  : "), "{report}");
     let entry = report.lines().find(|l| l.starts_with("El Torito boot img :   1")).unwrap_or_else(|| panic!("{report}"));
     assert!(entry.contains("BIOS") && entry.contains("none") && entry.contains(" 4 "), "{entry}");
     assert!(report.contains("El Torito img path :   1  /isolinux/isolinux.bin"), "{report}");
@@ -125,12 +120,7 @@ fn readers_see_the_files_and_the_boot_catalog() {
     // xorriso shows the catalog as its own file type (e), not as a regular file.
     let root = xorriso(&out, &["-lsl", "/"]);
     assert!(root.lines().any(|l| l.starts_with('e') && l.ends_with(" 'boot.catalog'")), "{root}");
-    let joliet = Command::new("xorriso")
-        .args(["-read_fs", "norock", "-indev"])
-        .arg(&out)
-        .args(["-find", "/boot", "-type", "f"])
-        .output()
-        .unwrap();
+    let joliet = Command::new("xorriso").args(["-read_fs", "norock", "-indev"]).arg(&out).args(["-find", "/boot", "-type", "f"]).output().unwrap();
     let joliet = String::from_utf8_lossy(&joliet.stdout);
     assert!(joliet.contains("'/boot/bzImage'"), "Joliet keeps case: {joliet}");
 }

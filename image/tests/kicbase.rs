@@ -9,8 +9,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use image::assemble::Options;
 use image::arch::Arch;
+use image::assemble::Options;
 use image::kicbase::{ArchBuild, ArchTarget, Build, KicbaseOptions};
 use image::oci::Compression;
 use image::spec::Spec;
@@ -252,10 +252,7 @@ fn small_kicbase_is_reproducible_layered_and_readable() {
 fn layer_paths(blob: &Path) -> Vec<String> {
     let gz = flate2::read::MultiGzDecoder::new(std::fs::File::open(blob).unwrap());
     let mut a = tar::Archive::new(gz);
-    a.entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().to_string_lossy().trim_end_matches('/').to_string())
-        .collect()
+    a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().trim_end_matches('/').to_string()).collect()
 }
 
 #[test]

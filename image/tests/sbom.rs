@@ -51,7 +51,14 @@ fn iso_and_kicbase_sboms_are_valid_cyclonedx_1_5() {
         Component { package: &epochful, role: None },
         Component { package: &kernel, role: Some("kernel") },
     ];
-    let subject = Subject { kind: "operating-system", bom_ref: "minikube@0.1.0".into(), name: "minikube", version: "0.1.0", revision: "0123456789ab", epoch: 1_700_000_000 };
+    let subject = Subject {
+        kind: "operating-system",
+        bom_ref: "minikube@0.1.0".into(),
+        name: "minikube",
+        version: "0.1.0",
+        revision: "0123456789ab",
+        epoch: 1_700_000_000,
+    };
     let iso: Value = serde_json::from_slice(&cyclonedx(&subject, "bookworm", &components)).unwrap();
     assert_eq!(errors(&v, &iso), Vec::<String>::new(), "{iso:#}");
     assert_eq!(iso["metadata"]["timestamp"], "2023-11-14T22:13:20Z");

@@ -175,9 +175,7 @@ fn an_error_in_the_merged_spec_names_the_spec_and_its_base() {
 
 /// A container spec whose `[container]` is `container` (TOML lines).
 fn container_spec(container: &str) -> String {
-    format!(
-        "[image]\nname = 'k'\n[packages]\ninclude = ['base-files', 'runc']\n[container]\n{container}\n"
-    )
+    format!("[image]\nname = 'k'\n[packages]\ninclude = ['base-files', 'runc']\n[container]\n{container}\n")
 }
 
 const GOOD: &str = r#"entrypoint = ["/usr/bin/agent", "entrypoint", "--", "/sbin/init"]
@@ -211,11 +209,7 @@ fn container_fields_are_typed_when_read() {
     assert_eq!(c.layers, ["base", "runtimes", "ours"]);
     assert_eq!(
         c.exposed_ports,
-        [
-            Port { number: 22, protocol: Protocol::Tcp },
-            Port { number: 53, protocol: Protocol::Udp },
-            Port { number: 8443, protocol: Protocol::Tcp }
-        ]
+        [Port { number: 22, protocol: Protocol::Tcp }, Port { number: 53, protocol: Protocol::Udp }, Port { number: 8443, protocol: Protocol::Tcp }]
     );
     assert_eq!(c.exposed_ports[2].to_string(), "8443/tcp");
     let rules: Vec<(usize, &Select)> = c.place.iter().map(|p| (p.layer, &p.select)).collect();
@@ -241,15 +235,31 @@ fn a_bad_container_field_is_named() {
         (r#"paths = ["/version.json"]"#, r#"paths = ["version.json"]"#, "container.place[1].paths: \"version.json\""),
         (r#"brought_by = ["runc"]"#, r#"brought_by = ["crun"]"#, "container.place[2].brought_by: crun is not in packages.include"),
         (r#"brought_by = ["runc"]"#, r#"brought_by = []"#, "container.place[2].brought_by: empty"),
-        (r#"layer = "base"
-select = "packages""#, r#"layer = "base"
-select = "rest""#, "container.place[3]: select = \"rest\" matches every path"),
-        (r#"layer = "base"
-select = "rest""#, r#"layer = "base"
-select = "top-level""#, "container.place: the last rule is select = \"rest\""),
-        (r#"["base", "runtimes", "ours"]"#, r#"["base", "runtimes", "ours", "spare"]"#, "container.layers: no rule of container.place puts anything in layer spare"),
+        (
+            r#"layer = "base"
+select = "packages""#,
+            r#"layer = "base"
+select = "rest""#,
+            "container.place[3]: select = \"rest\" matches every path",
+        ),
+        (
+            r#"layer = "base"
+select = "rest""#,
+            r#"layer = "base"
+select = "top-level""#,
+            "container.place: the last rule is select = \"rest\"",
+        ),
+        (
+            r#"["base", "runtimes", "ours"]"#,
+            r#"["base", "runtimes", "ours", "spare"]"#,
+            "container.layers: no rule of container.place puts anything in layer spare",
+        ),
         (r#"["base", "runtimes", "ours"]"#, r#"["base", "runtimes", "ours", "base"]"#, "container.layers: base is listed twice"),
-        (r#""org.opencontainers.image.title""#, r#""org.opencontainers.image.version""#, "container.labels: org.opencontainers.image.version is written by the build"),
+        (
+            r#""org.opencontainers.image.title""#,
+            r#""org.opencontainers.image.version""#,
+            "container.labels: org.opencontainers.image.version is written by the build",
+        ),
         ("stop_signal", "stop_sign", "unknown field `stop_sign`"),
     ];
     for (from, to, want) in cases {

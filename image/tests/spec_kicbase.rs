@@ -66,7 +66,9 @@ fn the_layer_policy_places_every_path_as_before() {
     let layering = Layering { rules: &c.place, owner: &owner, local: local.clone(), brought: BTreeMap::from([(brought[0], runtime.clone())]) };
     let mut paths: BTreeSet<String> = owner.keys().cloned().collect();
     paths.extend(ours.iter().cloned());
-    paths.extend(["/bin", "/lib64", "/version.json", "/etc/passwd", "/home/docker", "/var/lib/dpkg/status", "/etc/ssl/certs/ca-certificates.crt"].map(String::from));
+    paths.extend(
+        ["/bin", "/lib64", "/version.json", "/etc/passwd", "/home/docker", "/var/lib/dpkg/status", "/etc/ssl/certs/ca-certificates.crt"].map(String::from),
+    );
     let mut seen = BTreeSet::new();
     for p in &paths {
         let want = classify_before(p, &owner, &runtime, &ours);

@@ -42,9 +42,7 @@ fn metadata_links_and_capabilities_survive_and_bytes_repeat() {
     let b = write(&tree(), &opts, &dir.path().join("b.sqfs")).unwrap();
     assert_eq!(a.sha256, b.sha256, "the same tree must give the same bytes");
     let listing = run(Command::new("unsquashfs").arg("-lln").arg(&a.path));
-    let line = |p: &str| {
-        listing.lines().find(|l| l.ends_with(&format!("squashfs-root{p}"))).unwrap_or_else(|| panic!("{p} missing:\n{listing}")).to_string()
-    };
+    let line = |p: &str| listing.lines().find(|l| l.ends_with(&format!("squashfs-root{p}"))).unwrap_or_else(|| panic!("{p} missing:\n{listing}")).to_string();
     assert!(line("").starts_with("drwxr-xr-x 0/0"), "{}", line(""));
     assert!(line("/etc/shadow").starts_with("-rw-r----- 0/42"), "{}", line("/etc/shadow"));
     assert!(line("/usr/bin/sudo").starts_with("-rwsr-xr-x 0/0"), "{}", line("/usr/bin/sudo"));

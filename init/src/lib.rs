@@ -223,10 +223,7 @@ pub fn parse_modules_dep(text: &str) -> std::collections::BTreeMap<String, (Stri
 
 /// The order to load `wanted` in: each module after the modules it depends on, each once.
 /// A name that is not in `dep` is returned in the error (the caller checks `modules.builtin`).
-pub fn load_order(
-    dep: &std::collections::BTreeMap<String, (String, Vec<String>)>,
-    wanted: &[String],
-) -> (Vec<String>, Vec<String>) {
+pub fn load_order(dep: &std::collections::BTreeMap<String, (String, Vec<String>)>, wanted: &[String]) -> (Vec<String>, Vec<String>) {
     let mut order: Vec<String> = Vec::new();
     let mut missing = Vec::new();
     for w in wanted {

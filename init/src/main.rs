@@ -105,7 +105,11 @@ fn load_modules(plan: &Plan) -> Result<usize, String> {
     for rel in &order {
         let path = format!("{dir}/{rel}");
         let f = std::fs::File::open(&path).map_err(|e| format!("module {path}: {e}"))?;
-        let flags = if rel.ends_with(".ko") { 0 } else { 4 /* MODULE_INIT_COMPRESSED_FILE */ };
+        let flags = if rel.ends_with(".ko") {
+            0
+        } else {
+            4 /* MODULE_INIT_COMPRESSED_FILE */
+        };
         let empty = cstr("");
         // SAFETY: finit_module(fd, params, flags): `f` is an open file for the whole call and
         // `empty` a NUL-terminated CString (no module parameters).
@@ -122,9 +126,8 @@ fn load_modules(plan: &Plan) -> Result<usize, String> {
 
 /// Whole-disk and CD devices, CDs first (partitions are skipped: an ISO starts at sector 0).
 fn block_devices() -> Vec<String> {
-    let mut devs: Vec<String> = std::fs::read_dir("/sys/block")
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
-        .unwrap_or_default();
+    let mut devs: Vec<String> =
+        std::fs::read_dir("/sys/block").map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
     devs.retain(|d| !["loop", "ram", "zram", "dm-", "md", "nbd"].iter().any(|p| d.starts_with(p)));
     devs.sort_by_key(|d| (!d.starts_with("sr"), d.clone()));
     devs
@@ -141,8 +144,7 @@ fn find_medium(plan: &Plan) -> Result<String, String> {
             match mount(&dev, MEDIUM, Some("iso9660"), libc::MS_RDONLY, None) {
                 Err(e) => tried.push(format!("{dev} ({})", e.rsplit(": ").next().unwrap_or(&e))),
                 Ok(()) => {
-                    let missing: Vec<&str> =
-                        plan.layers.iter().filter(|l| !Path::new(MEDIUM).join(&l.path).exists()).map(|l| l.path.as_str()).collect();
+                    let missing: Vec<&str> = plan.layers.iter().filter(|l| !Path::new(MEDIUM).join(&l.path).exists()).map(|l| l.path.as_str()).collect();
                     if missing.is_empty() {
                         return Ok(dev);
                     }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use launcher::model::{Driver, Status, DEFAULT_PROFILE};
-use launcher::{driver, options};
 use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter};
 use launcher::resources::state::Home;
+use launcher::{driver, options};
 
 #[derive(Parser)]
 #[command(name = "minikube-node", version, about = "Start a minikube node (a VM from the ISO, or a kicbase container) and provision it through its agent")]
@@ -394,8 +394,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 NodeCmd::List => {
                     let nodes = home.nodes(&cli.name)?;
-                    let rows: Vec<(String, &'static str, String)> =
-                        nodes.iter().map(|s| (s.name.clone(), home.machine(&s.name).map(|nm| driver::status(&nm).name()).unwrap_or("Unknown"), s.node_ip.clone())).collect();
+                    let rows: Vec<(String, &'static str, String)> = nodes
+                        .iter()
+                        .map(|s| (s.name.clone(), home.machine(&s.name).map(|nm| driver::status(&nm).name()).unwrap_or("Unknown"), s.node_ip.clone()))
+                        .collect();
                     match output {
                         Output::Json => println!(
                             "{}",
@@ -413,7 +415,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Kubectl { args, cache_dir } => {
             let state = m.load()?;
             let cache = cache_dir.unwrap_or_else(|| home.cache());
-            let kubectl = launcher::resources::binaries::Downloader::new(None, &cache, launcher::resources::binaries::go_arch()).cached(&state.kubernetes_version, "kubectl");
+            let kubectl = launcher::resources::binaries::Downloader::new(None, &cache, launcher::resources::binaries::go_arch())
+                .cached(&state.kubernetes_version, "kubectl");
             if !kubectl.is_file() {
                 bail!("{}: no kubectl {} in the cache (it is downloaded by `minikube-node start`)", kubectl.display(), state.kubernetes_version);
             }

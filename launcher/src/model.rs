@@ -40,7 +40,6 @@ impl Driver {
         }
     }
 
-
     pub fn is_kic(self) -> bool {
         self != Driver::Qemu
     }

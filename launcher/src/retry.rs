@@ -87,18 +87,32 @@ mod tests {
     #[test]
     fn poll_stops_when_dead_or_late_and_returns_the_last_error() {
         let mut calls = 0;
-        let r: Result<(), (u32, bool)> = poll(Duration::from_secs(60), Duration::ZERO, || false, || {
-            calls += 1;
-            Err(calls)
-        });
+        let r: Result<(), (u32, bool)> = poll(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            || false,
+            || {
+                calls += 1;
+                Err(calls)
+            },
+        );
         assert_eq!(r, Err((1, false)), "a dead thing is probed once");
         let r: Result<(), (&str, bool)> = poll(Duration::ZERO, Duration::ZERO, || true, || Err("late"));
         assert_eq!(r, Err(("late", true)));
         let mut k = 0;
-        let r: Result<u32, ((), bool)> = poll(Duration::from_secs(60), Duration::ZERO, || true, || {
-            k += 1;
-            if k == 3 { Ok(k) } else { Err(()) }
-        });
+        let r: Result<u32, ((), bool)> = poll(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            || true,
+            || {
+                k += 1;
+                if k == 3 {
+                    Ok(k)
+                } else {
+                    Err(())
+                }
+            },
+        );
         assert_eq!(r, Ok(3));
     }
 }

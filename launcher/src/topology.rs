@@ -164,7 +164,10 @@ mod tests {
         assert_eq!(free_subnet(&[]), Some(Subnet([192, 168, 49])));
         assert_eq!(free_subnet(&[Subnet([192, 168, 49])]), Some(Subnet([192, 168, 58])));
         let s = Subnet([192, 168, 49]);
-        assert_eq!((s.cidr().as_str(), s.gateway().as_str(), s.node_ip(1).as_str(), s.node_ip(3).as_str()), ("192.168.49.0/24", "192.168.49.1", "192.168.49.2", "192.168.49.4"));
+        assert_eq!(
+            (s.cidr().as_str(), s.gateway().as_str(), s.node_ip(1).as_str(), s.node_ip(3).as_str()),
+            ("192.168.49.0/24", "192.168.49.1", "192.168.49.2", "192.168.49.4")
+        );
         assert_eq!(Subnet::parse("10.88.0.0/16"), Some(Subnet([10, 88, 0])));
     }
 }

@@ -57,7 +57,9 @@ impl Server {
                     let reply = r.lock().unwrap().get(&path).cloned();
                     let _ = match reply {
                         None => conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"),
-                        Some(Reply::Ok(b)) => conn.write_all(&[format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()).into_bytes(), b].concat()),
+                        Some(Reply::Ok(b)) => {
+                            conn.write_all(&[format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()).into_bytes(), b].concat())
+                        }
                         Some(Reply::Truncated(b, announced)) => {
                             conn.write_all(&[format!("HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n").into_bytes(), b].concat())
                         }

@@ -15,10 +15,22 @@ fn text(o: &Output) -> String {
 fn tiny_iso(dir: &std::path::Path, arch: platform::Arch) -> std::path::PathBuf {
     let content = dir.join("iso-content");
     std::fs::create_dir_all(&content).unwrap();
-    let v = platform::ImageVersion { image: "minikube-iso".into(), version: "v0".into(), commit: "test".into(), base: "Debian bookworm".into(), arch, source_date_epoch: 0 };
+    let v = platform::ImageVersion {
+        image: "minikube-iso".into(),
+        version: "v0".into(),
+        commit: "test".into(),
+        base: "Debian bookworm".into(),
+        arch,
+        source_date_epoch: 0,
+    };
     std::fs::write(content.join("version.json"), serde_json::to_vec(&v).unwrap()).unwrap();
     let iso = dir.join(format!("tiny-{}.iso", arch.debian()));
-    let o = Command::new("xorriso").args(["-as", "mkisofs", "-quiet", "-iso-level", "3", "-R", "-o"]).arg(&iso).arg(&content).output().expect("xorriso runs (apt-get install xorriso)");
+    let o = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-iso-level", "3", "-R", "-o"])
+        .arg(&iso)
+        .arg(&content)
+        .output()
+        .expect("xorriso runs (apt-get install xorriso)");
     assert!(o.status.success(), "xorriso: {}", String::from_utf8_lossy(&o.stderr));
     iso
 }
@@ -111,7 +123,12 @@ fn no_route_to_the_release_host_names_the_url_and_the_ways_out() {
     assert!(!o.status.success());
     let t = text(&o);
     let arch = launcher::resources::binaries::go_arch();
-    for want in [&format!("https://dl.k8s.io/release/{}/bin/linux/{arch}/kubelet", launcher::resources::kubelet::DEFAULT_VERSION) as &str, "--kubelet PATH", "--binary-mirror URL", "--cache-dir"] {
+    for want in [
+        &format!("https://dl.k8s.io/release/{}/bin/linux/{arch}/kubelet", launcher::resources::kubelet::DEFAULT_VERSION) as &str,
+        "--kubelet PATH",
+        "--binary-mirror URL",
+        "--cache-dir",
+    ] {
         assert!(t.contains(want), "{want:?} missing in: {t}");
     }
     assert!(!t.contains("kubelet-test-double") && !d.path().join("machines/t2/kubelet-test-double").exists(), "never a silent test double: {t}");

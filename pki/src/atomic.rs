@@ -59,9 +59,7 @@ impl AtomicFile {
     /// Start replacing `target` by a file with permission bits `mode` (umask is not applied).
     pub fn create(target: &Path, mode: u32) -> io::Result<AtomicFile> {
         let dir = parent_dir(target)?;
-        let name = target
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: no file name", target.display())))?;
+        let name = target.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: no file name", target.display())))?;
         let mut f = AtomicFile::create_in(dir, &name.to_string_lossy(), mode)?;
         f.target = Some(target.to_path_buf());
         Ok(f)

@@ -53,9 +53,7 @@ impl Error {
 
 /// All certificates in a PEM buffer (at least one); `what` names the input in errors.
 pub fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Pem { what: what.to_string(), reason: e.to_string() })?;
+    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| Error::Pem { what: what.to_string(), reason: e.to_string() })?;
     if certs.is_empty() {
         return Err(Error::Pem { what: what.to_string(), reason: "no CERTIFICATE block".into() });
     }

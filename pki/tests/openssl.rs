@@ -8,12 +8,8 @@ use std::process::Command;
 use pki::{subject_hash, subject_hash_hex, subject_string, Ca, Identity, Validity};
 
 fn openssl(args: &[&str], cert: &Path) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-in"])
-        .arg(cert)
-        .args(args)
-        .output()
-        .expect("the openssl tool is installed (apt-get install openssl)");
+    let out =
+        Command::new("openssl").args(["x509", "-noout", "-in"]).arg(cert).args(args).output().expect("the openssl tool is installed (apt-get install openssl)");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -31,9 +27,7 @@ fn generated_certificates_hash_like_openssl() {
     for (i, cn) in names.iter().enumerate() {
         let ca = Ca::generate(cn, Validity::days_from_now(10)).unwrap();
         let client = ca.issue_client("minikube-user", &["system:masters", "Second  ORG "], Validity::days_from_now(1)).unwrap();
-        let server = ca
-            .issue_server(cn.trim(), &["localhost", "minikube"], &["127.0.0.1".parse::<IpAddr>().unwrap()], Validity::days_from_now(1))
-            .unwrap();
+        let server = ca.issue_server(cn.trim(), &["localhost", "minikube"], &["127.0.0.1".parse::<IpAddr>().unwrap()], Validity::days_from_now(1)).unwrap();
         for (j, id) in [ca.identity(), &client, &server].into_iter().enumerate() {
             let path = dir.path().join(format!("{i}-{j}.crt"));
             std::fs::write(&path, &id.cert_pem).unwrap();

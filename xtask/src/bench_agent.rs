@@ -14,13 +14,13 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_api::api::*;
-use agent_api::client::Client;
-use agent_api::endpoints::{self, Endpoint, Info};
 use agent::host::RecordingHost;
 use agent::ops::Node;
 use agent::paths::GuestRoot;
 use agent::server::{Agent, Server};
+use agent_api::api::*;
+use agent_api::client::Client;
+use agent_api::endpoints::{self, Endpoint, Info};
 use anyhow::{ensure, Context, Result};
 use pki::{Ca, Identity, Validity};
 use platform::stats::median;
@@ -94,7 +94,6 @@ fn plain_info(conn: &mut BufReader<TcpStream>) -> Result<InfoResponse> {
     Ok(agent::server::decode_json(&body)?)
 }
 
-
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -131,7 +130,8 @@ fn provision(c: &mut Client, f: &Fixture, binary: &[u8], binary_sha: &str) -> Re
         binary_sha256: None,
     };
     changed += usize::from(c.kubelet(&kubelet)?.changed);
-    changed += usize::from(c.upload_bytes("/var/tmp/minikube/kubeadm.yaml", b"apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n", 0o644, None)?.changed);
+    changed +=
+        usize::from(c.upload_bytes("/var/tmp/minikube/kubeadm.yaml", b"apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n", 0o644, None)?.changed);
     let out = c.exec(&ExecRequest { argv: vec!["true".into()], ..Default::default() })?;
     ensure!(out.exit_code == Some(0), "exec true failed: {out:?}");
     ensure!(c.stat("/var/tmp/minikube/kubeadm.yaml")?.exists, "uploaded file missing");
@@ -201,11 +201,7 @@ pub fn run(iterations: usize) -> Result<()> {
     println!("  info over plain TCP (baseline)    median {:>10.1} µs", micros(plain_info_median));
     println!("  ratio mTLS / plain                       {ratio:>10.2}");
     println!("  connect + handshake + info        median {:>10.1} µs", micros(median(connect_times)));
-    println!(
-        "  provision fresh node ({runs} runs, {} MiB kubelet) median {:>8.1} ms",
-        BINARY_BYTES >> 20,
-        micros(median(first)) / 1000.0
-    );
+    println!("  provision fresh node ({runs} runs, {} MiB kubelet) median {:>8.1} ms", BINARY_BYTES >> 20, micros(median(first)) / 1000.0);
     println!("  provision converged node (no change)  median {:>8.1} ms", micros(median(repeat)) / 1000.0);
     Ok(())
 }

@@ -67,16 +67,12 @@ pub fn run(tree_dir: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// Add the host directory `dir` to `tree` under `at`, up to `cap` bytes of file content.
 fn load(tree: &mut Tree, dir: &Path, at: &str, cap: u64) -> anyhow::Result<()> {
     let mut stack = vec![(dir.to_path_buf(), at.trim_end_matches('/').to_string())];
     let mut budget = cap;
     while let Some((host, key)) = stack.pop() {
-        let mut children: Vec<_> = std::fs::read_dir(&host)
-            .with_context(|| format!("reading {}", host.display()))?
-            .filter_map(|e| e.ok())
-            .collect();
+        let mut children: Vec<_> = std::fs::read_dir(&host).with_context(|| format!("reading {}", host.display()))?.filter_map(|e| e.ok()).collect();
         children.sort_by_key(|e| e.file_name());
         for child in children {
             let path = child.path();

@@ -238,14 +238,7 @@ fn run_load(bin: &Path, t: &Arc<Trust>, n: usize, secs: u64) -> Result<Figures> 
     let mut v = lat.lock().unwrap().clone();
     v.sort();
     let pct = |p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or_default();
-    Ok(Figures {
-        ok: ok.load(Ordering::Relaxed),
-        failed: failed.load(Ordering::Relaxed),
-        p50: pct(0.50),
-        p99: pct(0.99),
-        peak_rss_kib: peak_rss,
-        peak_threads,
-    })
+    Ok(Figures { ok: ok.load(Ordering::Relaxed), failed: failed.load(Ordering::Relaxed), p50: pct(0.50), p99: pct(0.99), peak_rss_kib: peak_rss, peak_threads })
 }
 
 pub fn run(hostile: usize, secs: u64) -> Result<()> {

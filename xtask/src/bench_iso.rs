@@ -15,11 +15,10 @@ use anyhow::{Context, Result};
 use image::assemble::Options;
 use image::spec::{RootMode, Spec};
 use image::squashfs::Compressor;
+use platform::stats::median;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
-use platform::stats::median;
-
 
 fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
@@ -192,7 +191,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 
     if a.boots > 0 {
-        println!("boots ({}), {} each, alternating; wall times from qemu start:", launcher::resources::qemu::choose_accel_for(image::arch::Arch::X86_64).name(), a.boots);
+        println!(
+            "boots ({}), {} each, alternating; wall times from qemu start:",
+            launcher::resources::qemu::choose_accel_for(image::arch::Arch::X86_64).name(),
+            a.boots
+        );
         for mem in [4096u32, 2048] {
             let mut per: Vec<Vec<Boot>> = vec![Vec::new(); isos.len()];
             for _ in 0..a.boots {

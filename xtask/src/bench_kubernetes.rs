@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use launcher::model::Driver;
-use launcher::start;
 use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter, StepEvent};
 use launcher::resources::state::Home;
+use launcher::start;
 
 use platform::stats::median;
 
@@ -118,7 +118,13 @@ pub fn run(a: Args) -> Result<()> {
             launcher::cluster::start(&home, &opts, a.nodes, &mut rep)?;
             wait_ready(&kubectl, &home.machine("benchm")?.kubeconfig(), a.nodes as usize, Duration::from_secs(300))?;
             let secs = t.elapsed().as_secs_f64();
-            println!("kic {} nodes start -> all Ready: {secs:.1} s (images {:.1} s, kubeadm {:.1} s, join {:.1} s in all)", a.nodes, step(&rep.events, "images"), step(&rep.events, "kubeadm"), step(&rep.events, "join"));
+            println!(
+                "kic {} nodes start -> all Ready: {secs:.1} s (images {:.1} s, kubeadm {:.1} s, join {:.1} s in all)",
+                a.nodes,
+                step(&rep.events, "images"),
+                step(&rep.events, "kubeadm"),
+                step(&rep.events, "join")
+            );
             multi = Some(secs);
             Ok(())
         })();
@@ -140,7 +146,12 @@ pub fn run(a: Args) -> Result<()> {
             let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
             start::start(&home, &opts, &mut rep)?;
             let secs = t.elapsed().as_secs_f64();
-            println!("qemu ({}) start -> Ready, run {}: {secs:.1} s ({})", launcher::resources::qemu::choose_accel_for(arch).name(), i + 1, steps_line(&rep.events));
+            println!(
+                "qemu ({}) start -> Ready, run {}: {secs:.1} s ({})",
+                launcher::resources::qemu::choose_accel_for(arch).name(),
+                i + 1,
+                steps_line(&rep.events)
+            );
             vm.push(secs);
             Ok(())
         })();

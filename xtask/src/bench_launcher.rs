@@ -19,13 +19,12 @@ use std::time::{Duration, Instant};
 use agent::api::ExecRequest;
 use anyhow::{bail, ensure, Context, Result};
 use launcher::driver::qemu::machine;
-use launcher::{driver, start};
 use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter, StepEvent};
 use launcher::resources::ssh::{baseline, Ssh};
 use launcher::resources::state::{Home, MachineDir};
+use launcher::{driver, start};
 use platform::stats::median;
-
 
 fn secs(events: &[StepEvent], step: &str) -> f64 {
     events.iter().filter(|e| e.step == step).map(|e| e.seconds).sum()
@@ -76,10 +75,7 @@ pub fn run(boots: usize, rounds: usize, kubelet_mb: usize) -> Result<()> {
             let ssh_total = compare(&home, &m, rounds, kubelet_mb, tmp.path())?;
             println!();
             println!("provisioning after boot, SSH / agent start: {:.1}x ({ssh_total:.2} s / {after_boot:.2} s)", ssh_total / after_boot.max(0.001));
-            println!(
-                "start -> provisioned: agent {total:.1} s; SSH path (same boot to a reachable node, then the SSH steps) {:.1} s",
-                ready + ssh_total
-            );
+            println!("start -> provisioned: agent {total:.1} s; SSH path (same boot to a reachable node, then the SSH steps) {:.1} s", ready + ssh_total);
         }
         Ok(())
     })();
@@ -161,9 +157,14 @@ fn exec(c: &mut agent::client::Client, script: &str) -> Result<String> {
 /// What the steps wrote, as one text (owners, modes, content hashes, hostname) to compare.
 fn fingerprint(c: &mut agent::client::Client, plan: &baseline::Plan) -> Result<String> {
     let list = plan.written_paths().join(" ");
-    exec(c, &format!("hostname; cat /etc/hostname; grep '^127.0.1.1' /etc/hosts | tr -s ' \\t' ' '; stat -c '%a %u:%g %n' {list}; sha256sum {list}; \
+    exec(
+        c,
+        &format!(
+            "hostname; cat /etc/hostname; grep '^127.0.1.1' /etc/hosts | tr -s ' \\t' ' '; stat -c '%a %u:%g %n' {list}; sha256sum {list}; \
                       for n in {}; do readlink /etc/ssl/certs/$n; done; systemctl is-enabled kubelet containerd",
-                      plan.certs.trust.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(" ")))
+            plan.certs.trust.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(" ")
+        ),
+    )
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -183,7 +184,13 @@ fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &
     let sha = pki::digest::sha256_hex(&bytes);
     // The same requests `start` sends: the node document's sections.
     let (key, _) = launcher::resources::ssh::ensure_key(m, &format!("minikube-node@{}", state.name))?;
-    let sections = launcher::resources::node_doc::build(&state, &pc, &key, Some(&launcher::resources::node_doc::Binary::of(&binary)?), launcher::topology::hosts(std::slice::from_ref(&state)));
+    let sections = launcher::resources::node_doc::build(
+        &state,
+        &pc,
+        &key,
+        Some(&launcher::resources::node_doc::Binary::of(&binary)?),
+        launcher::topology::hosts(std::slice::from_ref(&state)),
+    );
     let (certs, runtime) = (sections.certs, sections.runtime);
     let kubelet = sections.kubelet.context("the document names a kubelet")?;
     let plan = baseline::Plan {
@@ -240,7 +247,12 @@ fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &
                 }
             };
             let name = if way == Way::Agent { "agent" } else { "ssh" };
-            println!("round {} {name:<5} {}  total {:.2}s", round + 1, steps.iter().zip(&times).map(|(s, t)| format!("{s} {t:.2}s")).collect::<Vec<_>>().join(", "), times.iter().sum::<f64>());
+            println!(
+                "round {} {name:<5} {}  total {:.2}s",
+                round + 1,
+                steps.iter().zip(&times).map(|(s, t)| format!("{s} {t:.2}s")).collect::<Vec<_>>().join(", "),
+                times.iter().sum::<f64>()
+            );
             prints.push((way, fingerprint(&mut admin, &plan)?));
         }
     }
@@ -270,4 +282,3 @@ fn compare(home: &Home, m: &MachineDir, rounds: usize, kubelet_mb: usize, tmp: &
     }
     Ok(st)
 }
-

@@ -55,7 +55,8 @@ impl Contender for Launcher {
 pub fn run(runs: usize) -> Result<()> {
     ensure!(run::is_root(), "minikube's podman driver runs podman as root (--force): run the bench as root");
     let kicbase = std::env::var_os("MINIKUBE_KICBASE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("out/kicbase.tar"));
-    let kicbase = std::fs::canonicalize(&kicbase).with_context(|| format!("{}: no kicbase archive (cargo xtask kicbase, or set MINIKUBE_KICBASE)", kicbase.display()))?;
+    let kicbase =
+        std::fs::canonicalize(&kicbase).with_context(|| format!("{}: no kicbase archive (cargo xtask kicbase, or set MINIKUBE_KICBASE)", kicbase.display()))?;
     let bin = std::fs::canonicalize("out/tools/minikube").context("out/tools/minikube: missing (cargo xtask minikube)")?;
     let storage_provisioner = bin.with_file_name("storage-provisioner-v5.tar");
     ensure!(storage_provisioner.is_file(), "{}: missing (cargo xtask minikube)", storage_provisioner.display());

@@ -90,10 +90,8 @@ pub fn run(a: KicbaseArgs) -> Result<()> {
     let opts = crate::options(&a.common)?;
     let targets = targets(&a)?;
     let reference = a.tag.clone().unwrap_or_else(|| format!("kicbase:v{}", opts.version));
-    let (name, tag) = reference
-        .rsplit_once(':')
-        .filter(|(n, _)| !n.is_empty() && !n.ends_with('/'))
-        .with_context(|| format!("--tag {reference:?}: expected NAME:TAG"))?;
+    let (name, tag) =
+        reference.rsplit_once(':').filter(|(n, _)| !n.is_empty() && !n.ends_with('/')).with_context(|| format!("--tag {reference:?}: expected NAME:TAG"))?;
     let k = image::kicbase::KicbaseOptions {
         name: name.to_string(),
         tag: tag.to_string(),
@@ -152,7 +150,13 @@ fn report_arch(b: &image::kicbase::Build, ab: &image::kicbase::ArchBuild, summar
     let compressed: u64 = ab.image.layers.iter().map(|l| l.size).sum();
     let tar_bytes: u64 = ab.image.layers.iter().map(|l| l.tar_size).sum();
     for (l, n) in ab.image.layers.iter().zip(&b.layer_names) {
-        println!("  {arch} layer {n:9} {:>6.1} MB compressed, {:>6.1} MB tar, {:>6} entries  {}", l.size as f64 / 1e6, l.tar_size as f64 / 1e6, l.entries, l.digest);
+        println!(
+            "  {arch} layer {n:9} {:>6.1} MB compressed, {:>6.1} MB tar, {:>6} entries  {}",
+            l.size as f64 / 1e6,
+            l.tar_size as f64 / 1e6,
+            l.entries,
+            l.digest
+        );
     }
     if !before.is_empty() {
         let new: Vec<_> = ab.image.layers.iter().zip(&b.layer_names).filter(|(l, _)| !before.contains(&l.digest)).collect();

@@ -6,15 +6,15 @@ mod bench_agent;
 mod bench_compress;
 mod bench_hostile;
 mod bench_iso;
-mod bench_kubernetes;
 mod bench_kic;
+mod bench_kubernetes;
 mod bench_launcher;
 mod bench_minikube;
 mod buildroot;
 mod kicbase;
 mod kubernetes;
-mod minikube;
 mod lock;
+mod minikube;
 mod test_run;
 
 use anyhow::{bail, Context, Result};
@@ -236,9 +236,7 @@ enum BenchCmd {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

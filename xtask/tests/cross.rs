@@ -41,10 +41,7 @@ fn arm64_guest_binaries_are_static_aarch64() {
     let arch: image::arch::Arch = "arm64".parse().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["agent", "--arch", "arm64"]).current_dir(workspace()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "`cargo xtask agent --arch arm64` failed (the cross toolchain comes from `bash scripts/setup.sh`):\n{stderr}"
-    );
+    assert!(out.status.success(), "`cargo xtask agent --arch arm64` failed (the cross toolchain comes from `bash scripts/setup.sh`):\n{stderr}");
     let agent = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     assert!(agent.ends_with(Path::new(arch.rust_target()).join("release/minikube-agent")), "{}", agent.display());
     let init = agent.with_file_name("minikube-init");

@@ -19,7 +19,11 @@ fn build(out: &Path, cache: Option<&Path>) {
         c.arg("--cache").arg(cache);
     }
     let o = c.output().unwrap();
-    assert!(o.status.success(), "cargo xtask iso --arch arm64 failed (bash scripts/setup.sh installs the cross toolchain):\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "cargo xtask iso --arch arm64 failed (bash scripts/setup.sh installs the cross toolchain):\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]

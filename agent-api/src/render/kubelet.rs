@@ -48,9 +48,5 @@ pub fn drop_in_text(req: &KubeletRequest) -> String {
         format!("--node-ip={}", req.node_ip),
     ];
     args.extend(req.extra_args.iter().cloned());
-    format!(
-        "[Unit]\nWants={}\n\n[Service]\nExecStart=\nExecStart={}\n\n[Install]\n",
-        runtime_unit(req.runtime),
-        args.join(" ")
-    )
+    format!("[Unit]\nWants={}\n\n[Service]\nExecStart=\nExecStart={}\n\n[Install]\n", runtime_unit(req.runtime), args.join(" "))
 }

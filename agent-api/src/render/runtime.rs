@@ -125,10 +125,6 @@ pub fn config_files(req: &RuntimeRequest, restrict_oom_score_adj: bool) -> (Vec<
     }
     // Pod networking: forwarding and bridge netfilter, now and at every boot.
     files.push(file("/etc/modules-load.d/minikube-runtime.conf", format!("{}\n", NETWORK_MODULES.join("\n")), 0o644));
-    files.push(file(
-        "/etc/sysctl.d/99-minikube-runtime.conf",
-        NETWORK_SYSCTLS.iter().map(|k| format!("{k} = 1\n")).collect::<String>(),
-        0o644,
-    ));
+    files.push(file("/etc/sysctl.d/99-minikube-runtime.conf", NETWORK_SYSCTLS.iter().map(|k| format!("{k} = 1\n")).collect::<String>(), 0o644));
     (files, absent)
 }

@@ -45,11 +45,7 @@ pub fn run_ok(host: &dyn Host, argv: &[&str], stdin: Option<&[u8]>, timeout: Dur
             (Some(c), _) => format!("exit status {c}"),
             (None, _) => format!("signal {}", out.signal.unwrap_or(0)),
         };
-        return Err(HostError::Failed {
-            command: argv.join(" "),
-            status,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().chars().take(2000).collect(),
-        });
+        return Err(HostError::Failed { command: argv.join(" "), status, stderr: String::from_utf8_lossy(&out.stderr).trim().chars().take(2000).collect() });
     }
     Ok(out)
 }
@@ -68,19 +64,12 @@ pub struct SystemHost;
 impl Host for SystemHost {
     fn run(&self, argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<ProcessOutput, HostError> {
         tracing::debug!(command = %argv.join(" "), "run");
-        let spec = Spec {
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-            stdin: stdin.map(<[u8]>::to_vec),
-            timeout: Some(timeout),
-            ..Default::default()
-        };
+        let spec = Spec { argv: argv.iter().map(|s| s.to_string()).collect(), stdin: stdin.map(<[u8]>::to_vec), timeout: Some(timeout), ..Default::default() };
         process::run(&spec).map_err(|source| HostError::Spawn { program: argv.first().unwrap_or(&"").to_string(), source })
     }
 
     fn hostname(&self) -> Result<String, HostError> {
-        nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .map_err(|e| HostError::Hostname(e.into()))
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).map_err(|e| HostError::Hostname(e.into()))
     }
 
     fn set_hostname(&self, name: &str) -> Result<(), HostError> {

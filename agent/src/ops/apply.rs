@@ -102,13 +102,11 @@ pub fn load_stored(node: &Node) -> Result<Option<Stored>, DocumentError> {
     let path = node.root.host(document::STORED);
     let source_name = path.display().to_string();
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<Stored>(&bytes)
-            .map_err(|e| DocumentError::Field { source_name, message: e.to_string() })
-            .and_then(|s| {
-                // The format check of a delivered document, for the stored one's.
-                document::parse(&serde_json::to_vec(&s.document).unwrap_or_default(), document::STORED)?;
-                Ok(Some(s))
-            }),
+        Ok(bytes) => serde_json::from_slice::<Stored>(&bytes).map_err(|e| DocumentError::Field { source_name, message: e.to_string() }).and_then(|s| {
+            // The format check of a delivered document, for the stored one's.
+            document::parse(&serde_json::to_vec(&s.document).unwrap_or_default(), document::STORED)?;
+            Ok(Some(s))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(DocumentError::NotJson { source_name, message: e.to_string() }),
     }

@@ -126,9 +126,7 @@ pub fn stat(node: &Node, path: &str) -> Result<FileStat, OpError> {
     let (clean, host) = node.root.resolve(path, "path", Access::Read)?;
     refuse_temp_names(&clean, "path")?;
     match fs::metadata(&host) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Ok(FileStat { exists: false, size: 0, sha256: String::new(), mode: 0, uid: 0, gid: 0 })
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(FileStat { exists: false, size: 0, sha256: String::new(), mode: 0, uid: 0, gid: 0 }),
         Err(e) => Err(OpError::io(&host, e)),
         Ok(meta) if !meta.is_file() => Err(OpError::bad("path", format!("{clean} is not a regular file"))),
         Ok(meta) => Ok(FileStat {

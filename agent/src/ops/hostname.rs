@@ -8,13 +8,9 @@ use crate::ops::{ensure, Node, OpError};
 fn valid(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// /etc/hosts with exactly one `127.0.1.1 NAME` line (replacing any previous 127.0.1.1 line).

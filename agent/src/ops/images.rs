@@ -24,7 +24,8 @@ const CTR_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `registry.k8s.io/pause:3.10.1`: a name with a tag, of the characters references use.
 pub fn check_reference(field: &str, r: &str) -> Result<(), OpError> {
-    let name_ok = |n: &str| !n.is_empty() && !n.starts_with(['-', '.', '/']) && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b));
+    let name_ok =
+        |n: &str| !n.is_empty() && !n.starts_with(['-', '.', '/']) && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b));
     let tag_ok = |t: &str| (1..=128).contains(&t.len()) && !t.starts_with(['-', '.']) && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     match r.rsplit_once(':') {
         Some((name, tag)) if name_ok(name) && tag_ok(tag) => Ok(()),
@@ -35,7 +36,8 @@ pub fn check_reference(field: &str, r: &str) -> Result<(), OpError> {
 /// The manifest digest containerd lists for `reference` in the CRI's namespace, if it has it.
 pub fn runtime_digest(node: &Node, reference: &str) -> Result<Option<String>, OpError> {
     let filter = format!("name=={reference}");
-    let out = run_ok(node.host.as_ref(), &["ctr", "-n", NAMESPACE, "images", "ls", &filter], None, CTR_TIMEOUT).map_err(|e| OpError::internal(format!("ctr images ls: {e}")))?;
+    let out = run_ok(node.host.as_ref(), &["ctr", "-n", NAMESPACE, "images", "ls", &filter], None, CTR_TIMEOUT)
+        .map_err(|e| OpError::internal(format!("ctr images ls: {e}")))?;
     // REF TYPE DIGEST SIZE PLATFORMS LABELS
     Ok(String::from_utf8_lossy(&out.stdout).lines().skip(1).find_map(|l| {
         let mut f = l.split_whitespace();

@@ -5,11 +5,9 @@ use crate::ops::{Node, OpError};
 
 pub fn info(node: &Node) -> Result<InfoResponse, OpError> {
     let uts = nix::sys::utsname::uname().map_err(|e| OpError::internal(format!("uname: {e}")))?;
-    let os = std::fs::read_to_string(node.root.host("/etc/os-release")).ok().and_then(|t| {
-        t.lines()
-            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-            .map(|v| v.trim_matches('"').to_string())
-    });
+    let os = std::fs::read_to_string(node.root.host("/etc/os-release"))
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string()));
     Ok(InfoResponse {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         hostname: node.host.hostname()?,

@@ -14,9 +14,8 @@ pub use agent_api::render::kubelet::{drop_in_text, unit_text, BINARIES_DIR, BINA
 /// `v1.35.0`, `v1.36.0-alpha.1`...
 pub fn check_version(field: &str, v: &str) -> Result<(), OpError> {
     let ok = v.len() <= 64
-        && v.strip_prefix('v').is_some_and(|rest| {
-            rest.starts_with(|c: char| c.is_ascii_digit()) && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b))
-        });
+        && v.strip_prefix('v')
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()) && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b)));
     if !ok {
         return Err(OpError::bad(field, format!("{v:?} is not a Kubernetes version like v1.35.0")));
     }

@@ -24,12 +24,7 @@ pub fn read(node: &Node, req: &LogsRequest) -> Result<LogsResponse, OpError> {
         return Err(OpError::bad("lines", format!("must be 1..={MAX_LINES}")));
     }
     let n = lines.to_string();
-    let out = run_ok(
-        node.host.as_ref(),
-        &["journalctl", "--no-pager", "--output=short-iso", "-n", &n, "-u", &req.unit],
-        None,
-        Duration::from_secs(30),
-    )?;
+    let out = run_ok(node.host.as_ref(), &["journalctl", "--no-pager", "--output=short-iso", "-n", &n, "-u", &req.unit], None, Duration::from_secs(30))?;
     let mut text = out.stdout;
     let truncated = out.truncated || text.len() > MAX_BYTES;
     if text.len() > MAX_BYTES {

@@ -46,7 +46,11 @@ mod tests {
         let ok = NetworkRequest { mac: "52:54:00:4D:00:02".into(), address: "192.168.49.2/24".into() };
         validate(&ok).unwrap();
         assert!(file_text(&ok).contains("MACAddress=52:54:00:4d:00:02\n") && file_text(&ok).contains("Address=192.168.49.2/24\n"));
-        for (mac, addr, field) in [("52:54:00:4d:00", "192.168.49.2/24", "mac"), ("52:54:00:4d:00:02", "192.168.49.2", "address"), ("52:54:00:4d:00:02", "192.168.49.300/24", "address")] {
+        for (mac, addr, field) in [
+            ("52:54:00:4d:00", "192.168.49.2/24", "mac"),
+            ("52:54:00:4d:00:02", "192.168.49.2", "address"),
+            ("52:54:00:4d:00:02", "192.168.49.300/24", "address"),
+        ] {
             let e = validate(&NetworkRequest { mac: mac.into(), address: addr.into() }).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{e}");
         }

@@ -9,10 +9,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 
 use crate::api::{DockerTls, Runtime, RuntimeRequest, RuntimeResponse};
-use agent_api::render;
-pub use agent_api::render::runtime::{ConfigFile, DOCKER_SOCKET, DOCKER_TLS_PORT, NETWORK_MODULES, NETWORK_SYSCTLS};
 use crate::host::{run_ok, systemctl};
 use crate::ops::{ensure, plain_text, Node, OpError};
+use agent_api::render;
+pub use agent_api::render::runtime::{ConfigFile, DOCKER_SOCKET, DOCKER_TLS_PORT, NETWORK_MODULES, NETWORK_SYSCTLS};
 
 fn check_image(field: &str, v: &str) -> Result<(), OpError> {
     plain_text(field, v)?;
@@ -230,9 +230,5 @@ pub fn apply_in(node: &Node, req: &RuntimeRequest, deferred: Option<&mut super::
         _ => {}
     }
     let out = run_ok(host, version_command(req.runtime), None, Duration::from_secs(30))?;
-    Ok(RuntimeResponse {
-        changed,
-        socket: socket_path.to_string(),
-        version: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-    })
+    Ok(RuntimeResponse { changed, socket: socket_path.to_string(), version: String::from_utf8_lossy(&out.stdout).trim().to_string() })
 }

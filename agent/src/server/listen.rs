@@ -171,4 +171,3 @@ fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent, ticket:
     };
     agent.serve_connection(stream, &caller)
 }
-

@@ -325,7 +325,6 @@ pub(super) enum Reply {
     File { file: File, len: u64 },
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

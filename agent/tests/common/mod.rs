@@ -4,8 +4,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use agent::client::Client;
@@ -131,11 +131,6 @@ pub fn spawn_command(mut cmd: Command) -> AgentProcess {
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("minikube-agent: ready ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
+    let addr = line.trim().strip_prefix("minikube-agent: ready ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).parse().unwrap();
     AgentProcess { child, addr }
 }

@@ -16,20 +16,12 @@ impl Context {
         }
     }
 
-    pub(super) fn check_defconfigs(
-        &mut self,
-        name: &str,
-        known: &BTreeSet<String>,
-        list: &Path,
-        spec: Option<&Spec>,
-    ) -> Vec<String> {
+    pub(super) fn check_defconfigs(&mut self, name: &str, known: &BTreeSet<String>, list: &Path, spec: Option<&Spec>) -> Vec<String> {
         let dir = self.external.join("configs");
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with("_defconfig")))
-                .collect(),
+            Ok(rd) => {
+                rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with("_defconfig"))).collect()
+            }
             Err(e) => {
                 self.push(Finding::Read { path: dir, problem: e.to_string() });
                 return Vec::new();
@@ -49,40 +41,20 @@ impl Context {
         names
     }
 
-    pub(super) fn check_defconfig(
-        &mut self,
-        file: &Path,
-        opts: &[ConfigOption],
-        name: &str,
-        known: &BTreeSet<String>,
-        list: &Path,
-        spec: Option<&Spec>,
-    ) {
+    pub(super) fn check_defconfig(&mut self, file: &Path, opts: &[ConfigOption], name: &str, known: &BTreeSet<String>, list: &Path, spec: Option<&Spec>) {
         let ext_var = format!("$(BR2_EXTERNAL_{name}_PATH)");
         let ext_dir = self.external.to_string_lossy().into_owned();
-        let resolve = |v: &str| -> Vec<PathBuf> {
-            v.split_whitespace().map(|p| PathBuf::from(p.replace(&ext_var, &ext_dir))).collect()
-        };
+        let resolve = |v: &str| -> Vec<PathBuf> { v.split_whitespace().map(|p| PathBuf::from(p.replace(&ext_var, &ext_dir))).collect() };
         for opt in opts {
             if opt.symbol.starts_with("BR2_") && !known.contains(&opt.symbol) {
-                self.push(Finding::UnknownSymbol {
-                    file: file.to_path_buf(),
-                    line: opt.line,
-                    symbol: opt.symbol.clone(),
-                    list: list.to_path_buf(),
-                });
+                self.push(Finding::UnknownSymbol { file: file.to_path_buf(), line: opt.line, symbol: opt.symbol.clone(), list: list.to_path_buf() });
             }
             // Paths taken from this tree must exist (the overlay check below is stricter).
             if let Some(v) = opt.string_value() {
                 if v.contains(&ext_var) {
                     for path in resolve(v) {
                         if !path.exists() {
-                            self.push(Finding::MissingPath {
-                                file: file.to_path_buf(),
-                                line: opt.line,
-                                symbol: opt.symbol.clone(),
-                                path,
-                            });
+                            self.push(Finding::MissingPath { file: file.to_path_buf(), line: opt.line, symbol: opt.symbol.clone(), path });
                         }
                     }
                 }
@@ -99,13 +71,7 @@ impl Context {
             Some(o) => {
                 let found: Vec<PathBuf> = resolve(o.string_value().unwrap_or_default()).iter().map(|p| normalize(p)).collect();
                 if found != expected || expected.iter().any(|p| !p.is_dir()) {
-                    self.push(Finding::Overlay {
-                        file: file.to_path_buf(),
-                        line: o.line,
-                        found,
-                        expected,
-                        spec: spec.path.clone(),
-                    });
+                    self.push(Finding::Overlay { file: file.to_path_buf(), line: o.line, found, expected, spec: spec.path.clone() });
                 }
             }
             None => self.push(Finding::MissingOption { file: file.to_path_buf(), option: "BR2_ROOTFS_OVERLAY".into() }),
@@ -143,15 +109,10 @@ impl Context {
         // Units: what the spec enables from the overlays is enabled here too; ours come from there.
         let list_path = self.external.join(BOARD_DIR).join("systemd-enable.txt");
         let Some(text) = self.read(&list_path) else { return };
-        let listed: Vec<&str> =
-            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+        let listed: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
         let overlays: Vec<PathBuf> = spec.files.overlays.iter().map(|p| spec.resolve_path(p)).collect();
         let in_overlays = |unit: &str| {
-            overlays.iter().any(|o| {
-                ["usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system"]
-                    .iter()
-                    .any(|d| o.join(d).join(unit).is_file())
-            })
+            overlays.iter().any(|o| ["usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system"].iter().any(|d| o.join(d).join(unit).is_file()))
         };
         for unit in &spec.systemd.enable {
             if in_overlays(unit) && !listed.contains(&unit.as_str()) {

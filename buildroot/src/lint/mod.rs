@@ -189,12 +189,7 @@ impl Context {
         if let Some(spec) = &spec {
             self.check_spec_links(spec);
         }
-        Summary {
-            name,
-            defconfigs,
-            packages: packages.into_iter().map(|p| p.name).collect(),
-            upstream_symbols: upstream.len(),
-        }
+        Summary { name, defconfigs, packages: packages.into_iter().map(|p| p.name).collect(), upstream_symbols: upstream.len() }
     }
 
     fn external_name(&mut self) -> Option<String> {
@@ -227,12 +222,7 @@ impl Context {
             for (i, line) in text.lines().enumerate() {
                 for found in external_names_in(line) {
                     if found != name {
-                        self.push(Finding::ExternalName {
-                            file: file.clone(),
-                            line: i + 1,
-                            found: found.to_string(),
-                            expected: name.to_string(),
-                        });
+                        self.push(Finding::ExternalName { file: file.clone(), line: i + 1, found: found.to_string(), expected: name.to_string() });
                     }
                 }
             }
@@ -330,10 +320,7 @@ mod tests {
 
     #[test]
     fn external_names_and_make_variables() {
-        assert_eq!(
-            external_names_in("a $(BR2_EXTERNAL_FOO_PATH)/x $BR2_EXTERNAL_BAR_BAZ_PATH BR2_EXTERNAL_DIRS"),
-            vec!["FOO", "BAR_BAZ"]
-        );
+        assert_eq!(external_names_in("a $(BR2_EXTERNAL_FOO_PATH)/x $BR2_EXTERNAL_BAR_BAZ_PATH BR2_EXTERNAL_DIRS"), vec!["FOO", "BAR_BAZ"]);
         let vars = make_variables("FOO_SITE = $(X)/..\nFOO_OPTS += -a\n\tnot = this\n");
         assert_eq!(vars[0], ("FOO_SITE".to_string(), "$(X)/..".to_string()));
         assert_eq!(vars[1].0, "FOO_OPTS");

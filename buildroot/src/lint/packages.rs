@@ -46,12 +46,7 @@ impl Context {
         let config_in = p.dir.join("Config.in");
         for (line, symbol) in &p.references {
             if !known.contains(symbol) {
-                self.push(Finding::UnknownSymbol {
-                    file: config_in.clone(),
-                    line: *line,
-                    symbol: symbol.clone(),
-                    list: list.to_path_buf(),
-                });
+                self.push(Finding::UnknownSymbol { file: config_in.clone(), line: *line, symbol: symbol.clone(), list: list.to_path_buf() });
             }
         }
         // Sourced from the top Config.in.
@@ -155,9 +150,7 @@ pub(super) fn check_hash_file(text: &str, local: bool, var: &str) -> Result<(), 
     match (hashes, no_hash_reason, local) {
         (n, _, _) if n > 0 => Ok(()),
         (0, true, true) => Ok(()),
-        (0, true, false) => Err(format!(
-            "says `no hash:` but {var}_SITE_METHOD is not local: a downloaded package needs its hashes"
-        )),
+        (0, true, false) => Err(format!("says `no hash:` but {var}_SITE_METHOD is not local: a downloaded package needs its hashes")),
         _ if local => Err("no hash lines and no `# no hash: <reason>` line for this local package".into()),
         _ => Err("no hash lines".into()),
     }
@@ -170,8 +163,7 @@ pub(super) fn make_variables(text: &str) -> Vec<(String, String)> {
         .filter_map(|l| {
             let (k, v) = l.split_once('=')?;
             let k = k.trim_end_matches([':', '+', '?']).trim();
-            (!k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-                .then(|| (k.to_string(), v.trim().to_string()))
+            (!k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then(|| (k.to_string(), v.trim().to_string()))
         })
         .collect()
 }

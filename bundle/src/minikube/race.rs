@@ -58,7 +58,6 @@ pub struct Results {
     pub rounds: [Vec<Round>; 2],
 }
 
-
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -271,5 +270,4 @@ mod tests {
         assert!(e.contains("f, run 1: start -> Ready: boom"), "{e}");
         assert!(a.0);
     }
-
 }

@@ -79,7 +79,15 @@ pub struct Setup {
 impl Setup {
     /// The defaults both users share: profile `profile`, subnet 192.168.139.0/24, 2 CPUs,
     /// 3072 MB, the directory under /var/tmp.
-    pub fn new(profile: &str, minikube: PathBuf, storage_provisioner: PathBuf, kicbase_archive: PathBuf, bundle_cache: PathBuf, arch: Arch, kubernetes: &str) -> Setup {
+    pub fn new(
+        profile: &str,
+        minikube: PathBuf,
+        storage_provisioner: PathBuf,
+        kicbase_archive: PathBuf,
+        bundle_cache: PathBuf,
+        arch: Arch,
+        kubernetes: &str,
+    ) -> Setup {
         Setup {
             minikube,
             storage_provisioner,
@@ -149,7 +157,11 @@ impl Minikube {
             std::fs::create_dir_all(d).map_err(io(d))?;
         }
         let sudo = shims.join("sudo");
-        std::fs::write(&sudo, "#!/bin/sh\n# root already: run the command without sudo's options\nwhile [ \"${1#-}\" != \"$1\" ]; do shift; done\nexec \"$@\"\n").map_err(io(&sudo))?;
+        std::fs::write(
+            &sudo,
+            "#!/bin/sh\n# root already: run the command without sudo's options\nwhile [ \"${1#-}\" != \"$1\" ]; do shift; done\nexec \"$@\"\n",
+        )
+        .map_err(io(&sudo))?;
         std::fs::set_permissions(&sudo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io(&sudo))?;
         std::fs::write(&mk.containers_conf, containers_conf_text()).map_err(io(&mk.containers_conf))?;
         // minikube always mounts the host's /lib/modules read-only; a host that is itself a
@@ -276,7 +288,17 @@ impl Minikube {
         let t = Instant::now();
         let mut last = String::new();
         while t.elapsed() < limit {
-            match self.run(&["kubectl", "--", "get", "nodes", "-o", r#"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#], Duration::from_secs(60)) {
+            match self.run(
+                &[
+                    "kubectl",
+                    "--",
+                    "get",
+                    "nodes",
+                    "-o",
+                    r#"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+                ],
+                Duration::from_secs(60),
+            ) {
                 Ok(text) if text.lines().any(|l| l.ends_with("=True")) => return Ok(t.elapsed()),
                 Ok(text) => last = text,
                 Err(e) => last = e.to_string(),
@@ -371,7 +393,8 @@ fn load(archive: &Path) -> Result<String, RunError> {
 /// no flag for either; podman reads `CONTAINERS_CONF`.
 pub fn containers_conf_text() -> String {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let hard = |name: &str| limits.lines().find(|l| l.starts_with(name)).and_then(|l| l[name.len()..].split_whitespace().nth(1)).and_then(|h| h.parse::<u64>().ok());
+    let hard =
+        |name: &str| limits.lines().find(|l| l.starts_with(name)).and_then(|l| l[name.len()..].split_whitespace().nth(1)).and_then(|h| h.parse::<u64>().ok());
     let nofile = hard("Max open files").unwrap_or(1_048_576);
     let nproc = hard("Max processes").map_or(32768, |h| h.min(32768));
     format!("[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\n[engine]\nruntime = \"runc\"\n")
@@ -417,7 +440,8 @@ fn processes(page: u64) -> Vec<Proc> {
         // `pid (comm) state ppid ...`: comm may hold spaces, so split after the last ')'.
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
         let ppid = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let rss = std::fs::read_to_string(base.join("statm")).ok().and_then(|s| s.split_whitespace().nth(1).and_then(|r| r.parse::<u64>().ok())).unwrap_or(0) * page;
+        let rss =
+            std::fs::read_to_string(base.join("statm")).ok().and_then(|s| s.split_whitespace().nth(1).and_then(|r| r.parse::<u64>().ok())).unwrap_or(0) * page;
         v.push(Proc { pid, ppid, rss });
     }
     v

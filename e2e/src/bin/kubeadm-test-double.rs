@@ -55,7 +55,9 @@ fn check_join(yaml: &str) -> Result<(), String> {
     if !is_token(&token) {
         return Err(format!("{k}.discovery.bootstrapToken.token: {token:?} is not a bootstrap token"));
     }
-    let pins = field(join, "discovery.bootstrapToken.caCertHashes").and_then(Value::as_sequence).ok_or(format!("{k}.discovery.bootstrapToken.caCertHashes: missing"))?;
+    let pins = field(join, "discovery.bootstrapToken.caCertHashes")
+        .and_then(Value::as_sequence)
+        .ok_or(format!("{k}.discovery.bootstrapToken.caCertHashes: missing"))?;
     let pin_ok = |p: &Value| p.as_str().and_then(|p| p.strip_prefix("sha256:")).is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
     if pins.is_empty() || !pins.iter().all(pin_ok) {
         return Err(format!("{k}.discovery.bootstrapToken.caCertHashes: {pins:?} are not sha256:<hex> pins"));
@@ -72,7 +74,8 @@ fn check_join(yaml: &str) -> Result<(), String> {
 fn check(yaml: &str) -> Result<(), String> {
     let docs = documents(yaml)?;
     let get = |k: &str| docs.get(k).ok_or_else(|| format!("no {k} document"));
-    let (init, cluster, kubelet, proxy) = (get("InitConfiguration")?, get("ClusterConfiguration")?, get("KubeletConfiguration")?, get("KubeProxyConfiguration")?);
+    let (init, cluster, kubelet, proxy) =
+        (get("InitConfiguration")?, get("ClusterConfiguration")?, get("KubeletConfiguration")?, get("KubeProxyConfiguration")?);
     let want = |doc: &Value, kind: &str, path: &str, value: &str| -> Result<(), String> {
         let got = text(doc, kind, path)?;
         if got != value {
@@ -124,7 +127,8 @@ fn main() -> ExitCode {
     if let Ok(msg) = std::fs::read_to_string("etc/kubernetes/kubeadm-test-double.fail") {
         return fail(msg.trim());
     }
-    let write = |path: &str, text: &str| std::fs::create_dir_all("etc/kubernetes").and_then(|()| std::fs::write(path, text)).map_err(|e| format!("{path}: {e}"));
+    let write =
+        |path: &str, text: &str| std::fs::create_dir_all("etc/kubernetes").and_then(|()| std::fs::write(path, text)).map_err(|e| format!("{path}: {e}"));
     match args.first().map(String::as_str) {
         Some("init") => {}
         Some("token") if args.get(1).map(String::as_str) == Some("create") => {

@@ -9,15 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
-use image::rootfs::{Entry, Tree};
 use agent_api::api::ExecRequest;
 use agent_api::client::Client;
+use image::oci::{build_image, write_archive, write_layer, BlobStore, Compression, ImageConfig, ImageMeta};
+use image::rootfs::{Entry, Tree};
 use launcher::driver::qemu::machine;
-use launcher::start;
 use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter, StepEvent};
 use launcher::resources::state::Home;
+use launcher::start;
 use platform::Arch;
 
 pub const IMAGE_NAME: &str = "localhost/e2e-hello";
@@ -149,7 +149,8 @@ impl Kubectl {
 
     /// The nodes and whether each is Ready.
     pub fn nodes(&self) -> Vec<(String, bool)> {
-        let out = self.run(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"]);
+        let out =
+            self.run(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"]);
         out.lines().filter_map(|l| l.split_once(' ')).map(|(n, s)| (n.to_string(), s == "True")).collect()
     }
 

@@ -69,18 +69,11 @@ impl Index {
             let get = |k: &str| p.get(k).map(str::trim);
             let name = get("Package").ok_or("stanza without Package")?.to_string();
             let ctx = |m: String| format!("package {name}: {m}");
-            let version: Version = get("Version")
-                .ok_or_else(|| ctx("no Version".into()))?
-                .parse()
-                .map_err(|e| ctx(format!("bad Version: {e:?}")))?;
+            let version: Version = get("Version").ok_or_else(|| ctx("no Version".into()))?.parse().map_err(|e| ctx(format!("bad Version: {e:?}")))?;
             let rel = |k: &str| -> Result<Vec<Vec<Dep>>, String> {
                 get(k).map(parse_relations).transpose().map(|o| o.unwrap_or_default()).map_err(|m| ctx(format!("{k}: {m}")))
             };
-            let provides = rel("Provides")?
-                .into_iter()
-                .flatten()
-                .map(|d| (d.name, d.constraint.map(|(_, v)| v)))
-                .collect();
+            let provides = rel("Provides")?.into_iter().flatten().map(|d| (d.name, d.constraint.map(|(_, v)| v))).collect();
             let pkg = Package {
                 version,
                 arch: get("Architecture").unwrap_or("").to_string(),

@@ -14,10 +14,10 @@ mod release;
 pub mod signed;
 mod sources;
 
-pub use signed::parse_release_hashes;
 pub use index::{Index, Package, Pinned};
 pub use relations::{parse_relations, Dep, Op};
 pub use release::{load_index, Signature};
+pub use signed::parse_release_hashes;
 pub use sources::{find_mirror, parse_deb822_sources, parse_one_line_sources, read_sources, ArchiveConfig, Source};
 
 use fetch::FetchError;

@@ -37,10 +37,7 @@ pub fn load_index(cfg: &ArchiveConfig, http: &Http, cache: &Cache) -> Result<Ind
     let rel_url = format!("{}/dists/{}/InRelease", cfg.mirror, cfg.suite);
     let data = match http.get(&rel_url) {
         Err(FetchError::Status { status: 404, .. }) => {
-            return Err(AptError::Release {
-                url: rel_url,
-                message: format!("suite {:?} not found on this mirror", cfg.suite),
-            })
+            return Err(AptError::Release { url: rel_url, message: format!("suite {:?} not found on this mirror", cfg.suite) })
         }
         r => r?,
     };
@@ -55,16 +52,12 @@ pub fn load_index(cfg: &ArchiveConfig, http: &Http, cache: &Cache) -> Result<Ind
     for comp in &cfg.components {
         let names: Vec<String> = super::signed::PACKAGES_FILES.iter().map(|f| format!("{comp}/binary-{}/{f}", cfg.arch)).collect();
         let Some(text) = super::signed::fetch_listed(http, cache, &base, &hashes, &names)? else {
-            return Err(AptError::Release {
-                url: rel_url.clone(),
-                message: format!("lists no Packages index for {comp}/binary-{}", cfg.arch),
-            });
+            return Err(AptError::Release { url: rel_url.clone(), message: format!("lists no Packages index for {comp}/binary-{}", cfg.arch) });
         };
         all.push_str(&text);
         all.push_str("\n\n");
     }
-    let mut idx = Index::parse(&all, &cfg.mirror, &cfg.suite, &cfg.arch)
-        .map_err(|m| AptError::Index { url: rel_url.clone(), message: m })?;
+    let mut idx = Index::parse(&all, &cfg.mirror, &cfg.suite, &cfg.arch).map_err(|m| AptError::Index { url: rel_url.clone(), message: m })?;
     idx.signature = Some(sig);
     Ok(idx)
 }

@@ -19,13 +19,7 @@ pub(crate) fn gpgv(data: &[u8], keyring: &Path) -> Result<Option<String>, String
     let signed = dir.path().join("InRelease");
     std::fs::write(&signed, data).map_err(|e| e.to_string())?;
     let out = dir.path().join("Release");
-    let res = std::process::Command::new("gpgv")
-        .arg("--keyring")
-        .arg(keyring)
-        .arg("--output")
-        .arg(&out)
-        .arg(&signed)
-        .output();
+    let res = std::process::Command::new("gpgv").arg("--keyring").arg(keyring).arg("--output").arg(&out).arg(&signed).output();
     match res {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot run gpgv: {e}")),
@@ -79,10 +73,7 @@ pub(crate) fn fetch_listed(
             let d = http.get(&url)?;
             let got = sha256_hex(&d);
             if &got != sha || d.len() as u64 != *size {
-                return Err(AptError::Index {
-                    url,
-                    message: format!("does not match the Release file (sha256 {got}, expected {sha})"),
-                });
+                return Err(AptError::Index { url, message: format!("does not match the Release file (sha256 {got}, expected {sha})") });
             }
             cache.put(&d)?;
             d

@@ -22,9 +22,8 @@ pub fn read_sources(root: &Path) -> Result<Vec<Source>, AptError> {
     if let Ok(t) = std::fs::read_to_string(etc.join("sources.list")) {
         out.extend(parse_one_line_sources(&t));
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(etc.join("sources.list.d"))
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(etc.join("sources.list.d")).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     files.sort();
     for f in files {
         let ext = f.extension().and_then(|e| e.to_str());
@@ -87,9 +86,7 @@ pub fn parse_deb822_sources(text: &str) -> Result<Vec<Source>, String> {
         if p.get("Enabled").is_some_and(|v| v.trim() == "no") {
             continue;
         }
-        let words = |k: &str| -> Vec<String> {
-            p.get(k).unwrap_or("").split_whitespace().map(String::from).collect()
-        };
+        let words = |k: &str| -> Vec<String> { p.get(k).unwrap_or("").split_whitespace().map(String::from).collect() };
         let signed_by = p.get("Signed-By").map(|s| s.trim()).filter(|s| s.starts_with('/')).map(PathBuf::from);
         for uri in words("URIs") {
             out.push(Source {
@@ -126,10 +123,8 @@ impl ArchiveConfig {
         let (mirror, signed_by) = match mirror {
             Some(m) => (m.trim_end_matches('/').to_string(), None),
             None => {
-                let s = find_mirror(&sources, suite).ok_or_else(|| AptError::NoMirror {
-                    suite: suite.into(),
-                    searched: "/etc/apt/sources.list and /etc/apt/sources.list.d".into(),
-                })?;
+                let s = find_mirror(&sources, suite)
+                    .ok_or_else(|| AptError::NoMirror { suite: suite.into(), searched: "/etc/apt/sources.list and /etc/apt/sources.list.d".into() })?;
                 (s.uri.clone(), s.signed_by.clone())
             }
         };

@@ -18,8 +18,7 @@ pub fn brought_by(spec: &Spec, asm: &Assembly, roots: &[String]) -> Result<BTree
         // resolve() refuses an empty request; the required set alone is the base then.
         base.packages.include.push("base-files".into());
     }
-    let base_set: BTreeSet<String> =
-        assemble::resolve_request(&base, &asm.index)?.iter().map(|p| p.name.clone()).collect();
+    let base_set: BTreeSet<String> = assemble::resolve_request(&base, &asm.index)?.iter().map(|p| p.name.clone()).collect();
     Ok(asm.packages.iter().map(|p| p.name.clone()).filter(|n| !base_set.contains(n)).collect())
 }
 
@@ -71,9 +70,7 @@ impl<'a> Layering<'a> {
             let hit = match &r.select {
                 Select::Local => self.local.contains(path),
                 Select::Paths(paths) => paths.contains(path),
-                Select::BroughtBy(_) => {
-                    self.owner.get(path).is_some_and(|pkg| self.brought.get(&i).is_some_and(|set| set.contains(pkg)))
-                }
+                Select::BroughtBy(_) => self.owner.get(path).is_some_and(|pkg| self.brought.get(&i).is_some_and(|set| set.contains(pkg))),
                 Select::Packages => self.owner.contains_key(path),
                 Select::TopLevel => path.matches('/').count() == 1,
                 Select::Rest => true,
@@ -91,12 +88,7 @@ impl<'a> Layering<'a> {
 /// files at the epoch itself: those are package files the build rewrote (/etc/hosts, os-release)
 /// or clamped, and counting them would tie the date to SOURCE_DATE_EPOCH.
 pub fn package_epoch(tree: &Tree, owner: &BTreeMap<String, String>, epoch: u64) -> u64 {
-    tree.iter()
-        .filter(|(k, e)| e.kind != Kind::Dir && owner.contains_key(k.as_str()))
-        .map(|(_, e)| e.mtime)
-        .filter(|m| *m < epoch)
-        .max()
-        .unwrap_or(epoch)
+    tree.iter().filter(|(k, e)| e.kind != Kind::Dir && owner.contains_key(k.as_str())).map(|(_, e)| e.mtime).filter(|m| *m < epoch).max().unwrap_or(epoch)
 }
 
 /// Split the assembled tree into the spec's layers (see the module docs), lower layers' late

@@ -227,8 +227,7 @@ pub fn build(spec: &Spec, opts: &assemble::Options, k: &KicbaseOptions, targets:
     let store = BlobStore::open(&k.work_dir)?;
     let mut arches = Vec::new();
     for t in ordered {
-        let b = build_arch(spec, opts, k, &store, t)
-            .map_err(|e| KicbaseError::ForArch { path: spec.path.clone(), arch: t.arch, source: Box::new(e) })?;
+        let b = build_arch(spec, opts, k, &store, t).map_err(|e| KicbaseError::ForArch { path: spec.path.clone(), arch: t.arch, source: Box::new(e) })?;
         arches.push(b);
     }
 

@@ -72,7 +72,15 @@ impl fmt::Display for Diff {
         for (o, n) in &self.changed {
             let what = direction(o, n);
             if what == "rebuilt" {
-                writeln!(f, "{what:<10} {} {} {}: sha256 {} → {}", n.name, n.version, origin(n), &o.sha256[..12.min(o.sha256.len())], &n.sha256[..12.min(n.sha256.len())])?;
+                writeln!(
+                    f,
+                    "{what:<10} {} {} {}: sha256 {} → {}",
+                    n.name,
+                    n.version,
+                    origin(n),
+                    &o.sha256[..12.min(o.sha256.len())],
+                    &n.sha256[..12.min(n.sha256.len())]
+                )?;
             } else {
                 writeln!(f, "{what:<10} {} {} → {} {}", n.name, o.version, n.version, origin(n))?;
             }
@@ -115,7 +123,13 @@ mod tests {
 
     #[test]
     fn added_removed_upgraded_and_security() {
-        let old = vec![p("bash", "5.2.15-2+b2", "bookworm"), p("gone", "1.0", "bookworm"), p("libc6", "2.36-9+deb12u4", "bookworm"), p("same", "1", "bookworm"), p("tzdata", "2025a-0+deb12u1", "bookworm-updates")];
+        let old = vec![
+            p("bash", "5.2.15-2+b2", "bookworm"),
+            p("gone", "1.0", "bookworm"),
+            p("libc6", "2.36-9+deb12u4", "bookworm"),
+            p("same", "1", "bookworm"),
+            p("tzdata", "2025a-0+deb12u1", "bookworm-updates"),
+        ];
         let mut rebuilt = p("same", "1", "bookworm");
         rebuilt.sha256 = "00".repeat(32);
         let new = vec![

@@ -222,14 +222,8 @@ impl Lock {
 
     /// The lock as TOML (what [`Lock::parse`] reads back).
     pub fn render(&self) -> String {
-        let body = toml::to_string(&Header {
-            format: FORMAT,
-            spec: &self.spec,
-            selection: &self.selection,
-            targets: &self.targets,
-            package: &self.packages,
-        })
-        .expect("a lock serializes");
+        let body = toml::to_string(&Header { format: FORMAT, spec: &self.spec, selection: &self.selection, targets: &self.targets, package: &self.packages })
+            .expect("a lock serializes");
         format!("# The exact packages of {}: written by `cargo xtask lock`, read by every build of it.\n\n{body}", self.spec)
     }
 
@@ -346,7 +340,12 @@ mod tests {
     }
 
     fn lock() -> Lock {
-        Lock { spec: "spec.toml".into(), selection: "00".repeat(32), targets: vec![Arch::X86_64], packages: vec![entry("a", "1.0-1"), entry("b", "2:1.2+deb12u1")] }
+        Lock {
+            spec: "spec.toml".into(),
+            selection: "00".repeat(32),
+            targets: vec![Arch::X86_64],
+            packages: vec![entry("a", "1.0-1"), entry("b", "2:1.2+deb12u1")],
+        }
     }
 
     #[test]

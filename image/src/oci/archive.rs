@@ -78,49 +78,30 @@ fn write_tar(c: &Content<'_>, target: &Path) -> Result<ArchiveSummary, OciError>
     let out = tmp.file().try_clone().map_err(OciError::io(&tmp_path))?;
     let hashing = super::layer::HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
     let mut b = tar::Builder::new(hashing);
-    let io_tmp = |e| OciError::Io {
-        path: tmp_path.clone(),
-        source: e,
-    };
+    let io_tmp = |e| OciError::Io { path: tmp_path.clone(), source: e };
     for dir in ["blobs/", "blobs/sha256/"] {
         let h = header(dir, EntryType::Directory, 0o755, 0, epoch).map_err(io_tmp)?;
         b.append(&h, io::empty()).map_err(io_tmp)?;
     }
     for digest in &c.blobs {
         let src = c.store.blob_path(digest);
-        let f = File::open(&src).map_err(|_| OciError::MissingBlob {
-            digest: digest.clone(),
-            dir: c.store.sha256_dir(),
-        })?;
+        let f = File::open(&src).map_err(|_| OciError::MissingBlob { digest: digest.clone(), dir: c.store.sha256_dir() })?;
         let len = f.metadata().map_err(OciError::io(&src))?.len();
         let name = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
         let h = header(&name, EntryType::Regular, 0o644, len, epoch).map_err(io_tmp)?;
         // A short read would make tar-rs fail the append, so a truncated blob cannot slip in.
         b.append(&h, f).map_err(OciError::io(&src))?;
     }
-    for (name, data) in [
-        ("index.json", c.index.as_slice()),
-        ("manifest.json", c.docker_manifest.as_slice()),
-        ("oci-layout", OCI_LAYOUT),
-    ] {
-        let h =
-            header(name, EntryType::Regular, 0o644, data.len() as u64, epoch).map_err(io_tmp)?;
+    for (name, data) in [("index.json", c.index.as_slice()), ("manifest.json", c.docker_manifest.as_slice()), ("oci-layout", OCI_LAYOUT)] {
+        let h = header(name, EntryType::Regular, 0o644, data.len() as u64, epoch).map_err(io_tmp)?;
         b.append(&h, data).map_err(io_tmp)?;
     }
     let hashing = b.into_inner().map_err(io_tmp)?;
     let (inner, sha256, count) = hashing.into_parts();
-    inner.into_inner().map_err(|e| OciError::Io {
-        path: tmp_path.clone(),
-        source: e.into_error(),
-    })?;
+    inner.into_inner().map_err(|e| OciError::Io { path: tmp_path.clone(), source: e.into_error() })?;
     crate::test_hook::pause("archive-write");
     tmp.commit().map_err(OciError::io(target))?;
-    let summary = ArchiveSummary {
-        path: target.to_path_buf(),
-        size: count,
-        sha256,
-        manifest_digest: c.top.to_string(),
-    };
+    let summary = ArchiveSummary { path: target.to_path_buf(), size: count, sha256, manifest_digest: c.top.to_string() };
     tracing::info!(path = %target.display(), size = summary.size, sha256 = %summary.sha256,
         manifest = %summary.manifest_digest, "wrote image archive");
     Ok(summary)
@@ -140,45 +121,30 @@ pub fn write_layout(image: &Image, dir: &Path) -> Result<(), OciError> {
     }
     let parent = parent_dir(dir);
     fs::create_dir_all(&parent).map_err(OciError::io(&parent))?;
-    let base = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{base}."))
-        .tempdir_in(&parent)
-        .map_err(OciError::io(&parent))?;
+    let base = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = tempfile::Builder::new().prefix(&format!(".{base}.")).tempdir_in(&parent).map_err(OciError::io(&parent))?;
     let blobs = tmp.path().join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(OciError::io(&blobs))?;
     for digest in image.blob_digests() {
         let src = image.store.blob_path(&digest);
         if !src.is_file() {
-            return Err(OciError::MissingBlob {
-                digest,
-                dir: image.store.sha256_dir(),
-            });
+            return Err(OciError::MissingBlob { digest, dir: image.store.sha256_dir() });
         }
         let dst = blobs.join(digest.trim_start_matches("sha256:"));
         if fs::hard_link(&src, &dst).is_err() {
             fs::copy(&src, &dst).map_err(OciError::io(&dst))?;
-            File::open(&dst)
-                .and_then(|f| f.sync_all())
-                .map_err(OciError::io(&dst))?;
+            File::open(&dst).and_then(|f| f.sync_all()).map_err(OciError::io(&dst))?;
         }
     }
     write_file_atomic(&tmp.path().join("oci-layout"), OCI_LAYOUT)?;
     write_file_atomic(&tmp.path().join("index.json"), &image.index_json()?)?;
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
-            .map_err(OciError::io(tmp.path()))?;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).map_err(OciError::io(tmp.path()))?;
     }
     let new = tmp.keep();
     if dir.exists() {
-        let old = tempfile::Builder::new()
-            .prefix(&format!(".{base}.old."))
-            .tempdir_in(&parent)
-            .map_err(OciError::io(&parent))?;
+        let old = tempfile::Builder::new().prefix(&format!(".{base}.old.")).tempdir_in(&parent).map_err(OciError::io(&parent))?;
         let old_path = old.keep();
         // rename(2) onto a directory needs it empty: move the old layout into the (empty) temp dir.
         let moved = old_path.join("layout");

@@ -3,15 +3,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder,
-    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os,
+    PlatformBuilder, RootFsBuilder,
 };
 use serde::Serialize;
 
-use super::{
-    BlobStore, Layer, OciError, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG,
-    MEDIA_TYPE_MANIFEST,
-};
+use super::{BlobStore, Layer, OciError, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
 
 /// The runtime part of an image config (what `docker inspect` shows under `Config`), plus the
 /// platform.
@@ -40,11 +37,7 @@ pub struct ImageConfig {
 impl ImageConfig {
     /// A Linux config for `architecture` with nothing else set.
     pub fn linux(architecture: &str) -> Self {
-        ImageConfig {
-            architecture: architecture.into(),
-            os: "linux".into(),
-            ..Default::default()
-        }
+        ImageConfig { architecture: architecture.into(), os: "linux".into(), ..Default::default() }
     }
 }
 
@@ -74,19 +67,11 @@ impl ImageMeta {
     /// The annotations naming the image in `index.json`: the tag
     /// (`org.opencontainers.image.ref.name`) and the full name (`io.containerd.image.name`).
     pub(crate) fn name_annotations(&self) -> HashMap<String, String> {
-        HashMap::from([
-            (ANNOTATION_REF_NAME.to_string(), self.tag.clone()),
-            (ANNOTATION_CONTAINERD_NAME.to_string(), self.reference()),
-        ])
+        HashMap::from([(ANNOTATION_REF_NAME.to_string(), self.tag.clone()), (ANNOTATION_CONTAINERD_NAME.to_string(), self.reference())])
     }
 
     pub(crate) fn validate(&self) -> Result<(), OciError> {
-        let bad = |reason| {
-            Err(OciError::Reference {
-                reference: self.reference(),
-                reason,
-            })
-        };
+        let bad = |reason| Err(OciError::Reference { reference: self.reference(), reason });
         let n = &self.name;
         if n.is_empty() || n.starts_with('/') || n.ends_with('/') || n.contains("//") {
             return bad("repository name must be non-empty, with non-empty path components");
@@ -96,27 +81,15 @@ impl ImageMeta {
             _ => (None, n.as_str()),
         };
         if let Some(h) = host {
-            if !h
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
-            {
+            if !h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)) {
                 return bad("registry host has invalid characters");
             }
         }
-        if !rest
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
-        {
+        if !rest.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c)) {
             return bad("repository path must be lowercase letters, digits, '.', '_', '-', '/'");
         }
         let t = &self.tag;
-        if t.is_empty()
-            || t.len() > 128
-            || t.starts_with(['.', '-'])
-            || !t
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
+        if t.is_empty() || t.len() > 128 || t.starts_with(['.', '-']) || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             return bad("tag must be 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'");
         }
         Ok(())
@@ -152,9 +125,7 @@ impl Image {
 
     /// The platform the image is for (`os`, `architecture`, `variant`).
     pub(crate) fn platform(&self) -> Result<oci_spec::image::Platform, OciError> {
-        let mut platform = PlatformBuilder::default()
-            .architecture(Arch::from(self.architecture.as_str()))
-            .os(Os::from(self.os.as_str()));
+        let mut platform = PlatformBuilder::default().architecture(Arch::from(self.architecture.as_str())).os(Os::from(self.os.as_str()));
         if let Some(v) = &self.variant {
             platform = platform.variant(v.clone());
         }
@@ -201,12 +172,8 @@ impl Image {
 
 /// An `index.json` holding the one descriptor `desc`.
 pub(crate) fn top_index(desc: Descriptor) -> Result<Vec<u8>, OciError> {
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![desc])
-        .build()
-        .map_err(spec("index.json"))?;
+    let index =
+        ImageIndexBuilder::default().schema_version(2u32).media_type(MediaType::ImageIndex).manifests(vec![desc]).build().map_err(spec("index.json"))?;
     canonical_json(&index, "index.json")
 }
 
@@ -218,12 +185,7 @@ pub(crate) const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Config: `created` = `meta.epoch` (RFC 3339), `rootfs.diff_ids` from the layers, one history
 /// entry per layer (its `created_by`). Manifest annotations: `org.opencontainers.image.{version,
 /// revision, source, created, ref.name}` (empty version/revision/source are left out).
-pub fn build_image(
-    store: &BlobStore,
-    layers: Vec<Layer>,
-    config: &ImageConfig,
-    meta: &ImageMeta,
-) -> Result<Image, OciError> {
+pub fn build_image(store: &BlobStore, layers: Vec<Layer>, config: &ImageConfig, meta: &ImageMeta) -> Result<Image, OciError> {
     meta.validate()?;
     let created = rfc3339(meta.epoch);
     let some = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
@@ -240,17 +202,7 @@ pub fn build_image(
     if let Some(v) = &config.stop_signal {
         rc = rc.stop_signal(v.clone());
     }
-    let ports: Vec<String> = config
-        .exposed_ports
-        .iter()
-        .map(|p| {
-            if p.contains('/') {
-                p.clone()
-            } else {
-                format!("{p}/tcp")
-            }
-        })
-        .collect();
+    let ports: Vec<String> = config.exposed_ports.iter().map(|p| if p.contains('/') { p.clone() } else { format!("{p}/tcp") }).collect();
     if let Some(v) = some(&ports) {
         rc = rc.exposed_ports(v);
     }
@@ -274,13 +226,7 @@ pub fn build_image(
         .map_err(spec("image config: rootfs"))?;
     let history = layers
         .iter()
-        .map(|l| {
-            HistoryBuilder::default()
-                .created(created.clone())
-                .created_by(l.created_by.clone())
-                .build()
-                .map_err(spec("image config: history"))
-        })
+        .map(|l| HistoryBuilder::default().created(created.clone()).created_by(l.created_by.clone()).build().map_err(spec("image config: history")))
         .collect::<Result<Vec<_>, _>>()?;
     let mut ic = ImageConfigurationBuilder::default()
         .created(created.clone())
@@ -296,40 +242,19 @@ pub fn build_image(
     let config_bytes = canonical_json(&ic, "image config")?;
     let config_digest = store.put_bytes(&config_bytes)?;
 
-    let mut annotations = HashMap::from([
-        (
-            "org.opencontainers.image.created".to_string(),
-            created.clone(),
-        ),
-        (ANNOTATION_REF_NAME.to_string(), meta.tag.clone()),
-    ]);
-    for (k, v) in [
-        ("version", &meta.version),
-        ("revision", &meta.revision),
-        ("source", &meta.source),
-    ] {
+    let mut annotations =
+        HashMap::from([("org.opencontainers.image.created".to_string(), created.clone()), (ANNOTATION_REF_NAME.to_string(), meta.tag.clone())]);
+    for (k, v) in [("version", &meta.version), ("revision", &meta.revision), ("source", &meta.source)] {
         if !v.is_empty() {
             annotations.insert(format!("org.opencontainers.image.{k}"), v.clone());
         }
     }
-    let layer_descs = layers
-        .iter()
-        .map(|l| {
-            Ok(Descriptor::new(
-                MediaType::from(l.media_type.as_str()),
-                l.size,
-                digest(&l.digest)?,
-            ))
-        })
-        .collect::<Result<Vec<_>, OciError>>()?;
+    let layer_descs =
+        layers.iter().map(|l| Ok(Descriptor::new(MediaType::from(l.media_type.as_str()), l.size, digest(&l.digest)?))).collect::<Result<Vec<_>, OciError>>()?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(
-            MediaType::ImageConfig,
-            config_bytes.len() as u64,
-            digest(&config_digest)?,
-        ))
+        .config(Descriptor::new(MediaType::ImageConfig, config_bytes.len() as u64, digest(&config_digest)?))
         .layers(layer_descs)
         .annotations(annotations)
         .build()
@@ -354,30 +279,18 @@ pub fn build_image(
 }
 
 pub(crate) fn spec(what: &'static str) -> impl Fn(oci_spec::OciSpecError) -> OciError {
-    move |source| OciError::Spec {
-        what: what.to_string(),
-        source,
-    }
+    move |source| OciError::Spec { what: what.to_string(), source }
 }
 
 pub(crate) fn digest(d: &str) -> Result<oci_spec::image::Digest, OciError> {
-    d.parse().map_err(|source| OciError::Spec {
-        what: format!("digest {d}"),
-        source,
-    })
+    d.parse().map_err(|source| OciError::Spec { what: format!("digest {d}"), source })
 }
 
 /// Serialize with every object's keys sorted (oci-spec keeps maps in `HashMap`s, whose order
 /// is random), compact, no trailing newline.
 pub(crate) fn canonical_json(v: &impl Serialize, what: &str) -> Result<Vec<u8>, OciError> {
-    let value = serde_json::to_value(v).map_err(|source| OciError::Json {
-        what: what.to_string(),
-        source,
-    })?;
-    serde_json::to_vec(&sorted(value)).map_err(|source| OciError::Json {
-        what: what.to_string(),
-        source,
-    })
+    let value = serde_json::to_value(v).map_err(|source| OciError::Json { what: what.to_string(), source })?;
+    serde_json::to_vec(&sorted(value)).map_err(|source| OciError::Json { what: what.to_string(), source })
 }
 
 fn sorted(v: serde_json::Value) -> serde_json::Value {
@@ -424,26 +337,13 @@ mod tests {
 
     #[test]
     fn reference_validation() {
-        let ok = ImageMeta {
-            name: "gcr.io/k8s-minikube/kicbase".into(),
-            tag: "v0.0.50".into(),
-            ..Default::default()
-        };
+        let ok = ImageMeta { name: "gcr.io/k8s-minikube/kicbase".into(), tag: "v0.0.50".into(), ..Default::default() };
         ok.validate().unwrap();
-        let upper = ImageMeta {
-            name: "gcr.io/K8s/kicbase".into(),
-            ..ok.clone()
-        };
+        let upper = ImageMeta { name: "gcr.io/K8s/kicbase".into(), ..ok.clone() };
         assert!(upper.validate().is_err());
-        let badtag = ImageMeta {
-            tag: "-x".into(),
-            ..ok.clone()
-        };
+        let badtag = ImageMeta { tag: "-x".into(), ..ok.clone() };
         assert!(badtag.validate().is_err());
-        let port = ImageMeta {
-            name: "localhost:5000/kicbase".into(),
-            ..ok
-        };
+        let port = ImageMeta { name: "localhost:5000/kicbase".into(), ..ok };
         port.validate().unwrap();
     }
 }

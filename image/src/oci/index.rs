@@ -48,12 +48,8 @@ pub fn build_index(images: Vec<Image>) -> Result<ImageIndex, OciError> {
         ImageMeta { tag: arch_tag(&meta.tag, &im.architecture), ..meta.clone() }.validate()?;
     }
     let manifests = images.iter().map(|im| im.manifest_descriptor(None)).collect::<Result<Vec<_>, _>>()?;
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(manifests)
-        .build()
-        .map_err(spec("image index"))?;
+    let index =
+        ImageIndexBuilder::default().schema_version(2u32).media_type(MediaType::ImageIndex).manifests(manifests).build().map_err(spec("image index"))?;
     let bytes = canonical_json(&index, "image index")?;
     let digest = store.put_bytes(&bytes)?;
     tracing::info!(reference = %meta.reference(), %digest, images = images.len(), "built image index");
@@ -98,8 +94,7 @@ impl ImageIndex {
     /// The docker-archive `manifest.json`: one entry per image, tagged `NAME:TAG-ARCH`.
     pub fn docker_manifest_json(&self) -> Result<Vec<u8>, OciError> {
         let m = self.meta();
-        let doc: Vec<serde_json::Value> =
-            self.images.iter().map(|im| im.docker_entry(&format!("{}:{}", m.name, arch_tag(&m.tag, &im.architecture)))).collect();
+        let doc: Vec<serde_json::Value> = self.images.iter().map(|im| im.docker_entry(&format!("{}:{}", m.name, arch_tag(&m.tag, &im.architecture)))).collect();
         canonical_json(&doc, "manifest.json")
     }
 }

@@ -41,8 +41,7 @@ impl BlobStore {
 
     /// Path of a blob given its digest (`sha256:<hex>` or bare hex).
     pub fn blob_path(&self, digest: &str) -> PathBuf {
-        self.sha256_dir()
-            .join(digest.strip_prefix("sha256:").unwrap_or(digest))
+        self.sha256_dir().join(digest.strip_prefix("sha256:").unwrap_or(digest))
     }
 
     /// Store `bytes` as a blob (atomically); returns its digest `sha256:<hex>`.
@@ -126,19 +125,11 @@ pub(super) struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub(super) fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
+        HashingWriter { inner, hasher: Sha256::new(), count: 0 }
     }
     /// (inner writer, "sha256:<hex>", bytes written)
     pub(super) fn into_parts(self) -> (W, String, u64) {
-        (
-            self.inner,
-            format!("sha256:{}", hex::encode(self.hasher.finalize())),
-            self.count,
-        )
+        (self.inner, format!("sha256:{}", hex::encode(self.hasher.finalize())), self.count)
     }
 }
 
@@ -166,14 +157,10 @@ impl<W: Write> Compressor<W> {
         Ok(match c {
             Compression::None => Compressor::None(w),
             // No file name, no mtime, OS byte "unknown": the header is constant.
-            Compression::Gzip { level, threads: 0 } => Compressor::Gzip(
-                flate2::GzBuilder::new()
-                    .operating_system(255)
-                    .write(w, flate2::Compression::new(level.min(9))),
-            ),
-            Compression::Gzip { level, threads } => {
-                Compressor::ParallelGzip(ParallelGzip::new(w, level.min(9), threads)?)
+            Compression::Gzip { level, threads: 0 } => {
+                Compressor::Gzip(flate2::GzBuilder::new().operating_system(255).write(w, flate2::Compression::new(level.min(9))))
             }
+            Compression::Gzip { level, threads } => Compressor::ParallelGzip(ParallelGzip::new(w, level.min(9), threads)?),
             Compression::Zstd { level, threads } => {
                 let mut e = zstd::stream::write::Encoder::new(w, level)?;
                 e.include_checksum(true)?;
@@ -238,15 +225,13 @@ impl<W: Write> ParallelGzip<W> {
         for i in 0..threads {
             let job_rx = Arc::clone(&job_rx);
             let res_tx = res_tx.clone();
-            let worker = std::thread::Builder::new()
-                .name(format!("gzip-{i}"))
-                .spawn(move || loop {
-                    let job = job_rx.lock().map(|rx| rx.recv());
-                    let Ok(Ok((seq, chunk))) = job else { return };
-                    if res_tx.send((seq, gzip_member(&chunk, level))).is_err() {
-                        return;
-                    }
-                })?;
+            let worker = std::thread::Builder::new().name(format!("gzip-{i}")).spawn(move || loop {
+                let job = job_rx.lock().map(|rx| rx.recv());
+                let Ok(Ok((seq, chunk))) = job else { return };
+                if res_tx.send((seq, gzip_member(&chunk, level))).is_err() {
+                    return;
+                }
+            })?;
             workers.push(worker);
         }
         Ok(ParallelGzip {
@@ -267,27 +252,17 @@ impl<W: Write> ParallelGzip<W> {
             self.collect_one()?;
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| io::Error::other("gzip workers are gone"))?;
-        jobs.send((self.submitted, chunk))
-            .map_err(|_| io::Error::other("gzip workers are gone"))?;
+        let jobs = self.jobs.as_ref().ok_or_else(|| io::Error::other("gzip workers are gone"))?;
+        jobs.send((self.submitted, chunk)).map_err(|_| io::Error::other("gzip workers are gone"))?;
         self.submitted += 1;
         Ok(())
     }
 
     /// Wait for one result, then write every member that is next in order.
     fn collect_one(&mut self) -> io::Result<()> {
-        let (seq, member) = self
-            .results
-            .recv()
-            .map_err(|_| io::Error::other("gzip worker died"))?;
+        let (seq, member) = self.results.recv().map_err(|_| io::Error::other("gzip worker died"))?;
         self.pending.insert(seq, member?);
-        let out = self
-            .out
-            .as_mut()
-            .ok_or_else(|| io::Error::other("gzip stream already finished"))?;
+        let out = self.out.as_mut().ok_or_else(|| io::Error::other("gzip stream already finished"))?;
         while let Some(member) = self.pending.remove(&self.written) {
             out.write_all(&member)?;
             self.written += 1;
@@ -304,12 +279,9 @@ impl<W: Write> ParallelGzip<W> {
             self.collect_one()?;
         }
         for w in std::mem::take(&mut self.workers) {
-            w.join()
-                .map_err(|_| io::Error::other("gzip worker panicked"))?;
+            w.join().map_err(|_| io::Error::other("gzip worker panicked"))?;
         }
-        self.out
-            .take()
-            .ok_or_else(|| io::Error::other("gzip stream already finished"))
+        self.out.take().ok_or_else(|| io::Error::other("gzip stream already finished"))
     }
 }
 
@@ -338,10 +310,7 @@ impl<W: Write> Write for ParallelGzip<W> {
 }
 
 fn gzip_member(chunk: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut e = flate2::GzBuilder::new().operating_system(255).write(
-        Vec::with_capacity(chunk.len() / 2 + 64),
-        flate2::Compression::new(level),
-    );
+    let mut e = flate2::GzBuilder::new().operating_system(255).write(Vec::with_capacity(chunk.len() / 2 + 64), flate2::Compression::new(level));
     e.write_all(chunk)?;
     e.finish()
 }
@@ -354,12 +323,7 @@ fn gzip_member(chunk: &[u8], level: u32) -> io::Result<Vec<u8>> {
 /// user/group names. The tar and the compressed stream are hashed while the blob is streamed to a
 /// temporary file in the store, which is then renamed to its digest: memory use is the tree plus
 /// buffers, never a copy of the layer.
-pub fn write_layer(
-    store: &BlobStore,
-    tree: &Tree,
-    compression: Compression,
-    created_by: &str,
-) -> Result<Layer, OciError> {
+pub fn write_layer(store: &BlobStore, tree: &Tree, compression: Compression, created_by: &str) -> Result<Layer, OciError> {
     let started = Instant::now();
     let dir = store.sha256_dir();
     let tmp = pki::atomic::AtomicFile::create_in(&dir, "layer", 0o644).map_err(OciError::io(&dir))?;
@@ -372,20 +336,16 @@ pub fn write_layer(
         if path == "/" {
             continue;
         }
-        crate::tarstream::append_xattrs(&mut builder, tree, path).and_then(|()| append_entry(&mut builder, path, entry)).map_err(|source| OciError::Tar {
-            path: path.clone(),
-            source,
-        })?;
+        crate::tarstream::append_xattrs(&mut builder, tree, path)
+            .and_then(|()| append_entry(&mut builder, path, entry))
+            .map_err(|source| OciError::Tar { path: path.clone(), source })?;
         entries += 1;
     }
     let tar_stream = builder.into_inner().map_err(OciError::io(&tmp_path))?;
     let (compressor, diff_id, tar_size) = tar_stream.into_parts();
     let blob = compressor.finish().map_err(OciError::io(&tmp_path))?;
     let (buffered, digest, size) = blob.into_parts();
-    buffered.into_inner().map_err(|e| OciError::Io {
-        path: tmp_path.clone(),
-        source: e.into_error(),
-    })?;
+    buffered.into_inner().map_err(|e| OciError::Io { path: tmp_path.clone(), source: e.into_error() })?;
     let dst = store.blob_path(&digest);
     tmp.commit_as(&dst).map_err(OciError::io(&dst))?;
     tracing::info!(
@@ -393,15 +353,7 @@ pub fn write_layer(
         secs = started.elapsed().as_secs_f64(),
         "wrote layer"
     );
-    Ok(Layer {
-        digest,
-        diff_id,
-        size,
-        tar_size,
-        media_type: compression.media_type().to_string(),
-        entries,
-        created_by: created_by.to_string(),
-    })
+    Ok(Layer { digest, diff_id, size, tar_size, media_type: compression.media_type().to_string(), entries, created_by: created_by.to_string() })
 }
 
 /// sha256 of a file as `sha256:<hex>`, streamed.
@@ -409,4 +361,3 @@ pub fn sha256_file(path: &Path) -> Result<String, OciError> {
     let (hex, _) = pki::digest::sha256_file(path).map_err(OciError::io(path))?;
     Ok(format!("sha256:{hex}"))
 }
-

@@ -11,11 +11,7 @@ use crate::rootfs::{parent, Entry, Kind, Tree};
 /// owner, mtime), so extracting the layers in order in any OCI runtime gives exactly `tree`
 /// ([`stack_layers`] is that stacking, as a value). Every layer's root carries the final root's
 /// metadata. A layer may end up empty.
-pub fn split_layers(
-    tree: &Tree,
-    layers: usize,
-    mut classify: impl FnMut(&str, &Entry) -> usize,
-) -> Result<Vec<Tree>, OciError> {
+pub fn split_layers(tree: &Tree, layers: usize, mut classify: impl FnMut(&str, &Entry) -> usize) -> Result<Vec<Tree>, OciError> {
     let root = tree.get("/").cloned().unwrap_or_else(|| Entry::dir(0o755));
     let mut out: Vec<Tree> = (0..layers)
         .map(|_| {
@@ -31,11 +27,7 @@ pub fn split_layers(
             continue;
         }
         let index = classify(path, entry);
-        let layer = out.get_mut(index).ok_or_else(|| OciError::LayerIndex {
-            path: path.clone(),
-            index,
-            layers,
-        })?;
+        let layer = out.get_mut(index).ok_or_else(|| OciError::LayerIndex { path: path.clone(), index, layers })?;
         // Parents missing from this layer, nearest first; insert them top-down.
         let mut missing = Vec::new();
         let mut cur = parent(path);
@@ -45,12 +37,7 @@ pub fn split_layers(
             }
             match tree.get(p) {
                 Some(e) if e.kind == Kind::Dir => missing.push((p, e)),
-                _ => {
-                    return Err(OciError::BadParent {
-                        path: path.clone(),
-                        parent: p.to_string(),
-                    })
-                }
+                _ => return Err(OciError::BadParent { path: path.clone(), parent: p.to_string() }),
             }
             cur = parent(p);
         }

@@ -27,8 +27,7 @@ pub(super) fn with_bases(mut table: toml::Table, path: &Path, chain: &mut Vec<Pa
         None => toml::Table::new(),
         Some(toml::Value::String(rel)) => {
             let file = path.parent().unwrap_or(Path::new("")).join(&rel);
-            let text = std::fs::read_to_string(&file)
-                .map_err(|source| SpecError::Base { spec: path.to_path_buf(), base: file.clone(), source })?;
+            let text = std::fs::read_to_string(&file).map_err(|source| SpecError::Base { spec: path.to_path_buf(), base: file.clone(), source })?;
             let id = identity(&file);
             if let Some(i) = chain.iter().position(|p| *p == id) {
                 let names: Vec<String> = chain[i..].iter().chain([&id]).map(|p| p.display().to_string()).collect();
@@ -63,9 +62,7 @@ fn merge(mut base: toml::Table, child: toml::Table, at: &str) -> Result<toml::Ta
                     items.extend(extra);
                     items
                 }
-                Some(other) => {
-                    return Err(format!("{}: the base's {} is a {}, not an array to append to", key(&k), key(name), other.type_str()))
-                }
+                Some(other) => return Err(format!("{}: the base's {} is a {}, not an array to append to", key(&k), key(name), other.type_str())),
             };
             base.insert(name.to_string(), toml::Value::Array(items));
             continue;

@@ -211,9 +211,11 @@ impl TryFrom<RawContainer> for ContainerSection {
         let mut place = Vec::new();
         for (i, p) in r.place.into_iter().enumerate() {
             let at = format!("container.place[{i}]");
-            let layer = r.layers.iter().position(|l| *l == p.layer).ok_or_else(|| {
-                format!("{at}.layer: unknown layer {:?} (container.layers: {})", p.layer, r.layers.join(", "))
-            })?;
+            let layer = r
+                .layers
+                .iter()
+                .position(|l| *l == p.layer)
+                .ok_or_else(|| format!("{at}.layer: unknown layer {:?} (container.layers: {})", p.layer, r.layers.join(", ")))?;
             let select = match (p.select, p.paths, p.brought_by) {
                 (Some(w), None, None) => match w {
                     SelectWord::Local => Select::Local,

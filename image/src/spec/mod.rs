@@ -129,14 +129,7 @@ pub struct SourceSection {
 }
 impl Default for SourceSection {
     fn default() -> Self {
-        SourceSection {
-            suite: default_suite(),
-            arch: default_arch(),
-            components: default_components(),
-            mirror: None,
-            updates: Vec::new(),
-            repos: Vec::new(),
-        }
+        SourceSection { suite: default_suite(), arch: default_arch(), components: default_components(), mirror: None, updates: Vec::new(), repos: Vec::new() }
     }
 }
 
@@ -400,8 +393,7 @@ fn default_bootloader() -> Vec<String> {
 impl Spec {
     /// Read the spec at `path`, with its bases (see the module docs).
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text, path)
     }
 
@@ -443,14 +435,11 @@ impl Spec {
         }
         for (i, r) in self.source.repos.iter().enumerate() {
             let key = self.resolve_path(&r.key);
-            crate::apt::signed::read_key(&key)
-                .map_err(|m| err(format!("source.repos[{i}].key: {}: {m}", key.display())))?;
+            crate::apt::signed::read_key(&key).map_err(|m| err(format!("source.repos[{i}].key: {}: {m}", key.display())))?;
         }
         for (link, target) in &self.alternatives {
             if !link.starts_with('/') || !target.starts_with('/') {
-                return Err(err(format!(
-                    "alternatives.\"{link}\": link and target must be absolute paths"
-                )));
+                return Err(err(format!("alternatives.\"{link}\": link and target must be absolute paths")));
             }
         }
         for u in &self.users {
@@ -464,7 +453,9 @@ impl Spec {
             }
             if b.root == RootMode::Squashfs {
                 if b.initrd_modules.is_empty() {
-                    return Err(err("boot.initrd_modules: a squashfs root needs the modules that find and mount it (sr_mod, isofs, squashfs, overlay, loop, ...)".into()));
+                    return Err(err(
+                        "boot.initrd_modules: a squashfs root needs the modules that find and mount it (sr_mod, isofs, squashfs, overlay, loop, ...)".into(),
+                    ));
                 }
                 if self.kernel.is_none() {
                     return Err(err("boot.root = \"squashfs\" needs a [kernel] section".into()));
@@ -506,9 +497,7 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named() {
-        let e = Spec::parse("[image]\nname='x'\nbogus=1\n[packages]\ninclude=['a']\n", Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = Spec::parse("[image]\nname='x'\nbogus=1\n[packages]\ninclude=['a']\n", Path::new("s.toml")).unwrap_err().to_string();
         assert!(e.contains("s.toml") && e.contains("bogus"), "{e}");
     }
 
@@ -524,7 +513,9 @@ mod tests {
         let path = dir.path().join("s.toml");
         let armored = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\naGVsbG8=\n-----END PGP PUBLIC KEY BLOCK-----\n";
         std::fs::write(dir.path().join("k.asc"), armored).unwrap();
-        let repo = |body: &str| format!("[image]\nname='x'\n[[source.repos]]\nuri='https://r.example/deb/'\n{body}\n[packages]\ninclude=['kubelet=1.34.1-1.1', 'jq']\n");
+        let repo = |body: &str| {
+            format!("[image]\nname='x'\n[[source.repos]]\nuri='https://r.example/deb/'\n{body}\n[packages]\ninclude=['kubelet=1.34.1-1.1', 'jq']\n")
+        };
         let s = Spec::parse(&repo("path='/'\nkey='k.asc'"), &path).unwrap();
         let r = &s.source.repos[0];
         assert_eq!((r.uri.as_str(), &r.layout), ("https://r.example/deb", &RepoLayout::Flat { dir: String::new() }));

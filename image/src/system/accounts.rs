@@ -1,7 +1,7 @@
 //! Accounts: base-passwd's master files, systemd's sysusers.d fragments and the spec's users and
 //! groups, written as /etc/passwd, group, shadow and gshadow; the spec's home directories.
 
-use super::{text, put_file, SystemError};
+use super::{put_file, text, SystemError};
 use crate::rootfs::{Entry, Tree};
 use crate::spec::Spec;
 use std::collections::BTreeSet;
@@ -63,24 +63,15 @@ impl Accounts {
     /// file, the line and the field (never a stand-in id).
     pub fn from_base_passwd(tree: &Tree) -> Result<Accounts, SystemError> {
         let mut a = Accounts::default();
-        let pw = text(tree, PASSWD_MASTER).ok_or_else(|| SystemError::Bad {
-            path: PASSWD_MASTER.into(),
-            message: "missing (is base-passwd in the package set?)".into(),
-        })?;
+        let pw = text(tree, PASSWD_MASTER)
+            .ok_or_else(|| SystemError::Bad { path: PASSWD_MASTER.into(), message: "missing (is base-passwd in the package set?)".into() })?;
         for (n, l) in pw.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let f: Vec<&str> = l.split(':').collect();
             if f.len() < 7 {
                 continue;
             }
             let id = |i: usize, field: &'static str| parse_id(PASSWD_MASTER, n + 1, "user", f[0], field, f[i]);
-            a.users.push(PwEntry {
-                name: f[0].into(),
-                uid: id(2, "uid")?,
-                gid: id(3, "gid")?,
-                gecos: f[4].into(),
-                home: f[5].into(),
-                shell: f[6].into(),
-            });
+            a.users.push(PwEntry { name: f[0].into(), uid: id(2, "uid")?, gid: id(3, "gid")?, gecos: f[4].into(), home: f[5].into(), shell: f[6].into() });
         }
         let gr = text(tree, GROUP_MASTER).unwrap_or_default();
         for (n, l) in gr.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
@@ -207,9 +198,7 @@ impl Accounts {
                 shell: u.shell.clone(),
             });
             for g in &u.groups {
-                let grp = self
-                    .group_mut(g)
-                    .ok_or_else(|| SystemError::UnknownGroup { user: u.name.clone(), group: g.clone() })?;
+                let grp = self.group_mut(g).ok_or_else(|| SystemError::UnknownGroup { user: u.name.clone(), group: g.clone() })?;
                 if !grp.members.contains(&u.name) {
                     grp.members.push(u.name.clone());
                 }
@@ -299,9 +288,15 @@ mod tests {
 
     #[test]
     fn sysusers_lines() {
-        assert_eq!(split_quoted(r#"u systemd-network - "systemd Network Management" /run"#), ["u", "systemd-network", "-", "systemd Network Management", "/run"]);
+        assert_eq!(
+            split_quoted(r#"u systemd-network - "systemd Network Management" /run"#),
+            ["u", "systemd-network", "-", "systemd Network Management", "/run"]
+        );
         let mut t = Tree::new();
-        t.insert("/usr/lib/sysusers.d/x.conf", Entry::file(b"g render - -\nu messagebus - \"System Message Bus\" /nonexistent\nm messagebus render\n".to_vec(), 0o644));
+        t.insert(
+            "/usr/lib/sysusers.d/x.conf",
+            Entry::file(b"g render - -\nu messagebus - \"System Message Bus\" /nonexistent\nm messagebus render\n".to_vec(), 0o644),
+        );
         let mut a = Accounts::default();
         a.groups.push(GrEntry { name: "root".into(), gid: 0, members: vec![] });
         a.users.push(PwEntry { name: "root".into(), uid: 0, gid: 0, gecos: "".into(), home: "/root".into(), shell: "/bin/bash".into() });

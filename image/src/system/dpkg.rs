@@ -12,7 +12,12 @@ pub fn dpkg_database(tree: &mut Tree, installed: &[(&crate::apt::Package, Vec<St
     for (p, files) in installed {
         let mut first = true;
         for line in p.stanza.lines() {
-            if line.starts_with("Filename:") || line.starts_with("Size:") || line.starts_with("SHA256:") || line.starts_with("MD5sum:") || line.starts_with("Description-md5:") {
+            if line.starts_with("Filename:")
+                || line.starts_with("Size:")
+                || line.starts_with("SHA256:")
+                || line.starts_with("MD5sum:")
+                || line.starts_with("Description-md5:")
+            {
                 continue;
             }
             status.push_str(line);

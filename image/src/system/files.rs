@@ -21,10 +21,10 @@ pub fn apply_alternatives(tree: &mut Tree, alts: &BTreeMap<String, String>, epoc
 /// Copy template files inside the tree (what `ucf` does in postinst scripts).
 pub fn apply_copies(tree: &mut Tree, copies: &BTreeMap<String, String>, epoch: u64) -> Result<(), SystemError> {
     for (dest, src) in copies {
-        let e = tree.get(&crate::deb::merged_path(src)).cloned().ok_or_else(|| SystemError::Bad {
-            path: src.clone(),
-            message: format!("copies.\"{dest}\": source is not in the image"),
-        })?;
+        let e = tree
+            .get(&crate::deb::merged_path(src))
+            .cloned()
+            .ok_or_else(|| SystemError::Bad { path: src.clone(), message: format!("copies.\"{dest}\": source is not in the image") })?;
         let mut e = e;
         e.mtime = epoch;
         // A copy is a file of its own, never a hard link to its template.

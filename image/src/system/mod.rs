@@ -16,13 +16,13 @@ mod files;
 mod identity;
 mod units;
 
+/// The path glob now lives with the tree; re-exported for existing callers.
+pub use crate::rootfs::glob_match;
 pub use accounts::{make_homes, Accounts, GrEntry, PwEntry};
 pub use dpkg::dpkg_database;
 pub use files::{apply_alternatives, apply_capabilities, apply_copies, ca_certificates, drop_paths, runtime_dir_links};
 pub use identity::{identity, version_json};
 pub use units::{enable_units, has_unit, mask_units};
-/// The path glob now lives with the tree; re-exported for existing callers.
-pub use crate::rootfs::glob_match;
 
 use crate::rootfs::{Entry, Kind, Tree};
 

@@ -101,7 +101,10 @@ mod tests {
     #[test]
     fn enable_follows_install_section() {
         let mut t = Tree::new();
-        t.insert("/usr/lib/systemd/system/a.service", Entry::file(b"[Unit]\n[Install]\nWantedBy=multi-user.target\nAlias=b.service\nAlso=c.socket\n".to_vec(), 0o644));
+        t.insert(
+            "/usr/lib/systemd/system/a.service",
+            Entry::file(b"[Unit]\n[Install]\nWantedBy=multi-user.target\nAlias=b.service\nAlso=c.socket\n".to_vec(), 0o644),
+        );
         t.insert("/usr/lib/systemd/system/c.socket", Entry::file(b"[Install]\nWantedBy=sockets.target\n".to_vec(), 0o644));
         t.insert("/usr/lib/systemd/system/getty@.service", Entry::file(b"[Install]\nWantedBy=getty.target\nDefaultInstance=tty1\n".to_vec(), 0o644));
         enable_units(&mut t, &["a.service".into(), "getty@.service".into()], 0).unwrap();

@@ -163,4 +163,3 @@ pub fn delete_all(home: &Home, profile: &str, timeout: Duration) -> Result<bool,
     }
     Ok(any)
 }
-

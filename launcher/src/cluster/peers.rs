@@ -21,7 +21,8 @@ pub fn refresh_peers(home: &Home, nodes: &[MachineState]) -> Result<(), ClusterE
             continue;
         }
         let mut c = connect_existing(home, &m)?;
-        c.set_hostname(&HostnameRequest { name: s.name.clone(), hosts: entries.clone() }).map_err(|source| ClusterError::Agent { node: s.name.clone(), source })?;
+        c.set_hostname(&HostnameRequest { name: s.name.clone(), hosts: entries.clone() })
+            .map_err(|source| ClusterError::Agent { node: s.name.clone(), source })?;
         sync_routes(&mut c, &s.name, &pod_routes(nodes, &s.name))?;
     }
     Ok(())
@@ -50,9 +51,3 @@ fn sync_routes(c: &mut Client, node: &str, wanted: &[(String, String)]) -> Resul
     }
     Ok(())
 }
-
-
-
-
-
-

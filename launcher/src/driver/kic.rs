@@ -20,7 +20,6 @@ use crate::topology::{cluster_of, node_index};
 /// How long the agent may take to answer through the published port after its ready line.
 const KIC_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-
 /// A kic node.
 pub struct KicNode {
     pub m: MachineDir,
@@ -87,10 +86,7 @@ impl NodeDriver for KicNode {
         let container = node.find_state()?;
         let running = container == Some(kic::ContainerState::Running);
         let (mut state, existed) = recorded_or_new(m, opts, running, || {
-            Ok(MachineState {
-                oci_runtime: opts.oci_runtime.clone().or_else(|| kic::default_oci_runtime(&engine)),
-                ..new_state(opts, opts.driver)
-            })
+            Ok(MachineState { oci_runtime: opts.oci_runtime.clone().or_else(|| kic::default_oci_runtime(&engine)), ..new_state(opts, opts.driver) })
         })?;
         if container.is_none() && opts.oci_runtime.is_some() {
             // A container made anew may use another OCI runtime.
@@ -132,11 +128,18 @@ impl NodeDriver for KicNode {
         // step applies them before the runtime starts.
         let mut sections = prep.sections(&state);
         let trust = m.trust_dir();
-        node_doc::deliver(&trust.join(agent_api::document::FILE_NAME), &sections.document(), Some((&trust.join("blobs"), prep.kubelet.as_ref().map(|k| &k.bin))))
-            .map_err(|source| DriverError::Io { path: trust.clone(), source })?;
+        node_doc::deliver(
+            &trust.join(agent_api::document::FILE_NAME),
+            &sections.document(),
+            Some((&trust.join("blobs"), prep.kubelet.as_ref().map(|k| &k.bin))),
+        )
+        .map_err(|source| DriverError::Io { path: trust.clone(), source })?;
         m.save(&state)?;
-        let detail =
-            if existed { "reused".to_string() } else { format!("created {} ({}, {} CPUs, {} MiB)", m.dir.display(), state.driver, state.cpus, state.memory_mb) };
+        let detail = if existed {
+            "reused".to_string()
+        } else {
+            format!("created {} ({}, {} CPUs, {} MiB)", m.dir.display(), state.driver, state.cpus, state.memory_mb)
+        };
         rep.step("machine", t, !existed || !prep.pc.issued.is_empty(), format!("{detail}{}", issued_suffix(&prep.pc.issued)));
 
         // image: only a container to create needs one.
@@ -213,7 +216,8 @@ impl NodeDriver for KicNode {
             tracing::info!("node address {}: issued {:?}", state.node_ip, again.issued);
             prep.pc = again;
             sections = prep.sections(&state);
-            node_doc::deliver(&trust.join(agent_api::document::FILE_NAME), &sections.document(), None).map_err(|source| DriverError::Io { path: trust.clone(), source })?;
+            node_doc::deliver(&trust.join(agent_api::document::FILE_NAME), &sections.document(), None)
+                .map_err(|source| DriverError::Io { path: trust.clone(), source })?;
         }
         m.save(&state)?;
         rep.step(

@@ -35,7 +35,12 @@ pub(crate) fn recorded_or_new(
     } else if (s.cpus, s.memory_mb) != (opts.cpus, opts.memory_mb) {
         tracing::warn!(
             "{} runs with {} CPUs and {} MiB: {} CPUs and {} MiB apply after `minikube-node stop -p {}` and start",
-            s.name, s.cpus, s.memory_mb, opts.cpus, opts.memory_mb, s.name
+            s.name,
+            s.cpus,
+            s.memory_mb,
+            opts.cpus,
+            opts.memory_mb,
+            s.name
         );
     }
     if s.disk_mb != opts.disk_mb {

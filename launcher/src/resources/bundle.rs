@@ -35,4 +35,3 @@ impl Bundle {
         Ok(Some(Bundle { dir: bundle::version_dir(cache, arch, version), manifest }))
     }
 }
-

@@ -247,6 +247,10 @@ mod tests {
         let out = Command::new("debugfs").args(["-R", &format!("cat /{}", userdata::FRESH_FILE)]).arg(&raw).output().expect("debugfs (e2fsprogs) runs");
         assert_eq!(out.stdout, tar, "{}", String::from_utf8_lossy(&out.stderr));
         let stat = Command::new("debugfs").args(["-R", "stat /"]).arg(&raw).output().unwrap();
-        assert!(String::from_utf8_lossy(&stat.stdout).contains("User:     0   Group:     0"), "the top belongs to root: {}", String::from_utf8_lossy(&stat.stdout));
+        assert!(
+            String::from_utf8_lossy(&stat.stdout).contains("User:     0   Group:     0"),
+            "the top belongs to root: {}",
+            String::from_utf8_lossy(&stat.stdout)
+        );
     }
 }

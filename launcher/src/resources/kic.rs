@@ -382,7 +382,8 @@ impl Kic {
 
     /// The container's address on its (first) network.
     pub fn ip(&self) -> Result<String, KicError> {
-        let out = self.engine.run(&self.args(&["container", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", &self.name]))?;
+        let out =
+            self.engine.run(&self.args(&["container", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", &self.name]))?;
         out.split_whitespace().next().map(str::to_string).ok_or_else(|| KicError::NoIp { name: self.name.clone(), output: out.clone() })
     }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use agent_api::api::{CertsRequest, CgroupDriver, HostEntry, HostnameRequest, KubeletRequest, NetworkRequest, RuntimeRequest};
 use agent_api::document::{FileContent, NodeDocument};
 
-use crate::resources::certs::{self, ProfileCerts};
 use crate::model::MachineState;
+use crate::resources::certs::{self, ProfileCerts};
 use crate::resources::state::MachineDir;
 
 /// Pause image handed to the runtime (minikube's for recent Kubernetes).
@@ -72,7 +72,12 @@ impl Sections {
 pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kubelet: Option<&Binary>, hosts: Vec<HostEntry>) -> Sections {
     let files = vec![
         FileContent { path: certs::GUEST_SA_PUB.into(), content: pc.sa_pub_pem.clone(), mode: 0o644, owner: None },
-        FileContent { path: crate::resources::ssh::AUTHORIZED_KEYS.into(), content: authorized_key.to_string(), mode: 0o600, owner: Some("docker:docker".into()) },
+        FileContent {
+            path: crate::resources::ssh::AUTHORIZED_KEYS.into(),
+            content: authorized_key.to_string(),
+            mode: 0o600,
+            owner: Some("docker:docker".into()),
+        },
     ];
     let runtime = RuntimeRequest {
         runtime: state.runtime,

@@ -59,8 +59,8 @@ pub fn ensure_key(m: &MachineDir, comment: &str) -> Result<(String, bool), SshEr
         let key = PrivateKey::read_openssh_file(&path).map_err(|e| SshError::Key { path: path.clone(), message: e.to_string() })?;
         return Ok((public_line(&key, &path)?, false));
     }
-    let mut key = PrivateKey::random(&mut ssh_key::rand_core::OsRng, Algorithm::Ed25519)
-        .map_err(|e| SshError::Key { path: path.clone(), message: e.to_string() })?;
+    let mut key =
+        PrivateKey::random(&mut ssh_key::rand_core::OsRng, Algorithm::Ed25519).map_err(|e| SshError::Key { path: path.clone(), message: e.to_string() })?;
     key.set_comment(comment);
     let private = key.to_openssh(LineEnding::LF).map_err(|e| SshError::Key { path: path.clone(), message: e.to_string() })?;
     let public = public_line(&key, &path)?;
@@ -194,13 +194,7 @@ impl Ssh {
 
     /// Close the master connection (the next command opens a new one).
     pub fn close(&self) {
-        let _ = Command::new("ssh")
-            .args(self.args())
-            .args(["-O", "exit"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new("ssh").args(self.args()).args(["-O", "exit"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
 }
 

@@ -122,8 +122,8 @@ impl Home {
     /// when dropped or when the process dies).
     pub fn lock_ports(&self) -> Result<ProfileLock, StateError> {
         let (f, path) = self.lock_file("ports.lock")?;
-        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| StateError::Io { path, source: std::io::Error::from(e) })?;
+        let lock =
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| StateError::Io { path, source: std::io::Error::from(e) })?;
         Ok(ProfileLock { _lock: lock })
     }
 
@@ -283,7 +283,6 @@ impl MachineDir {
     }
 }
 
-
 /// Remove a machine's directory (after the VM is stopped).
 pub fn remove_dir(dir: &Path) -> Result<(), StateError> {
     match std::fs::remove_dir_all(dir) {
@@ -292,8 +291,6 @@ pub fn remove_dir(dir: &Path) -> Result<(), StateError> {
         Err(source) => Err(StateError::Io { path: dir.to_path_buf(), source }),
     }
 }
-
-
 
 #[cfg(test)]
 mod tests {

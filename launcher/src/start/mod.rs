@@ -64,9 +64,6 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
     Ok(state)
 }
 
-
-
-
 /// The steps every driver shares, through the agent: hostname, certificates, container runtime,
 /// kubelet — each the node document's section, so each answers `changed: false` in
 /// milliseconds when the boot step applied the document — then the kubeconfig on the host.
@@ -185,13 +182,11 @@ fn upload(client: &mut Client, state: &MachineState, step: &'static str, bin: &B
     .changed)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{example_state, Driver};
     use crate::report::Output;
-
 
     #[test]
     fn another_driver_is_refused_before_anything_happens() {
@@ -207,5 +202,4 @@ mod tests {
         assert!(!home.shared_certs().exists() && !m.trust_dir().exists(), "nothing was issued");
         assert_eq!(m.load().unwrap(), qemu, "the state is untouched");
     }
-
 }

@@ -9,17 +9,16 @@ use std::time::{Duration, Instant};
 
 use agent_api::document::NodeDocument;
 
+use crate::model::{MachineState, Ports, Status, GUEST_AGENT_PORT, GUEST_APISERVER_PORT, GUEST_SSH_PORT};
 use crate::resources::certs::ProfileCerts;
 use crate::resources::node_doc::Binary;
 use crate::resources::qemu::{self, Accel, BootMedium, VmConfig};
-use crate::model::{MachineState, Ports, Status, GUEST_AGENT_PORT, GUEST_APISERVER_PORT, GUEST_SSH_PORT};
 use crate::resources::state::MachineDir;
 
 /// fw_cfg entry names of the agent's trust files.
 pub fn fw_cfg_name(file: &str) -> String {
     format!("opt/io.minikube/agent/{file}")
 }
-
 
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
@@ -40,7 +39,6 @@ pub enum MachineError {
     #[error("no free TCP port on 127.0.0.1: {0}")]
     NoPort(std::io::Error),
 }
-
 
 /// A port on 127.0.0.1 that nobody listens on right now and that is not in `taken`.
 pub fn free_port(taken: &BTreeSet<u16>) -> Result<u16, MachineError> {
@@ -245,7 +243,6 @@ pub fn delete(m: &MachineDir, timeout: Duration) -> Result<bool, MachineError> {
 pub fn console_tail(m: &MachineDir, n: usize) -> String {
     qemu::console_tail(&m.console_log(), n)
 }
-
 
 #[cfg(test)]
 mod tests {

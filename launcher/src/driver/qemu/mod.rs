@@ -61,12 +61,7 @@ impl NodeDriver for QemuNode {
         let ports_lock = if running { None } else { Some(home.lock_ports()?) };
         let taken = home.recorded_ports(&opts.name);
         let (mut state, existed) = recorded_or_new(m, opts, running, || {
-            Ok(MachineState {
-                iso: iso.clone(),
-                ports: machine::free_ports(&taken)?,
-                node_ip: crate::model::GUEST_IP.into(),
-                ..new_state(opts, Driver::Qemu)
-            })
+            Ok(MachineState { iso: iso.clone(), ports: machine::free_ports(&taken)?, node_ip: crate::model::GUEST_IP.into(), ..new_state(opts, Driver::Qemu) })
         })?;
         // The ISO path may change between starts; the machine runs the ISO's architecture.
         if !running {
@@ -150,11 +145,7 @@ pub fn qemu_nic(home: &Home, cluster: &str, index: u32) -> Result<ClusterNic, St
         }
     }
     let port = port.unwrap_or_else(|| (23000u16..24000).find(|p| !taken.contains(p)).unwrap_or(23000));
-    Ok(ClusterNic {
-        mcast_port: port,
-        mac: format!("52:54:00:4d:{:02x}:{:02x}", port % 256, index),
-        address: format!("{}/24", QEMU_SUBNET.node_ip(index)),
-    })
+    Ok(ClusterNic { mcast_port: port, mac: format!("52:54:00:4d:{:02x}:{:02x}", port % 256, index), address: format!("{}/24", QEMU_SUBNET.node_ip(index)) })
 }
 /// The console's `minikube-agent: ready` line, if the current boot printed one.
 pub fn agent_ready_line(m: &MachineDir) -> Option<String> {

@@ -146,11 +146,8 @@ pub(crate) fn read_for(path: &Path, arch: Option<Arch>) -> Result<ArchiveRead, K
             .find(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch.debian()))
             .ok_or_else(|| bad(format!("has no image for this machine's architecture {} (it has {})", arch.debian(), have.join(", "))))?;
         let manifest: Manifest = parse("the manifest", &blob("the image index", &chosen.digest, "the manifest")?, &bad)?;
-        let reference = desc
-            .annotations
-            .get("io.containerd.image.name")
-            .cloned()
-            .ok_or_else(|| bad("index.json names no image (no io.containerd.image.name)".into()))?;
+        let reference =
+            desc.annotations.get("io.containerd.image.name").cloned().ok_or_else(|| bad("index.json names no image (no io.containerd.image.name)".into()))?;
         let config = hex(&manifest.config.digest);
         let multi = saved.into_iter().flatten().find(|s| hex(&s.config) == config);
         return Ok(ArchiveRead { image: ArchiveImage { reference, ids: vec![config, hex(&chosen.digest)] }, multi });
@@ -305,7 +302,10 @@ mod tests {
         assert_eq!(names.keys().collect::<Vec<_>>(), ["blobs/sha256/c-arm64", "blobs/sha256/layer", "manifest.json"]);
         assert_eq!(names["blobs/sha256/layer"].len(), 4096);
         let m: Vec<SavedImage> = serde_json::from_slice(&names["manifest.json"]).unwrap();
-        assert_eq!(m, [SavedImage { config: "blobs/sha256/c-arm64".into(), repo_tags: Some(vec!["kicbase:v1".into()]), layers: vec!["blobs/sha256/layer".into()] }]);
+        assert_eq!(
+            m,
+            [SavedImage { config: "blobs/sha256/c-arm64".into(), repo_tags: Some(vec!["kicbase:v1".into()]), layers: vec!["blobs/sha256/layer".into()] }]
+        );
         // A blob the entry names but the archive lacks is an error naming the archive.
         let broken = SavedImage { layers: vec!["blobs/sha256/gone".into()], ..entry };
         let e = write_one_image(&p, &broken, "kicbase:v1", std::io::sink()).unwrap_err().to_string();

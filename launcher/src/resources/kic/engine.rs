@@ -228,4 +228,3 @@ fn on_path(program: &str) -> bool {
 fn render(program: &str, global: &[String], args: &[String]) -> String {
     std::iter::once(program).chain(global.iter().map(String::as_str)).chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
 }
-

@@ -204,7 +204,12 @@ pub fn check_rootless_host(h: &RootlessHost) -> Result<(), PreflightError> {
     let have: Vec<&str> = h.delegated.1.split_whitespace().collect();
     let missing: Vec<&str> = NEEDED_CONTROLLERS.into_iter().filter(|c| !have.contains(c)).collect();
     if !missing.is_empty() {
-        return Err(PreflightError::NotDelegated { user: h.user.clone(), missing: missing.join(", "), path: h.delegated.0.clone(), have: h.delegated.1.clone() });
+        return Err(PreflightError::NotDelegated {
+            user: h.user.clone(),
+            missing: missing.join(", "),
+            path: h.delegated.0.clone(),
+            have: h.delegated.1.clone(),
+        });
     }
     Ok(())
 }
@@ -235,7 +240,9 @@ mod tests {
 
     #[test]
     fn privileged_unless_docker_lacks_a_capability() {
-        let podman = EngineInfo::parse("podman", false, r#"{"host":{"cgroupVersion":"v1","cgroupManager":"cgroupfs","arch":"amd64","security":{"rootless":false}}}"#).unwrap();
+        let podman =
+            EngineInfo::parse("podman", false, r#"{"host":{"cgroupVersion":"v1","cgroupManager":"cgroupfs","arch":"amd64","security":{"rootless":false}}}"#)
+                .unwrap();
         let full = check(&podman, u64::MAX, false).unwrap();
         assert_eq!(full, Grant { privileges: Privileges::Privileged, host_cgroups: false });
         assert_eq!(check(&podman, SANDBOX_CAPBND, false).unwrap(), full, "podman grants what the host has with --privileged");
@@ -243,7 +250,11 @@ mod tests {
         assert_eq!(check(&d1, u64::MAX, false).unwrap(), full, "a normal host keeps --privileged, as minikube");
         assert_eq!(check(&d1, SANDBOX_CAPBND, false).unwrap(), Grant { privileges: Privileges::AllCaps, host_cgroups: true });
         let d2 = EngineInfo::parse("docker", true, &docker("2", "systemd", false)).unwrap();
-        assert_eq!(check(&d2, SANDBOX_CAPBND, false).unwrap(), Grant { privileges: Privileges::AllCaps, host_cgroups: false }, "cgroup v2 needs no host hierarchy");
+        assert_eq!(
+            check(&d2, SANDBOX_CAPBND, false).unwrap(),
+            Grant { privileges: Privileges::AllCaps, host_cgroups: false },
+            "cgroup v2 needs no host hierarchy"
+        );
     }
 
     #[test]
@@ -256,7 +267,9 @@ mod tests {
         assert!(e.starts_with("DRV_NEEDS_ROOTLESS") && e.contains("--rootless"), "{e}");
         let e = check(&rootless_v1, u64::MAX, true).unwrap_err().to_string();
         assert!(e.starts_with("DRV_ROOTLESS_CGROUP_V1") && e.contains("cgroup v2") && e.contains("unified_cgroup_hierarchy"), "{e}");
-        let rootless_v2 = EngineInfo::parse("podman", false, r#"{"host":{"cgroupVersion":"v2","cgroupManager":"systemd","arch":"amd64","security":{"rootless":true}}}"#).unwrap();
+        let rootless_v2 =
+            EngineInfo::parse("podman", false, r#"{"host":{"cgroupVersion":"v2","cgroupManager":"systemd","arch":"amd64","security":{"rootless":true}}}"#)
+                .unwrap();
         assert_eq!(check(&rootless_v2, u64::MAX, true).unwrap().privileges, Privileges::Privileged);
         let e = check(&rootless_v2, SANDBOX_CAPBND, true).unwrap_err().to_string();
         assert!(e.starts_with("DRV_NO_PRIVILEGES") && e.contains("CAP_SYS_RESOURCE"), "{e}");
@@ -271,7 +284,10 @@ mod tests {
         check_arch(&info, "out/kicbase.tar", &["amd64".into(), "arm64".into()]).unwrap();
         check_arch(&info, "registry/kicbase:v1", &[]).unwrap();
         let e = check_arch(&info, "out/kicbase.tar", &["arm64".into()]).unwrap_err().to_string();
-        assert!(e.starts_with("DRV_UNSUPPORTED_ARCH: docker runs amd64 containers but the image out/kicbase.tar has only arm64") && e.contains("--arch amd64"), "{e}");
+        assert!(
+            e.starts_with("DRV_UNSUPPORTED_ARCH: docker runs amd64 containers but the image out/kicbase.tar has only arm64") && e.contains("--arch amd64"),
+            "{e}"
+        );
     }
 
     #[test]

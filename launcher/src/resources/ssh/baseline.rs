@@ -134,7 +134,13 @@ pub fn runtime(ssh: &Ssh, req: &RuntimeRequest) -> Result<(), SshError> {
     let deadline = Instant::now() + Duration::from_secs(req.socket_timeout_secs.unwrap_or(60));
     while !ssh.output(&format!("sudo test -S {socket}"), None)?.status.success() {
         if Instant::now() > deadline {
-            return Err(SshError::Failed { user: super::USER, port: ssh.port, command: format!("test -S {socket}"), status: "timeout".into(), stderr: String::new() });
+            return Err(SshError::Failed {
+                user: super::USER,
+                port: ssh.port,
+                command: format!("test -S {socket}"),
+                status: "timeout".into(),
+                stderr: String::new(),
+            });
         }
         std::thread::sleep(Duration::from_millis(250));
     }

@@ -48,7 +48,8 @@ pub struct Join<'a> {
 /// then its Node object deleted.
 pub fn leave(cp: &mut Client, control_plane: &str, version: &str, name: &str) -> Result<(), BootstrapError> {
     let admin = format!("--kubeconfig={}", super::ADMIN_CONF);
-    let drain: Vec<String> = ["drain", name, "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=60s", &admin].iter().map(|s| s.to_string()).collect();
+    let drain: Vec<String> =
+        ["drain", name, "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=60s", &admin].iter().map(|s| s.to_string()).collect();
     if let Err(e) = super::tool(cp, control_plane, version, "kubectl", "drain", &drain, Duration::from_secs(90)) {
         tracing::warn!("{e}");
     }
@@ -141,7 +142,15 @@ mod tests {
     fn join_configuration_names_endpoint_token_pin_and_node() {
         let n = Node { cluster_name: "p", node_name: "p-m02", node_ip: "192.168.49.3", kubernetes_version: "v1.34.1", runtime: Runtime::Containerd };
         let y = render_join(&n, "abcdef.0123456789abcdef", "sha256:00");
-        for want in ["kind: JoinConfiguration", "apiServerEndpoint: control-plane.minikube.internal:8443", "token: abcdef.0123456789abcdef", "- sha256:00", "name: \"p-m02\"", "value: 192.168.49.3", "criSocket: unix://"] {
+        for want in [
+            "kind: JoinConfiguration",
+            "apiServerEndpoint: control-plane.minikube.internal:8443",
+            "token: abcdef.0123456789abcdef",
+            "- sha256:00",
+            "name: \"p-m02\"",
+            "value: 192.168.49.3",
+            "criSocket: unix://",
+        ] {
             assert!(y.contains(want), "{want} in\n{y}");
         }
     }

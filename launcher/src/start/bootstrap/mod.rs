@@ -157,7 +157,6 @@ conntrack:
     )
 }
 
-
 /// The bridge CNI configuration of a node whose pods take addresses in `range`.
 pub fn cni_config(range: &str) -> String {
     format!(
@@ -259,7 +258,15 @@ fn kubeadm(client: &mut Client, node: &str, version: &str, command: &'static str
 
 /// `TOOL ARGS` (kubeadm or kubectl of the node's version) through the node's agent, as
 /// [`kubeadm`] runs it.
-pub(crate) fn tool(client: &mut Client, node: &str, version: &str, tool: &'static str, command: &'static str, args: &[String], timeout: Duration) -> Result<(), BootstrapError> {
+pub(crate) fn tool(
+    client: &mut Client,
+    node: &str,
+    version: &str,
+    tool: &'static str,
+    command: &'static str,
+    args: &[String],
+    timeout: Duration,
+) -> Result<(), BootstrapError> {
     let bin_dir = format!("{}/{version}", agent_api::render::kubelet::BINARIES_DIR);
     let req = ExecRequest {
         argv: std::iter::once(relative(&format!("{bin_dir}/{tool}"))).chain(args.iter().cloned()).collect(),
