@@ -1,5 +1,5 @@
-//! The content hash of the code that shapes a root image (this crate's and pki's sources, and the
-//! lock file), so cached build parts are keyed on the code that made them, not on timestamps.
+//! The content hash of the code that shapes a root image (this crate's, pki's and the boot plan's
+//! (`init/src`: the plan and the dm-verity tree) sources, and the lock file), so cached build parts are keyed on the code that made them, not on timestamps.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -22,6 +22,11 @@ fn main() {
     for d in [here.join("src"), here.join("../pki/src")] {
         println!("cargo:rerun-if-changed={}", d.display());
         files(&d, &mut all);
+    }
+    // The boot plan and the dm-verity tree (not /init itself, which lives in the top's initramfs).
+    for f in ["../init/src/lib.rs", "../init/src/verity.rs"] {
+        println!("cargo:rerun-if-changed={}", here.join(f).display());
+        all.push(here.join(f));
     }
     let lock = here.join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());

@@ -9,6 +9,8 @@ pkgs=(
   # building and checking images
   xorriso isolinux syslinux-common cpio zstd xz-utils bzip2 gzip kmod gpgv debian-archive-keyring
   squashfs-tools erofs-utils libcap2-bin
+  # veritysetup: the reference check of the root images' dm-verity trees
+  cryptsetup-bin
   grub-efi-amd64-bin grub-common mtools ovmf openssl git ca-certificates curl
   # signing and packing the throwaway repositories of image/tests/extra_repo.rs
   gnupg dpkg

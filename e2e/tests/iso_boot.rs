@@ -1,8 +1,8 @@
 //! The built ISO boots under real qemu from CD, as a raw disk (hybrid MBR) and through UEFI
 //! (OVMF), mounts its squashfs root, reaches `minikube-iso: ready` with no failed unit, and powers
-//! off cleanly over ACPI. A corrupted root image stops at the initramfs's checksum line, not a
-//! kernel panic. (The arm64 ISO's boot is checked in `launcher_arm64.rs`, in the same boot that
-//! provisions it.)
+//! off cleanly over ACPI. A corrupted root image fails closed: a bad hash tree stops `/init` at
+//! its checksum line, a bad data block is an I/O error when first read, never a kernel panic.
+//! (The arm64 ISO's boot is checked in `launcher_arm64.rs`, in the same boot that provisions it.)
 
 use launcher::resources::qemu::{self, BootMedium, VmConfig};
 use minikube_init::{FAILED_MARKER, ROOT_READY_MARKER};
@@ -91,29 +91,55 @@ fn extent(iso: &Path, path: &str) -> (u64, u64) {
     (f[1].parse().unwrap(), f[3].parse().unwrap())
 }
 
-#[test]
-fn a_corrupt_root_image_stops_at_the_checksum_line() {
-    let _one = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+/// A copy of the ISO with one bit flipped in `/boot/root.sqfs`, at the offset `at` picks from the
+/// image's data length (its squashfs superblock's `bytes_used`, padded to 4 KiB; the dm-verity
+/// tree follows), booted until `/init`'s failure line; returns that line and the console log.
+fn boot_flipped(label: &str, at: fn(u64) -> u64) -> (String, PathBuf, tempfile::TempDir) {
+    use std::io::{Read, Seek, SeekFrom, Write};
     let dir = tempfile::tempdir().unwrap();
     let iso = dir.path().join("corrupt.iso");
     std::fs::copy(e2e::iso_with(vec![e2e::Need::program("xorriso")]), &iso).unwrap();
-    let (lba, size) = extent(&iso, "/boot/root.sqfs");
-    let at = lba * 2048 + size / 2;
-    {
-        use std::io::{Read, Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&iso).unwrap();
-        let mut b = [0u8; 1];
-        f.seek(SeekFrom::Start(at)).unwrap();
-        f.read_exact(&mut b).unwrap();
-        f.seek(SeekFrom::Start(at)).unwrap();
-        f.write_all(&[b[0] ^ 0x01]).unwrap();
-    }
-    let mut vm = qemu::start(config(dir.path(), "corrupt", BootMedium::Cdrom(iso), None)).expect("qemu starts");
+    let (lba, _) = extent(&iso, "/boot/root.sqfs");
+    let start = lba * 2048;
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&iso).unwrap();
+    let mut used = [0u8; 8];
+    f.seek(SeekFrom::Start(start + 40)).unwrap();
+    f.read_exact(&mut used).unwrap();
+    let data_bytes = u64::from_le_bytes(used).div_ceil(4096) * 4096;
+    let pos = start + at(data_bytes);
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.write_all(&[b[0] ^ 0x01]).unwrap();
+    drop(f);
+    let mut vm = qemu::start(config(dir.path(), label, BootMedium::Cdrom(iso), None)).expect("qemu starts");
     let line = vm.wait_for_console(FAILED_MARKER, Duration::from_secs(300)).unwrap();
     let log = vm.config.serial_log.clone();
-    assert!(line.contains("checksum mismatch") && line.contains("boot/root.sqfs"), "{line}");
-    // Then the emergency shell, never a panic.
+    // Then the emergency shell, never a panic, and never the root.
     vm.wait_for_console("emergency shell", Duration::from_secs(30)).unwrap();
     assert!(qemu::find_line(&log, "Kernel panic").is_none(), "{}", qemu::console_tail(&log, 20));
     assert!(qemu::find_line(&log, ROOT_READY_MARKER).is_none());
+    (line, log, dir)
+}
+
+/// The top block of the hash tree no longer hashes to the plan's root hash: `/init` stops at its
+/// checksum line before anything is mounted.
+#[test]
+fn a_corrupt_hash_tree_stops_at_the_checksum_line() {
+    let _one = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (line, _, _dir) = boot_flipped("corrupt-tree", |data_bytes| data_bytes + 100);
+    assert!(line.contains("checksum mismatch") && line.contains("boot/root.sqfs") && line.contains("root hash"), "{line}");
+}
+
+/// A data block read at boot (the squashfs superblock, read by the mount) fails its dm-verity
+/// check on that first read: an I/O error for the mount and the kernel's verity line, never the
+/// corrupt bytes.
+#[test]
+fn a_corrupt_data_block_fails_closed_when_first_read() {
+    let _one = e2e::GUEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (line, log, _dir) = boot_flipped("corrupt-data", |_| 8);
+    assert!(line.contains("boot/root.sqfs") && line.contains("through dm-verity) is not a readable squashfs"), "{line}");
+    let verity = qemu::find_line(&log, "verity");
+    assert!(verity.as_deref().is_some_and(|l| l.contains("corrupted")), "no kernel verity line ({verity:?}):\n{}", qemu::console_tail(&log, 30));
 }

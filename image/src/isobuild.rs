@@ -200,8 +200,8 @@ pub fn build(
             report.assemble_time = t0.elapsed();
             report.base_reused = ri.base.reused;
             report.base_key = ri.base.meta.key.clone();
-            report.base_size = ri.base.meta.root_size;
-            report.top_size = ri.top.size;
+            report.base_size = ri.base.meta.root.file_bytes;
+            report.top_size = ri.top.file_bytes;
             report.initrd_size = ri.initrd.len() as u64;
             report.rootfs_bytes = ri.base.meta.rootfs_bytes;
             report.kernel_version = ri.base.meta.kernel_version.clone();
@@ -210,7 +210,7 @@ pub fn build(
                 .file("boot/bzImage", IsoFile::Host(ri.base.bzimage()))
                 .file("boot/initrd", std::mem::take(&mut ri.initrd))
                 .file(crate::rootimage::BASE_IMAGE, IsoFile::Host(ri.base.root_image()))
-                .file(crate::rootimage::TOP_IMAGE, IsoFile::Host(ri.top.path.clone()))
+                .file(crate::rootimage::TOP_IMAGE, IsoFile::Host(ri.top_path.clone()))
                 .file("version.json", std::mem::take(&mut ri.version_json));
             _root_images = Some(ri);
             index

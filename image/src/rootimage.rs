@@ -14,7 +14,7 @@
 //!
 //! The initramfs is two concatenated compressed cpio archives: the cached part (modules with
 //! their depmod indexes, busybox as the emergency shell) and the local part (`/init`, the
-//! `/dev/console` node, and the boot plan naming each layer with its SHA-256).
+//! `/dev/console` node, and the boot plan naming each layer with its SHA-256 and dm-verity root hash).
 
 use crate::apt::{Index, Package};
 use crate::assemble::{assemble_base, fetch_unpacked, top_tree, AssembleError, Installed, Options};
@@ -22,7 +22,7 @@ use crate::rootfs::{Entry, Kind, Tree};
 use crate::spec::{BootSection, Spec};
 use crate::squashfs;
 use fetch::Http;
-use minikube_init::{Layer, Plan};
+use minikube_init::Plan;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,10 +31,10 @@ use std::path::{Path, PathBuf};
 pub const BASE_IMAGE: &str = "boot/root.sqfs";
 /// ISO path of the local layer.
 pub const TOP_IMAGE: &str = "boot/top.sqfs";
-/// SHA-256 of the sources of this crate and pki, and of Cargo.lock (see build.rs).
+/// SHA-256 of the sources of this crate and pki, the boot plan's, and Cargo.lock (see build.rs).
 pub const CODE_HASH: &str = env!("IMAGE_CODE_HASH");
 /// Bumped when the layout of a cache entry changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootImageError {
@@ -69,10 +69,8 @@ pub struct DirMeta {
 pub struct BaseMeta {
     pub format: u32,
     pub key: String,
-    pub root_sha256: String,
-    /// SHA-256 of each [`minikube_init::CHUNK_BYTES`] chunk of the image.
-    pub root_chunks: Vec<String>,
-    pub root_size: u64,
+    /// The package layer's image, dm-verity tree included.
+    pub root: squashfs::Sealed,
     pub rootfs_bytes: u64,
     pub kernel_version: String,
     /// Every module in the initramfs (the plan loads them all, dependencies first).
@@ -161,6 +159,7 @@ pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: 
     let b = assemble_base(spec, opts, index, set, http)?;
     let kernel = b.kernel.as_ref().ok_or_else(|| RootImageError::Other(format!("{}: a squashfs root needs [kernel]", spec.path.display())))?;
     let written = squashfs::write(&b.tree, &sq, &tmp.path().join("root.sqfs"))?;
+    let root_sealed = squashfs::seal(&written.path)?;
     std::fs::write(tmp.path().join("bzImage"), &kernel.bzimage).map_err(ioerr(tmp.path()))?;
     let boot = boot_of(spec)?;
     let (initrd, modules) = initrd_base_tree(boot, b.initrd_modules.as_ref(), index, opts, http)?;
@@ -175,9 +174,7 @@ pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: 
     let meta = BaseMeta {
         format: FORMAT,
         key: key.clone(),
-        root_sha256: written.sha256,
-        root_chunks: written.chunks,
-        root_size: written.size,
+        root: root_sealed,
         rootfs_bytes: b.tree.content_bytes(),
         kernel_version: kernel.version.clone(),
         initrd_modules: modules,
@@ -226,7 +223,8 @@ fn prune(root: &Path, keep: usize) {
 fn read_meta(dir: &Path, key: &str) -> Option<BaseMeta> {
     let meta: BaseMeta = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
     let size = std::fs::metadata(dir.join("root.sqfs")).ok()?.len();
-    (meta.format == FORMAT && meta.key == key && size == meta.root_size && dir.join("bzImage").exists() && dir.join("initrd-base").exists()).then_some(meta)
+    (meta.format == FORMAT && meta.key == key && size == meta.root.file_bytes && dir.join("bzImage").exists() && dir.join("initrd-base").exists())
+        .then_some(meta)
 }
 
 /// The cached part of the initramfs: modules (with depmod's indexes) and the emergency shell.
@@ -263,16 +261,13 @@ pub fn initrd_local_tree(init: &[u8], plan: &Plan, epoch: u64) -> Result<Tree, R
     Ok(t)
 }
 
-/// The plan's entry for a written image: its whole and per-chunk SHA-256.
-fn layer_of(w: &squashfs::Written, iso_path: &str) -> Layer {
-    Layer { path: iso_path.into(), sha256: w.sha256.clone(), chunk_bytes: minikube_init::CHUNK_BYTES, chunks: w.chunks.clone() }
-}
-
 /// Everything the ISO needs for a squashfs root.
 pub struct RootImages {
     pub base: CachedBase,
-    /// The top layer (in a temporary directory that lives as long as this value).
-    pub top: squashfs::Written,
+    /// The top layer, dm-verity tree included, at `top_path` (in a temporary directory that
+    /// lives as long as this value).
+    pub top: squashfs::Sealed,
+    pub top_path: PathBuf,
     pub initrd: Vec<u8>,
     pub version_json: Vec<u8>,
     _tmp: tempfile::TempDir,
@@ -285,23 +280,16 @@ pub fn build(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http:
     let top = top_tree(spec, opts, &base.meta.enabled, &|p| base.dir_entry(p))?;
     let tmp = tempfile::Builder::new().prefix(pki::atomic::TEMP_PREFIX).tempdir_in(scratch).map_err(ioerr(scratch))?;
     let sq = squashfs_options(spec, opts.epoch)?;
-    let top_w = squashfs::write(&top, &sq, &tmp.path().join("top.sqfs"))?;
+    let top_path = squashfs::write(&top, &sq, &tmp.path().join("top.sqfs"))?.path;
+    let top_sealed = squashfs::seal(&top_path)?;
     let plan = Plan {
         kernel: base.meta.kernel_version.clone(),
         modules: base.meta.initrd_modules.clone(),
-        layers: vec![
-            Layer {
-                path: BASE_IMAGE.into(),
-                sha256: base.meta.root_sha256.clone(),
-                chunk_bytes: minikube_init::CHUNK_BYTES,
-                chunks: base.meta.root_chunks.clone(),
-            },
-            layer_of(&top_w, TOP_IMAGE),
-        ],
+        layers: vec![base.meta.root.layer(BASE_IMAGE), top_sealed.layer(TOP_IMAGE)],
     };
     let boot = boot_of(spec)?;
     let mut initrd = std::fs::read(base.initrd_part()).map_err(ioerr(&base.initrd_part()))?;
     initrd.extend(crate::compress::initrd(&initrd_local_tree(init, &plan, opts.epoch)?, boot.compression, boot.level, 0)?);
     let version_json = top.get("/version.json").and_then(|e| e.content()).unwrap_or(b"{}").to_vec();
-    Ok(RootImages { base, top: top_w, initrd, version_json, _tmp: tmp })
+    Ok(RootImages { base, top: top_sealed, top_path, initrd, version_json, _tmp: tmp })
 }

@@ -93,8 +93,53 @@ pub struct Written {
     pub path: PathBuf,
     pub size: u64,
     pub sha256: String,
-    /// SHA-256 of each [`minikube_init::CHUNK_BYTES`] chunk (what the initramfs checks).
-    pub chunks: Vec<String>,
+}
+
+/// An image with its dm-verity hash tree appended ([`seal`]): what the initramfs's plan names.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Sealed {
+    /// Bytes of filesystem (padded to [`minikube_init::verity::BLOCK`]); the tree follows.
+    pub data_bytes: u64,
+    /// SHA-256 of those bytes.
+    pub sha256: String,
+    pub root_hash: String,
+    /// The salt: the data's SHA-256 (unique per image, and the same for the same bytes).
+    pub salt: String,
+    /// Bytes of the whole file, data and tree.
+    pub file_bytes: u64,
+}
+
+impl Sealed {
+    /// The initramfs plan's entry for this image at `iso_path` on the medium.
+    pub fn layer(&self, iso_path: &str) -> minikube_init::Layer {
+        minikube_init::Layer {
+            path: iso_path.into(),
+            sha256: self.sha256.clone(),
+            data_bytes: self.data_bytes,
+            root_hash: self.root_hash.clone(),
+            salt: self.salt.clone(),
+        }
+    }
+}
+
+/// Append the dm-verity tree of the image at `path` (padding it to a whole block first). The
+/// file must not be in `out/`: it is written in place (the builder's images live in a temporary
+/// or cache staging directory until complete).
+pub fn seal(path: &Path) -> Result<Sealed, SquashfsError> {
+    use minikube_init::verity;
+    let ioerr = |source| SquashfsError::Io { path: path.to_path_buf(), source };
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(ioerr)?;
+    let len = f.metadata().map_err(ioerr)?.len();
+    let data_bytes = len.div_ceil(verity::BLOCK) * verity::BLOCK;
+    f.set_len(data_bytes).map_err(ioerr)?;
+    let (sha256, _) = pki::digest::sha256_file(path).map_err(ioerr)?;
+    let salt = hex::decode(&sha256).expect("sha256_file gives hex");
+    let (tree, root) = verity::build(std::io::BufReader::with_capacity(1 << 20, &f), &salt).map_err(ioerr)?;
+    let mut w = &f;
+    std::io::Seek::seek(&mut w, std::io::SeekFrom::Start(data_bytes)).map_err(ioerr)?;
+    w.write_all(&tree).map_err(ioerr)?;
+    f.sync_all().map_err(ioerr)?;
+    Ok(Sealed { data_bytes, salt: sha256.clone(), sha256, root_hash: hex::encode(root), file_bytes: data_bytes + tree.len() as u64 })
 }
 
 /// `mksquashfs -version`'s first line: part of the cache key of a cached image.
@@ -153,12 +198,12 @@ pub fn write(tree: &Tree, opts: &Options, out: &Path) -> Result<Written, Squashf
     }
     fed?;
     let f = std::fs::File::open(tmp.temp_path()).map_err(ioerr(tmp.temp_path()))?;
-    let (sha256, chunks, size) = minikube_init::digest_chunks(std::io::BufReader::new(f), minikube_init::CHUNK_BYTES).map_err(ioerr(tmp.temp_path()))?;
+    let (sha256, size) = pki::digest::sha256_reader(&mut std::io::BufReader::new(f)).map_err(ioerr(tmp.temp_path()))?;
     {
         use std::os::unix::fs::PermissionsExt;
         tmp.file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(ioerr(tmp.temp_path()))?;
     }
     // fsync, rename over `out`, fsync the directory.
     tmp.commit().map_err(ioerr(out))?;
-    Ok(Written { path: out.to_path_buf(), size, sha256, chunks })
+    Ok(Written { path: out.to_path_buf(), size, sha256 })
 }

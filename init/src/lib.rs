@@ -7,15 +7,18 @@
 //! kernel 6.1.0-44-amd64
 //! module sr_mod
 //! module isofs
-//! layer boot/root.sqfs 5f1c...e9 8388608 77ab...01,03cd...9f,...
-//! layer boot/top.sqfs 0a9b...41 8388608 0a9b...41
+//! layer boot/root.sqfs 5f1c...e9 180355072 77ab...01 5f1c...e9
+//! layer boot/top.sqfs 0a9b...41 1048576 03cd...9f 0a9b...41
 //! ```
 //!
 //! `module` lines name the modules to load, in order (dependencies are read from `modules.dep`).
-//! `layer` lines name the read-only root images on the medium, lowest first, with the SHA-256 of
-//! the whole file, the chunk size and the SHA-256 of each chunk: `/init` checks the chunks on
-//! every CPU at once (one SHA-256 stream runs on one CPU only). They are stacked with overlayfs
-//! under a tmpfs upper layer.
+//! `layer` lines name the read-only root images on the medium, lowest first: the SHA-256 of the
+//! data, its length, and the root hash and salt of the dm-verity tree that follows the data in
+//! the same file ([`verity`]). `/init` checks the tree's top block against the root hash, then
+//! mounts each image through a verity device (every other block is checked when it is first
+//! read) and stacks them with overlayfs under a tmpfs upper layer.
+
+pub mod verity;
 
 use std::fmt;
 
@@ -32,71 +35,19 @@ pub const FAILED_MARKER: &str = "minikube-init: FAILED:";
 /// The line printed when the root is mounted and systemd is about to start.
 pub const ROOT_READY_MARKER: &str = "minikube-init: root ready";
 
-/// One read-only root image on the medium.
+/// One read-only root image on the medium: its data, then its dm-verity hash tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layer {
     /// Path on the medium, relative to its root (e.g. `boot/root.sqfs`).
     pub path: String,
-    /// Lower-case hex SHA-256 of the image.
+    /// Lower-case hex SHA-256 of the data (the filesystem image without its tree).
     pub sha256: String,
-    /// Bytes per chunk.
-    pub chunk_bytes: u64,
-    /// Lower-case hex SHA-256 of each chunk, in order (the last may be short).
-    pub chunks: Vec<String>,
-}
-
-/// The chunk size the builder uses.
-pub const CHUNK_BYTES: u64 = 8 << 20;
-
-/// SHA-256 of a whole stream and of each `chunk_bytes` chunk of it.
-pub fn digest_chunks(mut r: impl std::io::Read, chunk_bytes: u64) -> std::io::Result<(String, Vec<String>, u64)> {
-    use sha2::{Digest, Sha256};
-    let mut whole = Sha256::new();
-    let mut chunks = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let mut chunk = Sha256::new();
-        let mut n_chunk = 0u64;
-        while n_chunk < chunk_bytes {
-            let want = buf.len().min((chunk_bytes - n_chunk) as usize);
-            let n = r.read(&mut buf[..want])?;
-            if n == 0 {
-                break;
-            }
-            whole.update(&buf[..n]);
-            chunk.update(&buf[..n]);
-            n_chunk += n as u64;
-        }
-        total += n_chunk;
-        if n_chunk == 0 {
-            break;
-        }
-        chunks.push(hex::encode(chunk.finalize()));
-        if n_chunk < chunk_bytes {
-            break;
-        }
-    }
-    Ok((hex::encode(whole.finalize()), chunks, total))
-}
-
-/// SHA-256 of `len` bytes of `f` from `offset`.
-pub fn digest_range(f: &std::fs::File, offset: u64, len: u64) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::os::unix::fs::FileExt;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0u64;
-    while done < len {
-        let want = buf.len().min((len - done) as usize);
-        let n = f.read_at(&mut buf[..want], offset + done)?;
-        if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("file ends at {}", offset + done)));
-        }
-        h.update(&buf[..n]);
-        done += n as u64;
-    }
-    Ok(hex::encode(h.finalize()))
+    /// Bytes of data (a multiple of [`verity::BLOCK`]); the hash tree follows.
+    pub data_bytes: u64,
+    /// Lower-case hex root hash of the tree.
+    pub root_hash: String,
+    /// Lower-case hex salt of the tree.
+    pub salt: String,
 }
 
 /// What `/init` must do, as written by the image builder.
@@ -129,6 +80,10 @@ fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+fn is_hex(s: &str) -> bool {
+    s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn is_word(s: &str) -> bool {
     !s.is_empty() && !s.chars().any(char::is_whitespace)
 }
@@ -154,13 +109,13 @@ impl Plan {
             if !is_word(&l.path) || l.path.starts_with('/') || l.path.split('/').any(|c| c == "..") {
                 return bad(format!("layer path {:?} must be relative to the medium, one word, without ..", l.path));
             }
-            if !is_hex64(&l.sha256) || l.chunks.is_empty() || !l.chunks.iter().all(|c| is_hex64(c)) {
-                return bad(format!("layer {}: {:?} or its chunk list is not lower-case hex SHA-256", l.path, l.sha256));
+            if ![&l.sha256, &l.root_hash].iter().all(|h| is_hex64(h)) || !is_hex(&l.salt) {
+                return bad(format!("layer {}: its SHA-256, root hash or salt is not lower-case hex", l.path));
             }
-            if l.chunk_bytes == 0 {
-                return bad(format!("layer {}: chunk size 0", l.path));
+            if l.data_bytes == 0 || l.data_bytes % verity::BLOCK != 0 {
+                return bad(format!("layer {}: {} data bytes is not a positive multiple of {}", l.path, l.data_bytes, verity::BLOCK));
             }
-            s.push_str(&format!("layer {} {} {} {}\n", l.path, l.sha256, l.chunk_bytes, l.chunks.join(",")));
+            s.push_str(&format!("layer {} {} {} {} {}\n", l.path, l.sha256, l.data_bytes, l.root_hash, l.salt));
         }
         Ok(s)
     }
@@ -179,18 +134,23 @@ impl Plan {
             match f.as_slice() {
                 ["kernel", v] => p.kernel = v.to_string(),
                 ["module", m] => p.modules.push(m.to_string()),
-                ["layer", path, sum, size, chunks] => {
-                    if !is_hex64(sum) {
-                        return Err(err(format!("layer {path}: {sum:?} is not a lower-case hex SHA-256")));
+                ["layer", path, sum, size, root, salt] => {
+                    for (what, h) in [("SHA-256", sum), ("root hash", root)] {
+                        if !is_hex64(h) {
+                            return Err(err(format!("layer {path}: {what} {h:?} is not 64 lower-case hex digits")));
+                        }
                     }
-                    let chunk_bytes: u64 = size.parse().ok().filter(|n| *n > 0).ok_or_else(|| err(format!("layer {path}: chunk size {size:?}")))?;
-                    let chunks: Vec<String> = chunks.split(',').map(str::to_string).collect();
-                    if let Some(c) = chunks.iter().find(|c| !is_hex64(c)) {
-                        return Err(err(format!("layer {path}: chunk {c:?} is not a lower-case hex SHA-256")));
+                    if !is_hex(salt) {
+                        return Err(err(format!("layer {path}: salt {salt:?} is not lower-case hex")));
                     }
-                    p.layers.push(Layer { path: path.to_string(), sha256: sum.to_string(), chunk_bytes, chunks });
+                    let data_bytes: u64 = size
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0 && n % verity::BLOCK == 0)
+                        .ok_or_else(|| err(format!("layer {path}: data length {size:?} is not a positive multiple of {}", verity::BLOCK)))?;
+                    p.layers.push(Layer { path: path.to_string(), sha256: sum.to_string(), data_bytes, root_hash: root.to_string(), salt: salt.to_string() });
                 }
-                _ => return Err(err(format!("cannot read {l:?} (want `kernel V`, `module NAME` or `layer PATH SHA256 CHUNK_BYTES SHA256,...`)"))),
+                _ => return Err(err(format!("cannot read {l:?} (want `kernel V`, `module NAME` or `layer PATH SHA256 DATA_BYTES ROOT_HASH SALT`)"))),
             }
         }
         if p.kernel.is_empty() {
@@ -252,8 +212,8 @@ mod tests {
             kernel: "6.1.0-9-amd64".into(),
             modules: vec!["sr_mod".into(), "isofs".into()],
             layers: vec![
-                Layer { path: "boot/root.sqfs".into(), sha256: "a".repeat(64), chunk_bytes: 8, chunks: vec!["c".repeat(64), "d".repeat(64)] },
-                Layer { path: "boot/top.sqfs".into(), sha256: "b".repeat(64), chunk_bytes: 8, chunks: vec!["e".repeat(64)] },
+                Layer { path: "boot/root.sqfs".into(), sha256: "a".repeat(64), data_bytes: 8192, root_hash: "c".repeat(64), salt: "a".repeat(64) },
+                Layer { path: "boot/top.sqfs".into(), sha256: "b".repeat(64), data_bytes: 4096, root_hash: "e".repeat(64), salt: "b".repeat(64) },
             ],
         }
     }
@@ -266,9 +226,12 @@ mod tests {
 
     #[test]
     fn bad_plans_name_the_line() {
-        let e = Plan::parse("kernel 6\nlayer boot/x.sqfs nothex 8 nothex\n").unwrap_err();
+        let e = Plan::parse("kernel 6\nlayer boot/x.sqfs nothex 8192 nothex 00\n").unwrap_err();
         assert_eq!(e.line, 2);
-        assert!(e.to_string().contains("not a lower-case hex"), "{e}");
+        assert!(e.to_string().contains("SHA-256 \"nothex\" is not 64 lower-case hex"), "{e}");
+        let h = "a".repeat(64);
+        let e = Plan::parse(&format!("kernel 6\nlayer boot/x.sqfs {h} 100 {h} 00\n")).unwrap_err();
+        assert!(e.to_string().contains("line 2") && e.to_string().contains("data length \"100\""), "{e}");
         assert!(Plan::parse("kernel 6\n").unwrap_err().message.contains("no `layer`"));
         assert!(Plan::parse("kernel 6\nbogus\n").unwrap_err().message.contains("bogus"));
         let mut p = sample();
@@ -276,22 +239,6 @@ mod tests {
         assert!(p.render().is_err());
         p.layers.clear();
         assert!(p.render().is_err());
-    }
-
-    #[test]
-    fn chunks_cover_the_stream_and_ranges_match_them() {
-        let data: Vec<u8> = (0..20u32).map(|i| i as u8).collect();
-        let (whole, chunks, total) = digest_chunks(&data[..], 8).unwrap();
-        assert_eq!((chunks.len(), total), (3, 20));
-        let dir = std::env::temp_dir().join(format!("minikube-init-test-{}", std::process::id()));
-        std::fs::write(&dir, &data).unwrap();
-        let f = std::fs::File::open(&dir).unwrap();
-        assert_eq!(digest_range(&f, 16, 4).unwrap(), chunks[2]);
-        assert_eq!(digest_range(&f, 0, 20).unwrap(), whole);
-        assert!(digest_range(&f, 16, 8).is_err(), "reading past the end is an error");
-        std::fs::remove_file(&dir).unwrap();
-        // An exact multiple has no empty last chunk.
-        assert_eq!(digest_chunks(&data[..16], 8).unwrap().1.len(), 2);
     }
 
     #[test]
