@@ -10,6 +10,7 @@ mod bench_kic;
 mod bench_kubernetes;
 mod bench_launcher;
 mod bench_minikube;
+mod bench_stages;
 mod buildroot;
 mod kicbase;
 mod kubernetes;
@@ -231,6 +232,12 @@ enum BenchCmd {
         /// alternating (0 to skip).
         #[arg(long, default_value_t = 0)]
         disk_runs: usize,
+        /// Rounds of boots measured stage by stage, fresh and restarted (0 to skip).
+        #[arg(long, default_value_t = 0)]
+        stage_runs: usize,
+        /// With --stage-runs: an older ISO measured in the same rounds, alternating.
+        #[arg(long, value_name = "ISO")]
+        baseline_iso: Option<PathBuf>,
     },
 }
 
@@ -257,7 +264,11 @@ fn main() -> Result<()> {
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
             BenchCmd::Minikube { runs } => bench_minikube::run(runs),
             BenchCmd::Kubernetes { runs, nodes, qemu, build, cold } => bench_kubernetes::run(bench_kubernetes::Args { runs, nodes, qemu, build, cold }),
-            BenchCmd::Launcher { boots, rounds, kubelet_mb, kic_runs, disk_runs } => {
+            BenchCmd::Launcher { boots, rounds, kubelet_mb, kic_runs, disk_runs, stage_runs, baseline_iso } => {
+                if stage_runs > 0 {
+                    let iso = std::env::var_os("MINIKUBE_ISO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("out/minikube.iso"));
+                    bench_stages::run(stage_runs, iso, baseline_iso)?;
+                }
                 if boots > 0 {
                     bench_launcher::run(boots, rounds, kubelet_mb)?;
                 }

@@ -1,0 +1,248 @@
+//! `cargo xtask bench launcher --stage-runs N [--baseline-iso OLD]`: where a qemu node's boot
+//! goes, stage by stage, fresh and restarted, for the ISO and (in the same run, alternating) a
+//! baseline ISO.
+//!
+//! The stages come from the guest itself: `/init`'s console lines carry the guest's uptime, and
+//! systemd's monotonic timestamps (same clock) say when the boot step started and ended and when
+//! the agent's unit started. The host adds what precedes the kernel (firmware, bootloader) and
+//! the launcher's polling, as its qemu start → agent answering minus the guest's uptime when the
+//! agent started. Also counted: systemd reloads in this boot, starts of containerd, and the boot
+//! step's node-document line (what it changed).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent::api::ExecRequest;
+use anyhow::{ensure, Context, Result};
+use launcher::driver::qemu::machine;
+use launcher::options::StartOptions;
+use launcher::report::{Output, Reporter};
+use launcher::resources::state::Home;
+use launcher::{driver, start};
+use platform::stats::median;
+
+/// The rows of the table, in boot order.
+pub const STAGES: [&str; 9] = [
+    "firmware, bootloader, polling (host)",
+    "kernel -> /init",
+    "/init: modules",
+    "/init: find the medium",
+    "/init: check the layers",
+    "/init: mount the root",
+    "systemd -> boot step",
+    "boot step",
+    "boot step -> agent started",
+];
+
+/// One boot, measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Boot {
+    /// Seconds per [`STAGES`] row.
+    pub stages: Vec<f64>,
+    /// The launcher's qemu start → agent answering.
+    pub to_agent: f64,
+    /// The launcher's whole `start`.
+    pub provisioned: f64,
+    /// `systemctl daemon-reload`s in this boot (systemd's "Reloading" lines).
+    pub reloads: usize,
+    /// Starts of containerd.service in this boot.
+    pub containerd_starts: usize,
+    /// The boot step's node-document line.
+    pub document: String,
+}
+
+/// `/init`'s console lines as (text, guest uptime): `minikube-init: TEXT [12.34s]`.
+pub fn init_marks(console: &str) -> Vec<(String, f64)> {
+    console
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix(minikube_init::CONSOLE_PREFIX)?.trim();
+            let (text, t) = rest.rsplit_once(" [")?;
+            Some((text.to_string(), t.strip_suffix("s]")?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `systemctl show` output (`Key=value` lines) as microseconds, for `key`.
+fn usec(show: &str, key: &str) -> Option<f64> {
+    show.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')?.trim().parse::<f64>().ok()).filter(|v| *v > 0.0).map(|v| v / 1e6)
+}
+
+/// The stages of one boot from its console text and the guest's `systemctl show` of the boot
+/// step's and the agent's units; `to_agent` is the host's qemu start → agent answering.
+pub fn stages(console: &str, boot_unit: &str, agent_unit: &str, to_agent: f64) -> Result<Vec<f64>> {
+    let marks = init_marks(console);
+    let at = |prefix: &str| marks.iter().find(|(t, _)| t.starts_with(prefix) || t.contains(prefix)).map(|(_, s)| *s);
+    let first = marks.first().map(|(_, s)| *s).context("no `minikube-init:` line on the console")?;
+    let modules = at("modules loaded").context("no `modules loaded` line")?;
+    let medium = at("medium ").context("no `medium` line")?;
+    // The line after the check: this ISO's or the baseline's wording.
+    let checked = at("hash trees match").or_else(|| at("layers verified")).context("no line for the layer check")?;
+    let root = at("root ready").context("no `root ready` line")?;
+    let boot_start = usec(boot_unit, "ExecMainStartTimestampMonotonic").context("the boot step's start time")?;
+    let boot_end = usec(boot_unit, "ExecMainExitTimestampMonotonic").context("the boot step's end time")?;
+    let agent = usec(agent_unit, "ExecMainStartTimestampMonotonic").context("the agent's start time")?;
+    Ok(vec![
+        to_agent - agent,
+        first,
+        modules - first,
+        medium - modules,
+        checked - medium,
+        root - checked,
+        boot_start - root,
+        boot_end - boot_start,
+        agent - boot_end,
+    ])
+}
+
+fn exec(c: &mut agent::client::Client, script: &str) -> Result<String> {
+    let r = c.exec(&ExecRequest { argv: vec!["sh".into(), "-c".into(), script.into()], timeout_secs: Some(120), ..Default::default() })?;
+    ensure!(r.exit_code == Some(0), "`{script}` on the node failed: {}{}", r.stdout, r.stderr);
+    Ok(r.stdout)
+}
+
+/// Start (fresh or again) the machine `name` from `iso`, and measure that boot.
+fn measured_start(home: &Home, name: &str, iso: &Path) -> Result<Boot> {
+    let m = home.machine(name)?;
+    let mut opts = StartOptions::new(name, iso.to_path_buf());
+    opts.kubelet_test_double = true;
+    opts.memory_mb = 3072;
+    opts.disk_mb = 20_000;
+    opts.agent_timeout = Duration::from_secs(900);
+    let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
+    start::start(home, &opts, &mut rep).with_context(|| format!("starting {name} from {}", iso.display()))?;
+    let secs = |step: &str| rep.events.iter().filter(|e| e.step == step).map(|e| e.seconds).sum::<f64>();
+    let to_agent = secs("boot") + secs("agent");
+    let provisioned = rep.events.iter().map(|e| e.seconds).sum();
+    let mut c = driver::agent::connect_existing(home, &m)?;
+    let show = |u: &str| format!("systemctl show -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic {u}");
+    let boot_unit = exec(&mut c, &show("minikube-agent-boot.service"))?;
+    let agent_unit = exec(&mut c, &show("minikube-agent.service"))?;
+    let journal = exec(&mut c, "journalctl -b -o cat _PID=1")?;
+    let console = std::fs::read_to_string(m.console_log()).with_context(|| format!("{}", m.console_log().display()))?;
+    let document = console.lines().filter(|l| l.contains(agent::DOCUMENT_MARKER)).last().unwrap_or("(no node-document line)").trim().to_string();
+    Ok(Boot {
+        stages: stages(&console, &boot_unit, &agent_unit, to_agent)?,
+        to_agent,
+        provisioned,
+        reloads: journal.lines().filter(|l| l.starts_with("Reloading")).count(),
+        containerd_starts: journal.lines().filter(|l| l.starts_with("Starting containerd.service")).count(),
+        document,
+    })
+}
+
+/// `runs` rounds; each round, for each ISO (alternating which goes first): a fresh machine, then
+/// a stop and a start of it. Prints every boot and the medians per stage.
+pub fn run(runs: usize, iso: PathBuf, baseline: Option<PathBuf>) -> Result<()> {
+    let mut isos = vec![("this ISO", iso)];
+    if let Some(b) = baseline {
+        isos.insert(0, ("baseline", b));
+    }
+    for (_, p) in &isos {
+        ensure!(p.is_file(), "{}: no ISO (run `cargo xtask iso`)", p.display());
+    }
+    let tmp = tempfile::tempdir()?;
+    let home = Home::at(tmp.path());
+    // (iso index, restart?) -> boots
+    let mut boots: Vec<(usize, bool, Boot)> = Vec::new();
+    for round in 0..runs.max(1) {
+        let mut order: Vec<usize> = (0..isos.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (label, iso) = &isos[i];
+            let name = format!("stages{i}");
+            let m = home.machine(&name)?;
+            let result = (|| -> Result<()> {
+                for restart in [false, true] {
+                    if restart {
+                        machine::stop(&m, Duration::from_secs(120))?;
+                    }
+                    let b = measured_start(&home, &name, iso)?;
+                    println!(
+                        "round {} {label:<9} {:<7} qemu start -> agent {:5.1} s, start -> provisioned {:5.1} s, reloads {}, containerd starts {}; {}",
+                        round + 1,
+                        if restart { "restart" } else { "fresh" },
+                        b.to_agent,
+                        b.provisioned,
+                        b.reloads,
+                        b.containerd_starts,
+                        b.document
+                    );
+                    boots.push((i, restart, b));
+                }
+                Ok(())
+            })();
+            let _ = machine::delete(&m, Duration::from_secs(30));
+            result?;
+        }
+    }
+    let med =
+        |i: usize, restart: bool, f: &dyn Fn(&Boot) -> f64| median(boots.iter().filter(|(j, r, _)| *j == i && *r == restart).map(|(_, _, b)| f(b)).collect());
+    for restart in [false, true] {
+        println!(
+            "\n{} boots, medians of {} (seconds){}",
+            if restart { "restarted" } else { "fresh" },
+            runs.max(1),
+            if isos.len() > 1 { "; ratio = this ISO / baseline" } else { "" }
+        );
+        print!("{:<38}", "stage");
+        for (label, _) in &isos {
+            print!(" {label:>10}");
+        }
+        println!("{}", if isos.len() > 1 { "      ratio" } else { "" });
+        let mut rows: Vec<(String, Box<dyn Fn(&Boot) -> f64>)> =
+            STAGES.iter().enumerate().map(|(k, s)| (s.to_string(), Box::new(move |b: &Boot| b.stages[k]) as Box<dyn Fn(&Boot) -> f64>)).collect();
+        rows.push(("qemu start -> agent answering".into(), Box::new(|b: &Boot| b.to_agent)));
+        rows.push(("start -> provisioned".into(), Box::new(|b: &Boot| b.provisioned)));
+        rows.push(("systemd reloads (count)".into(), Box::new(|b: &Boot| b.reloads as f64)));
+        for (what, f) in &rows {
+            print!("{what:<38}");
+            let v: Vec<f64> = (0..isos.len()).map(|i| med(i, restart, f.as_ref())).collect();
+            for x in &v {
+                print!(" {x:>10.2}");
+            }
+            if v.len() > 1 {
+                print!(" {:>9.2}x", v[1] / v[0].max(0.001));
+            }
+            println!();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONSOLE: &str = "\
+[    0.000000] Linux version 6.1.0
+minikube-init: kernel 6.1.0-57-amd64, 2 layers [2.10s]
+minikube-init: 29 modules loaded [3.30s]
+minikube-init: medium /dev/sr0 [3.50s]
+minikube-init: hash trees match the plan [3.52s]
+minikube-init: root ready [3.60s]
+minikube-agent: node document applied from qemu fw_cfg: changed: hostname
+";
+
+    #[test]
+    fn stages_come_from_init_lines_and_unit_times() {
+        let marks = init_marks(CONSOLE);
+        assert_eq!(marks.len(), 5);
+        assert_eq!(marks[1], ("29 modules loaded".to_string(), 3.30));
+        let boot = "ExecMainStartTimestampMonotonic=8000000\nExecMainExitTimestampMonotonic=10500000\n";
+        let agent = "ExecMainStartTimestampMonotonic=10600000\nExecMainExitTimestampMonotonic=0\n";
+        let s = stages(CONSOLE, boot, agent, 14.0).unwrap();
+        let want = [3.4, 2.1, 1.2, 0.2, 0.02, 0.08, 4.4, 2.5, 0.1];
+        assert_eq!(s.len(), STAGES.len());
+        for (got, want) in s.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{s:?}");
+        }
+        // A console without /init's lines (not our ISO) is an error naming what is missing.
+        let e = stages("nothing\n", boot, agent, 14.0).unwrap_err().to_string();
+        assert!(e.contains("minikube-init"), "{e}");
+        // A unit that never ran has no time.
+        assert!(stages(CONSOLE, "ExecMainStartTimestampMonotonic=0\n", agent, 14.0).is_err());
+    }
+}
