@@ -120,7 +120,7 @@ fn measured_start(home: &Home, name: &str, iso: &Path) -> Result<Boot> {
     let agent_unit = exec(&mut c, &show("minikube-agent.service"))?;
     let journal = exec(&mut c, "journalctl -b -o cat _PID=1")?;
     let console = std::fs::read_to_string(m.console_log()).with_context(|| format!("{}", m.console_log().display()))?;
-    let document = console.lines().filter(|l| l.contains(agent::DOCUMENT_MARKER)).last().unwrap_or("(no node-document line)").trim().to_string();
+    let document = console.lines().rfind(|l| l.contains(agent::DOCUMENT_MARKER)).unwrap_or("(no node-document line)").trim().to_string();
     Ok(Boot {
         stages: stages(&console, &boot_unit, &agent_unit, to_agent)?,
         to_agent,
@@ -130,6 +130,9 @@ fn measured_start(home: &Home, name: &str, iso: &Path) -> Result<Boot> {
         document,
     })
 }
+
+/// A table row: its label and the figure it takes from a boot.
+type Row = (String, Box<dyn Fn(&Boot) -> f64>);
 
 /// `runs` rounds; each round, for each ISO (alternating which goes first): a fresh machine, then
 /// a stop and a start of it. Prints every boot and the medians per stage.
@@ -192,7 +195,7 @@ pub fn run(runs: usize, iso: PathBuf, baseline: Option<PathBuf>) -> Result<()> {
             print!(" {label:>10}");
         }
         println!("{}", if isos.len() > 1 { "      ratio" } else { "" });
-        let mut rows: Vec<(String, Box<dyn Fn(&Boot) -> f64>)> =
+        let mut rows: Vec<Row> =
             STAGES.iter().enumerate().map(|(k, s)| (s.to_string(), Box::new(move |b: &Boot| b.stages[k]) as Box<dyn Fn(&Boot) -> f64>)).collect();
         rows.push(("qemu start -> agent answering".into(), Box::new(|b: &Boot| b.to_agent)));
         rows.push(("start -> provisioned".into(), Box::new(|b: &Boot| b.provisioned)));
