@@ -355,8 +355,15 @@ pub fn userdata_document(root: &GuestRoot) -> Option<crate::ops::apply::Delivere
     }
 }
 
-/// Load each module; returns those that failed (built in or missing), for the log.
+/// Load the modules with one `modprobe -a` (one process instead of one per module: about 30
+/// fork/execs less at every boot); only when it fails, each module alone, to name those that
+/// failed (missing from the kernel), for the log.
 pub fn load_modules(host: &dyn Host, modules: &[&str]) -> Vec<String> {
+    let mut all = vec!["modprobe", "-a"];
+    all.extend(modules);
+    if run_ok(host, &all, None, Duration::from_secs(60)).is_ok() {
+        return Vec::new();
+    }
     modules.iter().filter(|m| run_ok(host, &["modprobe", m], None, Duration::from_secs(30)).is_err()).map(|m| m.to_string()).collect()
 }
 

@@ -101,7 +101,9 @@ fn magic_disk_is_formatted_and_its_userdata_installed() {
         let bind = format!("mount --bind {mnt}{dir} {}", d.path().join(dir.trim_start_matches('/')).display());
         assert!(cmds.contains(&bind), "missing {bind}");
     }
-    assert!(cmds.contains(&"modprobe br_netfilter".to_string()) && cmds.contains(&"modprobe overlay".to_string()));
+    // One modprobe for every module.
+    let probes: Vec<&String> = cmds.iter().filter(|c| c.starts_with("modprobe")).collect();
+    assert_eq!(probes, [&format!("modprobe -a {}", boot::RUNTIME_MODULES.join(" "))], "{cmds:?}");
     for (kind, file) in boot::HOST_KEYS {
         let keygen = format!("ssh-keygen -q -t {kind} -N  -f {}", d.path().join("etc/ssh").join(file).display());
         assert!(cmds.contains(&keygen), "missing {keygen}: {cmds:?}");
@@ -229,4 +231,17 @@ fn systemd_units_order_boot_before_the_runtimes() {
     for line in ["ExecStart=/usr/bin/minikube-agent serve", "Restart=always", "StandardOutput=journal+console"] {
         assert!(serve_unit.lines().any(|l| l == line), "serve unit lacks {line}");
     }
+}
+
+/// One `modprobe -a` loads every module; when it fails, each module alone says which failed.
+#[test]
+fn modules_load_in_one_modprobe_and_failures_are_named() {
+    let host = RecordingHost::node("minikube");
+    assert!(boot::load_modules(&host, &["overlay", "vxlan"]).is_empty());
+    assert_eq!(host.commands(), ["modprobe -a overlay vxlan"]);
+    let host = RecordingHost::node("minikube");
+    host.answer("modprobe -a", "", 1);
+    host.answer("modprobe vxlan", "", 1);
+    assert_eq!(boot::load_modules(&host, &["overlay", "vxlan"]), ["vxlan"]);
+    assert_eq!(host.commands(), ["modprobe -a overlay vxlan", "modprobe overlay", "modprobe vxlan"]);
 }
