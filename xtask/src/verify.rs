@@ -108,6 +108,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
 
     let result = check::bytes(&a.artifact, &rebuilt)?;
     let names = layer_names(&a.artifact, &rebuilt);
+    // Kept, the directory stays where it is (same paths); else it is removed on return.
     let kept = if a.keep { Some(tmp.keep()) } else { None };
     match result {
         check::Comparison::Equal { size } => {
@@ -116,6 +117,12 @@ pub fn run(a: VerifyArgs) -> Result<()> {
                 a.artifact.display(),
                 started.elapsed()
             );
+            // Same inputs, same bytes: the rebuild's statement is the original's too.
+            match std::fs::read(provenance::provenance_path(&rebuilt)) {
+                Ok(b) if b == std::fs::read(&prov)? => println!("{}: the rebuild's provenance is the same bytes", prov.display()),
+                Ok(_) => println!("warning: the rebuild's provenance differs from {} (a dirty tree?)", prov.display()),
+                Err(e) => println!("warning: the rebuild wrote no provenance: {e}"),
+            }
             if let Some(k) = kept {
                 println!("rebuild kept in {}", k.display());
             }
