@@ -49,6 +49,9 @@ pub struct Options {
     pub extra_files: BTreeMap<String, (Vec<u8>, u32)>,
     /// The static `minikube-init` binary: `/init` of a squashfs root's initramfs.
     pub init_binary: Option<Vec<u8>>,
+    /// Where built package layers are cached (default: `rootfs/` in the package cache);
+    /// `cargo xtask verify` gives an empty directory, so that its rebuild makes every layer.
+    pub layer_cache: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -62,6 +65,7 @@ impl Options {
             commit: "unknown".into(),
             extra_files: BTreeMap::new(),
             init_binary: None,
+            layer_cache: None,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod kicbase;
 pub mod lock;
 pub mod oci;
 pub mod pam;
+pub mod provenance;
 pub mod repo;
 pub mod resolve;
 pub mod rootfs;

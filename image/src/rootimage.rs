@@ -147,7 +147,7 @@ pub fn base_key(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], sq
 pub fn base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: &Http) -> Result<CachedBase, RootImageError> {
     let sq = squashfs_options(spec, opts.epoch)?;
     let key = base_key(spec, opts, index, set, &sq)?;
-    let root = opts.cache.root().join("rootfs");
+    let root = opts.layer_cache.clone().unwrap_or_else(|| opts.cache.root().join("rootfs"));
     let dir = root.join(&key);
     if let Some(meta) = read_meta(&dir, &key) {
         tracing::info!(key = %key, "package layer reused from the cache");

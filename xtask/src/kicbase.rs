@@ -114,6 +114,16 @@ pub fn run(a: KicbaseArgs) -> Result<()> {
         report_arch(&b, ab, &summary_path, &before[&ab.arch])?;
     }
     let names: Vec<&str> = b.arches.iter().map(|ab| ab.arch.debian()).collect();
+    let prov = image::provenance::provenance_path(&a.out);
+    if a.agent.is_some() {
+        // An agent binary from elsewhere: no statement can say what built it (an older one
+        // would name other bytes).
+        let _ = std::fs::remove_file(&prov);
+        tracing::warn!("--agent: no provenance for {} (its agent was not built from this tree)", a.out.display());
+    } else {
+        let p = crate::verify::record(&a.out, "kicbase", provenance_args(&a, &reference), &spec, &crate::verify::tools(false, &a.arch), opts.epoch)?;
+        println!("{}: provenance (in-toto, SLSA v1)", p.display());
+    }
     println!(
         "{}: {} [{}] ({:.1} MB archive, {} {}) in {:.1?} [archive {:.1?}]",
         a.out.display(),
@@ -126,6 +136,19 @@ pub fn run(a: KicbaseArgs) -> Result<()> {
         b.archive_time,
     );
     Ok(())
+}
+
+/// The arguments of `cargo xtask kicbase` that shape the archive's bytes, as `cargo xtask
+/// verify` gives them again (not the output, work directory, caches or mirror).
+fn provenance_args(a: &KicbaseArgs, reference: &str) -> Vec<String> {
+    let arches: Vec<&str> = a.arch.iter().map(|x| x.debian()).collect();
+    let mut v = vec!["--spec".to_string(), a.spec.display().to_string(), "--arch".into(), arches.join(","), "--tag".into(), reference.into()];
+    v.extend(["--compression".into(), a.compression.clone()]);
+    if let Some(l) = a.level {
+        v.extend(["--level".into(), l.to_string()]);
+    }
+    v.extend(["--source-url".into(), a.source_url.clone()]);
+    v
 }
 
 /// One architecture: its `<stem>[-ARCH].layers.json` summary and its lines of output.

@@ -17,6 +17,7 @@ mod kubernetes;
 mod lock;
 mod minikube;
 mod test_run;
+mod verify;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -86,6 +87,10 @@ struct IsoArgs {
     /// machine's.
     #[arg(long)]
     arch: Option<String>,
+    /// Where the package layer is cached (default: rootfs/ in the package cache); `cargo xtask
+    /// verify` gives an empty directory so that its rebuild makes every layer.
+    #[arg(long, value_name = "DIR")]
+    layer_cache: Option<PathBuf>,
 }
 
 /// The Debian flavor's spec for `arch`.
@@ -139,6 +144,10 @@ enum Cmd {
     /// Build the real minikube (k8s.io/minikube, v1.38+) and its storage-provisioner image from
     /// the Go module into out/tools/; `--home DIR` fills that MINIKUBE_HOME from the bundle.
     Minikube(minikube::MinikubeArgs),
+    /// Check an artifact against the provenance beside it (its digest, the commit, spec and lock
+    /// digests, the tool versions), rebuild it into a temporary directory with the same
+    /// SOURCE_DATE_EPOCH and compare the bytes.
+    Verify(verify::VerifyArgs),
     /// Build the ISO (the end-to-end tests boot it), then run every test of the workspace.
     Test {
         /// Extra arguments for `cargo test`, e.g. `-p image` or `-- name_filter`.
@@ -254,6 +263,7 @@ fn main() -> Result<()> {
         Cmd::Iso(a) => iso(a),
         Cmd::Kicbase(a) => kicbase::run(a),
         Cmd::Lock(a) => lock::run(a),
+        Cmd::Verify(a) => verify::run(a),
         Cmd::Kubernetes(a) => kubernetes::run(a),
         Cmd::Minikube(a) => minikube::run(a),
         Cmd::Test { args } => test(args),
@@ -406,6 +416,7 @@ fn iso(a: IsoArgs) -> Result<()> {
         bail!("{}: source.arch is {}, but the build is for --arch {}", spec_path.display(), spec.source.arch.debian(), arch.debian());
     }
     let mut opts = options(&a.common)?;
+    opts.layer_cache = a.layer_cache.clone();
     let bins = agent_build::build_guest_for(arch)?;
     let bin = std::fs::read(&bins.agent).with_context(|| format!("read {}", bins.agent.display()))?;
     opts.extra_files.insert("/usr/bin/minikube-agent".into(), (bin, 0o755));
@@ -419,7 +430,25 @@ fn iso(a: IsoArgs) -> Result<()> {
     let t = std::time::Instant::now();
     let r = image::isobuild::build(&spec, &opts, comp, a.root.map(Into::into), &out)?;
     println!("{}", report_line(&out, &r, t.elapsed()));
+    let prov = verify::record(&out, "iso", iso_provenance_args(&spec_path, arch, &a), &spec, &verify::tools(true, &[arch]), opts.epoch)?;
+    println!("{}: provenance (in-toto, SLSA v1)", prov.display());
     Ok(())
+}
+
+/// The arguments of `cargo xtask iso` that shape the ISO's bytes, as `cargo xtask verify` gives
+/// them again (not the output, caches or mirror).
+fn iso_provenance_args(spec: &Path, arch: image::arch::Arch, a: &IsoArgs) -> Vec<String> {
+    let mut v = vec!["--spec".to_string(), spec.display().to_string(), "--arch".into(), arch.debian().into()];
+    if let Some(r) = a.root {
+        v.extend(["--root".into(), r.to_possible_value().expect("no skipped variants").get_name().to_string()]);
+    }
+    if let Some(c) = a.compression {
+        v.extend(["--compression".into(), c.name().to_string()]);
+    }
+    if let Some(l) = a.level {
+        v.extend(["--level".into(), l.to_string()]);
+    }
+    v
 }
 
 /// One line on what `cargo xtask iso` built (tests read the "package layer" part).
