@@ -99,7 +99,7 @@ fn medium_files(iso: &Path) -> Result<Vec<(String, u64)>, ContentsError> {
     while let Some((at, dir)) = stack.pop() {
         for e in dir.contents() {
             let e = e.map_err(|e| bad(format!("{at}/: {e}")))?;
-            let name = e.identifier().trim_end_matches(";1").to_string();
+            let name = e.identifier().trim_end_matches(";1").to_lowercase();
             if name == "." || name == ".." || name == "\0" || name == "\u{1}" {
                 continue;
             }
@@ -207,7 +207,7 @@ pub fn measure(iso: &Path, unused: &[Unused], level: i32, block_kib: usize, jobs
             continue;
         };
         r.layer.add(raw, p);
-        by_package.entry(owner.get(path).cloned().unwrap_or_else(|| "(no package: made at build time)".into())).or_default().add(raw, p);
+        by_package.entry(owner.get(path).cloned().unwrap_or_else(|| "(no dpkg list: kernel modules, files made at build)".into())).or_default().add(raw, p);
         by_class.entry(class(path, content)).or_default().add(raw, p);
         let matched = |g: &str| {
             let mut cur = Some(path.as_str());
