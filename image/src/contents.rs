@@ -126,7 +126,8 @@ fn extract(iso: &Path, path: &str, to: &Path) -> Result<(), ContentsError> {
     Ok(())
 }
 
-/// Every regular file under `dir`, as tree paths with their contents.
+/// Every regular file under `dir`, as tree paths with their contents (not `assemble::read_overlay`:
+/// the unpacked layer holds device nodes and links that are not content).
 fn files_under(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, ContentsError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
