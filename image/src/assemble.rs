@@ -285,6 +285,9 @@ pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package
 
     let dropped = system::drop_paths(&mut tree, &spec.files.drop, &spec.files.keep);
     tracing::debug!(dropped, "dropped docs and locales");
+    let unused =
+        system::drop_unused(&mut tree, &spec.files.unused, &spec.files.keep).map_err(|e| AssembleError::Other(format!("{}: {e}", spec.path.display())))?;
+    tracing::debug!(?unused, "dropped what the image never uses");
 
     let mut acc = system::Accounts::from_base_passwd(&tree)?;
     acc.apply_sysusers(&tree)?;

@@ -8,6 +8,7 @@ pub use platform as arch;
 pub mod assemble;
 pub mod caps;
 pub mod compress;
+pub mod contents;
 pub mod cpio;
 pub mod deb;
 pub mod iso;

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
@@ -35,14 +35,14 @@ pub struct BenchArgs {
 
 /// One boot's figures.
 #[derive(Clone, Copy, Debug)]
-struct Boot {
+pub(crate) struct Boot {
     root_ready: Option<f64>,
     ready: f64,
     uptime: f64,
     used_mb: f64,
 }
 
-fn boot_once(iso: &Path, memory_mb: u32, arch: image::arch::Arch) -> Result<Boot> {
+pub(crate) fn boot_once(iso: &Path, memory_mb: u32, arch: image::arch::Arch) -> Result<Boot> {
     let d = tempfile::tempdir()?;
     let cfg = launcher::resources::qemu::VmConfig {
         name: "bench".into(),
@@ -83,7 +83,7 @@ fn boot_once(iso: &Path, memory_mb: u32, arch: image::arch::Arch) -> Result<Boot
     Ok(Boot { root_ready, ready, uptime: num("uptime").unwrap_or(f64::NAN), used_mb: num("memory used").unwrap_or(f64::NAN) })
 }
 
-fn report_boots(label: &str, b: &[Boot], base: Option<&[Boot]>) {
+pub(crate) fn report_boots(label: &str, b: &[Boot], base: Option<&[Boot]>) {
     let m = |f: fn(&Boot) -> f64, v: &[Boot]| median(v.iter().map(f).collect::<Vec<f64>>());
     let ratio = |f: fn(&Boot) -> f64| base.map(|bb| format!("  ({:.2}x baseline)", m(f, b) / m(f, bb))).unwrap_or_default();
     let rr: Vec<f64> = b.iter().filter_map(|x| x.root_ready).collect();

@@ -6,6 +6,7 @@ mod bench_agent;
 mod bench_compress;
 mod bench_hostile;
 mod bench_iso;
+mod bench_iso_size;
 mod bench_kic;
 mod bench_kubernetes;
 mod bench_launcher;
@@ -181,6 +182,18 @@ enum BenchCmd {
         /// build time ratio, sizes, boots to ready.
         #[arg(long, value_parser = agent_build::arch_parser())]
         arch: Option<agent_build::Arch>,
+        /// Instead: what the bytes of these ISOs are (per medium file, path class, package and
+        /// `[[files.unused]]` entry), no build, no boot.
+        #[arg(long, value_name = "ISO", num_args = 1..)]
+        contents: Vec<PathBuf>,
+        /// Instead: this ISO as the baseline against iso/spec.toml built now (per `--compressors`),
+        /// sizes and `--boots` boots each, alternating.
+        #[arg(long, value_name = "ISO")]
+        against: Option<PathBuf>,
+        /// With --against: the squashfs compressors to build and boot (`zstd-15,xz`; default:
+        /// the spec's own).
+        #[arg(long, value_delimiter = ',', value_parser = bench_iso_size::parse_compressor)]
+        compressors: Vec<(image::squashfs::Compressor, Option<i32>)>,
     },
     /// The agent: `info` round trip over mTLS and all provisioning operations, vs plain TCP.
     Agent {
@@ -268,7 +281,9 @@ fn main() -> Result<()> {
         Cmd::Minikube(a) => minikube::run(a),
         Cmd::Test { args } => test(args),
         Cmd::Bench { what } => match what {
-            BenchCmd::Iso { runs, boots, skip_cold, formats, arch } => bench_iso::run(bench_iso::BenchArgs { runs, boots, skip_cold, formats, arch }),
+            BenchCmd::Iso { contents, .. } if !contents.is_empty() => bench_iso_size::contents(&contents),
+            BenchCmd::Iso { against: Some(old), compressors, boots, .. } => bench_iso_size::against(&old, &compressors, boots),
+            BenchCmd::Iso { runs, boots, skip_cold, formats, arch, .. } => bench_iso::run(bench_iso::BenchArgs { runs, boots, skip_cold, formats, arch }),
             BenchCmd::Agent { iterations, hostile: None, .. } => bench_agent::run(iterations),
             BenchCmd::Agent { hostile: Some(n), secs, .. } => bench_hostile::run(n, secs),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),

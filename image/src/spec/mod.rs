@@ -29,8 +29,10 @@
 mod base;
 use base::{identity, parse_table, with_bases};
 mod container;
+mod files;
 
 pub use container::{ContainerSection, Placement, Port, Protocol, Select};
+pub use files::{FilesSection, PathGlob, Unused};
 
 use crate::resolve::PackageRef;
 use serde::Deserialize;
@@ -217,20 +219,6 @@ pub struct PackagesSection {
     /// Preferred providers for virtual packages: virtual name -> package.
     #[serde(default)]
     pub prefer: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilesSection {
-    /// Overlay directories copied on top of the unpacked packages, in order.
-    #[serde(default)]
-    pub overlays: Vec<PathBuf>,
-    /// Paths (with `*` globs per component) removed from the tree: docs, man pages, locales...
-    #[serde(default)]
-    pub drop: Vec<String>,
-    /// Exceptions to `drop` (globs), e.g. copyright files.
-    #[serde(default)]
-    pub keep: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -437,6 +425,7 @@ impl Spec {
             let key = self.resolve_path(&r.key);
             crate::apt::signed::read_key(&key).map_err(|m| err(format!("source.repos[{i}].key: {}: {m}", key.display())))?;
         }
+        self.files.validate().map_err(err)?;
         for (link, target) in &self.alternatives {
             if !link.starts_with('/') || !target.starts_with('/') {
                 return Err(err(format!("alternatives.\"{link}\": link and target must be absolute paths")));

@@ -127,9 +127,70 @@ pub fn drop_paths(tree: &mut Tree, drop: &[String], keep: &[String]) -> usize {
     before - tree.len()
 }
 
+/// What `[[files.unused]]` removed: per entry, per pattern, the entries and file bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnusedDropped {
+    /// `(entry index, pattern, entries removed, bytes of file content removed)`.
+    pub removed: Vec<(usize, String, usize, u64)>,
+}
+
+/// Remove each `[[files.unused]]` pattern's paths (with their subtrees, unless `keep` matches
+/// them, as [`drop_paths`]). A pattern that matches nothing is an error naming the entry: the
+/// package changed, and the entry must be revisited.
+pub fn drop_unused(tree: &mut Tree, unused: &[crate::spec::Unused], keep: &[String]) -> Result<UnusedDropped, SystemError> {
+    let mut out = UnusedDropped::default();
+    for (i, u) in unused.iter().enumerate() {
+        for p in &u.paths {
+            let before = tree.content_bytes();
+            let n = drop_paths(tree, &[p.to_string()], keep);
+            if n == 0 {
+                return Err(SystemError::Bad {
+                    path: p.to_string(),
+                    message: format!("files.unused[{i}] ({}): matches nothing in the packages (did a package change? revisit the entry)", u.reason.trim()),
+                });
+            }
+            out.removed.push((i, p.to_string(), n, before - tree.content_bytes()));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unused(paths: &[&str], reason: &str) -> crate::spec::Unused {
+        crate::spec::Unused { paths: paths.iter().map(|p| p.to_string().try_into().unwrap()).collect(), reason: reason.into() }
+    }
+
+    #[test]
+    fn unused_paths_go_with_their_subtree_and_are_counted() {
+        let mut t = Tree::new();
+        t.insert("/usr/bin/dnet", Entry::file(vec![0; 10], 0o755));
+        t.insert("/usr/bin/docker", Entry::file(vec![0; 7], 0o755));
+        t.insert("/usr/lib/udev/hwdb.d/20-OUI.hwdb", Entry::file(vec![0; 5], 0o644));
+        t.insert("/usr/share/doc/x/copyright", Entry::file(vec![0; 3], 0o644));
+        t.insert("/usr/share/doc/x/changelog", Entry::file(vec![0; 4], 0o644));
+        let got = drop_unused(
+            &mut t,
+            &[unused(&["/usr/bin/dnet", "/usr/lib/udev/hwdb.d"], "r"), unused(&["/usr/share/doc/*"], "r")],
+            &["/usr/share/doc/*/copyright".into()],
+        )
+        .unwrap();
+        assert_eq!(got.removed[0], (0, "/usr/bin/dnet".into(), 1, 10));
+        assert_eq!(got.removed[1], (0, "/usr/lib/udev/hwdb.d".into(), 2, 5));
+        assert!(t.contains("/usr/bin/docker") && !t.contains("/usr/lib/udev/hwdb.d") && t.contains("/usr/lib/udev"));
+        assert_eq!(got.removed[2], (1, "/usr/share/doc/*".into(), 1, 4));
+        assert!(t.contains("/usr/share/doc/x/copyright"), "keep still applies");
+    }
+
+    #[test]
+    fn an_unused_pattern_that_matches_nothing_is_an_error() {
+        let mut t = Tree::new();
+        t.insert("/usr/bin/docker", Entry::file(vec![0; 7], 0o755));
+        let e = drop_unused(&mut t, &[unused(&["/usr/bin/docker"], "a"), unused(&["/usr/bin/gone"], "old test tool")], &[]).unwrap_err().to_string();
+        assert!(e.contains("/usr/bin/gone") && e.contains("files.unused[1]") && e.contains("old test tool"), "{e}");
+    }
 
     #[test]
     fn var_run_becomes_a_link() {

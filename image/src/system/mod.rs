@@ -20,7 +20,7 @@ mod units;
 pub use crate::rootfs::glob_match;
 pub use accounts::{make_homes, Accounts, GrEntry, PwEntry};
 pub use dpkg::dpkg_database;
-pub use files::{apply_alternatives, apply_capabilities, apply_copies, ca_certificates, drop_paths, runtime_dir_links};
+pub use files::{apply_alternatives, apply_capabilities, apply_copies, ca_certificates, drop_paths, drop_unused, runtime_dir_links, UnusedDropped};
 pub use identity::{identity, version_json};
 pub use units::{enable_units, has_unit, mask_units};
 
