@@ -138,6 +138,8 @@ enum Cmd {
     /// Build the real minikube (k8s.io/minikube, v1.38+) and its storage-provisioner image from
     /// the Go module into out/tools/; `--home DIR` fills that MINIKUBE_HOME from the bundle.
     Minikube(minikube::MinikubeArgs),
+    /// Build syft (the outside SBOM scanner, pinned in bundle/go/syft) into out/tools/syft.
+    Syft,
     /// Build the ISO (the end-to-end tests boot it), then run every test of the workspace.
     Test {
         /// Extra arguments for `cargo test`, e.g. `-p image` or `-- name_filter`.
@@ -249,6 +251,7 @@ fn main() -> Result<()> {
         Cmd::Lock(a) => lock::run(a),
         Cmd::Kubernetes(a) => kubernetes::run(a),
         Cmd::Minikube(a) => minikube::run(a),
+        Cmd::Syft => syft(),
         Cmd::Test { args } => test(args),
         Cmd::Bench { what } => match what {
             BenchCmd::Iso { runs, boots, skip_cold, formats, arch } => bench_iso::run(bench_iso::BenchArgs { runs, boots, skip_cold, formats, arch }),
@@ -370,7 +373,26 @@ fn test(args: Vec<String>) -> Result<()> {
         m: minikube::MinikubeArgs,
     }
     minikube::run(M::parse_from(["minikube"]).m).context("building minikube (out/tools/minikube) for the end-to-end tests")?;
+    // The outside scanner the SBOMs are checked with (e2e/tests/outside_sbom.rs).
+    syft().context("building syft (out/tools/syft) for the end-to-end tests")?;
     test_run::cargo_test(&args, &std::fs::canonicalize("out/minikube.iso")?, &std::fs::canonicalize("out/minikube-arm64.iso")?)
+}
+
+/// `cargo xtask syft`: syft from its pinned module into out/tools/ (`bundle::syft`).
+fn syft() -> Result<()> {
+    let t = std::time::Instant::now();
+    let b = bundle::syft::build(Path::new("bundle"), Path::new("out/tools"))?;
+    let s = &b.stamp;
+    println!(
+        "{} (syft {}, {}, sha256:{}) {} in {:.1?}",
+        b.path.display(),
+        s.version,
+        s.go_version,
+        &s.sha256[..16],
+        if b.reused { "reused (same key)" } else { "built" },
+        t.elapsed()
+    );
+    Ok(())
 }
 
 fn iso(a: IsoArgs) -> Result<()> {
