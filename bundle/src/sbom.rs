@@ -11,7 +11,7 @@ use image::sbom::{Binary, Component, GoModule, Subject};
 use platform::bundle::BundleBinary;
 use serde::Deserialize;
 
-use crate::{gobuild, BundleError, Options};
+use crate::{gobuild, BundleError, Component, Options};
 
 /// A module line of the build info.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,16 +74,21 @@ pub fn document(o: &Options, staging: &Path, binaries: &[BundleBinary], packages
     let mut per_binary = Vec::new();
     for b in binaries {
         let info = build_info(&staging.join(&b.name), o.arch)?;
-        per_binary.push((b, format!("linux/{}/{}/{}", o.arch.debian(), o.release.kubernetes, b.file), info.modules()));
+        // Where it lies under the cache (crictl's file is `../cri-tools/VERSION/crictl`).
+        let file = match b.file.strip_prefix("../") {
+            Some(rest) => format!("linux/{}/{rest}", o.arch.debian()),
+            None => format!("linux/{}/{}/{}", o.arch.debian(), o.release.kubernetes, b.file),
+        };
+        per_binary.push((b, file, info.modules()));
     }
     let modules: BTreeSet<&GoModule> = per_binary.iter().flat_map(|(_, _, m)| m).collect();
-    let version = |b: &BundleBinary| b.module.rsplit_once('@').map(|(_, v)| v.to_string()).unwrap_or_else(|| o.release.kubernetes.clone());
-    let versions: Vec<String> = per_binary.iter().map(|(b, _, _)| version(b)).collect();
-    let bins: Vec<Binary> = per_binary
-        .iter()
-        .zip(&versions)
-        .map(|((b, file, modules), version)| Binary { name: &b.name, version, sha256: &b.sha256, file: file.as_str(), modules })
-        .collect();
+    // A binary's version is its module's in the release (pause: its tag).
+    let version = |b: &BundleBinary| {
+        let module = Component::ALL.iter().find(|c| c.name() == b.name).map_or(gobuild::Module::Kubernetes, |c| c.module());
+        gobuild::version(o, module)
+    };
+    let bins: Vec<Binary> =
+        per_binary.iter().map(|(b, file, modules)| Binary { name: &b.name, version: version(b), sha256: &b.sha256, file: file.as_str(), modules }).collect();
     let components: Vec<Component> = bins
         .iter()
         .map(Component::Binary)
@@ -115,7 +120,12 @@ mod tests {
         let got: Vec<(&str, &str, Option<&str>)> = m.iter().map(|m| (m.path.as_str(), m.version.as_str(), m.replaces.as_deref())).collect();
         assert_eq!(
             got,
-            [("cel.dev/expr", "v0.24.0", None), ("k8s.io/api", "v0.34.4", Some("k8s.io/api v0.0.0")), ("k8s.io/kubernetes", "v1.34.4", None), ("stdlib", "go1.26.8", None)]
+            [
+                ("cel.dev/expr", "v0.24.0", None),
+                ("k8s.io/api", "v0.34.4", Some("k8s.io/api v0.0.0")),
+                ("k8s.io/kubernetes", "v1.34.4", None),
+                ("stdlib", "go1.26.8", None)
+            ]
         );
         let e = BuildInfo::parse("kubelet: not a Go binary", Path::new("/x/kubelet")).unwrap_err().to_string();
         assert!(e.contains("/x/kubelet") && e.contains("build info"), "{e}");
