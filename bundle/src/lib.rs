@@ -38,6 +38,8 @@ pub enum BundleError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("image {reference}: {source}")]
     Image { reference: String, source: Box<image::oci::OciError> },
+    #[error("{tool}: {reason}")]
+    Tool { tool: String, reason: String },
     #[error("{binary}: no Go build info ({reason})")]
     BuildInfo { binary: PathBuf, reason: String },
     #[error("kube-proxy's packages ({spec}): {source}")]

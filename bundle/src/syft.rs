@@ -51,7 +51,7 @@ pub fn key(module_dir: &Path, arch: Arch, go_version: &str) -> Result<String, Bu
 /// Build syft for the host from `source_dir/go/syft` into `out_dir/syft`, or reuse it.
 pub fn build(source_dir: &Path, out_dir: &Path) -> Result<Built, BundleError> {
     let arch =
-        Arch::host().ok_or_else(|| BundleError::Version { version: VERSION.into(), reason: "syft is built for the host: an amd64 or arm64 host".into() })?;
+        Arch::host().ok_or_else(|| BundleError::Tool { tool: format!("syft {VERSION}"), reason: "built for the host, which must be amd64 or arm64".into() })?;
     let dir = source_dir.join("go").join("syft");
     let go_version = gobuild::go_version()?;
     let k = key(&dir, arch, &go_version)?;
