@@ -3,7 +3,7 @@
 //! (`go version -m -json`: the standard library, the main module, every dependency after
 //! `replace`), and kube-proxy's Debian packages.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use image::assemble::Installed;
@@ -59,6 +59,17 @@ impl BuildInfo {
     }
 }
 
+/// The modules of several binaries, once each by path and version (one component per package
+/// URL): where binaries differ only in how a module came in (replaced in one, required in
+/// another), the first binary's record is kept.
+pub fn merge<'a>(per_binary: impl Iterator<Item = &'a [GoModule]>) -> Vec<GoModule> {
+    let mut out: BTreeMap<(String, String), GoModule> = BTreeMap::new();
+    for m in per_binary.flatten() {
+        out.entry((m.path.clone(), m.version.clone())).or_insert_with(|| m.clone());
+    }
+    out.into_values().collect()
+}
+
 /// The build info of `binary`, read by the Go toolchain.
 pub fn build_info(binary: &Path, arch: platform::Arch) -> Result<BuildInfo, BundleError> {
     let dir = binary.parent().unwrap_or(Path::new("."));
@@ -81,7 +92,7 @@ pub fn document(o: &Options, staging: &Path, binaries: &[BundleBinary], packages
         };
         per_binary.push((b, file, info.modules()));
     }
-    let modules: BTreeSet<&GoModule> = per_binary.iter().flat_map(|(_, _, m)| m).collect();
+    let modules = merge(per_binary.iter().map(|(_, _, m)| m.as_slice()));
     // A binary's version is its module's in the release (pause: its tag).
     let version = |b: &BundleBinary| {
         let module = Component::ALL.iter().find(|c| c.name() == b.name).map_or(gobuild::Module::Kubernetes, |c| c.module());
@@ -92,7 +103,7 @@ pub fn document(o: &Options, staging: &Path, binaries: &[BundleBinary], packages
     let components: Vec<Component> = bins
         .iter()
         .map(Component::Binary)
-        .chain(modules.into_iter().map(Component::Go))
+        .chain(modules.iter().map(Component::Go))
         .chain(packages.iter().map(|package| Component::Deb { package, role: None }))
         .collect();
     let subject = Subject {
@@ -127,6 +138,11 @@ mod tests {
                 ("stdlib", "go1.26.8", None)
             ]
         );
+        // crictl requires k8s.io/api v0.34.4 directly: one module, the first record kept.
+        let plain = GoModule { path: "k8s.io/api".into(), version: "v0.34.4".into(), sum: Some("h1:Z5h=".into()), replaces: None };
+        let merged = merge([m.as_slice(), std::slice::from_ref(&plain)].into_iter());
+        assert_eq!(merged.len(), 4);
+        assert_eq!(merged.iter().filter(|g| g.path == "k8s.io/api").count(), 1);
         let e = BuildInfo::parse("kubelet: not a Go binary", Path::new("/x/kubelet")).unwrap_err().to_string();
         assert!(e.contains("/x/kubelet") && e.contains("build info"), "{e}");
     }
