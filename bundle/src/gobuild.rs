@@ -56,6 +56,18 @@ pub fn module_version(o: &Options, m: Module) -> String {
     }
 }
 
+/// The release's version of module `m` (`v1.34.4`, `v3.6.5`; pause's tag `3.10.1` for ours).
+pub fn version(o: &Options, m: Module) -> &str {
+    let r = &o.release;
+    match m {
+        Module::Kubernetes => &r.kubernetes,
+        Module::Etcd => r.etcd,
+        Module::Coredns => r.coredns,
+        Module::Crictl => r.crictl,
+        Module::Pause => r.pause,
+    }
+}
+
 /// One `go build`: the components of one module built alike.
 #[derive(Debug, Clone)]
 pub struct Group {

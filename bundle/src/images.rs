@@ -41,9 +41,17 @@ fn base_tree(epoch: u64) -> Tree {
     t
 }
 
+/// The images built, and the Debian packages in kube-proxy's (for the SBOM).
+pub struct Images {
+    pub images: Vec<BundleImage>,
+    pub proxy_packages: Vec<image::assemble::Installed>,
+    /// The packages' Debian suite.
+    pub suite: String,
+}
+
 /// Build every image from the binaries in `staging` into `staging/images/` (`go_version` goes in
 /// a label).
-pub fn build(o: &Options, go_version: &str, staging: &Path) -> Result<Vec<BundleImage>, BundleError> {
+pub fn build(o: &Options, go_version: &str, staging: &Path) -> Result<Images, BundleError> {
     let store_dir = o.work_dir.join("blobs");
     let store = BlobStore::open(&store_dir).map_err(|e| BundleError::Image { reference: store_dir.display().to_string(), source: Box::new(e) })?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
@@ -51,7 +59,7 @@ pub fn build(o: &Options, go_version: &str, staging: &Path) -> Result<Vec<Bundle
     // `images` step of a qemu node under TCG: 69 s with zstd-12 against 90 s with gzip-6, one
     // start each, 2026-12-02).
     let compression = Compression::Zstd { level: 12, threads };
-    let proxy_base = proxy_packages(o)?;
+    let (proxy_base, proxy_packages, suite) = proxy_packages(o)?;
     let mut out = Vec::new();
     for (c, reference) in o.release.image_references() {
         let err = |e: oci::OciError| BundleError::Image { reference: reference.clone(), source: Box::new(e) };
@@ -112,12 +120,12 @@ pub fn build(o: &Options, go_version: &str, staging: &Path) -> Result<Vec<Bundle
             manifest_digest: img.manifest_digest.clone(),
         });
     }
-    Ok(out)
+    Ok(Images { images: out, proxy_packages, suite })
 }
 
 /// kube-proxy's base: the packages of `bundle/images/kube-proxy.toml` for the bundle's
-/// architecture, assembled as every image of ours is.
-fn proxy_packages(o: &Options) -> Result<Tree, BundleError> {
+/// architecture, assembled as every image of ours is; its packages and their suite.
+fn proxy_packages(o: &Options) -> Result<(Tree, Vec<image::assemble::Installed>, String), BundleError> {
     let path = proxy_spec(&o.source_dir);
     let wrap = |e: Box<dyn std::error::Error + Send + Sync>| BundleError::Packages { spec: path.clone(), source: e };
     let mut spec = image::spec::Spec::load(&path).map_err(|e| wrap(Box::new(e)))?;
@@ -125,5 +133,5 @@ fn proxy_packages(o: &Options) -> Result<Tree, BundleError> {
     let a = image::assemble::assemble(&spec, &o.packages).map_err(|e| wrap(Box::new(e)))?;
     let mut tree = a.tree;
     tree.clamp_mtime(o.epoch);
-    Ok(tree)
+    Ok((tree, a.packages, spec.source.suite))
 }

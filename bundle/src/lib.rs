@@ -15,6 +15,8 @@ pub mod gobuild;
 pub mod images;
 pub mod minikube;
 pub mod release;
+pub mod sbom;
+pub mod syft;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,6 +38,10 @@ pub enum BundleError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("image {reference}: {source}")]
     Image { reference: String, source: Box<image::oci::OciError> },
+    #[error("{tool}: {reason}")]
+    Tool { tool: String, reason: String },
+    #[error("{binary}: no Go build info ({reason})")]
+    BuildInfo { binary: PathBuf, reason: String },
     #[error("kube-proxy's packages ({spec}): {source}")]
     Packages { spec: PathBuf, source: Box<dyn std::error::Error + Send + Sync> },
 }
@@ -176,7 +182,7 @@ pub fn key(o: &Options, go_version: &str) -> Result<String, BundleError> {
             Err(e) => return Err(BundleError::Io { path: f, source: e }),
         }
     }
-    for src in [include_str!("lib.rs"), include_str!("gobuild.rs"), include_str!("images.rs"), include_str!("release.rs")] {
+    for src in [include_str!("lib.rs"), include_str!("gobuild.rs"), include_str!("images.rs"), include_str!("release.rs"), include_str!("sbom.rs")] {
         text.push_str(&pki::digest::sha256_hex(src.as_bytes()));
         text.push('\n');
     }
@@ -191,7 +197,7 @@ pub fn cached(cache: &Path, arch: Arch, version: &str) -> Option<BundleManifest>
     let dir = layout::version_dir(cache, arch, version);
     let whole = |file: &str, size: u64| std::fs::metadata(dir.join(file)).is_ok_and(|md| md.len() == size);
     let complete = m.binaries.iter().all(|b| whole(&b.file, b.size)) && m.images.iter().all(|i| whole(&i.file, i.size));
-    complete.then_some(m)
+    (complete && dir.join(layout::SBOM).is_file()).then_some(m)
 }
 
 /// Build the bundle into the cache, or reuse the cache's when its key matches.
@@ -235,6 +241,12 @@ pub fn build(o: &Options, progress: &mut dyn Progress) -> Result<Built, BundleEr
     progress.finish("images", took);
     stages.push(("images".into(), took));
 
+    // The SBOM, from the binaries' build info, beside the manifest.
+    let doc = sbom::document(o, &staging.dir, &binaries, &images.proxy_packages, &images.suite)?;
+    let sbom_path = staging.dir.join(layout::SBOM);
+    pki::atomic::write_atomic(&sbom_path, &doc, 0o644).map_err(BundleError::io(&sbom_path))?;
+    let images = images.images;
+
     let manifest =
         BundleManifest { kubernetes_version: o.release.kubernetes.clone(), arch: o.arch, key: k, source_date_epoch: o.epoch, go_version, binaries, images };
     staging.commit(&manifest)?;
@@ -268,6 +280,7 @@ impl Staging {
         let staged = |file: &str| self.dir.join(Path::new(file).file_name().unwrap_or_default());
         let mut moves: Vec<(PathBuf, PathBuf)> = m.binaries.iter().map(|b| (staged(&b.name), self.version_dir.join(&b.file))).collect();
         moves.extend(m.images.iter().map(|i| (self.dir.join(&i.file), self.version_dir.join(&i.file))));
+        moves.push((self.dir.join(layout::SBOM), self.version_dir.join(layout::SBOM)));
         for (from, to) in moves {
             let dir = to.parent().unwrap_or(Path::new("/"));
             std::fs::create_dir_all(dir).map_err(BundleError::io(dir))?;

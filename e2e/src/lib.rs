@@ -233,3 +233,14 @@ pub fn minikube_tools() -> (PathBuf, PathBuf) {
     ]);
     (bin, archive)
 }
+
+/// syft, the outside SBOM scanner `cargo xtask syft` built (`SYFT_BIN`, default
+/// `out/tools/syft`). Fails (never skips) when it is missing.
+pub fn syft() -> PathBuf {
+    let (bin, from) = match std::env::var_os("SYFT_BIN") {
+        Some(p) => (PathBuf::from(p), "SYFT_BIN"),
+        None => (workspace().join("out/tools/syft"), "the default: SYFT_BIN is not set"),
+    };
+    check(&[Need::file(&format!("syft ({from}; `cargo xtask syft`)"), &bin)]);
+    bin
+}

@@ -91,8 +91,8 @@ fn iso_sbom(spec: &Spec, opts: &Options, index: &crate::apt::Index, installed: &
     }
     let components: Vec<crate::sbom::Component> = installed
         .iter()
-        .map(|package| crate::sbom::Component { package, role: None })
-        .chain(taken.iter().map(|(package, role)| crate::sbom::Component { package, role: Some(role) }))
+        .map(|package| crate::sbom::Component::Deb { package, role: None })
+        .chain(taken.iter().map(|(package, role)| crate::sbom::Component::Deb { package, role: Some(role) }))
         .collect();
     let subject = crate::sbom::Subject {
         kind: "operating-system",

@@ -5,7 +5,8 @@
 //! Layout under the cache (minikube's, so `start` finds the binaries with no flag):
 //! `linux/ARCH/VERSION/{kubelet,kubeadm,kubectl,kube-apiserver,...}`,
 //! `linux/ARCH/cri-tools/CRICTL_VERSION/crictl`, `linux/ARCH/VERSION/images/NAME.tar` (one OCI
-//! archive per image) and `linux/ARCH/VERSION/bundle.json` ([`BundleManifest`]).
+//! archive per image), `linux/ARCH/VERSION/sbom.json` (CycloneDX) and
+//! `linux/ARCH/VERSION/bundle.json` ([`BundleManifest`]).
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,8 @@ pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.34.4";
 
 /// The manifest's file name, in the version's directory.
 pub const MANIFEST: &str = "bundle.json";
+/// The bundle's CycloneDX SBOM, in the version's directory.
+pub const SBOM: &str = "sbom.json";
 /// Images' directory, in the version's directory.
 pub const IMAGES_DIR: &str = "images";
 

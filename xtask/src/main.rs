@@ -149,6 +149,8 @@ enum Cmd {
     /// digests, the tool versions), rebuild it into a temporary directory with the same
     /// SOURCE_DATE_EPOCH and compare the bytes.
     Verify(verify::VerifyArgs),
+    /// Build syft (the outside SBOM scanner, pinned in bundle/go/syft) into out/tools/syft.
+    Syft,
     /// Build the ISO (the end-to-end tests boot it), then run every test of the workspace.
     Test {
         /// Extra arguments for `cargo test`, e.g. `-p image` or `-- name_filter`.
@@ -279,6 +281,7 @@ fn main() -> Result<()> {
         Cmd::Verify(a) => verify::run(a),
         Cmd::Kubernetes(a) => kubernetes::run(a),
         Cmd::Minikube(a) => minikube::run(a),
+        Cmd::Syft => syft(),
         Cmd::Test { args } => test(args),
         Cmd::Bench { what } => match what {
             BenchCmd::Iso { contents, .. } if !contents.is_empty() => bench_iso_size::contents(&contents),
@@ -406,7 +409,26 @@ fn test(args: Vec<String>) -> Result<()> {
         m: minikube::MinikubeArgs,
     }
     minikube::run(M::parse_from(["minikube"]).m).context("building minikube (out/tools/minikube) for the end-to-end tests")?;
+    // The outside scanner the SBOMs are checked with (e2e/tests/outside_sbom.rs).
+    syft().context("building syft (out/tools/syft) for the end-to-end tests")?;
     test_run::cargo_test(&args, &std::fs::canonicalize("out/minikube.iso")?, &std::fs::canonicalize("out/minikube-arm64.iso")?)
+}
+
+/// `cargo xtask syft`: syft from its pinned module into out/tools/ (`bundle::syft`).
+fn syft() -> Result<()> {
+    let t = std::time::Instant::now();
+    let b = bundle::syft::build(Path::new("bundle"), Path::new("out/tools"))?;
+    let s = &b.stamp;
+    println!(
+        "{} (syft {}, {}, sha256:{}) {} in {:.1?}",
+        b.path.display(),
+        s.version,
+        s.go_version,
+        &s.sha256[..16],
+        if b.reused { "reused (same key)" } else { "built" },
+        t.elapsed()
+    );
+    Ok(())
 }
 
 fn iso(a: IsoArgs) -> Result<()> {

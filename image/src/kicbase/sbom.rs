@@ -11,7 +11,7 @@ use crate::sbom::{Component, Subject};
 /// The image's CycloneDX 1.5 SBOM ([`crate::sbom`]): the container image as the subject.
 pub fn sbom_cyclonedx(meta: &ImageMeta, suite: &str, packages: &[Installed]) -> Vec<u8> {
     let subject = Subject { kind: "container", bom_ref: meta.reference(), name: &meta.name, version: &meta.tag, revision: &meta.revision, epoch: meta.epoch };
-    let components: Vec<Component> = packages.iter().map(|package| Component { package, role: None }).collect();
+    let components: Vec<Component> = packages.iter().map(|package| Component::Deb { package, role: None }).collect();
     crate::sbom::cyclonedx(&subject, suite, &components)
 }
 
