@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use image::assemble::Installed;
-use image::sbom::{Binary, Component, GoModule, Subject};
+use image::sbom::{self, Binary, GoModule, Subject};
 use platform::bundle::BundleBinary;
 use serde::Deserialize;
 
@@ -100,11 +100,11 @@ pub fn document(o: &Options, staging: &Path, binaries: &[BundleBinary], packages
     };
     let bins: Vec<Binary> =
         per_binary.iter().map(|(b, file, modules)| Binary { name: &b.name, version: version(b), sha256: &b.sha256, file: file.as_str(), modules }).collect();
-    let components: Vec<Component> = bins
+    let components: Vec<sbom::Component> = bins
         .iter()
-        .map(Component::Binary)
-        .chain(modules.iter().map(Component::Go))
-        .chain(packages.iter().map(|package| Component::Deb { package, role: None }))
+        .map(sbom::Component::Binary)
+        .chain(modules.iter().map(sbom::Component::Go))
+        .chain(packages.iter().map(|package| sbom::Component::Deb { package, role: None }))
         .collect();
     let subject = Subject {
         kind: "application",
