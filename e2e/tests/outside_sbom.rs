@@ -19,6 +19,10 @@
 //!    the file, by `info/*.md5sums`, which our dpkg database does not write (it writes the
 //!    `.list` files). Accepted only when every file is listed by a Debian package of the image.
 //!
+//! One spelling is made the same, not accepted: a main module built from a local checkout (our
+//! pause, `minikube.local/bundle/pause`) has no module version; Go's build info says `(devel)`, which
+//! our SBOM keeps, and syft writes `UNKNOWN` for it ([`go_version`]).
+//!
 //! Everything else must match by (kind, name, version): every Debian package of the image's dpkg
 //! database, syft's Debian packages from ELF package notes, and for the Kubernetes bundle every Go
 //! module of every binary (no accepted difference there).
@@ -31,6 +35,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+
+/// syft's version of a Go module in Go's spelling: `UNKNOWN` is syft's word for the build info's
+/// `(devel)` (a main module built from a local checkout, not a tagged module).
+fn go_version(syft: &str) -> String {
+    if syft == "UNKNOWN" {
+        "(devel)".to_string()
+    } else {
+        syft.to_string()
+    }
+}
 
 /// A package as both sides name it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -159,7 +173,7 @@ fn compare(ours: &Ours, found: &[Found], debian_files: &BTreeSet<String>) -> Out
     for f in found {
         let key = match f.kind.as_str() {
             "deb" => Key::Deb { name: f.name.clone(), version: f.version.clone() },
-            "go-module" => Key::Go { path: f.name.clone(), version: f.version.clone() },
+            "go-module" => Key::Go { path: f.name.clone(), version: go_version(&f.version) },
             "linux-kernel-module" if has_kernel && f.paths.iter().all(|p| p.starts_with("/usr/lib/modules/")) => {
                 *o.accepted.entry(Accepted::KernelModule).or_default() += 1;
                 continue;

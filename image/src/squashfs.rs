@@ -130,7 +130,9 @@ pub fn seal(path: &Path) -> Result<Sealed, SquashfsError> {
     let ioerr = |source| SquashfsError::Io { path: path.to_path_buf(), source };
     let f = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(ioerr)?;
     let len = f.metadata().map_err(ioerr)?.len();
-    let data_bytes = len.div_ceil(verity::BLOCK) * verity::BLOCK;
+    // At least two blocks: the kernel gives a one-block image no tree at all (a tiny top layer
+    // would be one); the zeros after the filesystem are never read by squashfs.
+    let data_bytes = len.div_ceil(verity::BLOCK).max(2) * verity::BLOCK;
     f.set_len(data_bytes).map_err(ioerr)?;
     let (sha256, _) = pki::digest::sha256_file(path).map_err(ioerr)?;
     let salt = hex::decode(&sha256).expect("sha256_file gives hex");

@@ -289,12 +289,13 @@ fn squashfs_root_is_reproducible_and_an_overlay_change_reuses_the_package_layer(
     let top = dir.path().join("top.sqfs");
     extract(&c, "/boot/top.sqfs", &top);
     assert_eq!(unsquashfs(&["-cat"], &top, &["etc/motd"]), "changed by the test\n");
-    // The plan in the initramfs names the new local layer's checksum.
-    let (sum, _) = {
-        let t = dir.path().join("top-c.sqfs");
-        std::fs::copy(&top, &t).unwrap();
-        pki::digest::sha256_file(&t).unwrap()
-    };
+    // The plan in the initramfs names the new local layer: the SHA-256 and length of its data
+    // (the filesystem, padded to whole blocks), and the root hash of the dm-verity tree after it.
+    let bytes = std::fs::read(&top).unwrap();
+    let used = u64::from_le_bytes(bytes[40..48].try_into().unwrap());
+    let data_bytes = (used.div_ceil(4096).max(2) * 4096) as usize;
+    let sum = pki::digest::sha256_hex(&bytes[..data_bytes]);
+    let root = hex::encode(minikube_init::verity::block_hash(&hex::decode(&sum).unwrap(), &bytes[data_bytes..data_bytes + 4096]));
     let initrd = dir.path().join("initrd");
     extract(&c, "/boot/initrd", &initrd);
     let raw = std::fs::read(&initrd).unwrap();
@@ -304,5 +305,5 @@ fn squashfs_root_is_reproducible_and_an_overlay_change_reuses_the_package_layer(
     let mut dec = flate2::read::MultiGzDecoder::new(&raw[..]);
     std::io::Read::read_to_end(&mut dec, &mut text).unwrap();
     let text = String::from_utf8_lossy(&text);
-    assert!(text.contains(&format!("layer boot/top.sqfs {sum} ")), "the plan does not name the new top layer");
+    assert!(text.contains(&format!("layer boot/top.sqfs {sum} {data_bytes} {root} {sum}\n")), "the plan does not name the new top layer");
 }

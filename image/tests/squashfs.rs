@@ -113,3 +113,17 @@ fn sealed_images_pass_veritysetup_and_fail_it_when_flipped() {
     let out = verify(&bad);
     assert!(!out.status.success(), "veritysetup accepted a flipped byte");
 }
+
+/// A filesystem of one block (a tiny top layer) is padded to two, so it still gets a tree.
+#[test]
+fn a_one_block_image_is_padded_and_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tree::new();
+    t.insert("/etc/x", Entry::file(b"x".to_vec(), 0o644));
+    let opts = Options { compressor: Compressor::Zstd, level: Some(3), block_kib: 128, epoch: 1_700_000_000 };
+    let w = write(&t, &opts, &dir.path().join("tiny.sqfs")).unwrap();
+    assert!(w.size <= 4096, "{}", w.size);
+    let s = image::squashfs::seal(&w.path).unwrap();
+    assert_eq!(s.data_bytes, 8192);
+    assert!(run(Command::new("unsquashfs").arg("-l").arg(&w.path)).contains("squashfs-root/etc/x"));
+}
