@@ -30,9 +30,26 @@ fn secs(events: &[StepEvent], step: &str) -> f64 {
     events.iter().filter(|e| e.step == step).map(|e| e.seconds).sum()
 }
 
-pub fn run(boots: usize, rounds: usize, kubelet_mb: usize) -> Result<()> {
+/// The ISO the launcher benches boot: `MINIKUBE_ISO`, default `out/minikube.iso`; it must exist.
+pub fn bench_iso() -> Result<PathBuf> {
     let iso = std::env::var_os("MINIKUBE_ISO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("out/minikube.iso"));
     ensure!(iso.is_file(), "{}: no ISO (run `cargo xtask iso` or set MINIKUBE_ISO)", iso.display());
+    Ok(iso)
+}
+
+/// A fresh bench VM: the kubelet test double (no release host here), 3072 MiB, a 20000 MiB
+/// data disk, a long agent timeout (TCG on a busy machine).
+pub fn fresh_vm_options(name: &str, iso: PathBuf) -> StartOptions {
+    let mut opts = StartOptions::new(name, iso);
+    opts.kubelet_test_double = true;
+    opts.memory_mb = 3072;
+    opts.disk_mb = 20_000;
+    opts.agent_timeout = Duration::from_secs(900);
+    opts
+}
+
+pub fn run(boots: usize, rounds: usize, kubelet_mb: usize) -> Result<()> {
+    let iso = bench_iso()?;
     let boots = boots.max(1);
     let tmp = tempfile::tempdir()?;
     let home = Home::at(tmp.path());
@@ -89,8 +106,7 @@ pub fn run(boots: usize, rounds: usize, kubelet_mb: usize) -> Result<()> {
 /// agent answering, and start → provisioned, with the ratios.
 pub fn disks(runs: usize) -> Result<()> {
     use launcher::resources::disk::{DiskFormat, FORMAT_ENV};
-    let iso = std::env::var_os("MINIKUBE_ISO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("out/minikube.iso"));
-    ensure!(iso.is_file(), "{}: no ISO (run `cargo xtask iso` or set MINIKUBE_ISO)", iso.display());
+    let iso = bench_iso()?;
     let tmp = tempfile::tempdir()?;
     let home = Home::at(tmp.path());
     let formats = [(DiskFormat::Magic, "magic"), (DiskFormat::Ext4, "ext4")];
@@ -101,11 +117,7 @@ pub fn disks(runs: usize) -> Result<()> {
             std::env::set_var(FORMAT_ENV, env);
             let name = format!("disk-{env}");
             let m = home.machine(&name)?;
-            let mut opts = StartOptions::new(&name, iso.clone());
-            opts.kubelet_test_double = true;
-            opts.memory_mb = 3072;
-            opts.disk_mb = 20_000;
-            opts.agent_timeout = Duration::from_secs(900);
+            let opts = fresh_vm_options(&name, iso.clone());
             let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
             let started = start::start(&home, &opts, &mut rep).with_context(|| format!("fresh start with the {env} disk"));
             let _ = machine::delete(&m, Duration::from_secs(30));
@@ -146,7 +158,8 @@ fn stand_in_kubelet(dir: &Path, version: &str, mb: usize) -> Result<PathBuf> {
     Ok(p)
 }
 
-fn exec(c: &mut agent::client::Client, script: &str) -> Result<String> {
+/// Run `script` with `sh -c` on the node; its stdout, or an error with its output.
+pub fn exec(c: &mut agent::client::Client, script: &str) -> Result<String> {
     let r = c.exec(&ExecRequest { argv: vec!["sh".into(), "-c".into(), script.into()], timeout_secs: Some(300), ..Default::default() })?;
     if r.exit_code != Some(0) {
         bail!("`{}` on the node failed: {}{}", script.chars().take(120).collect::<String>(), r.stdout, r.stderr);

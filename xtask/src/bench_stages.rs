@@ -12,14 +12,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent::api::ExecRequest;
 use anyhow::{ensure, Context, Result};
 use launcher::driver::qemu::machine;
-use launcher::options::StartOptions;
 use launcher::report::{Output, Reporter};
 use launcher::resources::state::Home;
 use launcher::{driver, start};
 use platform::stats::median;
+
+use crate::bench_launcher::{exec, fresh_vm_options};
 
 /// The rows of the table, in boot order.
 pub const STAGES: [&str; 9] = [
@@ -72,7 +72,7 @@ fn usec(show: &str, key: &str) -> Option<f64> {
 /// step's and the agent's units; `to_agent` is the host's qemu start → agent answering.
 pub fn stages(console: &str, boot_unit: &str, agent_unit: &str, to_agent: f64) -> Result<Vec<f64>> {
     let marks = init_marks(console);
-    let at = |prefix: &str| marks.iter().find(|(t, _)| t.starts_with(prefix) || t.contains(prefix)).map(|(_, s)| *s);
+    let at = |text: &str| marks.iter().find(|(t, _)| t.contains(text)).map(|(_, s)| *s);
     let first = marks.first().map(|(_, s)| *s).context("no `minikube-init:` line on the console")?;
     let modules = at("modules loaded").context("no `modules loaded` line")?;
     let medium = at("medium ").context("no `medium` line")?;
@@ -95,20 +95,10 @@ pub fn stages(console: &str, boot_unit: &str, agent_unit: &str, to_agent: f64) -
     ])
 }
 
-fn exec(c: &mut agent::client::Client, script: &str) -> Result<String> {
-    let r = c.exec(&ExecRequest { argv: vec!["sh".into(), "-c".into(), script.into()], timeout_secs: Some(120), ..Default::default() })?;
-    ensure!(r.exit_code == Some(0), "`{script}` on the node failed: {}{}", r.stdout, r.stderr);
-    Ok(r.stdout)
-}
-
 /// Start (fresh or again) the machine `name` from `iso`, and measure that boot.
 fn measured_start(home: &Home, name: &str, iso: &Path) -> Result<Boot> {
     let m = home.machine(name)?;
-    let mut opts = StartOptions::new(name, iso.to_path_buf());
-    opts.kubelet_test_double = true;
-    opts.memory_mb = 3072;
-    opts.disk_mb = 20_000;
-    opts.agent_timeout = Duration::from_secs(900);
+    let opts = fresh_vm_options(name, iso.to_path_buf());
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::sink()));
     start::start(home, &opts, &mut rep).with_context(|| format!("starting {name} from {}", iso.display()))?;
     let secs = |step: &str| rep.events.iter().filter(|e| e.step == step).map(|e| e.seconds).sum::<f64>();
@@ -131,8 +121,13 @@ fn measured_start(home: &Home, name: &str, iso: &Path) -> Result<Boot> {
     })
 }
 
-/// A table row: its label and the figure it takes from a boot.
-type Row = (String, Box<dyn Fn(&Boot) -> f64>);
+/// The table's rows after [`STAGES`].
+const TOTALS: [&str; 3] = ["qemu start -> agent answering", "start -> provisioned", "systemd reloads (count)"];
+
+/// A boot's figures in table order: [`STAGES`], then [`TOTALS`].
+fn figures(b: &Boot) -> Vec<f64> {
+    b.stages.iter().copied().chain([b.to_agent, b.provisioned, b.reloads as f64]).collect()
+}
 
 /// `runs` rounds; each round, for each ISO (alternating which goes first): a fresh machine, then
 /// a stop and a start of it. Prints every boot and the medians per stage.
@@ -181,8 +176,7 @@ pub fn run(runs: usize, iso: PathBuf, baseline: Option<PathBuf>) -> Result<()> {
             result?;
         }
     }
-    let med =
-        |i: usize, restart: bool, f: &dyn Fn(&Boot) -> f64| median(boots.iter().filter(|(j, r, _)| *j == i && *r == restart).map(|(_, _, b)| f(b)).collect());
+    let med = |i: usize, restart: bool, k: usize| median(boots.iter().filter(|(j, r, _)| *j == i && *r == restart).map(|(_, _, b)| figures(b)[k]).collect());
     for restart in [false, true] {
         println!(
             "\n{} boots, medians of {} (seconds){}",
@@ -195,14 +189,9 @@ pub fn run(runs: usize, iso: PathBuf, baseline: Option<PathBuf>) -> Result<()> {
             print!(" {label:>10}");
         }
         println!("{}", if isos.len() > 1 { "      ratio" } else { "" });
-        let mut rows: Vec<Row> =
-            STAGES.iter().enumerate().map(|(k, s)| (s.to_string(), Box::new(move |b: &Boot| b.stages[k]) as Box<dyn Fn(&Boot) -> f64>)).collect();
-        rows.push(("qemu start -> agent answering".into(), Box::new(|b: &Boot| b.to_agent)));
-        rows.push(("start -> provisioned".into(), Box::new(|b: &Boot| b.provisioned)));
-        rows.push(("systemd reloads (count)".into(), Box::new(|b: &Boot| b.reloads as f64)));
-        for (what, f) in &rows {
+        for (k, what) in STAGES.iter().chain(&TOTALS).enumerate() {
             print!("{what:<38}");
-            let v: Vec<f64> = (0..isos.len()).map(|i| med(i, restart, f.as_ref())).collect();
+            let v: Vec<f64> = (0..isos.len()).map(|i| med(i, restart, k)).collect();
             for x in &v {
                 print!(" {x:>10.2}");
             }

@@ -294,8 +294,7 @@ fn main() -> Result<()> {
             BenchCmd::Kubernetes { runs, nodes, qemu, build, cold } => bench_kubernetes::run(bench_kubernetes::Args { runs, nodes, qemu, build, cold }),
             BenchCmd::Launcher { boots, rounds, kubelet_mb, kic_runs, disk_runs, stage_runs, baseline_iso } => {
                 if stage_runs > 0 {
-                    let iso = std::env::var_os("MINIKUBE_ISO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("out/minikube.iso"));
-                    bench_stages::run(stage_runs, iso, baseline_iso)?;
+                    bench_stages::run(stage_runs, bench_launcher::bench_iso()?, baseline_iso)?;
                 }
                 if boots > 0 {
                     bench_launcher::run(boots, rounds, kubelet_mb)?;
