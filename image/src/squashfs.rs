@@ -100,11 +100,10 @@ pub struct Written {
 pub struct Sealed {
     /// Bytes of filesystem (padded to [`minikube_init::verity::BLOCK`]); the tree follows.
     pub data_bytes: u64,
-    /// SHA-256 of those bytes.
+    /// SHA-256 of those bytes; also the tree's salt (unique per image, the same for the same
+    /// bytes).
     pub sha256: String,
     pub root_hash: String,
-    /// The salt: the data's SHA-256 (unique per image, and the same for the same bytes).
-    pub salt: String,
     /// Bytes of the whole file, data and tree.
     pub file_bytes: u64,
 }
@@ -117,7 +116,7 @@ impl Sealed {
             sha256: self.sha256.clone(),
             data_bytes: self.data_bytes,
             root_hash: self.root_hash.clone(),
-            salt: self.salt.clone(),
+            salt: self.sha256.clone(),
         }
     }
 }
@@ -141,7 +140,7 @@ pub fn seal(path: &Path) -> Result<Sealed, SquashfsError> {
     std::io::Seek::seek(&mut w, std::io::SeekFrom::Start(data_bytes)).map_err(ioerr)?;
     w.write_all(&tree).map_err(ioerr)?;
     f.sync_all().map_err(ioerr)?;
-    Ok(Sealed { data_bytes, salt: sha256.clone(), sha256, root_hash: hex::encode(root), file_bytes: data_bytes + tree.len() as u64 })
+    Ok(Sealed { data_bytes, sha256, root_hash: hex::encode(root), file_bytes: data_bytes + tree.len() as u64 })
 }
 
 /// `mksquashfs -version`'s first line: part of the cache key of a cached image.

@@ -91,7 +91,7 @@ fn sealed_images_pass_veritysetup_and_fail_it_when_flipped() {
             .args(["verify", "--no-superblock", "--format=1", "--hash=sha256", "--data-block-size=4096", "--hash-block-size=4096"])
             .arg(format!("--data-blocks={}", s.data_bytes / 4096))
             .arg(format!("--hash-offset={}", s.data_bytes))
-            .arg(format!("--salt={}", s.salt))
+            .arg(format!("--salt={}", s.sha256))
             .arg(img)
             .arg(img)
             .arg(&s.root_hash)
