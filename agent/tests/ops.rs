@@ -198,6 +198,21 @@ fn runtimes_converge_and_restart_only_on_change() {
         let cmds = a.host.commands();
         assert!(cmds.contains(&format!("systemctl start {}", runtime.units()[0])), "{cmds:?}");
         assert!(!cmds.iter().any(|c| c.contains("daemon-reload")), "{cmds:?}");
+        // One that systemd is bringing up (no job queued: between two attempts) is waited for,
+        // not started: nothing changed.
+        std::fs::remove_file(a.path(runtime.cri_socket())).unwrap();
+        a.host.clear();
+        a.host.answer("systemctl is-active", "activating\n", 3);
+        let socket = a.path(runtime.cri_socket());
+        let appears = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::fs::write(socket, b"").unwrap();
+        });
+        assert!(!c.runtime(&req).unwrap().changed, "{runtime:?}");
+        appears.join().unwrap();
+        let cmds = a.host.commands();
+        assert!(!cmds.iter().any(|c| c.starts_with("systemctl start")), "{cmds:?}");
+        a.host.answer("systemctl is-active", "inactive\n", 3);
         // A changed setting restarts again.
         let mut other = req.clone();
         other.pause_image = "registry.k8s.io/pause:3.9".into();

@@ -121,11 +121,6 @@ impl Component {
             c => format!("k8s.io/kubernetes/cmd/{}", c.name()),
         }
     }
-
-    /// Built with cgo, as upstream builds it (the kubelet); every other binary is static.
-    pub fn cgo(self) -> bool {
-        self == Component::Kubelet
-    }
 }
 
 /// Where and how to build.
@@ -163,10 +158,9 @@ pub trait Progress {
     fn finish(&mut self, stage: &str, took: Duration);
 }
 
-/// The content key: the release, the architecture, the epoch and commit, the Go toolchain, every
-/// file of the Go modules, the kube-proxy spec and this crate's own code.
-pub fn key(o: &Options, go_version: &str) -> Result<String, BundleError> {
-    let mut text = format!("bundle 1\n{}\n{}\n{}\n{}\n{go_version}\n", o.release.kubernetes, o.arch.debian(), o.epoch, o.commit);
+/// The files of the workspace a bundle is built from: each Go module's go.mod, go.sum and
+/// main.go (those that exist), kube-proxy's package spec and its lock.
+pub fn source_files(o: &Options) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     for m in gobuild::Module::ALL {
         let dir = gobuild::module_dir(o, m);
@@ -174,8 +168,26 @@ pub fn key(o: &Options, go_version: &str) -> Result<String, BundleError> {
             files.push(dir.join(name));
         }
     }
-    files.push(images::proxy_spec(&o.source_dir));
-    for f in files {
+    let spec = images::proxy_spec(&o.source_dir);
+    files.push(image::lock::lock_path(&spec));
+    files.push(spec);
+    files
+}
+
+/// The files of a built bundle, relative to its version directory: the manifest, the SBOM, each
+/// binary and each image (what its provenance names as subjects).
+pub fn files(m: &BundleManifest) -> Vec<String> {
+    let mut out = vec![layout::MANIFEST.to_string(), layout::SBOM.to_string()];
+    out.extend(m.binaries.iter().map(|b| b.file.clone()));
+    out.extend(m.images.iter().map(|i| i.file.clone()));
+    out
+}
+
+/// The content key: the release, the architecture, the epoch and commit, the Go toolchain, every
+/// file of the Go modules, the kube-proxy spec and this crate's own code.
+pub fn key(o: &Options, go_version: &str) -> Result<String, BundleError> {
+    let mut text = format!("bundle 1\n{}\n{}\n{}\n{}\n{go_version}\n", o.release.kubernetes, o.arch.debian(), o.epoch, o.commit);
+    for f in source_files(o) {
         match std::fs::read(&f) {
             Ok(bytes) => text.push_str(&format!("{} {}\n", f.display(), pki::digest::sha256_hex(&bytes))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => text.push_str(&format!("{} none\n", f.display())),
@@ -211,13 +223,13 @@ pub fn build(o: &Options, progress: &mut dyn Progress) -> Result<Built, BundleEr
     let staging = Staging::new(&version_dir)?;
     let mut stages = Vec::new();
 
-    // Binaries, one `go build` per module (kubernetes twice: static, and the kubelet with cgo).
+    // Binaries, one static `go build` per module.
     let mut binaries = Vec::new();
     for group in gobuild::groups() {
         let t = Instant::now();
         let names: Vec<&str> = group.components.iter().map(|c| c.name()).collect();
         let label = format!("go build {}", group.module.name());
-        progress.start(&label, &format!("{} ({})", names.join(" "), if group.cgo { "cgo" } else { "static" }));
+        progress.start(&label, &format!("{} (static)", names.join(" ")));
         gobuild::build(o, &group, &staging.dir)?;
         let took = t.elapsed();
         progress.finish(&label, took);
@@ -251,6 +263,26 @@ pub fn build(o: &Options, progress: &mut dyn Progress) -> Result<Built, BundleEr
         BundleManifest { kubernetes_version: o.release.kubernetes.clone(), arch: o.arch, key: k, source_date_epoch: o.epoch, go_version, binaries, images };
     staging.commit(&manifest)?;
     Ok(Built { manifest, reused: false, stages })
+}
+
+/// crictl alone, for the node images' `/usr/bin/crictl` (minikube's bootstrap runs it on every
+/// node): the bundle's crictl build (same module, flags and toolchain, so the same bytes), into
+/// `out_dir`, with its build info for the image's SBOM.
+pub fn node_crictl(o: &Options, out_dir: &Path) -> Result<image::sbom::GoBinary, BundleError> {
+    let group = gobuild::groups().into_iter().find(|g| g.module == gobuild::Module::Crictl).expect("crictl is one of the bundle's builds");
+    std::fs::create_dir_all(out_dir).map_err(BundleError::io(out_dir))?;
+    gobuild::build(o, &group, out_dir)?;
+    let path = out_dir.join(Component::Crictl.name());
+    let bytes = std::fs::read(&path).map_err(BundleError::io(&path))?;
+    let modules = sbom::build_info(&path, o.arch)?.modules();
+    Ok(image::sbom::GoBinary {
+        path: "/usr/bin/crictl".into(),
+        sha256: pki::digest::sha256_hex(&bytes),
+        bytes,
+        name: Component::Crictl.name().into(),
+        version: gobuild::version(o, gobuild::Module::Crictl).to_string(),
+        modules,
+    })
 }
 
 /// The staging directory beside the version's directory, removed unless committed.

@@ -8,14 +8,12 @@
 //!
 //! [`fill_home`] feeds a minikube home from the Kubernetes bundle, so that `minikube start` with
 //! `--preload=false` downloads nothing: the binary cache and the image cache, under the names and
-//! tags minikube asks for. [`kicbase_with_crictl`] adds the bundle's crictl to a kicbase image
-//! (minikube runs `crictl` on the node; Debian bookworm has no package of it).
+//! tags minikube asks for.
 //!
 //! [`run`] is the offline setup around them that the compatibility test and the race share;
 //! [`race`] is `cargo xtask bench minikube`'s race against `minikube-node`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use image::oci::{self, BlobStore, Compression, ImageConfig, ImageMeta};
@@ -27,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::gobuild;
 use crate::BundleError;
 
+pub mod memory;
 pub mod race;
 pub mod run;
 
@@ -476,33 +475,6 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(), MinikubeError> {
     if std::fs::hard_link(from, to).is_err() {
         std::fs::copy(from, to).map_err(io(to))?;
     }
-    Ok(())
-}
-
-/// Build `tag` from the kicbase image `base` (already in podman) with the bundle's crictl at
-/// `/usr/local/bin/crictl`: one layer added by `podman build` from a directory holding only
-/// crictl and the build file. minikube's start runs `which crictl` then `crictl version` on the
-/// node and gives up without it.
-pub fn kicbase_with_crictl(podman: &str, base: &str, bundle_cache: &Path, arch: Arch, kubernetes: &str, tag: &str, work: &Path) -> Result<(), MinikubeError> {
-    let m = crate::cached(bundle_cache, arch, kubernetes).ok_or_else(|| MinikubeError::NoBundle {
-        version: kubernetes.into(),
-        arch: arch.debian().into(),
-        cache: bundle_cache.to_path_buf(),
-    })?;
-    let crictl = m.binary("crictl").ok_or_else(|| MinikubeError::BundleLacks("crictl".into()))?;
-    let src = layout::version_dir(bundle_cache, arch, kubernetes).join(&crictl.file);
-    let ctx = work.join("kicbase-crictl");
-    let _ = std::fs::remove_dir_all(&ctx);
-    std::fs::create_dir_all(&ctx).map_err(io(&ctx))?;
-    link_or_copy(&src, &ctx.join("crictl"))?;
-    let file = ctx.join("Containerfile");
-    let text = format!("FROM {base}\nCOPY crictl /usr/local/bin/crictl\n");
-    std::fs::write(&file, text).map_err(io(&file))?;
-    let mut cmd = Command::new(podman);
-    cmd.args(["build", "--pull=never", "--layers=false", "-t", tag, "-f"]).arg(&file).arg(&ctx);
-    let r = gobuild::run(&mut cmd, &ctx);
-    let _ = std::fs::remove_dir_all(&ctx);
-    r?;
     Ok(())
 }
 

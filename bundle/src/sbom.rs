@@ -3,11 +3,11 @@
 //! (`go version -m -json`: the standard library, the main module, every dependency after
 //! `replace`), and kube-proxy's Debian packages.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use image::assemble::Installed;
-use image::sbom::{self, Binary, GoModule, Subject};
+use image::sbom::{self, merge, Binary, GoModule, Subject};
 use platform::bundle::BundleBinary;
 use serde::Deserialize;
 
@@ -57,17 +57,6 @@ impl BuildInfo {
         out.insert(stdlib);
         out.into_iter().collect()
     }
-}
-
-/// The modules of several binaries, once each by path and version (one component per package
-/// URL): where binaries differ only in how a module came in (replaced in one, required in
-/// another), the first binary's record is kept.
-pub fn merge<'a>(per_binary: impl Iterator<Item = &'a [GoModule]>) -> Vec<GoModule> {
-    let mut out: BTreeMap<(String, String), GoModule> = BTreeMap::new();
-    for m in per_binary.flatten() {
-        out.entry((m.path.clone(), m.version.clone())).or_insert_with(|| m.clone());
-    }
-    out.into_values().collect()
 }
 
 /// The build info of `binary`, read by the Go toolchain.

@@ -71,7 +71,7 @@ pub fn require(programs: &[&str]) {
 }
 
 /// The workspace root (the parent of this crate).
-fn workspace() -> PathBuf {
+pub fn workspace() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.parent().unwrap_or(here).to_path_buf()
 }

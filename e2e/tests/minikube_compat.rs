@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use bundle::minikube::run::{self, Minikube, Setup};
+use bundle::minikube::run::{self, Minikube, NodeImage, Setup};
 
 const PROFILE: &str = "mkcompat";
 const KUBERNETES: &str = platform::bundle::DEFAULT_KUBERNETES_VERSION;
@@ -43,7 +43,7 @@ fn minikube_starts_stops_and_deletes_a_podman_node_of_our_kicbase() {
 
     // Home filled from the bundle, our kicbase plus the bundle's crictl (one layer) as the image
     // minikube runs, the host's workarounds; nothing of the profile in podman yet.
-    let setup = Setup::new(PROFILE, bin, storage_provisioner, kicbase, cache, arch, KUBERNETES);
+    let setup = Setup::new(PROFILE, bin, storage_provisioner, NodeImage::Kic(kicbase), cache, arch, KUBERNETES);
     let mk = Minikube::prepare(&setup).unwrap_or_else(|e| panic!("minikube's offline setup: {e}"));
     assert_eq!(mk.filled.files.len(), 3 + 7 + 1, "kubelet, kubeadm, kubectl, seven control-plane images, the storage-provisioner");
 

@@ -242,21 +242,33 @@ fn iso_root(iso: &Path, work: &Path) -> PathBuf {
     work.join("root")
 }
 
-#[test]
-fn syft_agrees_with_the_iso_sbom() {
-    let iso = e2e::iso_with(vec![e2e::Need::program("xorriso"), e2e::Need::program("unsquashfs")]);
+/// The ISO's root image against the SBOM beside the ISO.
+fn check_iso(iso: &Path, what: &str) {
     let syft = e2e::syft();
     let ours = ours(&iso.with_extension("sbom.json"));
     let d = tempfile::tempdir().unwrap();
-    let root = iso_root(&iso, d.path());
+    let root = iso_root(iso, d.path());
     let found = scan(&syft, &format!("dir:{}", root.display()), &[], d.path());
     let o = compare(&ours, &found, &debian_files(&root));
-    assert_agree("the ISO", &o);
+    assert_agree(what, &o);
     // The difference the ISO must have: its kernel and bootloader are off the root.
-    assert!(o.accepted.get(&Accepted::OffRoot).is_some_and(|n| *n >= 2), "{:?}", o.accepted);
+    assert!(o.accepted.get(&Accepted::OffRoot).is_some_and(|n| *n >= 2), "{what}: {:?}", o.accepted);
 }
 
-/// The amd64 image's files from the archive's docker-archive side (`manifest.json`), its layers
+#[test]
+fn syft_agrees_with_the_iso_sbom() {
+    let iso = e2e::iso_with(vec![e2e::Need::program("xorriso"), e2e::Need::program("unsquashfs")]);
+    check_iso(&iso, "the ISO (amd64)");
+}
+
+#[test]
+fn syft_agrees_with_the_arm64_iso_sbom() {
+    // syft reads the arm64 files as files: nothing of the image runs here.
+    let iso = e2e::arm64_iso();
+    check_iso(&iso, "the ISO (arm64)");
+}
+
+/// An image's files (the tag ending in `tag_suffix`) from the archive's docker-archive side (`manifest.json`), its layers
 /// unpacked in order (ours have no whiteouts).
 fn kicbase_root(archive: &Path, tag_suffix: &str, work: &Path) -> PathBuf {
     let m = Command::new("tar").arg("-xOf").arg(archive).arg("manifest.json").output().unwrap();
@@ -277,18 +289,29 @@ fn kicbase_root(archive: &Path, tag_suffix: &str, work: &Path) -> PathBuf {
     root
 }
 
-#[test]
-fn syft_agrees_with_the_kicbase_sbom() {
+/// One architecture's image of the kicbase archive against its SBOM.
+fn check_kicbase(arch: platform::Arch) {
     let archive = e2e::kicbase_archive(&["tar"]);
     let syft = e2e::syft();
-    let ours = ours(&archive.with_extension("sbom.json"));
+    let what = format!("kicbase ({})", arch.debian());
+    let ours = ours(&image::kicbase::side_file(&archive, arch, "sbom.json"));
     let d = tempfile::tempdir().unwrap();
-    // syft reads the OCI archive itself (the layout's nested index, amd64's manifest).
-    let found = scan(&syft, &format!("oci-archive:{}", archive.display()), &["--platform", "linux/amd64"], d.path());
-    let root = kicbase_root(&archive, "-amd64", d.path());
+    // syft reads the OCI archive itself (the layout's nested index, the platform's manifest).
+    let found = scan(&syft, &format!("oci-archive:{}", archive.display()), &["--platform", &format!("linux/{}", arch.debian())], d.path());
+    let root = kicbase_root(&archive, &format!("-{}", arch.debian()), d.path());
     let o = compare(&ours, &found, &debian_files(&root));
-    assert_agree("kicbase (amd64)", &o);
-    assert!(!o.accepted.contains_key(&Accepted::OffRoot), "kicbase's SBOM has no packages with a role");
+    assert_agree(&what, &o);
+    assert!(!o.accepted.contains_key(&Accepted::OffRoot), "{what}: kicbase's SBOM has no packages with a role");
+}
+
+#[test]
+fn syft_agrees_with_the_kicbase_sbom() {
+    check_kicbase(platform::Arch::X86_64);
+}
+
+#[test]
+fn syft_agrees_with_the_arm64_kicbase_sbom() {
+    check_kicbase(platform::Arch::Aarch64);
 }
 
 #[test]

@@ -47,6 +47,9 @@ pub struct Options {
     pub commit: String,
     /// Extra files to install (e.g. the agent binary): path -> (content, mode).
     pub extra_files: BTreeMap<String, (Vec<u8>, u32)>,
+    /// Go programs of ours to install (mode 0755), listed in the image's SBOM with their modules
+    /// (the nodes' crictl).
+    pub go_binaries: Vec<crate::gobin::GoBinary>,
     /// The static `minikube-init` binary: `/init` of a squashfs root's initramfs.
     pub init_binary: Option<Vec<u8>>,
     /// Where built package layers are cached (default: `rootfs/` in the package cache);
@@ -64,6 +67,7 @@ impl Options {
             version: env!("CARGO_PKG_VERSION").to_string(),
             commit: "unknown".into(),
             extra_files: BTreeMap::new(),
+            go_binaries: Vec::new(),
             init_binary: None,
             layer_cache: None,
         }
@@ -356,8 +360,9 @@ pub fn top_tree(spec: &Spec, opts: &Options, base_enabled: &[String], base_dir: 
         let t = read_overlay(&dir, epoch)?;
         layer_onto(&mut tree, &t);
     }
-    for (path, (content, mode)) in &opts.extra_files {
-        let mut e = Entry::file(content.clone(), *mode);
+    let go = opts.go_binaries.iter().map(|b| (&b.path, &b.bytes, 0o755));
+    for (path, content, mode) in opts.extra_files.iter().map(|(p, (c, m))| (p, c, *m)).chain(go) {
+        let mut e = Entry::file(content.clone(), mode);
         e.mtime = epoch;
         tree.insert(path, e);
     }

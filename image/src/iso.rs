@@ -229,7 +229,8 @@ pub fn write(image: &IsoImage, out: &Path) -> Result<Written, IsoError> {
 // UEFI: a GRUB standalone EFI binary in a FAT EFI System Partition image.
 
 /// GRUB modules built into the EFI binary: enough to find the ISO by its volume id on a CD or a
-/// GPT/MBR disk, talk on the serial port, and boot a Linux kernel with an initrd.
+/// GPT/MBR disk, talk on the serial port, and boot a Linux kernel with an initrd (gzio: arm64's
+/// kernel is gzip-compressed, and GRUB unpacks it as it reads it).
 pub const GRUB_MODULES: &[&str] = &[
     "part_gpt",
     "part_msdos",
@@ -239,6 +240,7 @@ pub const GRUB_MODULES: &[&str] = &[
     "search_label",
     "search_fs_file",
     "linux",
+    "gzio",
     "echo",
     "serial",
     "terminal",

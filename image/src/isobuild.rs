@@ -66,7 +66,7 @@ pub fn sbom_path(out: &Path) -> PathBuf {
 
 /// The ISO's SBOM: the installed packages, then the kernel (`kernel.package` and its image
 /// package), the bootloader packages and (squashfs root) the initramfs's packages the ISO
-/// takes files from, each with its role.
+/// takes files from, each with its role; then our Go programs (crictl) and their modules.
 fn iso_sbom(spec: &Spec, opts: &Options, index: &crate::apt::Index, installed: &[Installed], root: RootMode) -> Vec<u8> {
     let mut taken: Vec<(Installed, &str)> = Vec::new();
     let mut take = |name: &str, role: &'static str| {
@@ -89,10 +89,14 @@ fn iso_sbom(spec: &Spec, opts: &Options, index: &crate::apt::Index, installed: &
     for b in spec.boot.iter().filter(|_| root == RootMode::Squashfs).flat_map(|b| &b.initrd_packages) {
         take(b, "initrd");
     }
+    let binaries: Vec<crate::sbom::Binary> = opts.go_binaries.iter().map(crate::sbom::GoBinary::as_binary).collect();
+    let modules = crate::sbom::merge(opts.go_binaries.iter().map(|b| b.modules.as_slice()));
     let components: Vec<crate::sbom::Component> = installed
         .iter()
         .map(|package| crate::sbom::Component::Deb { package, role: None })
         .chain(taken.iter().map(|(package, role)| crate::sbom::Component::Deb { package, role: Some(role) }))
+        .chain(binaries.iter().map(crate::sbom::Component::Binary))
+        .chain(modules.iter().map(crate::sbom::Component::Go))
         .collect();
     let subject = crate::sbom::Subject {
         kind: "operating-system",

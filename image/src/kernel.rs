@@ -101,6 +101,39 @@ fn deps_of(info: &[(String, String)]) -> Vec<String> {
     out
 }
 
+/// An x86 bzImage: the boot protocol's `HdrS` at 0x202.
+fn is_bzimage(b: &[u8]) -> bool {
+    b.get(0x202..0x206) == Some(b"HdrS")
+}
+
+/// An arm64 Image: `ARM\x64` at 0x38.
+fn is_arm64_image(b: &[u8]) -> bool {
+    b.get(0x38..0x3c) == Some(b"ARM\x64")
+}
+
+/// The kernel as the ISO stores it. arm64's vmlinuz is a plain Image (33 MB; the architecture
+/// has no self-decompressing kernel): stored gzip-compressed (11 MB), which GRUB's `linux`
+/// unpacks as it reads it (gzio, in GRUB_MODULES) and qemu's -kernel unpacks too. x86's bzImage
+/// decompresses itself and is kept as it is, as is a vmlinuz already gzip-compressed. Anything
+/// else is refused here rather than at boot.
+fn stored(vmlinuz: &[u8]) -> Result<Vec<u8>, String> {
+    if vmlinuz.starts_with(&[0x1f, 0x8b]) || is_bzimage(vmlinuz) {
+        Ok(vmlinuz.to_vec())
+    } else if is_arm64_image(vmlinuz) {
+        gzipped(vmlinuz).map_err(|e| format!("gzip: {e}"))
+    } else {
+        Err("neither an x86 bzImage, an arm64 Image nor gzip-compressed".into())
+    }
+}
+
+/// gzip at level 9 with no name and mtime 0 in the header: the same bytes from the same input.
+fn gzipped(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut e = flate2::GzBuilder::new().mtime(0).write(Vec::with_capacity(data.len() / 3), flate2::Compression::best());
+    e.write_all(data)?;
+    e.finish()
+}
+
 /// Build the kernel part of the image from an unpacked kernel package tree.
 pub fn from_package_tree(pkg: &Tree, package: &str, patterns: &[String], epoch: u64) -> Result<Kernel, KernelError> {
     let perr = |m: String| KernelError::Package { package: package.into(), message: m };
@@ -110,9 +143,7 @@ pub fn from_package_tree(pkg: &Tree, package: &str, patterns: &[String], epoch: 
         .map(|(k, e)| (k.clone(), e.content().unwrap().to_vec()))
         .ok_or_else(|| perr("no /boot/vmlinuz-* in the package".into()))?;
     let version = vmlinuz_path.trim_start_matches("/boot/vmlinuz-").to_string();
-    // arm64's vmlinuz is a gzip-compressed Image, which the EFI stub GRUB starts cannot be:
-    // store it uncompressed (x86's bzImage decompresses itself and is kept as it is).
-    let bz = if bz.starts_with(&[0x1f, 0x8b]) { decompressed(".gz", &bz).map_err(|e| perr(format!("{vmlinuz_path}: gunzip: {e}")))? } else { bz };
+    let bz = stored(&bz).map_err(|e| perr(format!("{vmlinuz_path}: {e}")))?;
     let moddir = format!("/usr/lib/modules/{version}");
     // name -> (path, raw bytes as stored)
     let mut all: BTreeMap<String, (String, &[u8])> = BTreeMap::new();
@@ -241,10 +272,33 @@ mod tests {
         assert!(e.contains("kernel.load") && e.contains("\"overlayy\"") && e.contains("6.1.0-9-amd64"), "{e}");
     }
 
+    /// A stand-in kernel with `magic` at `at`.
+    fn image_with(at: usize, magic: &[u8]) -> Vec<u8> {
+        let mut b: Vec<u8> = (0..4096u32).map(|i| (i % 7) as u8).collect();
+        b[at..at + magic.len()].copy_from_slice(magic);
+        b
+    }
+
+    #[test]
+    fn an_arm64_image_is_stored_gzipped_and_a_bzimage_as_it_is() {
+        let image = image_with(0x38, b"ARM\x64");
+        let gz = stored(&image).unwrap();
+        assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+        assert_eq!(decompressed(".gz", &gz).unwrap(), image);
+        assert_eq!(stored(&image).unwrap(), gz, "the same Image gives the same bytes");
+        assert_eq!(stored(&gz).unwrap(), gz);
+        let bz = image_with(0x202, b"HdrS");
+        assert_eq!(stored(&bz).unwrap(), bz);
+        let mut pkg = Tree::new();
+        pkg.insert("/boot/vmlinuz-6.1.0-9-arm64", Entry::file(b"kernel".to_vec(), 0o644));
+        let e = from_package_tree(&pkg, "linux-image-6.1.0-9-arm64", &[], 0).err().expect("an error").to_string();
+        assert!(e.contains("/boot/vmlinuz-6.1.0-9-arm64") && e.contains("neither"), "{e}");
+    }
+
     #[test]
     fn an_unreadable_module_is_an_error_naming_its_file() {
         let mut pkg = Tree::new();
-        pkg.insert("/boot/vmlinuz-6.1.0-9-amd64", Entry::file(b"kernel".to_vec(), 0o644));
+        pkg.insert("/boot/vmlinuz-6.1.0-9-amd64", Entry::file(image_with(0x202, b"HdrS"), 0o644));
         let m = "/usr/lib/modules/6.1.0-9-amd64/kernel/drivers/block/broken.ko";
         pkg.insert(m, Entry::file(b"not an ELF object".to_vec(), 0o644));
         let e = from_package_tree(&pkg, "linux-image-6.1.0-9-amd64", &["broken".into()], 0).err().expect("an error").to_string();

@@ -11,6 +11,7 @@ pub mod compress;
 pub mod contents;
 pub mod cpio;
 pub mod deb;
+pub mod gobin;
 pub mod iso;
 pub mod isobuild;
 pub mod kernel;

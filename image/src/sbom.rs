@@ -8,6 +8,7 @@
 use serde_json::{json, Value};
 
 use crate::assemble::Installed;
+pub use crate::gobin::{GoBinary, GoModule};
 use crate::oci;
 
 /// What the SBOM describes.
@@ -23,20 +24,6 @@ pub struct Subject<'a> {
     pub epoch: u64,
 }
 
-/// A Go module as a binary's build info records it (after `replace`: the module that was
-/// compiled in).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct GoModule {
-    /// `k8s.io/api`; `stdlib` for the Go standard library.
-    pub path: String,
-    /// `v0.34.4`; `go1.26.8` for the standard library; `(devel)` for a main module of ours.
-    pub version: String,
-    /// The `h1:` hash of go.sum, when the build info has one.
-    pub sum: Option<String>,
-    /// What it replaced (`k8s.io/api v0.0.0`), if it came in through a `replace`.
-    pub replaces: Option<String>,
-}
-
 /// A file of the artifact (a binary) and the Go modules built into it.
 pub struct Binary<'a> {
     pub name: &'a str,
@@ -45,6 +32,24 @@ pub struct Binary<'a> {
     /// Where it lies in the artifact (`linux/amd64/v1.34.4/kubelet`).
     pub file: &'a str,
     pub modules: &'a [GoModule],
+}
+
+impl GoBinary {
+    /// As an SBOM binary (its file without the leading `/`).
+    pub fn as_binary(&self) -> Binary<'_> {
+        Binary { name: &self.name, version: &self.version, sha256: &self.sha256, file: self.path.trim_start_matches('/'), modules: &self.modules }
+    }
+}
+
+/// The modules of several binaries, once each by path and version (one component per package
+/// URL): where binaries differ only in how a module came in (replaced in one, required in
+/// another), the first binary's record is kept.
+pub fn merge<'a>(per_binary: impl Iterator<Item = &'a [GoModule]>) -> Vec<GoModule> {
+    let mut out: std::collections::BTreeMap<(String, String), GoModule> = std::collections::BTreeMap::new();
+    for m in per_binary.flatten() {
+        out.entry((m.path.clone(), m.version.clone())).or_insert_with(|| m.clone());
+    }
+    out.into_values().collect()
 }
 
 /// One component of the SBOM.

@@ -6,7 +6,7 @@
 
 use image::provenance::check::{self, Comparison, MemberDiff, Now};
 use image::provenance::collect;
-use image::provenance::{provenance_path, write, Inputs, ProvenanceError, Source, Statement, PREDICATE_TYPE, STATEMENT_TYPE};
+use image::provenance::{provenance_path, write, write_files, Inputs, ProvenanceError, Source, Statement, PREDICATE_TYPE, STATEMENT_TYPE};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -96,7 +96,7 @@ fn the_statement_reads_back_with_every_field_and_the_artifacts_digest() {
 
     // The typed reader agrees, and the same inputs give the same bytes.
     let s = Statement::read(&path).unwrap();
-    assert_eq!(s.subject_sha256(), Some(digest.as_str()));
+    assert_eq!(s.subject_sha256("minikube.iso"), Some(digest.as_str()));
     assert_eq!(s.source(), Source::Git { commit: head(root), dirty: false });
     assert_eq!(s.epoch(), 1_700_000_000);
     let first = std::fs::read(&path).unwrap();
@@ -163,6 +163,46 @@ fn a_tampered_artifact_or_a_changed_input_is_named() {
     other.tools.insert("rustc".into(), "rustc 0.1.0".into());
     let msg = check::inputs(&s, &path, &other).unwrap_err().to_string();
     assert!(msg.contains("iso/spec.toml: recorded with sha256") && msg.contains("rustc: built with") && msg.contains("rustc 0.1.0"), "{msg}");
+}
+
+/// An artifact of several files (the Kubernetes bundle): one subject per file, named relative to
+/// the statement's directory; a change to any of them is named, and so is an artifact the
+/// statement does not name.
+#[test]
+fn every_file_of_a_many_file_artifact_is_a_subject() {
+    let ws = workspace();
+    let root = ws.path();
+    let dir = root.join("out/v1");
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    std::fs::create_dir_all(root.join("out/tools")).unwrap();
+    std::fs::write(dir.join("bundle.json"), b"{}").unwrap();
+    std::fs::write(dir.join("images/a.tar"), b"image a").unwrap();
+    std::fs::write(root.join("out/tools/crictl"), b"crictl").unwrap();
+    let manifest = dir.join("bundle.json");
+    let names: Vec<String> = ["bundle.json", "images/a.tar", "../tools/crictl"].map(String::from).to_vec();
+    let path = write_files(&manifest, &names, &inputs(root)).unwrap();
+    assert_eq!(path, dir.join("bundle.provenance.json"));
+    let s = Statement::read(&path).unwrap();
+    let got: Vec<String> = s.subjects().into_iter().map(|x| x.name).collect();
+    assert_eq!(got, names);
+    assert_eq!(s.subject_sha256("images/a.tar"), Some(pki::digest::sha256_hex(b"image a").as_str()));
+    assert_eq!(check::artifact(&manifest, &s, &path).unwrap(), pki::digest::sha256_hex(b"{}"));
+
+    // Another file of the artifact changed: named, though the manifest itself is unchanged.
+    std::fs::write(root.join("out/tools/crictl"), b"crictl!").unwrap();
+    let e = check::artifact(&manifest, &s, &path).unwrap_err().to_string();
+    assert!(e.contains("crictl") && e.contains("not the one that was built"), "{e}");
+
+    // A file next to it that the statement does not name.
+    std::fs::write(dir.join("other.json"), b"{}").unwrap();
+    let e = check::artifact(&dir.join("other.json"), &s, &path).unwrap_err().to_string();
+    assert!(e.contains("other.json") && e.contains("not a subject") && e.contains("images/a.tar"), "{e}");
+
+    // An absolute subject name is refused when read.
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"images/a.tar\"", "\"/etc/passwd\"");
+    std::fs::write(&path, text).unwrap();
+    let e = Statement::read(&path).unwrap_err().to_string();
+    assert!(e.contains("subject[1]") && e.contains("/etc/passwd"), "{e}");
 }
 
 #[test]

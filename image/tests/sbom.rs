@@ -55,7 +55,7 @@ fn iso_and_kicbase_sboms_are_valid_cyclonedx_1_5() {
         source: "https://example.invalid/src".into(),
         epoch: 1_700_000_000,
     };
-    let kic: Value = serde_json::from_slice(&image::kicbase::sbom_cyclonedx(&meta, "bookworm", &[libc.clone(), tz.clone()])).unwrap();
+    let kic: Value = serde_json::from_slice(&image::kicbase::sbom_cyclonedx(&meta, "bookworm", &[libc.clone(), tz.clone()], &[])).unwrap();
     assert_eq!(errors(&v, &kic), Vec::<String>::new(), "{kic:#}");
     assert_eq!(kic["metadata"]["component"]["type"], "container");
 

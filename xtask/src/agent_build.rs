@@ -31,11 +31,6 @@ pub fn target_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-/// The amd64 binaries (see [`build_guest_for`]).
-pub fn build_guest() -> Result<GuestBinaries> {
-    build_guest_for(Arch::X86_64)
-}
-
 /// `cargo build --release -p agent -p minikube-init --target <arch's triple>` with
 /// `+crt-static`. The explicit `--target` keeps the static flag away from build scripts and
 /// proc-macros.

@@ -105,12 +105,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let spec_path = Path::new("iso/spec.toml");
     let spec = Spec::load(spec_path)?;
-    let base = crate::options(&crate::CommonArgs { mirror: None, cache: None, jobs: 6 })?;
-    let bins = crate::agent_build::build_guest()?;
-    let agent = std::fs::read(&bins.agent)?;
-    let mut opts = base.clone();
-    opts.extra_files.insert("/usr/bin/minikube-agent".into(), (agent.clone(), 0o755));
-    opts.init_binary = Some(std::fs::read(&bins.init)?);
+    let (opts, _) = crate::iso_options(image::arch::Arch::X86_64, &crate::CommonArgs { mirror: None, cache: None, jobs: 6 })?;
+    let agent = opts.extra_files["/usr/bin/minikube-agent"].0.clone();
     let out_dir = tempfile::tempdir()?;
 
     let build = |opts: &Options, spec: &Spec, root: RootMode, out: &Path| -> Result<(Duration, image::isobuild::IsoBuild)> {
@@ -220,17 +216,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
 /// each gets here, alternating (a foreign architecture is TCG).
 fn against_amd64(arch: image::arch::Arch, runs: usize, boots: usize) -> Result<()> {
     use image::arch::Arch;
-    let base = crate::options(&crate::CommonArgs { mirror: None, cache: None, jobs: 6 })?;
     let out_dir = tempfile::tempdir()?;
     println!("ISO benchmark: {} against amd64, {runs} cold and {runs} warm build(s) each, medians", arch.debian());
     let mut isos = Vec::new();
     let mut amd64_build = None;
     for a in [Arch::X86_64, arch] {
         let spec = Spec::load(&crate::default_spec(a))?;
-        let bins = crate::agent_build::build_guest_for(a)?;
-        let mut opts = base.clone();
-        opts.extra_files.insert("/usr/bin/minikube-agent".into(), (std::fs::read(&bins.agent)?, 0o755));
-        opts.init_binary = Some(std::fs::read(&bins.init)?);
+        let (opts, _) = crate::iso_options(a, &crate::CommonArgs { mirror: None, cache: None, jobs: 6 })?;
         let out = out_dir.path().join(format!("{}.iso", a.debian()));
         // The first build fetches what is missing; then the package layer is dropped from the
         // cache so the next build makes it again from the cached .debs (cold, no network).

@@ -80,18 +80,16 @@ pub fn parse_compressor(s: &str) -> Result<(Compressor, Option<i32>), String> {
     Ok((name.parse()?, level))
 }
 
-pub fn against(old: &Path, compressors: &[(Compressor, Option<i32>)], boots: usize) -> Result<()> {
+pub fn against(old: &Path, arch: image::arch::Arch, compressors: &[(Compressor, Option<i32>)], boots: usize) -> Result<()> {
     anyhow::ensure!(old.is_file(), "--against {}: no such ISO", old.display());
-    let spec = Spec::load(Path::new("iso/spec.toml"))?;
-    let own = spec.boot.as_ref().map(|b| (b.squashfs.compressor, b.squashfs.level)).context("iso/spec.toml has no [boot]")?;
+    let spec_path = crate::default_spec(arch);
+    let spec = Spec::load(&spec_path)?;
+    let own = spec.boot.as_ref().map(|b| (b.squashfs.compressor, b.squashfs.level)).with_context(|| format!("{} has no [boot]", spec_path.display()))?;
     let variants = if compressors.is_empty() { vec![own] } else { compressors.to_vec() };
-    let mut opts = crate::options(&crate::CommonArgs { mirror: None, cache: None, jobs: 6 })?;
-    let bins = crate::agent_build::build_guest()?;
-    opts.extra_files.insert("/usr/bin/minikube-agent".into(), (std::fs::read(&bins.agent)?, 0o755));
-    opts.init_binary = Some(std::fs::read(&bins.init)?);
+    let (opts, _) = crate::iso_options(arch, &crate::CommonArgs { mirror: None, cache: None, jobs: 6 })?;
     let dir = tempfile::tempdir()?;
     let name = |(c, l): (Compressor, Option<i32>)| format!("{}{}", c.name(), l.map(|l| format!("-{l}")).unwrap_or_default());
-    println!("ISO size and boot: baseline {} ({:.1} MB) against iso/spec.toml built now", old.display(), mb(std::fs::metadata(old)?.len()));
+    println!("ISO size and boot: baseline {} ({:.1} MB) against {} built now", old.display(), mb(std::fs::metadata(old)?.len()), spec_path.display());
     let mut isos = vec![("baseline".to_string(), old.to_path_buf())];
     for v in variants {
         let mut s = spec.clone();
@@ -113,7 +111,6 @@ pub fn against(old: &Path, compressors: &[(Compressor, Option<i32>)], boots: usi
         isos.push((name(v), out));
     }
     if boots > 0 {
-        let arch = image::arch::Arch::X86_64;
         println!(
             "boots ({}), {boots} each, alternating, 2048 MiB; wall times from qemu start, medians:",
             launcher::resources::qemu::choose_accel_for(arch).name()

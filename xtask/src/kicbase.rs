@@ -66,12 +66,14 @@ fn previous_layers(path: &std::path::Path) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Each architecture's static agent (`--agent` stands for the one architecture's).
-fn targets(a: &KicbaseArgs) -> Result<Vec<image::kicbase::ArchTarget>> {
+/// Each architecture's static agent (`--agent` stands for the one architecture's) and crictl.
+/// Also the workspace files crictl is built from, for the provenance.
+fn targets(a: &KicbaseArgs) -> Result<(Vec<image::kicbase::ArchTarget>, Vec<PathBuf>)> {
     if a.agent.is_some() && a.arch.len() != 1 {
         bail!("--agent is one binary: give one --arch with it");
     }
     let mut out = Vec::new();
+    let mut files = Vec::new();
     for &arch in &a.arch {
         let agent = match &a.agent {
             Some(p) => p.clone(),
@@ -79,16 +81,19 @@ fn targets(a: &KicbaseArgs) -> Result<Vec<image::kicbase::ArchTarget>> {
         };
         let bin = std::fs::read(&agent).with_context(|| format!("read the agent binary {}", agent.display()))?;
         let extra_files = BTreeMap::from([("/usr/bin/minikube-agent".to_string(), (bin, 0o755))]);
-        out.push(image::kicbase::ArchTarget { arch, extra_files });
+        // crictl, which minikube's bootstrap runs on the node (Debian 12 has no cri-tools).
+        let (crictl, crictl_files) = crate::kubernetes::node_crictl(arch, &a.common)?;
+        files = crictl_files;
+        out.push(image::kicbase::ArchTarget { arch, extra_files, go_binaries: vec![crictl] });
     }
-    Ok(out)
+    Ok((out, files))
 }
 
 pub fn run(a: KicbaseArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let spec = image::spec::Spec::load(&a.spec)?;
     let opts = crate::options(&a.common)?;
-    let targets = targets(&a)?;
+    let (targets, crictl_files) = targets(&a)?;
     let reference = a.tag.clone().unwrap_or_else(|| format!("kicbase:v{}", opts.version));
     let (name, tag) =
         reference.rsplit_once(':').filter(|(n, _)| !n.is_empty() && !n.ends_with('/')).with_context(|| format!("--tag {reference:?}: expected NAME:TAG"))?;
@@ -121,7 +126,8 @@ pub fn run(a: KicbaseArgs) -> Result<()> {
         let _ = std::fs::remove_file(&prov);
         tracing::warn!("--agent: no provenance for {} (its agent was not built from this tree)", a.out.display());
     } else {
-        let p = crate::verify::record(&a.out, "kicbase", provenance_args(&a, &reference), &spec, &crate::verify::tools(false, &a.arch), opts.epoch)?;
+        let p =
+            crate::verify::record(&a.out, "kicbase", provenance_args(&a, &reference), &spec, &crictl_files, &crate::verify::tools(false, &a.arch), opts.epoch)?;
         println!("{}: provenance (in-toto, SLSA v1)", p.display());
     }
     println!(

@@ -74,6 +74,7 @@ pub fn run(a: KubernetesArgs) -> Result<()> {
     let b = bundle::build(&o, &mut progress).with_context(|| format!("building the Kubernetes {} bundle for {}", o.release.kubernetes, o.arch.debian()))?;
     let dir = platform::bundle::version_dir(&o.cache, o.arch, &o.release.kubernetes);
     let m = &b.manifest;
+    let prov = record(&o, m)?;
     for bin in &m.binaries {
         println!("  {:24} {:>7.1} MB  sha256:{}  {}", bin.name, bin.size as f64 / 1e6, &bin.sha256[..16], bin.module);
     }
@@ -91,5 +92,32 @@ pub fn run(a: KubernetesArgs) -> Result<()> {
         if b.reused { "reused (same key)" } else { "built" },
         started.elapsed()
     );
+    println!("{}: provenance (in-toto, SLSA v1)", prov.display());
     Ok(())
+}
+
+/// The nodes' crictl for `arch` (`bundle::node_crictl`: the bundle's crictl build), into
+/// `crictl/ARCH/` in cargo's target directory, with the workspace files it is built from (its
+/// Go module's go.mod and go.sum, for the image's provenance).
+pub fn node_crictl(arch: Arch, common: &crate::CommonArgs) -> Result<(image::sbom::GoBinary, Vec<PathBuf>)> {
+    let a = KubernetesArgs { version: bundle::DEFAULT_VERSION.to_string(), arch, cache_dir: None, work_dir: None, common: common.clone() };
+    let o = options(&a)?;
+    let out = crate::agent_build::target_dir()?.join("crictl").join(arch.debian());
+    let b = bundle::node_crictl(&o, &out).with_context(|| format!("building crictl for {} (bundle/go/crictl)", arch.debian()))?;
+    let dir = bundle::gobuild::module_dir(&o, bundle::gobuild::Module::Crictl);
+    Ok((b, vec![dir.join("go.mod"), dir.join("go.sum")]))
+}
+
+/// The bundle's provenance beside its manifest (`bundle.provenance.json`): every file of the
+/// bundle, the Go modules' files, kube-proxy's spec and Cargo.lock, and the Go toolchain. Written again on reuse: it costs a read of the files.
+fn record(o: &bundle::Options, m: &platform::bundle::BundleManifest) -> Result<PathBuf> {
+    let root = std::env::current_dir()?;
+    let mut files: Vec<PathBuf> = bundle::source_files(o).into_iter().filter(|f| root.join(f).is_file()).collect();
+    files.push(root.join("Cargo.lock"));
+    let files = image::provenance::collect::relative(&root, &files);
+    let mut tools: Vec<&str> = image::provenance::collect::RUST_TOOLS.to_vec();
+    tools.push(image::provenance::collect::GO);
+    let args = vec!["--version".to_string(), o.release.kubernetes.clone(), "--arch".to_string(), o.arch.debian().to_string()];
+    let manifest = platform::bundle::manifest_path(&o.cache, o.arch, &o.release.kubernetes);
+    crate::verify::record_files(&manifest, &bundle::files(m), "kubernetes", args, &files, &tools, o.epoch)
 }

@@ -188,8 +188,9 @@ enum BenchCmd {
         /// `[[files.unused]]` entry), no build, no boot.
         #[arg(long, value_name = "ISO", num_args = 1..)]
         contents: Vec<PathBuf>,
-        /// Instead: this ISO as the baseline against iso/spec.toml built now (per `--compressors`),
-        /// sizes and `--boots` boots each, alternating.
+        /// Instead: this ISO as the baseline against iso/spec.toml (iso/spec-arm64.toml with
+        /// `--arch arm64`) built now (per `--compressors`), sizes and `--boots` boots each,
+        /// alternating.
         #[arg(long, value_name = "ISO")]
         against: Option<PathBuf>,
         /// With --against: the squashfs compressors to build and boot (`zstd-15,xz`; default:
@@ -228,12 +229,17 @@ enum BenchCmd {
         #[arg(long)]
         cold: bool,
     },
-    /// The real minikube (out/tools/minikube) against minikube-node, kic on podman, same
-    /// kicbase and bundle: start -> Ready and restart -> Ready, medians, ratios, memory.
+    /// The real minikube (out/tools/minikube) against minikube-node, kic on podman and/or a VM
+    /// with qemu, same kicbase or ISO and bundle: start -> Ready and restart -> Ready, medians,
+    /// ratios, memory.
     Minikube {
-        /// Rounds of each (alternating which goes first).
+        /// Rounds of each (alternating which goes first), per driver.
         #[arg(long, default_value_t = 2)]
         runs: usize,
+        /// Which race: kic on podman, a VM with qemu (minikube's qemu2; minutes per start under
+        /// TCG), or both.
+        #[arg(long, value_enum, default_value = "podman")]
+        driver: bench_minikube::Race,
     },
     /// Initramfs compressors on a directory tree (default: a synthetic tree).
     Compress { dir: Option<PathBuf> },
@@ -285,12 +291,14 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(args),
         Cmd::Bench { what } => match what {
             BenchCmd::Iso { contents, .. } if !contents.is_empty() => bench_iso_size::contents(&contents),
-            BenchCmd::Iso { against: Some(old), compressors, boots, .. } => bench_iso_size::against(&old, &compressors, boots),
+            BenchCmd::Iso { against: Some(old), compressors, boots, arch, .. } => {
+                bench_iso_size::against(&old, arch.unwrap_or(image::arch::Arch::X86_64), &compressors, boots)
+            }
             BenchCmd::Iso { runs, boots, skip_cold, formats, arch, .. } => bench_iso::run(bench_iso::BenchArgs { runs, boots, skip_cold, formats, arch }),
             BenchCmd::Agent { iterations, hostile: None, .. } => bench_agent::run(iterations),
             BenchCmd::Agent { hostile: Some(n), secs, .. } => bench_hostile::run(n, secs),
             BenchCmd::Compress { dir } => bench_compress::run(dir.as_deref()),
-            BenchCmd::Minikube { runs } => bench_minikube::run(runs),
+            BenchCmd::Minikube { runs, driver } => bench_minikube::run(runs, driver),
             BenchCmd::Kubernetes { runs, nodes, qemu, build, cold } => bench_kubernetes::run(bench_kubernetes::Args { runs, nodes, qemu, build, cold }),
             BenchCmd::Launcher { boots, rounds, kubelet_mb, kic_runs, disk_runs, stage_runs, baseline_iso } => {
                 if stage_runs > 0 {
@@ -451,12 +459,8 @@ fn iso(a: IsoArgs) -> Result<()> {
     if spec.source.arch != arch {
         bail!("{}: source.arch is {}, but the build is for --arch {}", spec_path.display(), spec.source.arch.debian(), arch.debian());
     }
-    let mut opts = options(&a.common)?;
+    let (mut opts, crictl_files) = iso_options(arch, &a.common)?;
     opts.layer_cache = a.layer_cache.clone();
-    let bins = agent_build::build_guest_for(arch)?;
-    let bin = std::fs::read(&bins.agent).with_context(|| format!("read {}", bins.agent.display()))?;
-    opts.extra_files.insert("/usr/bin/minikube-agent".into(), (bin, 0o755));
-    opts.init_binary = Some(std::fs::read(&bins.init).with_context(|| format!("read {}", bins.init.display()))?);
     // --level alone keeps the spec's format.
     let comp = match (a.compression, a.level) {
         (Some(c), level) => Some((c, level)),
@@ -466,9 +470,23 @@ fn iso(a: IsoArgs) -> Result<()> {
     let t = std::time::Instant::now();
     let r = image::isobuild::build(&spec, &opts, comp, a.root.map(Into::into), &out)?;
     println!("{}", report_line(&out, &r, t.elapsed()));
-    let prov = verify::record(&out, "iso", iso_provenance_args(&spec_path, arch, &a), &spec, &verify::tools(true, &[arch]), opts.epoch)?;
+    let prov = verify::record(&out, "iso", iso_provenance_args(&spec_path, arch, &a), &spec, &crictl_files, &verify::tools(true, &[arch]), opts.epoch)?;
     println!("{}: provenance (in-toto, SLSA v1)", prov.display());
     Ok(())
+}
+
+/// What an ISO for `arch` is built with, besides its spec: the package options, the agent and
+/// `/init` built for it, and crictl (minikube's bootstrap runs it on the node; Debian 12 has no
+/// cri-tools). Also the workspace files crictl is built from, for the provenance.
+pub fn iso_options(arch: image::arch::Arch, common: &CommonArgs) -> Result<(image::assemble::Options, Vec<PathBuf>)> {
+    let mut opts = options(common)?;
+    let bins = agent_build::build_guest_for(arch)?;
+    let bin = std::fs::read(&bins.agent).with_context(|| format!("read {}", bins.agent.display()))?;
+    opts.extra_files.insert("/usr/bin/minikube-agent".into(), (bin, 0o755));
+    opts.init_binary = Some(std::fs::read(&bins.init).with_context(|| format!("read {}", bins.init.display()))?);
+    let (crictl, crictl_files) = kubernetes::node_crictl(arch, common)?;
+    opts.go_binaries.push(crictl);
+    Ok((opts, crictl_files))
 }
 
 /// The arguments of `cargo xtask iso` that shape the ISO's bytes, as `cargo xtask verify` gives

@@ -1,5 +1,5 @@
-//! Provenance at the command line: `record` after `cargo xtask iso` / `kicbase` (the statement
-//! beside the artifact), and `cargo xtask verify ARTIFACT`: the artifact against its statement,
+//! Provenance at the command line: `record` after `cargo xtask iso` / `kicbase` / `kubernetes`
+//! (the statement beside the artifact), and `cargo xtask verify ARTIFACT`: the artifact against its statement,
 //! the statement against the tree now, then a rebuild into a temporary directory (never `out/`)
 //! with the same SOURCE_DATE_EPOCH, compared byte for byte. The logic is `image::provenance`.
 
@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// The artifact (out/minikube.iso, out/minikube-arm64.iso, out/kicbase.tar, ...); its
-    /// provenance is read from beside it (out/minikube.provenance.json).
+    /// The artifact (out/minikube.iso, out/minikube-arm64.iso, out/kicbase.tar, a Kubernetes
+    /// bundle's bundle.json, ...); its provenance is read from beside it
+    /// (out/minikube.provenance.json, bundle.provenance.json).
     artifact: PathBuf,
     /// Keep the rebuild's directory (printed) instead of removing it.
     #[arg(long)]
@@ -20,26 +21,38 @@ pub struct VerifyArgs {
     common: crate::CommonArgs,
 }
 
-/// Write the provenance of `artifact`, built by `cargo xtask COMMAND ARGS` from `spec` with
-/// `tools`, beside it.
-pub fn record(artifact: &Path, command: &str, args: Vec<String>, spec: &image::spec::Spec, tools: &[&str], epoch: u64) -> Result<PathBuf> {
+/// Write the provenance of `artifact`, built by `cargo xtask COMMAND ARGS` from `spec` and the
+/// workspace's `more` files (the ISO's crictl module) with `tools`, beside it.
+pub fn record(artifact: &Path, command: &str, args: Vec<String>, spec: &image::spec::Spec, more: &[PathBuf], tools: &[&str], epoch: u64) -> Result<PathBuf> {
     let root = std::env::current_dir()?;
-    let files = collect::spec_files(spec, &root);
+    let name = artifact.file_name().context("the artifact has no file name")?.to_string_lossy().into_owned();
+    let mut files = collect::spec_files(spec, &root);
+    files.extend(more.iter().cloned());
+    record_files(artifact, &[name], command, args, &collect::relative(&root, &files), tools, epoch)
+}
+
+/// Write the provenance of an artifact of several files (`names`, relative to `artifact`'s
+/// directory), built by `cargo xtask COMMAND ARGS` from the workspace's `files` with `tools`,
+/// beside `artifact`.
+pub fn record_files(artifact: &Path, names: &[String], command: &str, args: Vec<String>, files: &[PathBuf], tools: &[&str], epoch: u64) -> Result<PathBuf> {
+    let root = std::env::current_dir()?;
     let inputs = provenance::Inputs {
         command: command.into(),
         args,
         source: collect::source(&root)?,
-        materials: collect::materials(&root, &files)?,
+        materials: collect::materials(&root, files)?,
         epoch,
         builder_id: collect::builder_id(),
         tools: collect::tools(tools)?,
     };
-    Ok(provenance::write(artifact, &inputs)?)
+    Ok(provenance::write_files(artifact, names, &inputs)?)
 }
 
-/// The tools whose versions the provenance of an artifact for `arches` records.
+/// The tools whose versions the provenance of a node image for `arches` records: Rust's, Go's
+/// (both images hold crictl), the ISO's and the arm64 linker.
 pub fn tools(iso: bool, arches: &[platform::Arch]) -> Vec<&'static str> {
     let mut t: Vec<&str> = collect::RUST_TOOLS.to_vec();
+    t.push(collect::GO);
     if iso {
         t.extend(collect::ISO_TOOLS);
     }
@@ -79,15 +92,27 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     std::fs::create_dir_all(&scratch).with_context(|| scratch.display().to_string())?;
     let tmp = tempfile::Builder::new().prefix(pki::atomic::TEMP_PREFIX).tempdir_in(&scratch).with_context(|| scratch.display().to_string())?;
     let name = a.artifact.file_name().context("the artifact has no file name")?;
-    let rebuilt = tmp.path().join(name);
     let mut args: Vec<String> = vec![ext.command.clone()];
     args.extend(ext.args.iter().cloned());
-    args.extend(["--out".into(), rebuilt.display().to_string()]);
-    match ext.command.as_str() {
-        "iso" => args.extend(["--layer-cache".into(), tmp.path().join("layers").display().to_string()]),
-        "kicbase" => args.extend(["--work-dir".into(), tmp.path().join("work").display().to_string()]),
-        other => bail!("{}: externalParameters.command {other:?}: verify rebuilds iso and kicbase only", prov.display()),
-    }
+    let path = |p: PathBuf| p.display().to_string();
+    let rebuilt = match ext.command.as_str() {
+        command @ ("iso" | "kicbase") => {
+            let rebuilt = tmp.path().join(name);
+            // An empty cache of built layers: the ISO's package layer, kicbase's layers.
+            let (flag, dir) = if command == "iso" { ("--layer-cache", "layers") } else { ("--work-dir", "work") };
+            args.extend(["--out".into(), path(rebuilt.clone()), flag.into(), path(tmp.path().join(dir))]);
+            rebuilt
+        }
+        "kubernetes" => {
+            // An empty cache and work directory (Go's own caches are reused, as downloads are).
+            let m: platform::bundle::BundleManifest =
+                serde_json::from_slice(&std::fs::read(&a.artifact)?).with_context(|| format!("{}: not a bundle manifest", a.artifact.display()))?;
+            let cache = tmp.path().join("cache");
+            args.extend(["--cache-dir".into(), path(cache.clone()), "--work-dir".into(), path(tmp.path().join("work"))]);
+            platform::bundle::manifest_path(&cache, m.arch, &m.kubernetes_version)
+        }
+        other => bail!("{}: externalParameters.command {other:?}: verify rebuilds iso, kicbase and kubernetes", prov.display()),
+    };
     if let Some(m) = &a.common.mirror {
         args.extend(["--mirror".into(), m.clone()]);
     }
@@ -106,45 +131,53 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     anyhow::ensure!(status.success(), "the rebuild `cargo xtask {}` failed ({status})", args.join(" "));
     let build_time = t.elapsed();
 
-    let result = check::bytes(&a.artifact, &rebuilt)?;
+    // Every file the statement names, the original's beside the artifact, the rebuild's beside
+    // the rebuilt one.
+    let (dir, rebuilt_dir) = (a.artifact.parent().unwrap_or(Path::new(".")), rebuilt.parent().unwrap_or(Path::new(".")));
     let names = layer_names(&a.artifact, &rebuilt);
-    // Kept, the directory stays where it is (same paths); else it is removed on return.
-    let kept = if a.keep { Some(tmp.keep()) } else { None };
-    match result {
-        check::Comparison::Equal { size } => {
-            println!(
-                "{}: the rebuild is byte for byte the same ({size} bytes, sha256 {sha}); rebuilt in {build_time:.1?}, verified in {:.1?}",
-                a.artifact.display(),
-                started.elapsed()
-            );
-            // Same inputs, same bytes: the rebuild's statement is the original's too.
-            match std::fs::read(provenance::provenance_path(&rebuilt)) {
-                Ok(b) if b == std::fs::read(&prov)? => println!("{}: the rebuild's provenance is the same bytes", prov.display()),
-                Ok(_) => println!("warning: the rebuild's provenance differs from {} (a dirty tree?)", prov.display()),
-                Err(e) => println!("warning: the rebuild wrote no provenance: {e}"),
+    let mut total = 0;
+    let mut msg = String::new();
+    for subject in s.subjects() {
+        match check::bytes(&dir.join(&subject.name), &rebuilt_dir.join(&subject.name))? {
+            check::Comparison::Equal { size } => total += size,
+            check::Comparison::Differ { offset, original, rebuilt: size, members } => {
+                msg.push_str(&format!("\n{}: the rebuild differs from byte {offset} on (sizes {original} and {size})", dir.join(&subject.name).display()));
+                for m in &members {
+                    let (what, n) = match m {
+                        check::MemberDiff::OnlyInOriginal(n) => ("only in the original", n),
+                        check::MemberDiff::OnlyInRebuild(n) => ("only in the rebuild", n),
+                        check::MemberDiff::Changed(n) => ("changed", n),
+                    };
+                    let layer = names.get(n.as_str()).map(|l| format!(" ({l})")).unwrap_or_default();
+                    msg.push_str(&format!("\n  {n}{layer}: {what}"));
+                }
             }
-            if let Some(k) = kept {
-                println!("rebuild kept in {}", k.display());
-            }
-            Ok(())
-        }
-        check::Comparison::Differ { offset, original, rebuilt: size, members } => {
-            let mut msg = format!("{}: the rebuild differs from byte {offset} on (sizes {original} and {size})", a.artifact.display());
-            for m in &members {
-                let (what, n) = match m {
-                    check::MemberDiff::OnlyInOriginal(n) => ("only in the original", n),
-                    check::MemberDiff::OnlyInRebuild(n) => ("only in the rebuild", n),
-                    check::MemberDiff::Changed(n) => ("changed", n),
-                };
-                let layer = names.get(n.as_str()).map(|l| format!(" ({l})")).unwrap_or_default();
-                msg.push_str(&format!("\n  {n}{layer}: {what}"));
-            }
-            if let Some(k) = kept {
-                msg.push_str(&format!("\nrebuild kept in {}", k.display()));
-            }
-            bail!(msg)
         }
     }
+    // Kept, the directory stays where it is (same paths); else it is removed on return.
+    let kept = if a.keep { Some(tmp.keep()) } else { None };
+    if !msg.is_empty() {
+        if let Some(k) = kept {
+            msg.push_str(&format!("\nrebuild kept in {}", k.display()));
+        }
+        bail!("{}: the rebuild is not the same bytes:{msg}", a.artifact.display())
+    }
+    println!(
+        "{}: the rebuild is byte for byte the same ({} file(s), {total} bytes, sha256 {sha}); rebuilt in {build_time:.1?}, verified in {:.1?}",
+        a.artifact.display(),
+        s.subjects().len(),
+        started.elapsed()
+    );
+    // Same inputs, same bytes: the rebuild's statement is the original's too.
+    match std::fs::read(provenance::provenance_path(&rebuilt)) {
+        Ok(b) if b == std::fs::read(&prov)? => println!("{}: the rebuild's provenance is the same bytes", prov.display()),
+        Ok(_) => println!("warning: the rebuild's provenance differs from {} (a dirty tree?)", prov.display()),
+        Err(e) => println!("warning: the rebuild wrote no provenance: {e}"),
+    }
+    if let Some(k) = kept {
+        println!("rebuild kept in {}", k.display());
+    }
+    Ok(())
 }
 
 /// kicbase's blobs by their layer names, from the `layers.json` summaries beside the original

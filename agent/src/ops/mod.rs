@@ -115,6 +115,16 @@ impl Deferred {
     }
 }
 
+/// Whether any of `units` is starting or running by systemd's account (`is-active` says
+/// activating, reloading or active): on a busy node the start the boot step queued can be
+/// between two attempts (`auto-restart`, no job queued) when the launcher's step looks.
+pub fn coming_up(host: &dyn Host, units: &[&str]) -> bool {
+    let mut argv = vec!["systemctl", "is-active"];
+    argv.extend(units);
+    host.run(&argv, None, std::time::Duration::from_secs(30))
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| matches!(l.trim(), "active" | "activating" | "reloading")))
+}
+
 /// Whether any of `units` has a queued or running job (the boot step queued its start).
 pub fn has_job(host: &dyn Host, units: &[&str]) -> bool {
     crate::host::run_ok(host, &["systemctl", "list-jobs", "--no-legend", "--plain"], None, std::time::Duration::from_secs(30))

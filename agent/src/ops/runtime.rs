@@ -200,9 +200,9 @@ pub fn apply_in(node: &Node, req: &RuntimeRequest, deferred: Option<&mut super::
     let host = node.host.as_ref();
     let socket = node.root.host(socket_path);
     if !changed && !socket.exists() {
-        // Configured but its socket is not there: starting (the boot step queued it: wait for
-        // the socket), or stopped or crashed (start it: a change).
-        if !super::has_job(host, &units) {
+        // Configured but its socket is not there: starting (the boot step queued it, or systemd
+        // restarts it: wait for the socket), or stopped or crashed (start it: a change).
+        if !super::has_job(host, &units) && !super::coming_up(host, &units) {
             for unit in &units {
                 systemctl(host, &["start", unit])?;
             }

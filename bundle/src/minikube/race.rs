@@ -1,16 +1,17 @@
-//! The race of `cargo xtask bench minikube`: two ways of bringing up a one-node kic cluster on
-//! the same machine, image and Kubernetes version, each a [`Contender`] (minikube's is
+//! The race of `cargo xtask bench minikube`: two ways of bringing up a one-node cluster (kic or
+//! VM) on the same machine, image and Kubernetes version, each a [`Contender`] (minikube's is
 //! [`MinikubeSide`]; `minikube-node`'s lives with the launcher, which this crate does not
 //! depend on). For each of `runs` rounds, in alternating order (so both see the same noise from
 //! the rest of the machine): fresh start → node Ready, stop, start → Ready again (restart),
 //! delete. Timed from the command's start to the node's Ready condition; memory sampled on the
-//! way ([`Sampler`]) and read at Ready ([`guest_memory`]). The first contender is the baseline of
+//! way ([`Sampler`]) and read at Ready ([`Contender::guest_memory`]). The first contender is the baseline of
 //! the ratios.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::run::{guest_memory, Minikube, RunError, Sampler};
+use super::memory::{container_memory, meminfo_used, NodeProcess, Sampler};
+use super::run::{Minikube, NodeImage, RunError};
 use platform::stats::median;
 
 /// What a contender's step failed with.
@@ -28,8 +29,11 @@ pub enum RaceError {
 pub trait Contender {
     /// As printed.
     fn name(&self) -> &str;
-    /// The podman container of its node.
-    fn container(&self) -> &str;
+    /// Where its node's processes are on the host (for the peak host memory).
+    fn node(&self) -> NodeProcess;
+    /// The memory its node uses now, bytes: a container's processes' RSS
+    /// ([`container_memory`]), a VM's kernel's `MemTotal - MemAvailable` ([`meminfo_used`]).
+    fn guest_memory(&mut self) -> Option<u64>;
     /// Start → node Ready; `again` after a stop. The sampler is told the process that runs the
     /// start (minikube's; the launcher runs in this process, the sampler's default root).
     fn start(&mut self, again: bool, sampler: &Sampler) -> Result<(), StepError>;
@@ -46,7 +50,7 @@ pub struct Round {
     /// Peak host memory while starting (see [`Sampler`]), bytes.
     pub fresh_peak: u64,
     pub restart_peak: u64,
-    /// The node's processes' memory at Ready (see [`guest_memory`]), bytes.
+    /// The node's memory at Ready (see [`Contender::guest_memory`]), bytes.
     pub fresh_guest: u64,
     pub restart_guest: u64,
 }
@@ -70,13 +74,13 @@ fn one(c: &mut dyn Contender, run: usize) -> Result<Round, RaceError> {
     let name = c.name().to_string();
     let mut r = Round::default();
     let timed = |c: &mut dyn Contender, again: bool| -> Result<(f64, u64, u64), StepError> {
-        let sampler = Sampler::start(std::process::id(), c.container());
+        let sampler = Sampler::start(std::process::id(), c.node());
         let t = Instant::now();
         let started = c.start(again, &sampler);
         let secs = t.elapsed().as_secs_f64();
         let peak = sampler.finish();
         started?;
-        Ok((secs, peak, guest_memory(c.container()).unwrap_or(0)))
+        Ok((secs, peak, c.guest_memory().unwrap_or(0)))
     };
     (r.fresh_secs, r.fresh_peak, r.fresh_guest) = timed(c, false).map_err(step("start -> Ready", &name))?;
     c.stop().map_err(step("stop", &name))?;
@@ -162,8 +166,9 @@ pub fn kubectl_ready(kubectl: &Path, kubeconfig: &Path, limit: Duration) -> Resu
 }
 
 /// The real minikube in the race: `minikube start` (the offline flags of
-/// [`Minikube::start_args`], which waits for the node itself) then `minikube kubectl -- get
-/// nodes` Ready; `minikube stop`; `minikube delete`, which must leave nothing in podman.
+/// [`super::run::Setup::start_args`], which waits for the node itself) then `minikube kubectl
+/// -- get nodes` Ready; `minikube stop`; `minikube delete`, which must leave nothing in podman
+/// or qemu.
 pub struct MinikubeSide {
     pub mk: Minikube,
     pub name: String,
@@ -181,8 +186,15 @@ impl Contender for MinikubeSide {
         &self.name
     }
 
-    fn container(&self) -> &str {
-        &self.mk.setup.profile
+    fn node(&self) -> NodeProcess {
+        self.mk.node_process()
+    }
+
+    fn guest_memory(&mut self) -> Option<u64> {
+        match self.mk.setup.node {
+            NodeImage::Kic(_) => container_memory(&self.mk.setup.profile),
+            NodeImage::Iso { .. } => meminfo_used(&self.mk.run(&["ssh", "--", "cat", "/proc/meminfo"], Duration::from_secs(60)).ok()?),
+        }
     }
 
     fn start(&mut self, _again: bool, sampler: &Sampler) -> Result<(), StepError> {
@@ -212,8 +224,11 @@ mod tests {
         fn name(&self) -> &str {
             self.0
         }
-        fn container(&self) -> &str {
-            "no-such-container-of-the-race-test"
+        fn node(&self) -> NodeProcess {
+            NodeProcess::Container("no-such-container-of-the-race-test".into())
+        }
+        fn guest_memory(&mut self) -> Option<u64> {
+            None
         }
         fn start(&mut self, again: bool, _: &Sampler) -> Result<(), StepError> {
             self.1.push(format!("start {again}"));
@@ -251,8 +266,11 @@ mod tests {
             fn name(&self) -> &str {
                 "f"
             }
-            fn container(&self) -> &str {
-                "none"
+            fn node(&self) -> NodeProcess {
+                NodeProcess::Container("none".into())
+            }
+            fn guest_memory(&mut self) -> Option<u64> {
+                None
             }
             fn start(&mut self, _: bool, _: &Sampler) -> Result<(), StepError> {
                 Err("boom".into())

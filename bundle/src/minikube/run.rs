@@ -1,31 +1,34 @@
-//! Running the real minikube offline on our kicbase with podman, the one setup that
-//! `e2e/tests/minikube_compat.rs` and `cargo xtask bench minikube` share ([`Minikube::prepare`]):
+//! Running the real minikube offline on our images, the one setup that
+//! `e2e/tests/minikube_compat.rs` and `cargo xtask bench minikube` share ([`Minikube::prepare`]),
+//! on our kicbase with podman or on our ISO with qemu2 ([`NodeImage`]):
 //!
 //! - a private `MINIKUBE_HOME` in a new directory, filled from the Kubernetes bundle
 //!   ([`super::fill_home`]);
-//! - the kicbase archive loaded into podman, plus the bundle's crictl as one layer
-//!   ([`super::kicbase_with_crictl`]), as the image `--base-image` names;
+//! - kic: the kicbase archive loaded into podman and tagged as the image `--base-image` names (it
+//!   has crictl, which minikube runs on the node, as the ISO has);
 //! - this host's workarounds: a `sudo` in front of PATH that runs its command (minikube runs
 //!   `sudo -n podman ...`; we are root and there is no sudo), a private `containers.conf`
-//!   (`CONTAINERS_CONF`: rlimits at the hard limits, runc) and an empty `/lib/modules` when the
-//!   host has none (minikube always mounts it);
-//! - the start flags ([`Minikube::start_args`]): `--driver=podman --force --preload=false
-//!   --container-runtime=containerd --cni=bridge`, a subnet away from 192.168.49.0/24.
+//!   (`CONTAINERS_CONF`: rlimits at the hard limits, runc), an empty `/lib/modules` when the host
+//!   has none (minikube's kic always mounts it) and, for a VM on a host whose KVM does not run
+//!   guests, a `qemu-system-*` in front of PATH that turns minikube's `-accel kvm` into `tcg`
+//!   (minikube asks for KVM whenever `/dev/kvm` exists, and has no flag against it);
+//! - the start flags ([`Setup::start_args`]): `--force --preload=false
+//!   --container-runtime=containerd --cni=bridge`; kic: `--driver=podman`, a subnet away from
+//!   192.168.49.0/24; VM: `--driver=qemu2 --iso-url=file://... --network=builtin` (user-mode
+//!   networking: no socket_vmnet here).
 //!
-//! Dropping the [`Minikube`] deletes the profile, whatever podman still holds of it, the image it
-//! built, the `/lib/modules` it made and its directory, even after a failure.
-//!
-//! [`Sampler`] and [`guest_memory`] measure memory for the race ([`super::race`]).
+//! Dropping the [`Minikube`] deletes the profile, whatever podman or qemu still holds of it, the
+//! image it tagged, the `/lib/modules` it made and its directory, even after a failure.
 
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use platform::Arch;
 
+use super::memory::NodeProcess;
 use super::{Filled, MinikubeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +43,7 @@ pub enum RunError {
     NotReady { profile: String, secs: u64, last: String },
     #[error("`podman load -i {archive}` named no image: {output}")]
     NoImageLoaded { archive: PathBuf, output: String },
-    #[error("podman holds {what} of minikube profile {profile}: {items:?}")]
+    #[error("the host holds {what} of minikube profile {profile}: {items:?}")]
     Leftovers { profile: String, what: &'static str, items: Vec<String> },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
@@ -52,6 +55,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Io { path: path.to_path_buf(), source }
 }
 
+/// What minikube's node is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeImage {
+    /// `--driver=podman --base-image=...`: a kicbase archive (`out/kicbase.tar`).
+    Kic(PathBuf),
+    /// `--driver=qemu2 --iso-url=file://...`: an ISO (`out/minikube.iso`); `tcg`: this host's
+    /// KVM does not run guests, so minikube's qemu gets TCG instead (see the module's
+    /// documentation).
+    Iso { iso: PathBuf, tcg: bool },
+}
+
+impl NodeImage {
+    /// As minikube names the driver.
+    pub fn driver(&self) -> &'static str {
+        match self {
+            NodeImage::Kic(_) => "podman",
+            NodeImage::Iso { .. } => "qemu2",
+        }
+    }
+}
+
 /// What [`Minikube::prepare`] needs.
 #[derive(Debug, Clone)]
 pub struct Setup {
@@ -59,8 +83,7 @@ pub struct Setup {
     pub minikube: PathBuf,
     /// `out/tools/storage-provisioner-v5.tar`.
     pub storage_provisioner: PathBuf,
-    /// `out/kicbase.tar`.
-    pub kicbase_archive: PathBuf,
+    pub node: NodeImage,
     /// The launcher's cache holding the Kubernetes bundle.
     pub bundle_cache: PathBuf,
     pub arch: Arch,
@@ -68,7 +91,7 @@ pub struct Setup {
     pub profile: String,
     /// Away from 192.168.49.0/24, which minikube picks first and other tests use.
     pub subnet: String,
-    /// The kicbase + crictl image built for the run (removed with the [`Minikube`]).
+    /// The tag the loaded kicbase gets for the run (removed with the [`Minikube`]; kic only).
     pub image: String,
     pub cpus: u32,
     pub memory_mb: u64,
@@ -79,19 +102,11 @@ pub struct Setup {
 impl Setup {
     /// The defaults both users share: profile `profile`, subnet 192.168.139.0/24, 2 CPUs,
     /// 3072 MB, the directory under /var/tmp.
-    pub fn new(
-        profile: &str,
-        minikube: PathBuf,
-        storage_provisioner: PathBuf,
-        kicbase_archive: PathBuf,
-        bundle_cache: PathBuf,
-        arch: Arch,
-        kubernetes: &str,
-    ) -> Setup {
+    pub fn new(profile: &str, minikube: PathBuf, storage_provisioner: PathBuf, node: NodeImage, bundle_cache: PathBuf, arch: Arch, kubernetes: &str) -> Setup {
         Setup {
             minikube,
             storage_provisioner,
-            kicbase_archive,
+            node,
             bundle_cache,
             arch,
             kubernetes: kubernetes.to_string(),
@@ -102,6 +117,31 @@ impl Setup {
             memory_mb: 3072,
             work_parent: PathBuf::from("/var/tmp"),
         }
+    }
+
+    /// `minikube start` with the offline flags (see the module's documentation).
+    pub fn start_args(&self) -> Vec<String> {
+        let s = self;
+        let mut args = vec!["start".to_string(), format!("--driver={}", s.node.driver())];
+        match &s.node {
+            NodeImage::Kic(_) => args.extend([format!("--base-image={}", s.image), format!("--subnet={}", s.subnet)]),
+            NodeImage::Iso { iso, .. } => args.extend([format!("--iso-url=file://{}", iso.display()), "--network=builtin".into()]),
+        }
+        args.extend([
+            "--force".into(),
+            "--preload=false".into(),
+            format!("--kubernetes-version={}", s.kubernetes),
+            "--container-runtime=containerd".into(),
+            // minikube's default with containerd is kindnet, whose image is not in the bundle.
+            "--cni=bridge".into(),
+            format!("--cpus={}", s.cpus),
+            format!("--memory={}", s.memory_mb),
+            "--interactive=false".into(),
+            "--wait=apiserver,system_pods,node_ready".into(),
+            "--alsologtostderr".into(),
+            "-v=1".into(),
+        ]);
+        args
     }
 }
 
@@ -162,19 +202,37 @@ impl Minikube {
             "#!/bin/sh\n# root already: run the command without sudo's options\nwhile [ \"${1#-}\" != \"$1\" ]; do shift; done\nexec \"$@\"\n",
         )
         .map_err(io(&sudo))?;
-        std::fs::set_permissions(&sudo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io(&sudo))?;
+        std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755)).map_err(io(&sudo))?;
         std::fs::write(&mk.containers_conf, containers_conf_text()).map_err(io(&mk.containers_conf))?;
         // minikube always mounts the host's /lib/modules read-only; a host that is itself a
         // container or a VM without modules has none, and podman refuses the missing source. An
         // empty directory stands in for the run.
-        let modules = Path::new("/lib/modules");
-        if !modules.exists() {
-            std::fs::create_dir(modules).map_err(io(modules))?;
-            mk.made_modules = true;
+        match &setup.node {
+            NodeImage::Kic(archive) => {
+                let modules = Path::new("/lib/modules");
+                if !modules.exists() {
+                    std::fs::create_dir(modules).map_err(io(modules))?;
+                    mk.made_modules = true;
+                }
+                mk.kicbase = load(archive)?;
+                mk.built_image = true;
+                let (ok, out) = podman(&["tag", &mk.kicbase, &setup.image]);
+                if !ok {
+                    return Err(RunError::Failed { command: format!("podman tag {} {}", mk.kicbase, setup.image), status: "failed".into(), output: out });
+                }
+            }
+            NodeImage::Iso { tcg: true, .. } => {
+                let name = setup.arch.qemu_system();
+                let real = on_path(name, &std::env::var("PATH").unwrap_or_default()).ok_or_else(|| RunError::Spawn {
+                    command: name.to_string(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "not on PATH (minikube's qemu2 driver runs it)"),
+                })?;
+                let shim = shims.join(name);
+                std::fs::write(&shim, tcg_shim(&real)).map_err(io(&shim))?;
+                std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).map_err(io(&shim))?;
+            }
+            NodeImage::Iso { tcg: false, .. } => {}
         }
-        mk.kicbase = load(&setup.kicbase_archive)?;
-        mk.built_image = true;
-        super::kicbase_with_crictl("podman", &mk.kicbase, &setup.bundle_cache, setup.arch, &setup.kubernetes, &setup.image, &mk.dir)?;
         Ok(mk)
     }
 
@@ -251,33 +309,9 @@ impl Minikube {
         self.run_watched(args, limit, &|_| {})
     }
 
-    /// `minikube start` with the offline flags (see the module's documentation).
-    pub fn start_args(&self) -> Vec<String> {
-        let s = &self.setup;
-        vec![
-            "start".into(),
-            "--driver=podman".into(),
-            format!("--base-image={}", s.image),
-            "--force".into(),
-            "--preload=false".into(),
-            format!("--kubernetes-version={}", s.kubernetes),
-            "--container-runtime=containerd".into(),
-            // minikube's default for kic with containerd is kindnet, whose image is not in the
-            // bundle.
-            "--cni=bridge".into(),
-            format!("--subnet={}", s.subnet),
-            format!("--cpus={}", s.cpus),
-            format!("--memory={}", s.memory_mb),
-            "--interactive=false".into(),
-            "--wait=apiserver,system_pods,node_ready".into(),
-            "--alsologtostderr".into(),
-            "-v=1".into(),
-        ]
-    }
-
-    /// `minikube start` (see [`Self::start_args`]) to completion, `spawned` told its process id.
+    /// `minikube start` (see [`Setup::start_args`]) to completion, `spawned` told its process id.
     pub fn start(&self, limit: Duration, spawned: &dyn Fn(u32)) -> Result<String, RunError> {
-        let args = self.start_args();
+        let args = self.setup.start_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.run_watched(&args, limit, spawned)
     }
@@ -308,9 +342,44 @@ impl Minikube {
         Err(RunError::NotReady { profile: self.setup.profile.clone(), secs: limit.as_secs(), last: tail(&last, 20) })
     }
 
-    /// What podman holds of the profile: containers, networks, volumes.
+    /// Where the node's processes are on the host, for the race's memory figures.
+    pub fn node_process(&self) -> NodeProcess {
+        match self.setup.node {
+            NodeImage::Kic(_) => NodeProcess::Container(self.setup.profile.clone()),
+            NodeImage::Iso { .. } => NodeProcess::Pidfile(self.machine_dir().join("qemu.pid")),
+        }
+    }
+
+    /// minikube's directory of the profile's machine.
+    fn machine_dir(&self) -> PathBuf {
+        self.home.join("machines").join(&self.setup.profile)
+    }
+
+    /// The qemu processes that run the profile's machine (their command line names its
+    /// directory).
+    fn qemu_pids(&self) -> Vec<u32> {
+        let dir = self.machine_dir().display().to_string();
+        let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+        procs
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                    args.first().is_some_and(|a| a.windows(11).any(|w| w == b"qemu-system"))
+                        && args.iter().any(|a| String::from_utf8_lossy(a).contains(dir.as_str()))
+                })
+            })
+            .collect()
+    }
+
+    /// What the host holds of the profile: podman's containers, networks and volumes (kic), or
+    /// qemu processes (VM).
     pub fn leftovers(&self) -> Vec<String> {
         let p = &self.setup.profile;
+        if let NodeImage::Iso { .. } = self.setup.node {
+            return self.qemu_pids().into_iter().map(|pid| format!("qemu process {pid}")).collect();
+        }
         let mut left = Vec::new();
         let (_, c) = podman(&["ps", "-a", "--filter", &format!("label=name.minikube.sigs.k8s.io={p}"), "--format", "{{.Names}}"]);
         left.extend(c.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("container {l}")));
@@ -324,7 +393,7 @@ impl Minikube {
         left
     }
 
-    /// `minikube delete`, then nothing of the profile may be left in podman.
+    /// `minikube delete`, then nothing of the profile may be left in podman or qemu.
     pub fn delete(&self, limit: Duration) -> Result<(), RunError> {
         self.run(&["delete"], limit)?;
         let left = self.leftovers();
@@ -346,9 +415,14 @@ impl Drop for Minikube {
             if !self.leftovers().is_empty() {
                 let _ = self.run(&["delete"], Duration::from_secs(120));
             }
-            let _ = podman(&["rm", "-f", "-v", &p]);
-            let _ = podman(&["network", "rm", "-f", &p]);
-            let _ = podman(&["volume", "rm", "-f", &p]);
+            if let NodeImage::Kic(_) = self.setup.node {
+                let _ = podman(&["rm", "-f", "-v", &p]);
+                let _ = podman(&["network", "rm", "-f", &p]);
+                let _ = podman(&["volume", "rm", "-f", &p]);
+            }
+            for pid in self.qemu_pids() {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
         }
         if self.built_image {
             let _ = podman(&["rmi", "-f", &self.setup.image]);
@@ -400,144 +474,23 @@ pub fn containers_conf_text() -> String {
     format!("[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\n[engine]\nruntime = \"runc\"\n")
 }
 
+/// The first executable `name` in the directories of `path`.
+fn on_path(name: &str, path: &str) -> Option<PathBuf> {
+    std::env::split_paths(path).map(|d| d.join(name)).find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// A `qemu-system-*` that runs `real` with every `kvm` argument (minikube's `-accel kvm`) made
+/// `tcg`.
+fn tcg_shim(real: &Path) -> String {
+    format!(
+        "#!/bin/sh\n# this host's KVM does not run guests: minikube's -accel kvm becomes tcg\nfor a; do shift; if [ \"$a\" = kvm ]; then set -- \"$@\" tcg; else set -- \"$@\" \"$a\"; fi; done\nexec '{}' \"$@\"\n",
+        real.display()
+    )
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
-}
-
-/// The pid of the podman container's conmon (the parent of its init), if it runs.
-pub fn conmon_pid(name: &str) -> Option<u32> {
-    let (ok, text) = podman(&["container", "inspect", "--format", "{{.State.ConmonPid}}", name]);
-    text.trim().parse().ok().filter(|p| ok && *p != 0 && is_conmon(*p))
-}
-
-fn is_conmon(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains("(conmon)"))
-}
-
-/// One process of `/proc`: its parent and resident bytes.
-struct Proc {
-    pid: u32,
-    ppid: u32,
-    rss: u64,
-}
-
-fn page_size() -> u64 {
-    // The kernel's page size, as /proc/self/smaps reports it (4 KiB when unreadable).
-    std::fs::read_to_string("/proc/self/smaps")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("KernelPageSize:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())).flatten())
-        .map_or(4096, |kb| kb * 1024)
-}
-
-fn processes(page: u64) -> Vec<Proc> {
-    let mut v = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return v };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let base = e.path();
-        let Ok(stat) = std::fs::read_to_string(base.join("stat")) else { continue };
-        // `pid (comm) state ppid ...`: comm may hold spaces, so split after the last ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
-        let ppid = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let rss =
-            std::fs::read_to_string(base.join("statm")).ok().and_then(|s| s.split_whitespace().nth(1).and_then(|r| r.parse::<u64>().ok())).unwrap_or(0) * page;
-        v.push(Proc { pid, ppid, rss });
-    }
-    v
-}
-
-/// The sum of the RSS of `roots` and all their descendants.
-fn tree_rss(procs: &[Proc], roots: &[u32]) -> u64 {
-    let mut tree: std::collections::HashSet<u32> = roots.iter().copied().filter(|p| *p != 0).collect();
-    // Parents may come after children in /proc's order: repeat until stable.
-    loop {
-        let before = tree.len();
-        for p in procs {
-            if tree.contains(&p.ppid) {
-                tree.insert(p.pid);
-            }
-        }
-        if tree.len() == before {
-            break;
-        }
-    }
-    procs.iter().filter(|p| tree.contains(&p.pid)).map(|p| p.rss).sum()
-}
-
-/// The host memory one side of the race uses, sampled every 250 ms on its own thread: the sum
-/// of the resident set sizes (RSS) of the command's process and all its descendants (minikube
-/// and the podman, ssh, kubectl it runs; for the launcher, the process it runs in and what it
-/// runs) plus the node container's conmon and all its descendants (the container's init and
-/// every process of the node: systemd, containerd, the kubelet, the control plane). The peak
-/// of those sums. Shared pages count once per process that maps them, for both sides alike.
-pub struct Sampler {
-    root: Arc<AtomicU32>,
-    peak: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Sampler {
-    /// Sampling starts at once for the process tree of `root` (0: none yet, see
-    /// [`Self::set_root`]) and the podman container `container` (its conmon looked up every
-    /// second until it runs).
-    pub fn start(root: u32, container: &str) -> Sampler {
-        let (r, peak, stop) = (Arc::new(AtomicU32::new(root)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
-        let (r2, p2, s2, name) = (r.clone(), peak.clone(), stop.clone(), container.to_string());
-        let thread = std::thread::spawn(move || {
-            let page = page_size();
-            let mut conmon: Option<u32> = None;
-            let mut looked = Instant::now() - Duration::from_secs(10);
-            while !s2.load(Ordering::Relaxed) {
-                if conmon.is_some_and(|p| !is_conmon(p)) {
-                    conmon = None;
-                }
-                if conmon.is_none() && looked.elapsed() >= Duration::from_secs(1) {
-                    conmon = conmon_pid(&name);
-                    looked = Instant::now();
-                }
-                let sum = tree_rss(&processes(page), &[r2.load(Ordering::Relaxed), conmon.unwrap_or(0)]);
-                p2.fetch_max(sum, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        });
-        Sampler { root: r, peak, stop, thread: Some(thread) }
-    }
-
-    /// The command's process, once it runs.
-    pub fn set_root(&self, pid: u32) {
-        self.root.store(pid, Ordering::Relaxed);
-    }
-
-    /// Stop sampling: the peak, in bytes.
-    pub fn finish(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.peak.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// The memory the node's processes use now: the sum of the RSS of every process of the running
-/// podman container `name` (its init and all descendants: systemd, containerd, the kubelet, the
-/// control plane's containers), conmon not counted. `None` if the container does not run.
-///
-/// Not the memory cgroup of the container's init: on this cgroup v1 host (the node in the host's
-/// cgroup namespace) that one held about 3 MB at Ready, the node's services being in other
-/// cgroups.
-pub fn guest_memory(name: &str) -> Option<u64> {
-    let conmon = conmon_pid(name)?;
-    let procs = processes(page_size());
-    let own = procs.iter().find(|p| p.pid == conmon).map_or(0, |p| p.rss);
-    Some(tree_rss(&procs, &[conmon]).saturating_sub(own))
 }
 
 #[cfg(test)]
@@ -545,11 +498,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_sampler_counts_this_process() {
-        let s = Sampler::start(std::process::id(), "no-such-container-of-this-test");
-        std::thread::sleep(Duration::from_millis(400));
-        let peak = s.finish();
-        assert!(peak > 1 << 20, "{peak}");
+    fn the_tcg_shim_turns_kvm_into_tcg_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let shim = dir.path().join("qemu-system-x86_64");
+        std::fs::write(&shim, tcg_shim(Path::new("/bin/echo"))).unwrap();
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new(&shim).args(["-accel", "kvm", "-name", "a b", "-cpu", "host"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "-accel tcg -name a b -cpu host\n");
+        assert_eq!(on_path("qemu-system-x86_64", &dir.path().display().to_string()), Some(shim));
+        assert_eq!(on_path("no-such-program-here", &dir.path().display().to_string()), None);
+    }
+
+    #[test]
+    fn the_start_flags_follow_the_node_image() {
+        let mut s = Setup::new("p", "/mk".into(), "/sp.tar".into(), NodeImage::Kic("/k.tar".into()), "/c".into(), Arch::X86_64, "v1.34.4");
+        let a = s.start_args();
+        assert!(a.contains(&"--driver=podman".to_string()) && a.iter().any(|x| x.starts_with("--base-image=")), "{a:?}");
+        s.node = NodeImage::Iso { iso: "/o/minikube.iso".into(), tcg: true };
+        let a = s.start_args();
+        assert!(a.contains(&"--driver=qemu2".to_string()) && a.contains(&"--iso-url=file:///o/minikube.iso".to_string()), "{a:?}");
+        assert!(!a.iter().any(|x| x.starts_with("--base-image") || x.starts_with("--subnet")), "{a:?}");
     }
 
     #[test]

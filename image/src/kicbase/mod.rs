@@ -95,12 +95,15 @@ pub struct KicbaseOptions {
 pub struct ArchTarget {
     pub arch: Arch,
     pub extra_files: BTreeMap<String, (Vec<u8>, u32)>,
+    /// Go programs of ours built for it (crictl): installed with the extra files, and listed in
+    /// its SBOM with their modules.
+    pub go_binaries: Vec<crate::gobin::GoBinary>,
 }
 
 impl ArchTarget {
     /// `arch` with nothing added to the options' extra files.
     pub fn new(arch: Arch) -> Self {
-        ArchTarget { arch, extra_files: BTreeMap::new() }
+        ArchTarget { arch, extra_files: BTreeMap::new(), go_binaries: Vec::new() }
     }
 }
 
@@ -183,6 +186,7 @@ fn build_arch(spec: &Spec, opts: &assemble::Options, k: &KicbaseOptions, store: 
     spec.source.arch = t.arch;
     let mut opts = opts.clone();
     opts.extra_files.extend(t.extra_files.iter().map(|(k, v)| (k.clone(), v.clone())));
+    opts.extra_files.extend(t.go_binaries.iter().map(|b| (b.path.clone(), (b.bytes.clone(), 0o755))));
     let t0 = Instant::now();
     let asm = assemble::assemble(&spec, &opts)?;
     let unpacked_bytes = asm.tree.content_bytes();
@@ -197,7 +201,7 @@ fn build_arch(spec: &Spec, opts: &assemble::Options, k: &KicbaseOptions, store: 
     let image = oci::build_image(store, layers, &cfg, &meta)?;
     let (package_list, sbom) = side_paths(&k.out, t.arch);
     write_atomic(&package_list, assemble::package_list(&asm.packages).as_bytes())?;
-    write_atomic(&sbom, &sbom_cyclonedx(&meta, &spec.source.suite, &asm.packages))?;
+    write_atomic(&sbom, &sbom_cyclonedx(&meta, &spec.source.suite, &asm.packages, &t.go_binaries))?;
     let layers_time = t1.elapsed();
     Ok(ArchBuild { arch: t.arch, image, packages: asm.packages, package_list, sbom, unpacked_bytes, cached_layers, assemble_time, layers_time })
 }

@@ -6,12 +6,20 @@ use platform::Arch;
 
 use crate::assemble::Installed;
 use crate::oci::ImageMeta;
-use crate::sbom::{Component, Subject};
+use crate::sbom::{Component, GoBinary, Subject};
 
-/// The image's CycloneDX 1.5 SBOM ([`crate::sbom`]): the container image as the subject.
-pub fn sbom_cyclonedx(meta: &ImageMeta, suite: &str, packages: &[Installed]) -> Vec<u8> {
+/// The image's CycloneDX 1.5 SBOM ([`crate::sbom`]): the container image as the subject, its
+/// Debian packages, then our Go programs (crictl) and their modules.
+pub fn sbom_cyclonedx(meta: &ImageMeta, suite: &str, packages: &[Installed], go_binaries: &[GoBinary]) -> Vec<u8> {
     let subject = Subject { kind: "container", bom_ref: meta.reference(), name: &meta.name, version: &meta.tag, revision: &meta.revision, epoch: meta.epoch };
-    let components: Vec<Component> = packages.iter().map(|package| Component::Deb { package, role: None }).collect();
+    let binaries: Vec<crate::sbom::Binary> = go_binaries.iter().map(GoBinary::as_binary).collect();
+    let modules = crate::sbom::merge(go_binaries.iter().map(|b| b.modules.as_slice()));
+    let components: Vec<Component> = packages
+        .iter()
+        .map(|package| Component::Deb { package, role: None })
+        .chain(binaries.iter().map(Component::Binary))
+        .chain(modules.iter().map(Component::Go))
+        .collect();
     crate::sbom::cyclonedx(&subject, suite, &components)
 }
 

@@ -6,19 +6,32 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The artifact's SHA-256, checked against the statement's subject (read from `provenance`).
+/// The artifact's SHA-256, checked against the statement's subject (read from `provenance`),
+/// and every other subject's (the files of a bundle), each beside the artifact. The first file
+/// that differs is the error.
 pub fn artifact(artifact: &Path, statement: &Statement, provenance: &Path) -> Result<String, ProvenanceError> {
-    let (actual, _) = pki::digest::sha256_file(artifact).map_err(|source| ProvenanceError::Io { path: artifact.to_path_buf(), source })?;
-    let recorded = statement.subject_sha256().unwrap_or_default();
-    if actual != recorded {
-        return Err(ProvenanceError::DigestMismatch {
+    let name = artifact.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let subjects = statement.subjects();
+    if !subjects.iter().any(|s| s.name == name) {
+        return Err(ProvenanceError::NotASubject {
             artifact: artifact.to_path_buf(),
             provenance: provenance.to_path_buf(),
-            recorded: recorded.to_string(),
-            actual,
+            subjects: subjects.into_iter().map(|s| s.name).collect(),
         });
     }
-    Ok(actual)
+    let dir = artifact.parent().unwrap_or(Path::new("."));
+    let mut mine = String::new();
+    for s in subjects {
+        let file = dir.join(&s.name);
+        let (actual, _) = pki::digest::sha256_file(&file).map_err(|source| ProvenanceError::Io { path: file.clone(), source })?;
+        if actual != s.sha256 {
+            return Err(ProvenanceError::DigestMismatch { artifact: file, provenance: provenance.to_path_buf(), recorded: s.sha256, actual });
+        }
+        if s.name == name {
+            mine = actual;
+        }
+    }
+    Ok(mine)
 }
 
 /// The tree and machine as they are now, for [`inputs`].

@@ -14,6 +14,8 @@ pub const RUST_TOOLS: [&str; 2] = ["rustc", "cargo"];
 pub const ISO_TOOLS: [&str; 3] = ["mksquashfs", "depmod", "grub-mkimage"];
 /// The linker of the arm64 guest binaries (cross-built on amd64).
 pub const ARM64_LINKER: &str = "aarch64-linux-gnu-gcc";
+/// The Go toolchain, whose output is the Kubernetes bundle's binaries.
+pub const GO: &str = "go";
 
 /// `git` in `dir`: its trimmed standard output, or an error naming the command and its stderr.
 fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
@@ -70,6 +72,11 @@ pub fn spec_files(spec: &Spec, root: &Path) -> Vec<PathBuf> {
         files.push(lock);
     }
     files.push(root.join("Cargo.lock"));
+    relative(root, &files)
+}
+
+/// `files` normalized, relative to `root` where they are under it, sorted, without repeats.
+pub fn relative(root: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = files
         .iter()
         .map(|f| {
@@ -98,15 +105,19 @@ pub fn materials(root: &Path, files: &[PathBuf]) -> Result<Vec<Material>, Proven
         .collect()
 }
 
-/// The first line `tool` prints about its version (`mksquashfs -version`, the others
-/// `--version`); `cargo` is the one that runs this build when cargo says so (`$CARGO`). A tool
+/// The first line `tool` prints about its version (`mksquashfs -version`, `go version`, the
+/// others `--version`); `cargo` is the one that runs this build when cargo says so (`$CARGO`). A tool
 /// that cannot be run is an error naming it.
 pub fn tool_version(tool: &str) -> Result<String, ProvenanceError> {
     let program = match (tool, std::env::var_os("CARGO")) {
         ("cargo", Some(c)) => PathBuf::from(c),
         _ => PathBuf::from(tool),
     };
-    let flag = if tool == "mksquashfs" { "-version" } else { "--version" };
+    let flag = match tool {
+        "mksquashfs" => "-version",
+        GO => "version",
+        _ => "--version",
+    };
     let o = Command::new(&program).arg(flag).output().map_err(|e| ProvenanceError::Collect(format!("run `{tool} {flag}` for the provenance: {e}")))?;
     let text = String::from_utf8_lossy(&o.stdout);
     let line = text.lines().next().unwrap_or_default().trim().to_string();

@@ -41,6 +41,8 @@ pub enum ProvenanceError {
     Parse { path: PathBuf, message: String },
     #[error("{artifact}: its SHA-256 is {actual}, but its provenance {provenance} records {recorded}: the artifact is not the one that was built")]
     DigestMismatch { artifact: PathBuf, provenance: PathBuf, recorded: String, actual: String },
+    #[error("{artifact}: not a subject of its provenance {provenance} (it names {})", subjects.join(", "))]
+    NotASubject { artifact: PathBuf, provenance: PathBuf, subjects: Vec<String> },
     #[error("provenance {provenance} does not match the tree as it is now:\n  {}", differences.join("\n  "))]
     Inputs { provenance: PathBuf, differences: Vec<String> },
     #[error("{0}")]
@@ -143,9 +145,16 @@ pub fn provenance_path(artifact: &Path) -> PathBuf {
     artifact.with_extension("provenance.json")
 }
 
+/// A file the statement is about: its name (relative to the statement's directory) and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub name: String,
+    pub sha256: String,
+}
+
 impl Inputs {
-    /// The statement for an artifact named `name` whose SHA-256 is `sha256`.
-    pub fn statement(&self, name: &str, sha256: &str) -> Statement {
+    /// The statement for the artifact's files, `subjects`.
+    pub fn statement(&self, subjects: &[Subject]) -> Statement {
         let mut deps = Vec::new();
         if let Source::Git { commit, dirty } = &self.source {
             deps.push(ResourceDescriptor {
@@ -163,11 +172,14 @@ impl Inputs {
         }));
         Statement {
             statement_type: STATEMENT_TYPE.into(),
-            subject: vec![ResourceDescriptor {
-                name: name.into(),
-                digest: BTreeMap::from([("sha256".to_string(), sha256.to_string())]),
-                annotations: BTreeMap::new(),
-            }],
+            subject: subjects
+                .iter()
+                .map(|s| ResourceDescriptor {
+                    name: s.name.clone(),
+                    digest: BTreeMap::from([("sha256".to_string(), s.sha256.clone())]),
+                    annotations: BTreeMap::new(),
+                })
+                .collect(),
             predicate_type: PREDICATE_TYPE.into(),
             predicate: Predicate {
                 build_definition: BuildDefinition {
@@ -190,9 +202,14 @@ impl Statement {
         v
     }
 
-    /// The subject's SHA-256 (the one subject we write).
-    pub fn subject_sha256(&self) -> Option<&str> {
-        self.subject.first().and_then(|s| s.digest.get("sha256")).map(String::as_str)
+    /// The subjects: each file's name (relative to the statement's directory) and SHA-256.
+    pub fn subjects(&self) -> Vec<Subject> {
+        self.subject.iter().map(|s| Subject { name: s.name.clone(), sha256: s.digest.get("sha256").cloned().unwrap_or_default() }).collect()
+    }
+
+    /// The SHA-256 of the subject named `name`.
+    pub fn subject_sha256(&self, name: &str) -> Option<&str> {
+        self.subject.iter().find(|s| s.name == name).and_then(|s| s.digest.get("sha256")).map(String::as_str)
     }
 
     /// The recorded source: the `source` dependency's commit and dirty flag.
@@ -232,8 +249,14 @@ impl Statement {
         if s.predicate_type != PREDICATE_TYPE {
             return Err(perr(format!("predicateType is {:?}, not {PREDICATE_TYPE:?}", s.predicate_type)));
         }
-        if s.subject.len() != 1 || s.subject_sha256().is_none_or(|d| d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return Err(perr("subject: expected one artifact with a sha256 digest of 64 hex digits".into()));
+        if s.subject.is_empty() {
+            return Err(perr("subject: empty, expected the artifact's files".into()));
+        }
+        for (i, sub) in s.subjects().iter().enumerate() {
+            let safe = !sub.name.is_empty() && !Path::new(&sub.name).is_absolute();
+            if !safe || sub.sha256.len() != 64 || !sub.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(perr(format!("subject[{i}] {:?}: expected a relative file name with a sha256 digest of 64 hex digits", sub.name)));
+            }
         }
         Ok(s)
     }
@@ -242,10 +265,25 @@ impl Statement {
 /// Write the provenance of `artifact` beside it ([`provenance_path`]), atomically; the
 /// artifact's SHA-256 is read from the file as it is. Returns the provenance's path.
 pub fn write(artifact: &Path, inputs: &Inputs) -> Result<PathBuf, ProvenanceError> {
-    let (sha256, _) = pki::digest::sha256_file(artifact).map_err(|source| ProvenanceError::Io { path: artifact.to_path_buf(), source })?;
     let name = artifact.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    write_files(artifact, &[name], inputs)
+}
+
+/// Write the provenance of an artifact of several files beside `artifact` (the file that names
+/// the others, the bundle's `bundle.json`): one subject per file of `names`, each relative to
+/// the artifact's directory and hashed as it is. Returns the provenance's path.
+pub fn write_files(artifact: &Path, names: &[String], inputs: &Inputs) -> Result<PathBuf, ProvenanceError> {
+    let dir = artifact.parent().unwrap_or(Path::new("."));
+    let subjects = names
+        .iter()
+        .map(|name| {
+            let file = dir.join(name);
+            let (sha256, _) = pki::digest::sha256_file(&file).map_err(|source| ProvenanceError::Io { path: file.clone(), source })?;
+            Ok(Subject { name: name.clone(), sha256 })
+        })
+        .collect::<Result<Vec<_>, ProvenanceError>>()?;
     let path = provenance_path(artifact);
-    let bytes = inputs.statement(&name, &sha256).to_bytes();
+    let bytes = inputs.statement(&subjects).to_bytes();
     pki::atomic::write_atomic(&path, &bytes, 0o644).map_err(|source| ProvenanceError::Io { path: path.clone(), source })?;
     Ok(path)
 }

@@ -78,8 +78,9 @@ pub fn is_missing(e: &KicError) -> bool {
 pub enum Privileges {
     /// `--privileged` (what minikube does).
     Privileged,
-    /// `--cap-add ALL --cap-drop SYS_RESOURCE` (dockerd where `--privileged` fails with
-    /// `unable to apply caps`), plus access to all devices is not granted.
+    /// `--cap-add ALL --cap-drop SYS_RESOURCE` and /proc unmasked (`systempaths=unconfined`;
+    /// podman: `unmask=ALL`), for dockerd where `--privileged` fails with `unable to apply caps`.
+    /// Access to all devices is not granted.
     AllCaps,
 }
 
@@ -152,9 +153,16 @@ impl KicConfig {
         let mut a: Vec<String> = vec!["-d".into(), "-t".into()];
         match self.privileges {
             Privileges::Privileged => a.push("--privileged".into()),
-            // Without --privileged /proc/sys is read-only: the one namespaced sysctl pod
-            // networking needs is set by the engine.
-            Privileges::AllCaps => a.extend(["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--sysctl", "net.ipv4.ip_forward=1"].map(String::from)),
+            // Without --privileged the engine masks parts of /proc and mounts /proc/sys
+            // read-only. The kubelet's container manager writes vm.overcommit_memory,
+            // kernel.panic and kernel.panic_on_oops when they differ from what it wants, and
+            // refuses to start on a read-only /proc/sys: unmask, as --privileged does (those
+            // sysctls are the host kernel's, under minikube's --privileged node as here). The
+            // namespaced one pod networking needs is also set by the engine.
+            Privileges::AllCaps => {
+                let unmask = if self.engine.is_docker() { "systempaths=unconfined" } else { "unmask=ALL" };
+                a.extend(["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", unmask, "--sysctl", "net.ipv4.ip_forward=1"].map(String::from))
+            }
         }
         a.extend(["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"].map(String::from));
         for t in ["/tmp", "/run", "/run/lock"] {
@@ -517,6 +525,17 @@ mod tests {
             assert!(a.contains(want), "{want:?} missing from {a}");
         }
         assert!(a.ends_with("kicbase:v1"));
+    }
+
+    #[test]
+    fn all_caps_unmasks_proc_for_the_kubelet() {
+        for (engine, unmask) in [(Engine::docker(), "systempaths=unconfined"), (Engine::podman(), "unmask=ALL")] {
+            let mut c = KicConfig::new(engine, "p1", "kicbase:v1", "/t");
+            c.privileges = Privileges::AllCaps;
+            let a = c.run_args().join(" ");
+            assert!(!a.contains("--privileged"), "{a}");
+            assert!(a.contains(&format!("--cap-add ALL --cap-drop SYS_RESOURCE --security-opt {unmask} ")), "{a}");
+        }
     }
 
     #[test]
