@@ -113,6 +113,20 @@ fn docker_without_cri_dockerd_uses_dockers_own_units_and_socket() {
 }
 
 #[test]
+fn a_socket_whose_daemon_is_not_up_yet_is_waited_for() {
+    // docker.socket listens before dockerd answers: `docker version` fails (or times out) until
+    // it is up, and the step keeps asking within its socket timeout instead of failing.
+    let a = start();
+    let mut c = a.client();
+    a.host.creates("systemctl restart", &a.path("/run/docker.sock"));
+    a.host.answer("docker version", "20.10.24\n", 0);
+    a.host.answer_first(2, "docker version", "", 1);
+    let r = c.runtime(&runtime_request(Runtime::Docker)).unwrap();
+    assert_eq!(r.version, "20.10.24");
+    assert_eq!(a.host.commands().iter().filter(|c| c.starts_with("docker version")).count(), 3);
+}
+
+#[test]
 fn modprobe_failure_is_fatal_only_when_the_kernel_lacks_the_module() {
     let a = start();
     let mut c = a.client();

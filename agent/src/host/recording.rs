@@ -51,6 +51,8 @@ struct Rule {
     stdout: String,
     exit_code: i32,
     creates: Option<PathBuf>,
+    /// How many more commands the rule answers (`None`: all of them).
+    uses: Option<usize>,
 }
 
 /// Test double for [`Host`]: records every command line and answers it from the rules, keeps the
@@ -89,6 +91,19 @@ impl RecordingHost {
             stdout: stdout.to_string(),
             exit_code,
             creates: None,
+            uses: None,
+        });
+    }
+
+    /// Like [`RecordingHost::answer`], for the next `times` matching commands only; later ones
+    /// fall through to the earlier rules (a daemon that is not up yet, then is).
+    pub fn answer_first(&self, times: usize, prefix: &str, stdout: &str, exit_code: i32) {
+        self.rules.lock().unwrap().push(Rule {
+            prefix: prefix.split_whitespace().map(str::to_string).collect(),
+            stdout: stdout.to_string(),
+            exit_code,
+            creates: None,
+            uses: Some(times),
         });
     }
 
@@ -99,6 +114,7 @@ impl RecordingHost {
             stdout: String::new(),
             exit_code: 0,
             creates: Some(path.to_path_buf()),
+            uses: None,
         });
     }
 
@@ -116,11 +132,14 @@ impl RecordingHost {
 impl Host for RecordingHost {
     fn run(&self, argv: &[&str], _stdin: Option<&[u8]>, _timeout: Duration) -> Result<ProcessOutput, HostError> {
         self.commands.lock().unwrap().push(argv.join(" "));
-        let rules = self.rules.lock().unwrap();
+        let mut rules = self.rules.lock().unwrap();
         let mut out = None;
         // The last matching rule wins, so tests can override earlier answers.
-        for rule in rules.iter().rev() {
-            if rule.prefix.len() <= argv.len() && rule.prefix.iter().zip(argv).all(|(a, b)| a == b) {
+        for rule in rules.iter_mut().rev() {
+            if rule.uses != Some(0) && rule.prefix.len() <= argv.len() && rule.prefix.iter().zip(argv).all(|(a, b)| a == b) {
+                if let Some(n) = &mut rule.uses {
+                    *n -= 1;
+                }
                 if let Some(p) = &rule.creates {
                     if let Some(d) = p.parent() {
                         let _ = std::fs::create_dir_all(d);

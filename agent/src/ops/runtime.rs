@@ -78,6 +78,20 @@ fn version_command(runtime: Runtime) -> &'static [&'static str] {
     }
 }
 
+/// The runtime's version, asked until `deadline` (each try gets at least 30 s). A socket that
+/// exists is not yet a daemon that answers: docker's is socket-activated, so `docker version`
+/// waits for dockerd to come up, which on a loaded node can take longer than one try.
+fn version_by(host: &dyn crate::host::Host, runtime: Runtime, deadline: Instant) -> Result<crate::process::ProcessOutput, OpError> {
+    loop {
+        let budget = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(30));
+        match run_ok(host, version_command(runtime), None, budget) {
+            Ok(out) => return Ok(out),
+            Err(_) if Instant::now() + Duration::from_secs(1) < deadline => std::thread::sleep(Duration::from_millis(500)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 fn wait_for(path: PathBuf, timeout: Duration) -> Result<(), OpError> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
@@ -224,11 +238,12 @@ pub fn apply_in(node: &Node, req: &RuntimeRequest, deferred: Option<&mut super::
         }
     }
     let timeout = Duration::from_secs(req.socket_timeout_secs.unwrap_or(60));
+    let deadline = Instant::now() + timeout;
     wait_for(socket, timeout)?;
     match std::fs::remove_file(&pending) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(OpError::io(&pending, e)),
         _ => {}
     }
-    let out = run_ok(host, version_command(req.runtime), None, Duration::from_secs(30))?;
+    let out = version_by(host, req.runtime, deadline)?;
     Ok(RuntimeResponse { changed, socket: socket_path.to_string(), version: String::from_utf8_lossy(&out.stdout).trim().to_string() })
 }
