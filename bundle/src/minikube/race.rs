@@ -100,7 +100,7 @@ pub fn race(a: &mut dyn Contender, b: &mut dyn Contender, runs: usize, out: &mut
             let round = one(c, run);
             let deleted = c.delete();
             let r = round?;
-            deleted.map_err(|source| RaceError::Step { contender: c.name().to_string(), run, step: "delete", source })?;
+            // The round's figures are printed before a failed delete is reported.
             out(&format!(
                 "run {run} {:<14} start -> Ready {:6.1} s (peak host {:5.0} MB, guest {:5.0} MB at Ready); restart -> Ready {:6.1} s (peak host {:5.0} MB, guest {:5.0} MB)",
                 c.name(),
@@ -111,6 +111,7 @@ pub fn race(a: &mut dyn Contender, b: &mut dyn Contender, runs: usize, out: &mut
                 mb(r.restart_peak),
                 mb(r.restart_guest)
             ));
+            deleted.map_err(|source| RaceError::Step { contender: c.name().to_string(), run, step: "delete", source })?;
             res.rounds[i].push(r);
         }
     }

@@ -393,17 +393,26 @@ impl Minikube {
         left
     }
 
-    /// `minikube delete`, then nothing of the profile may be left in podman or qemu.
+    /// `minikube delete`, then nothing of the profile may be left in podman or qemu. A VM's
+    /// qemu may still be exiting when the command returns: it has [`QEMU_EXIT`] to go.
     pub fn delete(&self, limit: Duration) -> Result<(), RunError> {
         self.run(&["delete"], limit)?;
-        let left = self.leftovers();
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(RunError::Leftovers { profile: self.setup.profile.clone(), what: "after `minikube delete`", items: left })
+        let since = std::time::Instant::now();
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() {
+                return Ok(());
+            }
+            if since.elapsed() > QEMU_EXIT {
+                return Err(RunError::Leftovers { profile: self.setup.profile.clone(), what: "after `minikube delete`", items: left });
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 }
+
+/// How long a VM's qemu may take to exit after `minikube delete` returned.
+pub const QEMU_EXIT: Duration = Duration::from_secs(60);
 
 impl Drop for Minikube {
     fn drop(&mut self) {
