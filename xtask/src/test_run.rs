@@ -79,7 +79,11 @@ fn descendants(pid: u32) -> Vec<u32> {
 pub fn build_tests(args: &[String]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let options = args.iter().take_while(|a| *a != "--");
-    let status = std::process::Command::new(cargo).args(["test", "--workspace", "--no-run"]).args(options).status().context("run cargo test --no-run")?;
+    let status = std::process::Command::new(cargo)
+        .args(["test", "--workspace", "--no-run"])
+        .args(options)
+        .status()
+        .context("run cargo test --no-run")?;
     if !status.success() {
         bail!("building the tests failed (cargo test --workspace --no-run: {status})");
     }
