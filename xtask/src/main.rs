@@ -390,28 +390,19 @@ pub fn options(common: &CommonArgs) -> Result<image::assemble::Options> {
 
 fn test(args: Vec<String>) -> Result<()> {
     test_run::preflight()?;
-    // The Go builds (Kubernetes, minikube, syft) run beside the Rust ones (the images' guest
-    // binaries, then the test binaries): each alone leaves a core idle at times.
-    test_run::side_by_side(go_tools, || {
-        iso(IsoArgs::parse_from(["iso"])).context("building out/minikube.iso for the end-to-end tests")?;
-        iso(IsoArgs::parse_from(["iso", "--arch", "arm64"])).context("building out/minikube-arm64.iso for the end-to-end tests")?;
-        #[derive(Parser)]
-        struct K {
-            #[command(flatten)]
-            k: kicbase::KicbaseArgs,
-        }
-        // Both architectures in one archive: every kicbase test loads it through the engine's
-        // pick of the host's architecture.
-        kicbase::run(K::parse_from(["kicbase", "--arch", "amd64,arm64"]).k).context("building out/kicbase.tar (amd64 and arm64) for the end-to-end tests")?;
-        test_run::build_tests(&args)
-    })?;
-    test_run::cargo_test(&args, &std::fs::canonicalize("out/minikube.iso")?, &std::fs::canonicalize("out/minikube-arm64.iso")?)
-}
-
-/// What the end-to-end tests need from Go modules, built in turn.
-fn go_tools() -> Result<()> {
-    // Kubernetes into the launcher's cache: the real clusters' binaries and images
-    // (e2e::kubernetes_bundle finds it there).
+    let iso_args = IsoArgs::parse_from(["iso"]);
+    iso(iso_args).context("building out/minikube.iso for the end-to-end tests")?;
+    iso(IsoArgs::parse_from(["iso", "--arch", "arm64"])).context("building out/minikube-arm64.iso for the end-to-end tests")?;
+    #[derive(Parser)]
+    struct K {
+        #[command(flatten)]
+        k: kicbase::KicbaseArgs,
+    }
+    // Both architectures in one archive: every kicbase test loads it through the engine's pick
+    // of the host's architecture.
+    kicbase::run(K::parse_from(["kicbase", "--arch", "amd64,arm64"]).k).context("building out/kicbase.tar (amd64 and arm64) for the end-to-end tests")?;
+    // Kubernetes from its Go modules, into the launcher's cache: the real clusters' binaries and
+    // images (e2e::kubernetes_bundle finds it there).
     #[derive(Parser)]
     struct B {
         #[command(flatten)]
@@ -426,7 +417,8 @@ fn go_tools() -> Result<()> {
     }
     minikube::run(M::parse_from(["minikube"]).m).context("building minikube (out/tools/minikube) for the end-to-end tests")?;
     // The outside scanner the SBOMs are checked with (e2e/tests/outside_sbom.rs).
-    syft().context("building syft (out/tools/syft) for the end-to-end tests")
+    syft().context("building syft (out/tools/syft) for the end-to-end tests")?;
+    test_run::cargo_test(&args, &std::fs::canonicalize("out/minikube.iso")?, &std::fs::canonicalize("out/minikube-arm64.iso")?)
 }
 
 /// `cargo xtask syft`: syft from its pinned module into out/tools/ (`bundle::syft`).

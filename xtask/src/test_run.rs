@@ -75,35 +75,6 @@ fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
-/// `cargo test --workspace --no-run` with `args`' build options (those before `--`).
-pub fn build_tests(args: &[String]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let options = args.iter().take_while(|a| *a != "--");
-    let status = std::process::Command::new(cargo)
-        .args(["test", "--workspace", "--no-run"])
-        .args(options)
-        .status()
-        .context("run cargo test --no-run")?;
-    if !status.success() {
-        bail!("building the tests failed (cargo test --workspace --no-run: {status})");
-    }
-    Ok(())
-}
-
-/// `beside` on a thread of its own while `here` runs on this one; both must succeed. For builds
-/// that each leave a core idle at times (downloads, links, one crate or package at a time).
-pub fn side_by_side(beside: impl FnOnce() -> Result<()> + Send, here: impl FnOnce() -> Result<()>) -> Result<()> {
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        let other = s.spawn(beside);
-        let mine = here();
-        let theirs = other.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the build beside panicked")));
-        mine.and(theirs)
-    })?;
-    println!("both builds done in {:.1?}", t.elapsed());
-    Ok(())
-}
-
 /// `cargo test --workspace ARGS`, killed with its whole process tree at the deadline, after
 /// printing that tree (what was still running is where it hung).
 pub fn cargo_test(args: &[String], iso: &Path, arm64_iso: &Path) -> Result<()> {
