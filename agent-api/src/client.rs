@@ -14,7 +14,7 @@
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
@@ -50,6 +50,47 @@ pub struct Client {
     config: Arc<ClientConfig>,
     conn: Option<Conn>,
     timeout: Duration,
+    /// When the connection last carried a request or an answer.
+    used_at: Instant,
+}
+
+/// A connection idle for longer than this is not reused: the agent closes idle connections after
+/// [`http::IDLE_CLOSE`], and one it is closing as a request goes out fails that request.
+const REUSE_WITHIN: Duration = Duration::from_secs(http::IDLE_CLOSE.as_secs() / 2);
+
+/// Whether `e` says the connection went away under the request (closed, reset, or cut without
+/// TLS's close_notify) rather than an answer or a timeout.
+fn connection_gone(e: &ClientError) -> bool {
+    let kind_gone = |e: &io::Error| matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe);
+    match e {
+        ClientError::Http(HttpError::Closed) => true,
+        ClientError::Http(HttpError::Io(io)) | ClientError::Io { source: io, .. } => kind_gone(io),
+        _ => false,
+    }
+}
+
+/// One request's line and framing.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    method: &'a str,
+    target: &'a str,
+    content_type: &'a str,
+    len: u64,
+    expect_continue: bool,
+}
+
+/// A request body reader that counts what it gave (a body not read at all can be sent again).
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    read: u64,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// Read/write limit of a request on an established connection.
@@ -78,7 +119,7 @@ impl Client {
 
     fn with_config_timeout(addr: SocketAddr, server_name: &str, config: Arc<ClientConfig>, timeout: Duration) -> Result<Client, ClientError> {
         let server_name = ServerName::try_from(server_name.to_string()).map_err(|_| ClientError::ServerName(server_name.to_string()))?;
-        let mut c = Client { addr, server_name, config, conn: None, timeout };
+        let mut c = Client { addr, server_name, config, conn: None, timeout, used_at: Instant::now() };
         c.connection()?;
         Ok(c)
     }
@@ -100,6 +141,9 @@ impl Client {
     }
 
     fn connection(&mut self) -> Result<&mut Conn, ClientError> {
+        if self.conn.is_some() && self.used_at.elapsed() > REUSE_WITHIN {
+            self.conn = None;
+        }
         if self.conn.is_none() {
             let mut sock = TcpStream::connect_timeout(&self.addr, self.timeout.min(Duration::from_secs(30))).map_err(|e| self.io(e))?;
             sock.set_nodelay(true).map_err(|e| self.io(e))?;
@@ -110,21 +154,35 @@ impl Client {
                 tls.complete_io(&mut sock).map_err(|e| self.io(e))?;
             }
             self.conn = Some(BufReader::with_capacity(64 * 1024, StreamOwned::new(tls, sock)));
+            self.used_at = Instant::now();
         }
         Ok(self.conn.as_mut().expect("just connected"))
     }
 
     /// Send one request with a body of `len` bytes from `body` (after the server's go-ahead if
-    /// `expect_continue`); read the response head.
-    fn send(
-        &mut self,
-        method: &str,
-        target: &str,
-        content_type: &str,
-        body: &mut dyn Read,
-        len: u64,
-        expect_continue: bool,
-    ) -> Result<http::ResponseHead, ClientError> {
+    /// `expect_continue`); read the response head. A kept-alive connection that turns out to be
+    /// gone before the answer began is replaced and the request sent once more, when its body can
+    /// be given again (`replay`, or none of `body` read yet): every operation is idempotent.
+    fn send(&mut self, out: &Outgoing, body: &mut dyn Read, replay: Option<&[u8]>) -> Result<http::ResponseHead, ClientError> {
+        let reused = self.conn.is_some() && self.used_at.elapsed() <= REUSE_WITHIN;
+        let mut counted = Counted { inner: body, read: 0 };
+        let first = match replay {
+            Some(bytes) => self.send_once(out, &mut &bytes[..]),
+            None => self.send_once(out, &mut counted),
+        };
+        match first {
+            Err(ref e) if reused && connection_gone(e) && (replay.is_some() || counted.read == 0) => {
+                match replay {
+                    Some(bytes) => self.send_once(out, &mut &bytes[..]),
+                    None => self.send_once(out, counted.inner),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn send_once(&mut self, out: &Outgoing, body: &mut dyn Read) -> Result<http::ResponseHead, ClientError> {
+        let Outgoing { method, target, content_type, len, expect_continue } = *out;
         let host = self.addr.to_string();
         let addr = self.addr;
         let conn = self.connection()?;
@@ -149,8 +207,9 @@ impl Client {
             out.flush().map_err(io)?;
             Ok(http::read_response_head(conn)?)
         })();
-        if result.is_err() {
-            self.conn = None;
+        match result {
+            Ok(_) => self.used_at = Instant::now(),
+            Err(_) => self.conn = None,
         }
         result
     }
@@ -162,11 +221,18 @@ impl Client {
         match E::TRANSPORT {
             Transport::Json => {
                 let body = serde_json::to_vec(req)?;
-                self.send(E::METHOD, &target, "application/json", &mut body.as_slice(), body.len() as u64, false)
+                let out = Outgoing { method: E::METHOD, target: &target, content_type: "application/json", len: body.len() as u64, expect_continue: false };
+                self.send(&out, &mut io::empty(), Some(&body))
             }
             // Streamed uploads wait for the server's go-ahead: a refusal then costs no upload.
-            Transport::Upload => self.send(E::METHOD, &target, "application/octet-stream", upload, len, len > 0),
-            Transport::Query | Transport::Download => self.send(E::METHOD, &target, "application/json", &mut io::empty(), 0, false),
+            Transport::Upload => {
+                let out = Outgoing { method: E::METHOD, target: &target, content_type: "application/octet-stream", len, expect_continue: len > 0 };
+                self.send(&out, upload, None)
+            }
+            Transport::Query | Transport::Download => {
+                let out = Outgoing { method: E::METHOD, target: &target, content_type: "application/json", len: 0, expect_continue: false };
+                self.send(&out, &mut io::empty(), Some(&[]))
+            }
         }
     }
 
@@ -178,6 +244,7 @@ impl Client {
         if r.is_err() || !head.keep_alive {
             self.conn = None;
         }
+        self.used_at = Instant::now();
         r.map_err(|source| ClientError::Io { addr, source })?;
         Ok(buf)
     }

@@ -7,11 +7,18 @@ use std::io::{self, BufRead, Read, Write};
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Most header lines accepted.
 pub const MAX_HEADERS: usize = 64;
+/// How long the agent keeps an authenticated connection open with no request on it; the client
+/// reuses a connection only while it is well inside this (a server closing an idle connection
+/// as the client sends on it is the keep-alive race).
+pub const IDLE_CLOSE: std::time::Duration = std::time::Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("connection: {0}")]
     Io(#[from] io::Error),
+    /// The peer closed the connection (cleanly) before a response began.
+    #[error("connection closed before a response")]
+    Closed,
     #[error("malformed HTTP: {0}")]
     Malformed(String),
     #[error("HTTP head larger than {MAX_HEAD_BYTES} bytes")]
@@ -24,7 +31,7 @@ impl HttpError {
     /// The status to answer with, if the connection is still usable for an answer.
     pub fn status(&self) -> u16 {
         match self {
-            HttpError::Io(_) | HttpError::Malformed(_) => 400,
+            HttpError::Io(_) | HttpError::Closed | HttpError::Malformed(_) => 400,
             HttpError::HeadTooLarge => 431,
             HttpError::Unsupported(_) => 501,
         }
@@ -190,7 +197,7 @@ fn parse_request_lines(lines: &[String]) -> Result<RequestHead, HttpError> {
 
 /// Read and parse a response head.
 pub fn read_response_head(r: &mut impl BufRead) -> Result<ResponseHead, HttpError> {
-    let lines = read_head_lines(r)?.ok_or_else(|| HttpError::Malformed("connection closed before a response".into()))?;
+    let lines = read_head_lines(r)?.ok_or(HttpError::Closed)?;
     let mut parts = lines[0].splitn(3, ' ');
     let (version, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let http11 = match version {

@@ -57,7 +57,7 @@ impl Default for Limits {
             handshake_deadline: Duration::from_secs(5),
             grace: Duration::from_millis(500),
             max_authenticated: 64,
-            idle: Duration::from_secs(120),
+            idle: agent_api::http::IDLE_CLOSE,
             failure_delay: Duration::from_secs(2),
         }
     }

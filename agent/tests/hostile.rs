@@ -11,19 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::gate::Limits;
-use agent::host::RecordingHost;
-use agent::ops::Node;
-use agent::paths::GuestRoot;
-use agent::server::{Agent, Server};
-
-fn serve(pki: &common::Pki, root: &std::path::Path, limits: Limits) -> (std::net::SocketAddr, Arc<agent::gate::Gate>) {
-    let tls = agent::tls::server_config(pki.ca.cert_pem(), &pki.server).unwrap();
-    let node = Node::new(GuestRoot::new(root), Arc::new(RecordingHost::node("localhost")));
-    let server = Server::bind_with("127.0.0.1:0".parse().unwrap(), tls, Arc::new(Agent::new(node, None)), limits).unwrap();
-    let (addr, gate) = (server.local_addr().unwrap(), server.gate());
-    server.spawn();
-    (addr, gate)
-}
 
 /// `count` authenticated `info` requests, each on a new connection, while the attackers run;
 /// then the attackers are stopped and joined. Every one must be served (no assertion on how
@@ -55,7 +42,7 @@ fn idle_and_slow_peers_do_not_starve_a_client_with_a_certificate() {
     let root = common::guest_root();
     // A budget above the attack (the real one is 1024), a short deadline so the slow ones cycle.
     let limits = Limits { max_pending: 128, max_pending_per_peer: 128, handshake_deadline: Duration::from_secs(2), ..Limits::default() };
-    let (addr, gate) = serve(&pki, root.path(), limits);
+    let (addr, gate) = common::serve_limited(&pki, root.path(), limits);
     let stop = Arc::new(AtomicBool::new(false));
     // 100 attackers (more than the 64 slots that the old server had in all) that reconnect as
     // soon as they are dropped: half idle, half trickling a byte every 300 ms.
@@ -97,7 +84,7 @@ fn failed_handshakes_are_answered_late_so_looping_them_is_slow_and_clients_still
     let root = common::guest_root();
     let delay = Duration::from_millis(800);
     let limits = Limits { failure_delay: delay, ..Limits::default() };
-    let (addr, gate) = serve(&pki, root.path(), limits);
+    let (addr, gate) = common::serve_limited(&pki, root.path(), limits);
     let rogue_ca = pki::Ca::generate("minikubeCA", pki::Validity::days_from_now(1)).unwrap();
     let rogue = rogue_ca.issue_client("minikube-user", &["system:masters"], pki::Validity::days_from_now(1)).unwrap();
 

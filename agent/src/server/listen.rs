@@ -169,5 +169,10 @@ fn serve_tls(mut sock: TcpStream, tls: Arc<ServerConfig>, agent: &Agent, ticket:
         write_json(&mut stream, 503, body.as_bytes(), false)?;
         return Ok(());
     };
-    agent.serve_connection(stream, &caller)
+    let served = agent.serve_connection(&mut stream, &caller);
+    // Closing (the client is done, idle past the limit, or broke the protocol): say so in TLS, so
+    // a client about to reuse the connection reads a clean close, not a cut.
+    stream.conn.send_close_notify();
+    let _ = stream.conn.write_tls(&mut stream.sock);
+    served
 }

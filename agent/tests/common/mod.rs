@@ -82,6 +82,16 @@ pub fn serve(pki: &Pki, root: &Path, host: Arc<RecordingHost>) -> SocketAddr {
     addr
 }
 
+/// An agent (no audit log) whose connection gate has `limits`; its address and gate.
+pub fn serve_limited(pki: &Pki, root: &Path, limits: agent::gate::Limits) -> (SocketAddr, Arc<agent::gate::Gate>) {
+    let tls = agent::tls::server_config(pki.ca.cert_pem(), &pki.server).unwrap();
+    let node = Node::new(GuestRoot::new(root), Arc::new(RecordingHost::node("localhost")));
+    let server = Server::bind_with("127.0.0.1:0".parse().unwrap(), tls, Arc::new(Agent::new(node, None)), limits).unwrap();
+    let (addr, gate) = (server.local_addr().unwrap(), server.gate());
+    server.spawn();
+    (addr, gate)
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     pki::digest::sha256_hex(bytes)
 }
