@@ -61,7 +61,9 @@ const REUSE_WITHIN: Duration = Duration::from_secs(http::IDLE_CLOSE.as_secs() / 
 /// Whether `e` says the connection went away under the request (closed, reset, or cut without
 /// TLS's close_notify) rather than an answer or a timeout.
 fn connection_gone(e: &ClientError) -> bool {
-    let kind_gone = |e: &io::Error| matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe);
+    let kind_gone = |e: &io::Error| {
+        matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe)
+    };
     match e {
         ClientError::Http(HttpError::Closed) => true,
         ClientError::Http(HttpError::Io(io)) | ClientError::Io { source: io, .. } => kind_gone(io),
@@ -171,12 +173,10 @@ impl Client {
             None => self.send_once(out, &mut counted),
         };
         match first {
-            Err(ref e) if reused && connection_gone(e) && (replay.is_some() || counted.read == 0) => {
-                match replay {
-                    Some(bytes) => self.send_once(out, &mut &bytes[..]),
-                    None => self.send_once(out, counted.inner),
-                }
-            }
+            Err(ref e) if reused && connection_gone(e) && (replay.is_some() || counted.read == 0) => match replay {
+                Some(bytes) => self.send_once(out, &mut &bytes[..]),
+                None => self.send_once(out, counted.inner),
+            },
             other => other,
         }
     }

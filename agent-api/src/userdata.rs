@@ -22,8 +22,10 @@ pub const BLOB_PREFIX: &str = "minikube-agent/blobs/";
 /// file at the filesystem's top (the launcher writes it with `mke2fs -d`; the agent's first boot
 /// applies it and removes it).
 pub const FRESH_FILE: &str = "minikube-userdata.tar";
-/// The data filesystem's label (minikube's), whoever made it.
-pub const DATA_LABEL: &str = "boot2docker-data";
+/// The data filesystem's label (minikube's), whoever made it; `/init` looks for it too.
+pub const DATA_LABEL: &str = minikube_init::data::DATA_LABEL;
+/// The ext2/3/4 volume label of a block device (or image file), if it has one.
+pub use minikube_init::data::ext4_label;
 
 const BLOCK: usize = 512;
 

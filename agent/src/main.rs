@@ -130,8 +130,11 @@ fn boot(common: Common, no_disk: bool, trust_dir: Option<PathBuf>) -> anyhow::Re
             announce(
                 console,
                 &format!(
-                    "minikube-agent: boot done ({}; userdata files changed: {}; ssh host keys generated: {})",
-                    report.plan, report.userdata_files_changed, report.ssh_keys_generated
+                    "minikube-agent: boot done ({}; userdata files changed: {}; ssh host keys generated: {}; took {})",
+                    report.plan,
+                    report.userdata_files_changed,
+                    report.ssh_keys_generated,
+                    report.took_text()
                 ),
             );
             ExitCode::SUCCESS

@@ -93,9 +93,9 @@ fn boot_applies_before_the_services_start_then_the_api_finds_nothing_to_do() {
     assert!(!commands.iter().any(|c| c.contains("restart")), "{commands:?}");
     let start = commands.iter().find(|c| c.starts_with("systemctl start")).expect("starts queued");
     assert_eq!(start, "systemctl start --no-block containerd.service kubelet.service");
-    // kubelet.service was not loaded when systemd started (the recording host answers the
-    // LoadState query with nothing): its start reads it from disk, no reload (2 s under TCG).
-    assert!(commands.iter().any(|c| c == "systemctl show --property=LoadState --value kubelet.service"), "{commands:?}");
+    // systemd does not say kubelet.service needs a reload (the recording host answers the
+    // NeedDaemonReload query with nothing): no reload (3 s under TCG).
+    assert!(commands.iter().any(|c| c == "systemctl show --property=NeedDaemonReload --value kubelet.service"), "{commands:?}");
     assert!(!commands.iter().any(|c| c == "systemctl daemon-reload"), "{commands:?}");
     assert!(commands.iter().any(|c| c.starts_with("systemctl stop --no-block") && c.contains("docker.socket")), "{commands:?}");
 
@@ -171,7 +171,7 @@ fn the_stored_copy_keeps_what_the_api_changed_until_a_newer_delivery() {
     // A newer delivery (the launcher's next start) replaces it; the kubelet's drop-in changes
     // (another flag) while systemd has the unit loaded: a reload comes first.
     host.clear();
-    host.answer("systemctl show --property=LoadState", "loaded\n", 0);
+    host.answer("systemctl show --property=NeedDaemonReload", "yes\n", 0);
     let mut later = doc(&p, 6, Runtime::Containerd);
     later.kubelet.as_mut().unwrap().extra_args = vec!["--v=2".into()];
     let r = apply::at_boot(&node, delivered(&later), &[blobs]);

@@ -67,6 +67,19 @@ fn assert_boot_applied(events: &[StepEvent]) {
     eprintln!("FIGURE start -> provisioned {total:.1} s = agent answering {ready:.1} s + {:.1} s", total - ready);
 }
 
+/// systemd loaded its units once in this boot: the boot step chose them before they started.
+fn assert_no_reload(c: &mut Client) {
+    let journal = exec(c, &["journalctl", "-b", "-o", "cat", "_PID=1"]);
+    let reloads: Vec<&str> = journal.lines().filter(|l| l.starts_with("Reloading")).collect();
+    assert!(reloads.is_empty(), "systemd reloaded in this boot: {reloads:?}");
+}
+
+/// The root's writable layer is on the data disk (what a boot writes is there at the next).
+fn assert_root_on_data_disk(c: &mut Client) {
+    let opts = exec(c, &["findmnt", "-n", "-o", "OPTIONS", "/"]);
+    assert!(opts.contains(&format!("upperdir=/run/minikube/data/{}/", minikube_init::data::ROOT_LAYERS_DIR)), "{opts}");
+}
+
 /// `unit` was started once in this boot and never restarted.
 fn assert_started_once(c: &mut Client, unit: &str) {
     let journal = exec(c, &["journalctl", "-b", "-o", "cat", "-u", unit]);
@@ -103,6 +116,8 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     let agent_crt = std::fs::read(m.trust_dir().join("agent.crt")).unwrap();
     let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     assert_started_once(&mut c, "containerd.service");
+    assert_no_reload(&mut c);
+    assert_root_on_data_disk(&mut c);
     assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);
     assert!(exec(&mut c, &["cat", "/var/lib/minikube/certs/apiserver.crt"]).contains("BEGIN CERTIFICATE"));
     assert!(exec(&mut c, &["cat", "/etc/hosts"]).contains("control-plane.minikube.internal"));
@@ -149,8 +164,9 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     assert!(!m.pidfile().exists() && !m.qmp_socket().exists());
     let restarted = start(&home, &opts);
     boots.push(restarted.clone());
-    // The root file system is a tmpfs: /etc and the units are written again by the boot step,
-    // before containerd starts; the API steps find nothing to do.
+    // The root's writable layer is on the data disk: the boot step finds everything as the
+    // first boot left it (nothing written, no reload), containerd starts once; the API steps
+    // find nothing to do.
     assert_boot_applied(&restarted);
     assert!(!restarted.iter().find(|e| e.step == "machine").unwrap().changed, "{restarted:?}");
     let kubelet_step = restarted.iter().find(|e| e.step == "kubelet").unwrap();
@@ -158,6 +174,12 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     assert_eq!(std::fs::read(m.trust_dir().join("agent.crt")).unwrap(), agent_crt, "agent certificate reused");
     let mut c = driver::agent::connect_existing(&home, &m).unwrap();
     assert_started_once(&mut c, "containerd.service");
+    assert_no_reload(&mut c);
+    assert_root_on_data_disk(&mut c);
+    let report = c.info().unwrap().boot_apply.expect("the boot step reported");
+    assert!(report.message.contains("nothing changed"), "an unchanged restart changed something: {report:?}");
+    let boot = exec(&mut c, &["journalctl", "-b", "-o", "cat", "-u", "minikube-agent-boot.service"]);
+    assert!(boot.contains("userdata files changed: 0; ssh host keys generated: false"), "{boot}");
     let guest_crt = exec(&mut c, &["cat", "/var/lib/minikube-agent/trust/agent.crt"]);
     assert_eq!(guest_crt.as_bytes(), &agent_crt[..], "the agent serves its persisted trust");
     assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);

@@ -16,8 +16,10 @@
 //! data, its length, and the root hash and salt of the dm-verity tree that follows the data in
 //! the same file ([`verity`]). `/init` checks the tree's top block against the root hash, then
 //! mounts each image through a verity device (every other block is checked when it is first
-//! read) and stacks them with overlayfs under a tmpfs upper layer.
+//! read) and stacks them with overlayfs under a writable layer: on the data disk when it is there
+//! ([`data`]), else a tmpfs.
 
+pub mod data;
 pub mod verity;
 
 use std::fmt;
@@ -89,6 +91,18 @@ fn is_word(s: &str) -> bool {
 }
 
 impl Plan {
+    /// A short name for this set of root images (from their dm-verity root hashes): the key of
+    /// the root's writable layer on the data disk, so a new ISO starts from its own files.
+    pub fn root_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for l in &self.layers {
+            h.update(l.root_hash.as_bytes());
+            h.update(b"\n");
+        }
+        hex::encode(&h.finalize()[..8])
+    }
+
     /// The plan's text. Fails on a value that could not be read back (empty, or with spaces).
     pub fn render(&self) -> Result<String, PlanError> {
         let bad = |message: String| Err(PlanError { line: 0, message });

@@ -9,7 +9,8 @@
 //! 5. mounts each layer read-only through a loop device and a dm-verity device (every block is
 //!    checked against the tree when it is first read: a bad one is an I/O error, never data),
 //!    stacks them with overlayfs under a
-//!    tmpfs upper layer on /sysroot, moves /dev, /proc and /sys into the new root, makes it `/`
+//!    writable layer on /sysroot (on the data disk when one carries its label, so what a boot
+//!    writes is there at the next; else a tmpfs), moves /dev, /proc and /sys into the new root, makes it `/`
 //!    and executes systemd there (its own mounts stay behind, hidden under the new root). `/` is then a real mount
 //!    with a parent, so runc's pivot_root works.
 //!
@@ -23,6 +24,7 @@
 
 mod dm;
 
+use minikube_init::data::{ext4_label, DATA_LABEL, ROOT_LAYERS_DIR};
 use minikube_init::{load_order, parse_modules_dep, verity, Plan, FAILED_MARKER, MODULES_DIR, PLAN_PATH, ROOT_READY_MARKER, SHELL};
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
@@ -32,6 +34,8 @@ use std::time::{Duration, Instant};
 const MEDIUM: &str = "/run/minikube/medium";
 const LAYERS: &str = "/run/minikube/layers";
 const RW: &str = "/run/minikube/rw";
+/// Where the data disk is mounted when it carries the root's writable layer.
+const DATA: &str = "/run/minikube/data";
 const SYSROOT: &str = "/sysroot";
 const SYSTEMD: &str = "/usr/lib/systemd/systemd";
 /// How long block devices get to appear.
@@ -241,11 +245,8 @@ fn mount_root(plan: &Plan) -> Result<(), String> {
     }
     // overlayfs lists the uppermost lower layer first.
     lowers.reverse();
-    mount("tmpfs", RW, Some("tmpfs"), 0, Some("mode=0755"))?;
-    for d in ["upper", "work"] {
-        std::fs::create_dir_all(format!("{RW}/{d}")).map_err(|e| format!("{RW}/{d}: {e}"))?;
-    }
-    let opts = format!("lowerdir={},upperdir={RW}/upper,workdir={RW}/work", lowers.join(":"));
+    let rw = writable_layer(plan)?;
+    let opts = format!("lowerdir={},upperdir={rw}/upper,workdir={rw}/work", lowers.join(":"));
     mount("overlay", SYSROOT, Some("overlay"), 0, Some(&opts))?;
     // /dev, /proc and /sys move into the new root. The medium, the layers and the tmpfs stay
     // mounted where they are, in the initramfs, which the new root hides: systemd never sees
@@ -254,6 +255,69 @@ fn mount_root(plan: &Plan) -> Result<(), String> {
         mount(m, &format!("{SYSROOT}{m}"), None, libc::MS_MOVE, None)?;
     }
     Ok(())
+}
+
+/// The device (a whole disk or a partition) whose ext4 label is [`DATA_LABEL`], if any.
+fn data_device() -> Option<String> {
+    for d in block_devices().into_iter().filter(|d| !d.starts_with("sr")) {
+        let mut names = vec![d.clone()];
+        if let Ok(rd) = std::fs::read_dir(format!("/sys/block/{d}")) {
+            let mut parts: Vec<String> =
+                rd.filter_map(|e| e.ok()).filter(|e| e.path().join("partition").exists()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            parts.sort();
+            names.extend(parts);
+        }
+        if let Some(n) = names.into_iter().find(|n| ext4_label(Path::new(&format!("/dev/{n}"))).as_deref() == Some(DATA_LABEL)) {
+            return Some(format!("/dev/{n}"));
+        }
+    }
+    None
+}
+
+/// The root's writable layer on the data disk: `.minikube-root/KEY` for this ISO's root images
+/// (another key's layer belongs to another ISO, whose files would shadow this one's: it is
+/// removed). `None` without a data disk (a new minikube disk is formatted later, by the agent).
+fn data_layer(plan: &Plan) -> Result<Option<(String, String)>, String> {
+    let Some(dev) = data_device() else { return Ok(None) };
+    mount(&dev, DATA, Some("ext4"), libc::MS_NOATIME, None)?;
+    let base = format!("{DATA}/{ROOT_LAYERS_DIR}");
+    let key = plan.root_key();
+    let made = (|| -> std::io::Result<()> {
+        if let Ok(rd) = std::fs::read_dir(&base) {
+            for e in rd.filter_map(|e| e.ok()).filter(|e| e.file_name() != key.as_str()) {
+                say(&format!("removing the writable layer of other root images, {}", e.path().display()));
+                std::fs::remove_dir_all(e.path())?;
+            }
+        }
+        for d in ["upper", "work"] {
+            std::fs::create_dir_all(format!("{base}/{key}/{d}"))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = made {
+        umount(DATA);
+        return Err(format!("{base}/{key} on {dev}: {e}"));
+    }
+    Ok(Some((format!("{base}/{key}"), dev)))
+}
+
+/// Where the root's writes go: the data disk's layer (what the last boot of this ISO wrote is
+/// there), else a tmpfs. A data disk that cannot hold it is said on the console, not fatal: the
+/// boot step applies the node's state to a fresh layer as well.
+fn writable_layer(plan: &Plan) -> Result<String, String> {
+    match data_layer(plan) {
+        Ok(Some((dir, dev))) => {
+            say(&format!("writable layer on {dev} ({dir})"));
+            return Ok(dir);
+        }
+        Ok(None) => say("no data disk yet: writable layer in memory"),
+        Err(e) => say(&format!("data disk not used for the root ({e}): writable layer in memory")),
+    }
+    mount("tmpfs", RW, Some("tmpfs"), 0, Some("mode=0755"))?;
+    for d in ["upper", "work"] {
+        std::fs::create_dir_all(format!("{RW}/{d}")).map_err(|e| format!("{RW}/{d}: {e}"))?;
+    }
+    Ok(RW.to_string())
 }
 
 /// Free the initramfs's files (modules, shell) before leaving it, as switch_root does.

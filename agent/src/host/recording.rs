@@ -18,7 +18,7 @@ pub const NODE_COMMANDS: &[&str] = &[
     "systemctl mask",
     "systemctl unmask",
     "systemctl is-active",
-    "systemctl show --property=LoadState --value",
+    "systemctl show --property=NeedDaemonReload --value",
     "systemctl list-jobs --no-legend --plain",
     "networkctl reload",
     "modprobe",
