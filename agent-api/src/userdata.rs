@@ -22,6 +22,9 @@ pub const BLOB_PREFIX: &str = "minikube-agent/blobs/";
 /// file at the filesystem's top (the launcher writes it with `mke2fs -d`; the agent's first boot
 /// applies it and removes it).
 pub const FRESH_FILE: &str = "minikube-userdata.tar";
+/// The owner of the docker user's `authorized_keys`, as the node document's file section and the
+/// userdata tar both place it (one spelling: two owners would make each boot rewrite the file).
+pub const AUTHORIZED_KEYS_OWNER: &str = "docker:docker";
 /// The data filesystem's label (minikube's), whoever made it; `/init` looks for it too.
 pub const DATA_LABEL: &str = minikube_init::data::DATA_LABEL;
 /// The ext2/3/4 volume label of a block device (or image file), if it has one.

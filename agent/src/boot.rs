@@ -42,39 +42,15 @@ pub const USERDATA_TAR: &str = "/var/lib/boot2docker/userdata.tar";
 /// still to be applied, at its top under this name: the first boot takes it as a formatting
 /// boot takes the tar after the magic (blobs imported, the rest kept), then removes it.
 pub const FRESH_USERDATA: &str = userdata::FRESH_FILE;
-/// Kernel modules the container runtimes and Kubernetes networking need; missing ones (built
-/// into the kernel, or absent) are reported, not fatal.
-pub const RUNTIME_MODULES: &[&str] = &[
-    "overlay",
-    "br_netfilter",
-    "bridge",
-    "veth",
-    "nf_conntrack",
-    "nf_nat",
-    "nf_tables",
-    "nft_compat",
-    "nft_chain_nat",
-    "nft_masq",
-    "nft_nat",
-    "nft_ct",
-    "ip_tables",
-    "iptable_nat",
-    "iptable_filter",
-    "iptable_mangle",
-    "ip6_tables",
-    "ip6table_nat",
-    "ip6table_filter",
-    "xt_conntrack",
-    "xt_MASQUERADE",
-    "xt_addrtype",
-    "xt_mark",
-    "xt_comment",
-    "ebtables",
-    "ebtable_filter",
-    "ebtable_nat",
-    "nf_conntrack_netlink",
-    "vxlan",
-];
+/// Kernel modules loaded before the runtimes start, because nothing loads them on first use:
+/// br_netfilter (the `net.bridge.*` sysctls the runtime step sets exist only with it), overlay
+/// (the runtimes' snapshots) and nf_conntrack (kube-proxy sets its table size at start, before
+/// any rule of its own would load it). Everything else the runtimes and Kubernetes use (bridge,
+/// veth, nf_tables and iptables' tables, matches and targets) the kernel loads itself when it is
+/// first used (`request_module` through kmod's modprobe), and the image's `modules-load.d` list
+/// loads the common ones in the background. Missing ones (built into the kernel, or absent) are
+/// reported, not fatal.
+pub const RUNTIME_MODULES: &[&str] = &["overlay", "br_netfilter", "nf_conntrack"];
 /// uid/gid of the `docker` user.
 pub const DOCKER_UID: u32 = 1000;
 
@@ -271,7 +247,7 @@ pub fn mount_data(root: &GuestRoot, host: &dyn Host, partition: &str) -> Result<
         ensure::dir(&persistent).map_err(io_err(&persistent))?;
         ensure::dir(&target).map_err(io_err(&target))?;
         if !is_mounted(root, dir) {
-            run_ok(host, &["mount", "--bind", &persistent.to_string_lossy(), &target.to_string_lossy()], None, Duration::from_secs(60))?;
+            host.bind_mount(&persistent, &target)?;
         }
     }
     Ok(())
@@ -281,7 +257,11 @@ pub fn mount_data(root: &GuestRoot, host: &dyn Host, partition: &str) -> Result<
 /// agent's trust files. Returns the number of files that changed.
 pub fn apply_userdata(root: &GuestRoot, tar: &[u8]) -> Result<usize, BootError> {
     let mut changed = 0;
-    let owner = Some((DOCKER_UID, DOCKER_UID));
+    // The owner the node document's file section gives the same file.
+    let owner = Some(crate::accounts::resolve_owner(root.dir(), userdata::AUTHORIZED_KEYS_OWNER).unwrap_or_else(|e| {
+        tracing::warn!("{}: {e}; authorized_keys owned by {DOCKER_UID}:{DOCKER_UID}", userdata::AUTHORIZED_KEYS_OWNER);
+        (DOCKER_UID, DOCKER_UID)
+    }));
     for entry in userdata::parse(tar)? {
         let Some(data) = entry.data else { continue };
         if entry.path == ".ssh/authorized_keys" {

@@ -215,19 +215,22 @@ fn boot_binary_in_a_container_skips_disk_and_modules() {
 fn systemd_units_order_boot_before_the_runtimes() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../overlay/usr/lib/systemd/system");
     let boot_unit = std::fs::read_to_string(dir.join("minikube-agent-boot.service")).unwrap();
-    for line in [
-        "Type=oneshot",
-        "RemainAfterExit=yes",
-        "ExecStart=/usr/bin/minikube-agent boot",
-        "After=systemd-udevd.service systemd-udev-settle.service local-fs.target",
-    ] {
+    for line in ["Type=oneshot", "RemainAfterExit=yes", "ExecStart=/usr/bin/minikube-agent boot", "After=local-fs.target"] {
         assert!(boot_unit.lines().any(|l| l == line), "boot unit lacks {line}");
+    }
+    // Neither the boot step nor the agent waits for udev's coldplug or the network (seconds under
+    // emulation): the disks are there from /init on, and the agent listens on every address.
+    let serve_unit = std::fs::read_to_string(dir.join("minikube-agent.service")).unwrap();
+    for (name, unit) in [("boot", &boot_unit), ("serve", &serve_unit)] {
+        let after: Vec<&str> = unit.lines().filter_map(|l| l.strip_prefix("After=")).flat_map(|l| l.split(' ')).collect();
+        for slow in ["systemd-udevd.service", "systemd-udev-settle.service", "network.target", "network-online.target"] {
+            assert!(!after.contains(&slow), "{name} unit is After={slow}");
+        }
     }
     let before = boot_unit.lines().find_map(|l| l.strip_prefix("Before=")).unwrap();
     for unit in ["docker.service", "containerd.service", "crio.service", "kubelet.service", "minikube-agent.service"] {
         assert!(before.split(' ').any(|u| u == unit), "boot unit not Before={unit}");
     }
-    let serve_unit = std::fs::read_to_string(dir.join("minikube-agent.service")).unwrap();
     for line in ["ExecStart=/usr/bin/minikube-agent serve", "Restart=always", "StandardOutput=journal+console"] {
         assert!(serve_unit.lines().any(|l| l == line), "serve unit lacks {line}");
     }
@@ -244,4 +247,36 @@ fn modules_load_in_one_modprobe_and_failures_are_named() {
     host.answer("modprobe vxlan", "", 1);
     assert_eq!(boot::load_modules(&host, &["overlay", "vxlan"]), ["vxlan"]);
     assert_eq!(host.commands(), ["modprobe -a overlay vxlan", "modprobe overlay", "modprobe vxlan"]);
+}
+
+/// The userdata tar and the node document's file section both place the docker user's
+/// authorized_keys: with one owner, a boot that applies both (every boot does) changes nothing
+/// the second time, so a restart writes nothing.
+#[test]
+fn userdata_and_the_document_agree_on_authorized_keys() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("etc")).unwrap();
+    // The image's accounts: the docker user's own group differs from the docker group.
+    std::fs::write(d.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\ndocker:x:1000:1000::/home/docker:/bin/bash\n").unwrap();
+    std::fs::write(d.path().join("etc/group"), "root:x:0:\ndocker:x:990:docker\n").unwrap();
+    let ca = pki::Ca::generate("minikubeCA", pki::Validity::days_from_now(10)).unwrap();
+    let tar = userdata_tar(&ca);
+    let root = GuestRoot::new(d.path());
+    assert_eq!(boot::apply_userdata(&root, &tar).unwrap(), 4);
+    let keys = d.path().join("home/docker/.ssh/authorized_keys");
+    let owner = agent::accounts::resolve_owner(d.path(), userdata::AUTHORIZED_KEYS_OWNER).unwrap();
+    let meta = std::fs::metadata(&keys).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), owner, "the owner the document's section gives");
+    // The document's section, with the same content: nothing to do; then the userdata again.
+    let node = agent::ops::Node::new(GuestRoot::new(d.path()), std::sync::Arc::new(RecordingHost::node("minikube")));
+    let content = std::fs::read(&keys).unwrap();
+    let up = agent::api::FileUpload {
+        path: "/home/docker/.ssh/authorized_keys".into(),
+        sha256: pki::digest::sha256_hex(&content),
+        mode: 0o600,
+        owner: Some(userdata::AUTHORIZED_KEYS_OWNER.into()),
+    };
+    let c = agent::ops::files::upload(&node, &up, &mut &content[..], content.len() as u64).unwrap();
+    assert!(!c.changed, "the document's file section rewrote what the userdata placed");
+    assert_eq!(boot::apply_userdata(&root, &tar).unwrap(), 0);
 }

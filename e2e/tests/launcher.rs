@@ -121,7 +121,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);
     assert!(exec(&mut c, &["cat", "/var/lib/minikube/certs/apiserver.crt"]).contains("BEGIN CERTIFICATE"));
     assert!(exec(&mut c, &["cat", "/etc/hosts"]).contains("control-plane.minikube.internal"));
-    // The root is the squashfs layers under a tmpfs, stacked by overlayfs; ping has its
+    // The root is the squashfs layers under a writable layer on the data disk, stacked by overlayfs; ping has its
     // capability from the image (no setuid), so the docker user can ping.
     assert_eq!(exec(&mut c, &["findmnt", "-n", "-o", "FSTYPE", "/"]).trim(), "overlay");
     let ping = exec(&mut c, &["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "--", "ping", "-c", "1", "-W", "5", "127.0.0.1"]);

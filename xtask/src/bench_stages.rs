@@ -47,7 +47,8 @@ pub struct Boot {
     pub reloads: usize,
     /// Starts of containerd.service in this boot.
     pub containerd_starts: usize,
-    /// The boot step's node-document line.
+    /// The boot step's console lines: what it did (with its parts' times), and the node
+    /// document's line (what it changed).
     pub document: String,
 }
 
@@ -110,7 +111,9 @@ fn measured_start(home: &Home, name: &str, iso: &Path) -> Result<Boot> {
     let agent_unit = exec(&mut c, &show("minikube-agent.service"))?;
     let journal = exec(&mut c, "journalctl -b -o cat _PID=1")?;
     let console = std::fs::read_to_string(m.console_log()).with_context(|| format!("{}", m.console_log().display()))?;
-    let document = console.lines().rfind(|l| l.contains(agent::DOCUMENT_MARKER)).unwrap_or("(no node-document line)").trim().to_string();
+    let line = |marker: &str, none: &str| console.lines().rfind(|l| l.contains(marker)).unwrap_or(none).trim().to_string();
+    // What the boot step did and how long each part took, then what the document changed.
+    let document = format!("{}; {}", line("minikube-agent: boot done", "(no boot-done line)"), line(agent::DOCUMENT_MARKER, "(no node-document line)"));
     Ok(Boot {
         stages: stages(&console, &boot_unit, &agent_unit, to_agent)?,
         to_agent,

@@ -21,6 +21,8 @@ pub enum HostError {
     Failed { command: String, status: String, stderr: String },
     #[error("hostname: {0}")]
     Hostname(std::io::Error),
+    #[error("bind-mounting {from} on {to}: {source}")]
+    Mount { from: String, to: String, source: std::io::Error },
     /// The test double was asked to run a command it has no rule for.
     #[error("`{command}`: the recording host has no rule for this command")]
     NoRule { command: String },
@@ -34,6 +36,9 @@ pub trait Host: Send + Sync {
     fn hostname(&self) -> Result<String, HostError>;
     /// Set the kernel's hostname.
     fn set_hostname(&self, name: &str) -> Result<(), HostError>;
+    /// Bind-mount `from` on `to` (mount(2) itself: `mount --bind` is a process per call, a
+    /// quarter of a second each under emulation, and the boot step makes over a dozen).
+    fn bind_mount(&self, from: &std::path::Path, to: &std::path::Path) -> Result<(), HostError>;
 }
 
 /// Run a tool and require exit status 0.
@@ -74,5 +79,14 @@ impl Host for SystemHost {
 
     fn set_hostname(&self, name: &str) -> Result<(), HostError> {
         nix::unistd::sethostname(name).map_err(|e| HostError::Hostname(e.into()))
+    }
+
+    fn bind_mount(&self, from: &std::path::Path, to: &std::path::Path) -> Result<(), HostError> {
+        tracing::debug!(from = %from.display(), to = %to.display(), "bind mount");
+        nix::mount::mount(Some(from), to, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).map_err(|e| HostError::Mount {
+            from: from.display().to_string(),
+            to: to.display().to_string(),
+            source: e.into(),
+        })
     }
 }

@@ -163,6 +163,11 @@ impl Host for RecordingHost {
         *self.hostname.lock().unwrap() = name.to_string();
         Ok(())
     }
+
+    /// Recorded (and answered by the rules) as the command line `mount --bind FROM TO`.
+    fn bind_mount(&self, from: &std::path::Path, to: &std::path::Path) -> Result<(), HostError> {
+        crate::host::run_ok(self, &["mount", "--bind", &from.to_string_lossy(), &to.to_string_lossy()], None, Duration::from_secs(60)).map(drop)
+    }
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kube
             path: crate::resources::ssh::AUTHORIZED_KEYS.into(),
             content: authorized_key.to_string(),
             mode: 0o600,
-            owner: Some("docker:docker".into()),
+            owner: Some(agent_api::userdata::AUTHORIZED_KEYS_OWNER.into()),
         },
     ];
     let runtime = RuntimeRequest {
