@@ -228,7 +228,7 @@ fn systemd_units_order_boot_before_the_runtimes() {
         }
     }
     let before = boot_unit.lines().find_map(|l| l.strip_prefix("Before=")).unwrap();
-    for unit in ["docker.service", "containerd.service", "crio.service", "kubelet.service", "minikube-agent.service"] {
+    for unit in ["systemd-networkd.service", "docker.service", "containerd.service", "crio.service", "kubelet.service", "minikube-agent.service"] {
         assert!(before.split(' ').any(|u| u == unit), "boot unit not Before={unit}");
     }
     for line in ["ExecStart=/usr/bin/minikube-agent serve", "Restart=always", "StandardOutput=journal+console"] {
