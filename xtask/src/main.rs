@@ -542,6 +542,15 @@ mod tests {
         let git = dir.join("git");
         std::fs::write(&git, format!("#!/bin/sh\nprintf '%s' '{stdout}'\necho 'git says no' >&2\nexit {code}\n")).unwrap();
         std::fs::set_permissions(&git, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A child another test thread forked while this file was open for writing holds it
+        // until that child execs: running it then fails with ETXTBSY. Once it has run, no writer
+        // is left (ours is closed, and new forks cannot inherit it).
+        for _ in 0..200 {
+            match std::process::Command::new(&git).output() {
+                Err(e) if e.raw_os_error() == Some(26 /* ETXTBSY */) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                _ => break,
+            }
+        }
         let sh = Shell::new().unwrap();
         sh.set_var("PATH", dir);
         sh
