@@ -420,7 +420,7 @@ impl BootReport {
 pub fn run(root: &GuestRoot, host: &dyn Host, opts: BootOptions) -> Result<BootReport, BootError> {
     let mut took = Vec::new();
     let mut t = Instant::now();
-    let mut lap = |what: &'static str, took: &mut Vec<(&'static str, Duration)>| {
+    let mut lap = |what: &'static str| {
         took.push((what, t.elapsed()));
         t = Instant::now();
     };
@@ -452,7 +452,7 @@ pub fn run(root: &GuestRoot, host: &dyn Host, opts: BootOptions) -> Result<BootR
             fresh_userdata = Some(std::fs::read(f).map_err(io_err(f))?);
         }
     }
-    lap("disk", &mut took);
+    lap("disk");
     let tar_path = root.host(USERDATA_TAR);
     if let Some(tar) = &fresh_userdata {
         let kept = import_blobs(root, tar)?;
@@ -467,10 +467,10 @@ pub fn run(root: &GuestRoot, host: &dyn Host, opts: BootOptions) -> Result<BootR
         Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
         Err(e) => return Err(io_err(&tar_path)(e)),
     };
-    lap("userdata", &mut took);
+    lap("userdata");
     let modules_failed = if opts.skip_modules { Vec::new() } else { load_modules(host, RUNTIME_MODULES) };
-    lap("modules", &mut took);
+    lap("modules");
     let ssh_keys_generated = ssh_host_keys(root, host)?;
-    lap("ssh keys", &mut took);
+    lap("ssh keys");
     Ok(BootReport { plan: plan_text, userdata_files_changed, modules_failed, ssh_keys_generated, took })
 }
