@@ -67,6 +67,26 @@ pub struct NetworkRequest {
     pub address: String,
 }
 
+/// The NIC that reaches the host, configured statically (qemu's user-mode network, whose
+/// addresses are fixed): the boot step brings it up itself, so the agent is reachable once it
+/// listens, not once udev and networkd have got to the NIC and DHCP has answered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkRequest {
+    /// The NIC's MAC address, e.g. `52:54:00:12:34:56`.
+    pub mac: String,
+    /// The address with its prefix, e.g. `10.0.2.15/24`.
+    pub address: String,
+    /// The default route's gateway, e.g. `10.0.2.2`.
+    pub gateway: String,
+    /// Name servers, e.g. `10.0.2.3`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    /// The NIC's kernel module, loaded when no interface has the MAC yet (`virtio_net`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CertsRequest {

@@ -1,4 +1,4 @@
-//! The node document: the whole configuration of a node (a cluster NIC's address, hostname and /etc/hosts lines,
+//! The node document: the whole configuration of a node (a VM's NIC to the host, a cluster NIC's address, hostname and /etc/hosts lines,
 //! certificates, files such as the SSH authorized keys, the container runtime, the kubelet), one
 //! typed value written by the launcher and read by the agent.
 //!
@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::api::{BootApply, BootOutcome};
-use crate::api::{CertsRequest, FileUpload, HostnameRequest, KubeletRequest, NetworkRequest, RuntimeRequest};
+use crate::api::{CertsRequest, FileUpload, HostnameRequest, KubeletRequest, NetworkRequest, RuntimeRequest, UplinkRequest};
 
 /// The document format this agent reads and writes.
 pub const FORMAT: u32 = 1;
@@ -35,6 +35,9 @@ pub struct NodeDocument {
     pub format: u32,
     /// Orders deliveries: the launcher's clock in milliseconds when it wrote the document.
     pub serial: u64,
+    /// The NIC to the host, static (a qemu VM on user-mode networking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkRequest>,
     /// The cluster NIC's static address (a VM of a multi-node cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkRequest>,
@@ -60,6 +63,9 @@ impl NodeDocument {
     /// The names of the sections present, in the order they are applied.
     pub fn sections(&self) -> Vec<&'static str> {
         let mut s = Vec::new();
+        if self.uplink.is_some() {
+            s.push("uplink");
+        }
         if self.network.is_some() {
             s.push("network");
         }

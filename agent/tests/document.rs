@@ -249,3 +249,65 @@ fn an_api_change_that_cannot_be_recorded_is_an_error() {
     let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&stored).unwrap()).unwrap();
     assert_eq!(kept["document"]["hostname"]["name"], "recorded");
 }
+
+/// A VM's NIC to the host: its networkd file written once, and the NIC brought up at every boot
+/// (the driver loaded when no interface has the MAC yet), each command idempotent.
+#[test]
+fn the_uplink_is_configured_at_boot_and_kept_for_networkd() {
+    let p = common::pki();
+    let root = common::guest_root();
+    let host = Arc::new(RecordingHost::node("minikube"));
+    let node = Node::new(GuestRoot::new(root.path()), host.clone());
+    let uplink = UplinkRequest {
+        mac: "52:54:00:12:34:56".into(),
+        address: "10.0.2.15/24".into(),
+        gateway: "10.0.2.2".into(),
+        dns: vec!["10.0.2.3".into()],
+        driver: Some("virtio_net".into()),
+    };
+    let d = NodeDocument { uplink: Some(uplink.clone()), ..doc(&p, 10, Runtime::Containerd) };
+    // No interface has the MAC: the driver is loaded, and the interface appears (as the kernel
+    // would make it) while the agent waits for it.
+    let nic = root.path().join("sys/class/net/eth0/address");
+    let appear = {
+        let nic = nic.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::fs::create_dir_all(nic.parent().unwrap()).unwrap();
+            std::fs::write(&nic, "52:54:00:12:34:56\n").unwrap();
+        })
+    };
+    let report = apply::at_boot(&node, delivered(&d), &[]);
+    appear.join().unwrap();
+    assert_eq!(report.outcome, Outcome::Applied, "{report:?}");
+    assert!(report.message.contains("changed uplink"), "{}", report.message);
+    let text = read(root.path(), agent::ops::network::UPLINK_FILE);
+    assert!(
+        text.contains("MACAddress=52:54:00:12:34:56\n")
+            && text.contains("Address=10.0.2.15/24\n")
+            && text.contains("Gateway=10.0.2.2\n")
+            && text.contains("DNS=10.0.2.3\n"),
+        "{text}"
+    );
+    let up = ["ip address replace 10.0.2.15/24 dev eth0", "ip link set dev eth0 up", "ip route replace default via 10.0.2.2 dev eth0 proto static"];
+    let commands = host.commands();
+    let ran: Vec<&str> = commands.iter().map(String::as_str).filter(|c| c.starts_with("ip ")).collect();
+    assert_eq!(ran, up, "{commands:?}");
+    let modprobe = commands.iter().position(|c| c == "modprobe virtio_net").expect("the driver loaded");
+    assert!(modprobe < commands.iter().position(|c| c.starts_with("ip ")).unwrap(), "{commands:?}");
+    // The next boot (same document): the file is as it was, the interface is there (no
+    // modprobe), the NIC is brought up again.
+    host.clear();
+    let report = apply::at_boot(&node, delivered(&d), &[]);
+    assert_eq!(report.outcome, Outcome::Applied, "{report:?}");
+    assert!(!report.message.contains("changed uplink"), "{}", report.message);
+    let commands = host.commands();
+    let ran: Vec<&str> = commands.iter().map(String::as_str).filter(|c| c.starts_with("ip ")).collect();
+    assert_eq!(ran, up, "{commands:?}");
+    assert!(!commands.iter().any(|c| c.starts_with("modprobe virtio_net")), "{commands:?}");
+    // A bad gateway is refused by field.
+    let bad = NodeDocument { serial: 12, uplink: Some(UplinkRequest { gateway: "10.0.2".into(), ..uplink }), ..d };
+    let report = apply::at_boot(&node, delivered(&bad), &[]);
+    assert_eq!(report.outcome, Outcome::Refused);
+    assert!(report.message.contains("uplink.gateway"), "{}", report.message);
+}

@@ -20,6 +20,7 @@ fn config(dir: &Path, label: &str, boot: BootMedium, firmware: Option<PathBuf>) 
         cpus: 2,
         boot,
         firmware,
+        kernel: None,
         disks: vec![],
         fw_cfg: vec![],
         hostfwd: vec![],

@@ -311,9 +311,11 @@ pub fn grub_cfg(volume_id: &str, cmdline: &str, marker: &str) -> String {
          else\n\
          \x20 echo '{marker}: no filesystem labelled {volume_id}'\n\
          fi\n\
-         linux /boot/bzImage {cmdline}\n\
-         initrd /boot/initrd\n\
-         boot\n"
+         linux {kernel} {cmdline}\n\
+         initrd {initrd}\n\
+         boot\n",
+        kernel = platform::KernelBoot::KERNEL,
+        initrd = platform::KernelBoot::INITRD,
     )
 }
 
@@ -328,9 +330,11 @@ pub fn grub_cfg_for(target: &GrubEfiTarget, volume_id: &str, cmdline: &str, mark
         "echo '{marker}'\n\
          search --no-floppy --set=root --label '{volume_id}'\n\
          echo \"{marker}: ISO labelled {volume_id} at $root\"\n\
-         linux /boot/bzImage {cmdline}\n\
-         initrd /boot/initrd\n\
-         boot\n"
+         linux {kernel} {cmdline}\n\
+         initrd {initrd}\n\
+         boot\n",
+        kernel = platform::KernelBoot::KERNEL,
+        initrd = platform::KernelBoot::INITRD,
     )
 }
 

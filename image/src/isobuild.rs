@@ -111,7 +111,11 @@ fn iso_sbom(spec: &Spec, opts: &Options, index: &crate::apt::Index, installed: &
 
 /// isolinux.cfg for the kernel command line.
 pub fn isolinux_cfg(cmdline: &str) -> String {
-    format!("SERIAL 0 115200\nDEFAULT minikube\nPROMPT 0\nTIMEOUT 0\n\nLABEL minikube\n  KERNEL /boot/bzImage\n  INITRD /boot/initrd\n  APPEND {cmdline}\n")
+    format!(
+        "SERIAL 0 115200\nDEFAULT minikube\nPROMPT 0\nTIMEOUT 0\n\nLABEL minikube\n  KERNEL {}\n  INITRD {}\n  APPEND {cmdline}\n",
+        platform::KernelBoot::KERNEL,
+        platform::KernelBoot::INITRD
+    )
 }
 
 /// Build the ISO described by `spec` into `out` (atomically: the old file stays on failure).
@@ -185,8 +189,8 @@ pub fn build(
             report.kernel_version = kernel.version;
             report.packages = a.packages;
             img = img
-                .file("boot/bzImage", kernel.bzimage)
-                .file("boot/initrd", initrd)
+                .file(platform::KernelBoot::KERNEL, kernel.bzimage)
+                .file(platform::KernelBoot::INITRD, initrd)
                 .file("version.json", a.tree.get("/version.json").and_then(|e| e.content()).unwrap_or(b"{}").to_vec());
             a.index
         }
@@ -211,8 +215,8 @@ pub fn build(
             report.kernel_version = ri.base.meta.kernel_version.clone();
             report.packages = ri.base.meta.packages.clone();
             img = img
-                .file("boot/bzImage", IsoFile::Host(ri.base.bzimage()))
-                .file("boot/initrd", std::mem::take(&mut ri.initrd))
+                .file(platform::KernelBoot::KERNEL, IsoFile::Host(ri.base.bzimage()))
+                .file(platform::KernelBoot::INITRD, std::mem::take(&mut ri.initrd))
                 .file(crate::rootimage::BASE_IMAGE, IsoFile::Host(ri.base.root_image()))
                 .file(crate::rootimage::TOP_IMAGE, IsoFile::Host(ri.top_path.clone()))
                 .file("version.json", std::mem::take(&mut ri.version_json));

@@ -10,6 +10,16 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_PROFILE: &str = "minikube";
 /// The guest address under qemu user-mode networking.
 pub const GUEST_IP: &str = "10.0.2.15";
+/// qemu's user-mode network as every VM sees it: the prefix of [`GUEST_IP`], the gateway (the
+/// host) and the resolver qemu answers on. Fixed, so a VM's NIC to the host is configured
+/// statically at boot (no DHCP on the way to the agent).
+pub const USER_NET_PREFIX: u8 = 24;
+pub const USER_NET_GATEWAY: &str = "10.0.2.2";
+pub const USER_NET_DNS: &str = "10.0.2.3";
+/// The MAC address and driver of that NIC (qemu's default MAC, set explicitly: the guest
+/// finds the NIC by it).
+pub const USER_NIC_MAC: &str = "52:54:00:12:34:56";
+pub const USER_NIC_DRIVER: &str = "virtio_net";
 /// The name every node resolves to the control plane (minikube's).
 pub const CONTROL_PLANE_NAME: &str = "control-plane.minikube.internal";
 /// Guest ports forwarded from the host.

@@ -22,6 +22,7 @@ fn tiny_iso(dir: &std::path::Path, arch: platform::Arch) -> std::path::PathBuf {
         base: "Debian bookworm".into(),
         arch,
         source_date_epoch: 0,
+        boot: None,
     };
     std::fs::write(content.join("version.json"), serde_json::to_vec(&v).unwrap()).unwrap();
     let iso = dir.join(format!("tiny-{}.iso", arch.debian()));

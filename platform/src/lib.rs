@@ -108,11 +108,38 @@ pub struct ImageVersion {
     pub base: String,
     pub arch: Arch,
     pub source_date_epoch: u64,
+    /// A bootable image's kernel: what its bootloaders start, so a launcher can start the same
+    /// kernel, initramfs and command line itself (qemu's `-kernel`). None in a container image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<KernelBoot>,
 }
 
 impl ImageVersion {
     /// Where every image carries it (and the ISO at its root).
     pub const PATH: &'static str = "/version.json";
+}
+
+/// The kernel a bootable image's bootloaders start: files on its medium and the command line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KernelBoot {
+    /// The kernel's path on the medium ([`KernelBoot::KERNEL`]).
+    pub kernel: String,
+    /// The initramfs's path on the medium ([`KernelBoot::INITRD`]).
+    pub initrd: String,
+    /// The kernel command line every bootloader of the medium passes.
+    pub cmdline: String,
+}
+
+impl KernelBoot {
+    /// Where an ISO carries its kernel (both architectures, every bootloader).
+    pub const KERNEL: &'static str = "/boot/bzImage";
+    /// Where an ISO carries its initramfs.
+    pub const INITRD: &'static str = "/boot/initrd";
+
+    /// The medium's usual files with `cmdline`.
+    pub fn on_medium(cmdline: &str) -> Self {
+        KernelBoot { kernel: Self::KERNEL.into(), initrd: Self::INITRD.into(), cmdline: cmdline.into() }
+    }
 }
 
 /// The kernel's name.

@@ -52,6 +52,7 @@ pub(crate) fn boot_once(iso: &Path, memory_mb: u32, arch: image::arch::Arch) -> 
         cpus: 2,
         boot: launcher::resources::qemu::BootMedium::Cdrom(iso.to_path_buf()),
         firmware: None,
+        kernel: None,
         disks: vec![],
         fw_cfg: vec![],
         hostfwd: vec![],

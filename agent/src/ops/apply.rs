@@ -25,6 +25,9 @@ pub fn upload_of(f: &FileContent) -> FileUpload {
 
 /// Check every section; nothing is touched. Errors name the field (`runtime.pause_image`).
 pub fn validate(node: &Node, doc: &NodeDocument) -> Result<(), OpError> {
+    if let Some(u) = &doc.uplink {
+        network::validate_uplink(u).map_err(|e| prefixed(e, "uplink"))?;
+    }
     if let Some(n) = &doc.network {
         network::validate(n).map_err(|e| prefixed(e, "network"))?;
     }
@@ -63,6 +66,10 @@ pub fn apply(node: &Node, doc: &NodeDocument, deferred: &mut Deferred) -> Result
             out.changed.push(section);
         }
     };
+    if let Some(u) = &doc.uplink {
+        crate::hooks::crash_before("uplink");
+        note("uplink", network::apply_uplink_in(node, u, Some(deferred)).map_err(|e| prefixed(e, "uplink"))?);
+    }
     if let Some(n) = &doc.network {
         crate::hooks::crash_before("network");
         note("network", network::apply_in(node, n, Some(deferred)).map_err(|e| prefixed(e, "network"))?);

@@ -43,6 +43,7 @@ pub fn version_json(tree: &mut Tree, spec: &Spec, version: &str, commit: &str, b
         base: base.to_string(),
         arch: spec.source.arch,
         source_date_epoch: epoch,
+        boot: spec.boot.as_ref().map(|b| platform::KernelBoot::on_medium(&b.cmdline)),
     };
     let json = serde_json::to_string_pretty(&v).expect("ImageVersion is plain data");
     put_file(tree, platform::ImageVersion::PATH, format!("{json}\n"), 0o644, epoch);

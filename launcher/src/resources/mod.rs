@@ -7,6 +7,7 @@ pub mod binaries;
 pub mod bundle;
 pub mod certs;
 pub mod disk;
+pub mod kernel;
 pub mod kic;
 pub mod kubeconfig;
 pub mod kubelet;

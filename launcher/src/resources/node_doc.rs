@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use agent_api::api::{CertsRequest, CgroupDriver, HostEntry, HostnameRequest, KubeletRequest, NetworkRequest, RuntimeRequest};
+use agent_api::api::{CertsRequest, CgroupDriver, HostEntry, HostnameRequest, KubeletRequest, NetworkRequest, RuntimeRequest, UplinkRequest};
 use agent_api::document::{FileContent, NodeDocument};
 
-use crate::model::MachineState;
+use crate::model::{self, Driver, MachineState};
 use crate::resources::certs::{self, ProfileCerts};
 use crate::resources::state::MachineDir;
 
@@ -42,6 +42,8 @@ pub fn serial() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sections {
     pub serial: u64,
+    /// A VM's NIC to the host, static (qemu's user-mode network).
+    pub uplink: Option<UplinkRequest>,
     /// A VM's cluster NIC (multi-node qemu clusters only).
     pub network: Option<NetworkRequest>,
     pub hostname: HostnameRequest,
@@ -57,6 +59,7 @@ impl Sections {
     /// The node document of these sections.
     pub fn document(&self) -> NodeDocument {
         NodeDocument {
+            uplink: self.uplink.clone(),
             network: self.network.clone(),
             hostname: Some(self.hostname.clone()),
             certs: Some(self.certs.clone()),
@@ -97,6 +100,13 @@ pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kube
     });
     Sections {
         serial: serial(),
+        uplink: (state.driver == Driver::Qemu).then(|| UplinkRequest {
+            mac: model::USER_NIC_MAC.into(),
+            address: format!("{}/{}", model::GUEST_IP, model::USER_NET_PREFIX),
+            gateway: model::USER_NET_GATEWAY.into(),
+            dns: vec![model::USER_NET_DNS.into()],
+            driver: Some(model::USER_NIC_DRIVER.into()),
+        }),
         network: state.cluster_nic.as_ref().map(|n| NetworkRequest { mac: n.mac.clone(), address: n.address.clone() }),
         hostname: HostnameRequest { name: state.name.clone(), hosts },
         certs: certs::certs_request(pc),
@@ -166,6 +176,10 @@ mod tests {
         let vm = MachineState { cluster_nic: Some(nic), ..state.clone() };
         let with_nic = build(&vm, &pc, "k", None, vec![]).document();
         assert_eq!(with_nic.network.as_ref().map(|n| n.address.as_str()), Some("192.168.49.3/24"), "the network section travels in the document");
+        let uplink = |driver| build(&MachineState { driver, ..state.clone() }, &pc, "k", None, vec![]).document().uplink;
+        let up = uplink(Driver::Qemu).expect("a VM's NIC to the host is static");
+        assert_eq!((up.address.as_str(), up.gateway.as_str(), up.mac.as_str()), ("10.0.2.15/24", "10.0.2.2", model::USER_NIC_MAC));
+        assert_eq!(uplink(Driver::Podman), None, "a container's network is the engine's");
         let trust = d.path().join("trust");
         std::fs::create_dir_all(trust.join("blobs")).unwrap();
         std::fs::write(trust.join("blobs/stale"), b"old").unwrap();

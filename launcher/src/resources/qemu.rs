@@ -205,6 +205,9 @@ pub struct VmConfig {
     pub boot: BootMedium,
     /// UEFI firmware (e.g. OVMF's `OVMF.fd`) instead of the default BIOS (SeaBIOS).
     pub firmware: Option<PathBuf>,
+    /// The medium's kernel started by qemu (`-kernel`), the medium still attached; x86 only,
+    /// without `firmware` (the bootloader's path is kept for UEFI and arm64).
+    pub kernel: Option<crate::resources::kernel::DirectKernel>,
     /// Extra disks (virtio), e.g. the persistent data disk (format from the extension: qcow2/raw).
     pub disks: Vec<PathBuf>,
     /// fw_cfg blobs: (name, host file), e.g. ("opt/io.minikube/agent/ca.crt", path).
@@ -246,7 +249,14 @@ impl VmConfig {
                 match boot {
                     BootMedium::Cdrom(iso) => {
                         c.arg("-drive").arg(format!("file={},media=cdrom,readonly=on,if=ide,index=2", iso.display()));
-                        c.args(["-boot", "d"]);
+                        match self.kernel.as_ref().filter(|_| self.firmware.is_none()) {
+                            Some(k) => {
+                                c.arg("-kernel").arg(&k.kernel).arg("-initrd").arg(&k.initrd).arg("-append").arg(&k.cmdline);
+                            }
+                            None => {
+                                c.args(["-boot", "d"]);
+                            }
+                        }
                     }
                     BootMedium::RawDisk(iso) => {
                         // IDE disks cannot be read-only: snapshot=on keeps the ISO file unchanged instead.
@@ -277,7 +287,8 @@ impl VmConfig {
             net.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
         }
         c.arg("-netdev").arg(net);
-        c.args(["-device", "virtio-net-pci,netdev=net0", "-device", "virtio-rng-pci"]);
+        c.arg("-device").arg(format!("virtio-net-pci,netdev=net0,mac={}", crate::model::USER_NIC_MAC));
+        c.args(["-device", "virtio-rng-pci"]);
         if let Some((mcast, mac)) = &self.cluster_nic {
             // qemu's multicast socket: every VM of the cluster joins one group on the loopback.
             c.arg("-netdev").arg(format!("socket,id=net1,mcast={mcast},localaddr=127.0.0.1"));
@@ -561,6 +572,7 @@ mod tests {
             cpus: 2,
             boot: BootMedium::Cdrom("/x/minikube-arm64.iso".into()),
             firmware: None,
+            kernel: None,
             disks: vec![],
             fw_cfg: vec![],
             cluster_nic: None,
@@ -588,6 +600,7 @@ mod tests {
             cpus: 2,
             boot: BootMedium::Cdrom("/x/minikube.iso".into()),
             firmware: None,
+            kernel: None,
             disks: vec!["/x/disk.qcow2".into()],
             fw_cfg: vec![("opt/io.minikube/agent/ca.crt".into(), "/x/ca.crt".into())],
             cluster_nic: None,
@@ -610,5 +623,38 @@ mod tests {
         assert!(dj.join(" ").contains("file=/x/minikube.iso,format=raw,snapshot=on,if=ide"), "{dj:?}");
         assert!(joined.contains("file:/x/console.log"));
         assert!(args.contains(&"-daemonize".to_string()));
+    }
+
+    #[test]
+    fn a_direct_kernel_replaces_the_bootloader_but_not_the_medium_nor_uefi() {
+        let k = crate::resources::kernel::DirectKernel { kernel: "/c/k.pvh.elf".into(), initrd: "/c/i.initrd".into(), cmdline: "console=ttyS0 quiet".into() };
+        let cfg = VmConfig {
+            name: "t".into(),
+            arch: Arch::X86_64,
+            accel: Accel::Tcg,
+            memory_mb: 2048,
+            cpus: 2,
+            boot: BootMedium::Cdrom("/x/minikube.iso".into()),
+            firmware: None,
+            kernel: Some(k),
+            disks: vec![],
+            fw_cfg: vec![],
+            cluster_nic: None,
+            hostfwd: vec![],
+            serial_log: "/x/console.log".into(),
+            qmp_socket: "/x/qmp.sock".into(),
+            pidfile: "/x/qemu.pid".into(),
+            daemonize: false,
+        };
+        let args: Vec<String> = cfg.command().get_args().map(|a| a.to_string_lossy().to_string()).collect();
+        let at = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
+        assert_eq!(at("-kernel").as_deref(), Some("/c/k.pvh.elf"));
+        assert_eq!(at("-initrd").as_deref(), Some("/c/i.initrd"));
+        assert_eq!(at("-append").as_deref(), Some("console=ttyS0 quiet"), "the command line is one argument");
+        assert!(args.iter().any(|a| a.contains("file=/x/minikube.iso,media=cdrom")), "/init finds its layers on the CD: {args:?}");
+        assert!(!args.contains(&"-boot".to_string()), "{args:?}");
+        let uefi = VmConfig { firmware: Some("/x/OVMF.fd".into()), ..cfg };
+        let args: Vec<String> = uefi.command().get_args().map(|a| a.to_string_lossy().to_string()).collect();
+        assert!(!args.contains(&"-kernel".to_string()) && args.contains(&"-boot".to_string()), "UEFI boots through the medium: {args:?}");
     }
 }

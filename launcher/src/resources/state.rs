@@ -92,6 +92,11 @@ impl Home {
         self.root.join("cache")
     }
 
+    /// Kernels and initramfses unpacked from ISOs for qemu's direct boot, named by content.
+    pub fn kernels(&self) -> PathBuf {
+        self.cache().join("kernels")
+    }
+
     pub fn machines(&self) -> PathBuf {
         self.root.join("machines")
     }

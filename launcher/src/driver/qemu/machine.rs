@@ -11,6 +11,7 @@ use agent_api::document::NodeDocument;
 
 use crate::model::{MachineState, Ports, Status, GUEST_AGENT_PORT, GUEST_APISERVER_PORT, GUEST_SSH_PORT};
 use crate::resources::certs::ProfileCerts;
+use crate::resources::kernel::{self, DirectKernel};
 use crate::resources::node_doc::Binary;
 use crate::resources::qemu::{self, Accel, BootMedium, VmConfig};
 use crate::resources::state::MachineDir;
@@ -36,6 +37,8 @@ pub enum MachineError {
     IsoIdentity { path: PathBuf, reason: String },
     #[error("{0}")]
     Ssh(#[from] crate::resources::ssh::SshError),
+    #[error("{0}")]
+    Kernel(#[from] kernel::KernelError),
     #[error("no free TCP port on 127.0.0.1: {0}")]
     NoPort(std::io::Error),
 }
@@ -151,24 +154,35 @@ pub fn ensure_disk(m: &MachineDir, state: &MachineState, certs: &ProfileCerts, d
     Ok(true)
 }
 
-/// The architecture an ISO was built for, from its `/version.json` ([`platform::ImageVersion`]).
-pub fn iso_arch(iso: &Path) -> Result<platform::Arch, MachineError> {
-    let bad = |reason: String| MachineError::IsoIdentity { path: iso.to_path_buf(), reason };
-    let file = std::fs::File::open(iso).map_err(|source| MachineError::Io { path: iso.to_path_buf(), source })?;
-    let fs = iso9660::ISO9660::new(file).map_err(|e| bad(format!("not an ISO 9660 image: {e}")))?;
+/// An ISO's `/version.json` ([`platform::ImageVersion`]): its architecture and how it boots.
+pub fn iso_version(iso: &Path) -> Result<platform::ImageVersion, MachineError> {
     let name = platform::ImageVersion::PATH;
-    let f = match fs.open(name.trim_start_matches('/')).map_err(|e| bad(format!("{name}: {e}")))? {
-        Some(iso9660::DirectoryEntry::File(f)) => f,
-        _ => return Err(bad(format!("no {name}"))),
-    };
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut f.read(), &mut bytes).map_err(|e| bad(format!("{name}: {e}")))?;
-    let v: platform::ImageVersion = serde_json::from_slice(&bytes).map_err(|e| bad(format!("{name}: {e}")))?;
-    Ok(v.arch)
+    let bytes = kernel::read_iso_file(iso, name).map_err(|e| match e {
+        kernel::KernelError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => MachineError::NoIso(iso.to_path_buf()),
+        kernel::KernelError::Io { path, source } => MachineError::Io { path, source },
+        kernel::KernelError::Iso { reason, path, .. } => MachineError::IsoIdentity { path: iso.to_path_buf(), reason: format!("{path}: {reason}") },
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| MachineError::IsoIdentity { path: iso.to_path_buf(), reason: format!("{name}: {e}") })
+}
+
+/// The architecture an ISO was built for, from its `/version.json`.
+pub fn iso_arch(iso: &Path) -> Result<platform::Arch, MachineError> {
+    Ok(iso_version(iso)?.arch)
+}
+
+/// The kernel qemu starts itself for a machine of `state`: the ISO's own (`/version.json` says
+/// which, with its command line), on x86. None (the bootloader on the medium starts it) for an
+/// ISO that records none, on arm64, or with `MINIKUBE_NODE_BOOT=medium`.
+pub fn direct_kernel(state: &MachineState, cache: &Path) -> Result<Option<DirectKernel>, MachineError> {
+    if state.arch != platform::Arch::X86_64 || std::env::var("MINIKUBE_NODE_BOOT").is_ok_and(|v| v == "medium") {
+        return Ok(None);
+    }
+    let Some(boot) = iso_version(&state.iso)?.boot else { return Ok(None) };
+    Ok(Some(kernel::prepare(&state.iso, &boot, cache)?))
 }
 
 /// The qemu configuration of a machine.
-pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig {
+pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel, kernel: Option<DirectKernel>) -> VmConfig {
     let trust = m.trust_dir();
     VmConfig {
         name: format!("minikube-node-{}", state.name),
@@ -178,6 +192,7 @@ pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig
         cpus: state.cpus,
         boot: BootMedium::Cdrom(state.iso.clone()),
         firmware: None,
+        kernel,
         disks: vec![m.disk()],
         fw_cfg: [agent_api::trust::CA_FILE, agent_api::trust::CERT_FILE, agent_api::trust::KEY_FILE]
             .iter()
@@ -193,14 +208,16 @@ pub fn vm_config(m: &MachineDir, state: &MachineState, accel: Accel) -> VmConfig
     }
 }
 
-/// Boot a stopped machine, detached. Returns the pid and the accelerator.
-pub fn boot(m: &MachineDir, state: &MachineState) -> Result<(u32, Accel), MachineError> {
+/// Boot a stopped machine, detached, its kernel unpacked into `kernel_cache` when qemu can start
+/// it directly ([`direct_kernel`]). Returns the pid and the accelerator.
+pub fn boot(m: &MachineDir, state: &MachineState, kernel_cache: &Path) -> Result<(u32, Accel), MachineError> {
     if !state.iso.is_file() {
         return Err(MachineError::NoIso(state.iso.clone()));
     }
     clean_stale(m);
     let accel = qemu::choose_accel_for(state.arch);
-    let vm = qemu::start(vm_config(m, state, accel))?;
+    let kernel = direct_kernel(state, kernel_cache)?;
+    let vm = qemu::start(vm_config(m, state, accel, kernel))?;
     Ok((vm.pid, accel))
 }
 

@@ -104,7 +104,7 @@ impl NodeDriver for QemuNode {
         if running {
             rep.step("boot", t, false, "already running");
         } else {
-            let (pid, accel) = machine::boot(m, &state)?;
+            let (pid, accel) = machine::boot(m, &state, &home.kernels())?;
             drop(ports_lock);
             rep.step("boot", t, true, format!("qemu pid {pid}, {} accel, agent on 127.0.0.1:{}", accel.name(), state.ports.agent));
         }
