@@ -47,8 +47,7 @@ pub const FRESH_USERDATA: &str = userdata::FRESH_FILE;
 /// (the runtimes' snapshots) and nf_conntrack (kube-proxy sets its table size at start, before
 /// any rule of its own would load it). Everything else the runtimes and Kubernetes use (bridge,
 /// veth, nf_tables and iptables' tables, matches and targets) the kernel loads itself when it is
-/// first used (`request_module` through kmod's modprobe), and the image's `modules-load.d` list
-/// loads the common ones in the background. Missing ones (built into the kernel, or absent) are
+/// first used (`request_module` through kmod's modprobe); the ISO loads no list at boot. Missing ones (built into the kernel, or absent) are
 /// reported, not fatal.
 pub const RUNTIME_MODULES: &[&str] = &["overlay", "br_netfilter", "nf_conntrack"];
 /// uid/gid of the `docker` user.

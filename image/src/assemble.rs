@@ -323,9 +323,11 @@ pub fn assemble_base(spec: &Spec, opts: &Options, index: &Index, set: &[&Package
             let kern = kernel::from_package_tree(&kt, &img, &k.modules, epoch)?;
             kern.check_load(&k.load)?;
             layer_onto(&mut tree, &kern.modules);
-            let mut e = Entry::file(kernel::modules_load(&k.load), 0o644);
-            e.mtime = epoch;
-            tree.insert("/etc/modules-load.d/minikube.conf", e);
+            if !k.load.is_empty() {
+                let mut e = Entry::file(kernel::modules_load(&k.load), 0o644);
+                e.mtime = epoch;
+                tree.insert("/etc/modules-load.d/minikube.conf", e);
+            }
             let initrd = match spec.boot.as_ref().filter(|b| !b.initrd_modules.is_empty()) {
                 Some(b) => Some(kernel::from_package_tree(&kt, &img, &b.initrd_modules, epoch)?.modules),
                 None => None,

@@ -217,9 +217,46 @@ pub fn load_order(dep: &std::collections::BTreeMap<String, (String, Vec<String>)
     (order, missing)
 }
 
+/// [`load_order`] in waves: each module in the wave after the last of its dependencies, so the
+/// modules of one wave can be loaded at the same time (one per CPU), the waves one after another.
+pub fn load_waves(dep: &std::collections::BTreeMap<String, (String, Vec<String>)>, wanted: &[String]) -> (Vec<Vec<String>>, Vec<String>) {
+    let (order, missing) = load_order(dep, wanted);
+    let deps_of: std::collections::BTreeMap<&str, &Vec<String>> = dep.values().map(|(p, d)| (p.as_str(), d)).collect();
+    // `order` has every module after its dependencies: one pass finds each one's wave.
+    let mut wave: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let mut waves: Vec<Vec<String>> = Vec::new();
+    for m in &order {
+        let w = deps_of.get(m.as_str()).map_or(0, |ds| ds.iter().filter_map(|d| wave.get(d.as_str())).map(|w| w + 1).max().unwrap_or(0));
+        wave.insert(m, w);
+        if waves.len() <= w {
+            waves.resize(w + 1, Vec::new());
+        }
+        waves[w].push(m.clone());
+    }
+    (waves, missing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waves_put_each_module_after_its_dependencies() {
+        let text = "kernel/fs/isofs/isofs.ko:\nkernel/drivers/scsi/sr_mod.ko: kernel/drivers/cdrom/cdrom.ko kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko\nkernel/drivers/cdrom/cdrom.ko:\nkernel/drivers/scsi/scsi_mod.ko: kernel/drivers/scsi/scsi_common.ko\nkernel/drivers/scsi/scsi_common.ko:\n";
+        let dep = parse_modules_dep(text);
+        let (waves, missing) = load_waves(&dep, &["sr_mod".into(), "isofs".into(), "nope".into()]);
+        assert_eq!(missing, vec!["nope".to_string()]);
+        assert_eq!(
+            waves,
+            vec![
+                vec!["kernel/drivers/scsi/scsi_common.ko".to_string(), "kernel/drivers/cdrom/cdrom.ko".into(), "kernel/fs/isofs/isofs.ko".into()],
+                vec!["kernel/drivers/scsi/scsi_mod.ko".to_string()],
+                vec!["kernel/drivers/scsi/sr_mod.ko".to_string()],
+            ]
+        );
+        let (order, _) = load_order(&dep, &["sr_mod".into(), "isofs".into()]);
+        assert_eq!(waves.concat().len(), order.len(), "every module once");
+    }
 
     fn sample() -> Plan {
         Plan {

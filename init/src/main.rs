@@ -25,7 +25,7 @@
 mod dm;
 
 use minikube_init::data::{ext4_label, DATA_LABEL, ROOT_LAYERS_DIR};
-use minikube_init::{load_order, parse_modules_dep, verity, Plan, FAILED_MARKER, MODULES_DIR, PLAN_PATH, ROOT_READY_MARKER, SHELL};
+use minikube_init::{load_waves, parse_modules_dep, verity, Plan, FAILED_MARKER, MODULES_DIR, PLAN_PATH, ROOT_READY_MARKER, SHELL};
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -97,39 +97,57 @@ fn early_mounts() -> Result<(), String> {
     Ok(())
 }
 
-/// Load the plan's modules, dependencies first. Built-in modules need no file.
+/// Load the plan's modules, dependencies first: in waves ([`minikube_init::load_waves`]), the
+/// modules of a wave two at a time (each on its own thread: the kernel links, checks and
+/// initialises modules in parallel, and under emulation that halves this stage on two CPUs).
+/// Built-in modules need no file.
 fn load_modules(plan: &Plan) -> Result<usize, String> {
     let dir = format!("{MODULES_DIR}/{}", plan.kernel);
     let dep_path = format!("{dir}/modules.dep");
     let dep_text = std::fs::read_to_string(&dep_path).map_err(|e| format!("module index {dep_path}: {e}"))?;
     let dep = parse_modules_dep(&dep_text);
-    let (order, missing) = load_order(&dep, &plan.modules);
+    let (waves, missing) = load_waves(&dep, &plan.modules);
     let builtin = std::fs::read_to_string(format!("{dir}/modules.builtin")).unwrap_or_default();
     for m in missing {
         if !builtin.lines().any(|l| minikube_init::module_name(l).as_deref() == Some(m.as_str())) {
             return Err(format!("module {m}: not in {dep_path} nor built into kernel {}", plan.kernel));
         }
     }
-    for rel in &order {
-        let path = format!("{dir}/{rel}");
-        let f = std::fs::File::open(&path).map_err(|e| format!("module {path}: {e}"))?;
-        let flags = if rel.ends_with(".ko") {
-            0
-        } else {
-            4 /* MODULE_INIT_COMPRESSED_FILE */
-        };
-        let empty = cstr("");
-        // SAFETY: finit_module(fd, params, flags): `f` is an open file for the whole call and
-        // `empty` a NUL-terminated CString (no module parameters).
-        let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), flags) };
-        if rc != 0 {
-            let e = errno();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(format!("module {path}: the kernel refused it: {e}"));
-            }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    for wave in &waves {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads.min(wave.len()))
+                .map(|t| {
+                    let dir = &dir;
+                    s.spawn(move || wave.iter().skip(t).step_by(threads).try_for_each(|rel| load_module(dir, rel)))
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| h.join().unwrap_or_else(|_| Err("a module loader thread panicked".into())))
+        })?;
+    }
+    Ok(waves.iter().map(Vec::len).sum())
+}
+
+/// finit_module one module file (EEXIST is success: loaded already).
+fn load_module(dir: &str, rel: &str) -> Result<(), String> {
+    let path = format!("{dir}/{rel}");
+    let f = std::fs::File::open(&path).map_err(|e| format!("module {path}: {e}"))?;
+    let flags = if rel.ends_with(".ko") {
+        0
+    } else {
+        4 /* MODULE_INIT_COMPRESSED_FILE */
+    };
+    let empty = cstr("");
+    // SAFETY: finit_module(fd, params, flags): `f` is an open file for the whole call and
+    // `empty` a NUL-terminated CString (no module parameters).
+    let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), flags) };
+    if rc != 0 {
+        let e = errno();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(format!("module {path}: the kernel refused it: {e}"));
         }
     }
-    Ok(order.len())
+    Ok(())
 }
 
 /// Whole-disk and CD devices, CDs first (partitions are skipped: an ISO starts at sector 0).

@@ -280,8 +280,8 @@ pub struct KernelSection {
     /// file of the package and no module built into the kernel is a build error naming it.
     pub modules: Vec<String>,
     /// Modules loaded at boot, by name (no globs; `-` and `_` alike), written in this order to
-    /// `/etc/modules-load.d/minikube.conf`. Each must be kept by `modules` or built into the
-    /// kernel, else the build fails naming it.
+    /// `/etc/modules-load.d/minikube.conf` (no file when empty). Each must be kept by `modules` or
+    /// built into the kernel, else the build fails naming it.
     #[serde(default)]
     pub load: Vec<String>,
 }
