@@ -293,6 +293,10 @@ fn the_uplink_is_configured_at_boot_and_kept_for_networkd() {
     let commands = host.commands();
     let ran: Vec<&str> = commands.iter().map(String::as_str).filter(|c| c.starts_with("ip ")).collect();
     assert_eq!(ran, up, "{commands:?}");
+    // networkd starts after the boot step and reads the file then: not asked to reload (a
+    // reload would have D-Bus start it, queued behind the boot step that asks).
+    assert!(commands.iter().any(|c| c == "systemctl is-active systemd-networkd.service"), "{commands:?}");
+    assert!(!commands.iter().any(|c| c == "networkctl reload"), "{commands:?}");
     let modprobe = commands.iter().position(|c| c == "modprobe virtio_net").expect("the driver loaded");
     assert!(modprobe < commands.iter().position(|c| c.starts_with("ip ")).unwrap(), "{commands:?}");
     // The next boot (same document): the file is as it was, the interface is there (no

@@ -52,8 +52,8 @@ pub struct Deferred {
     pub reload: bool,
     pub stop: Vec<&'static str>,
     pub start: Vec<&'static str>,
-    /// A networkd file changed: `networkctl reload` (networkd may not run yet: then it reads
-    /// the file when it starts).
+    /// A networkd file changed: `networkctl reload` if networkd runs (else it reads the file
+    /// when it starts).
     pub networkd: bool,
 }
 
@@ -104,7 +104,10 @@ impl Deferred {
             argv.extend(&self.stop);
             let _ = host.run(&argv, None, std::time::Duration::from_secs(60));
         }
-        if self.networkd {
+        // Only a running networkd is told: the boot step runs before it starts (it reads the
+        // files then), and `networkctl reload` would ask D-Bus to start it, a start queued
+        // behind the boot step that asks: the call waits out its timeout.
+        if self.networkd && coming_up(host, &["systemd-networkd.service"]) {
             let _ = host.run(&["networkctl", "reload"], None, std::time::Duration::from_secs(30));
         }
         if !self.start.is_empty() {
