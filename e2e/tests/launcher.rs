@@ -80,6 +80,22 @@ fn assert_root_on_data_disk(c: &mut Client) {
     assert!(opts.contains(&format!("upperdir=/run/minikube/data/{}/", minikube_init::data::ROOT_LAYERS_DIR)), "{opts}");
 }
 
+/// qemu started the ISO's kernel itself (no isolinux on the console; the kernel unpacked into
+/// the launcher's cache), and the NIC to the host got its static address from the boot step,
+/// which networkd then manages from the same file.
+fn assert_direct_boot_and_static_uplink(home: &Home, m: &launcher::resources::state::MachineDir, c: &mut Client) {
+    let console = std::fs::read_to_string(m.console_log()).unwrap();
+    assert!(!console.contains("ISOLINUX"), "isolinux ran: the kernel was not started by qemu");
+    let kernels: Vec<String> = std::fs::read_dir(home.kernels()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(kernels.iter().any(|k| k.ends_with(".pvh.elf")), "no unpacked kernel in the cache: {kernels:?}");
+    let route = exec(c, &["ip", "route", "show", "default"]);
+    assert!(route.contains(&format!("via {}", launcher::model::USER_NET_GATEWAY)), "{route}");
+    let nic = exec(c, &["sh", "-c", &format!("grep -l -i {} /sys/class/net/*/address", launcher::model::USER_NIC_MAC)]);
+    let nic = nic.trim().trim_start_matches("/sys/class/net/").trim_end_matches("/address").to_string();
+    let status = exec(c, &["networkctl", "status", "--no-pager", &nic]);
+    assert!(status.contains("05-minikube-uplink.network") && status.contains(launcher::model::GUEST_IP), "networkd does not manage {nic} from the uplink file:\n{status}");
+}
+
 /// `unit` was started once in this boot and never restarted.
 fn assert_started_once(c: &mut Client, unit: &str) {
     let journal = exec(c, &["journalctl", "-b", "-o", "cat", "-u", unit]);
@@ -118,6 +134,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     assert_started_once(&mut c, "containerd.service");
     assert_no_reload(&mut c);
     assert_root_on_data_disk(&mut c);
+    assert_direct_boot_and_static_uplink(&home, &m, &mut c);
     assert_eq!(exec(&mut c, &["hostname"]).trim(), PROFILE);
     assert!(exec(&mut c, &["cat", "/var/lib/minikube/certs/apiserver.crt"]).contains("BEGIN CERTIFICATE"));
     assert!(exec(&mut c, &["cat", "/etc/hosts"]).contains("control-plane.minikube.internal"));
@@ -176,6 +193,7 @@ fn start_provision_run_image_stop_restart_docker_delete() {
     assert_started_once(&mut c, "containerd.service");
     assert_no_reload(&mut c);
     assert_root_on_data_disk(&mut c);
+    assert_direct_boot_and_static_uplink(&home, &m, &mut c);
     let report = c.info().unwrap().boot_apply.expect("the boot step reported");
     assert!(report.message.contains("nothing changed"), "an unchanged restart changed something: {report:?}");
     let boot = exec(&mut c, &["journalctl", "-b", "-o", "cat", "-u", "minikube-agent-boot.service"]);
