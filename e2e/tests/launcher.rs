@@ -93,7 +93,10 @@ fn assert_direct_boot_and_static_uplink(home: &Home, m: &launcher::resources::st
     let nic = exec(c, &["sh", "-c", &format!("grep -l -i {} /sys/class/net/*/address", launcher::model::USER_NIC_MAC)]);
     let nic = nic.trim().trim_start_matches("/sys/class/net/").trim_end_matches("/address").to_string();
     let status = exec(c, &["networkctl", "status", "--no-pager", &nic]);
-    assert!(status.contains("05-minikube-uplink.network") && status.contains(launcher::model::GUEST_IP), "networkd does not manage {nic} from the uplink file:\n{status}");
+    assert!(
+        status.contains("05-minikube-uplink.network") && status.contains(launcher::model::GUEST_IP),
+        "networkd does not manage {nic} from the uplink file:\n{status}"
+    );
 }
 
 /// `unit` was started once in this boot and never restarted.

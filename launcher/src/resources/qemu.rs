@@ -562,15 +562,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn arm64_command_line_is_the_virt_machine_with_uefi_and_a_scsi_cd() {
-        let cfg = VmConfig {
+    /// A guest of `arch` booting `iso` from a CD, with no disks, forwards or fw_cfg entries.
+    fn sample(arch: Arch, iso: &str) -> VmConfig {
+        VmConfig {
             name: "t".into(),
-            arch: Arch::Aarch64,
+            arch,
             accel: Accel::Tcg,
             memory_mb: 2048,
             cpus: 2,
-            boot: BootMedium::Cdrom("/x/minikube-arm64.iso".into()),
+            boot: BootMedium::Cdrom(iso.into()),
             firmware: None,
             kernel: None,
             disks: vec![],
@@ -581,7 +581,12 @@ mod tests {
             qmp_socket: "/x/qmp.sock".into(),
             pidfile: "/x/qemu.pid".into(),
             daemonize: false,
-        };
+        }
+    }
+
+    #[test]
+    fn arm64_command_line_is_the_virt_machine_with_uefi_and_a_scsi_cd() {
+        let cfg = sample(Arch::Aarch64, "/x/minikube-arm64.iso");
         let c = cfg.command();
         assert!(c.get_program().to_string_lossy().ends_with("aarch64") || std::env::var_os("MINIKUBE_QEMU").is_some());
         let joined = c.get_args().map(|a| a.to_string_lossy().to_string()).collect::<Vec<_>>().join(" ");
@@ -593,22 +598,11 @@ mod tests {
     #[test]
     fn command_line_has_forwards_fwcfg_and_console() {
         let cfg = VmConfig {
-            name: "t".into(),
-            arch: Arch::X86_64,
-            accel: Accel::Tcg,
-            memory_mb: 2048,
-            cpus: 2,
-            boot: BootMedium::Cdrom("/x/minikube.iso".into()),
-            firmware: None,
-            kernel: None,
             disks: vec!["/x/disk.qcow2".into()],
             fw_cfg: vec![("opt/io.minikube/agent/ca.crt".into(), "/x/ca.crt".into())],
-            cluster_nic: None,
             hostfwd: vec![(40001, 7443)],
-            serial_log: "/x/console.log".into(),
-            qmp_socket: "/x/qmp.sock".into(),
-            pidfile: "/x/qemu.pid".into(),
             daemonize: true,
+            ..sample(Arch::X86_64, "/x/minikube.iso")
         };
         let c = cfg.command();
         let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().to_string()).collect();
@@ -628,24 +622,7 @@ mod tests {
     #[test]
     fn a_direct_kernel_replaces_the_bootloader_but_not_the_medium_nor_uefi() {
         let k = crate::resources::kernel::DirectKernel { kernel: "/c/k.pvh.elf".into(), initrd: "/c/i.initrd".into(), cmdline: "console=ttyS0 quiet".into() };
-        let cfg = VmConfig {
-            name: "t".into(),
-            arch: Arch::X86_64,
-            accel: Accel::Tcg,
-            memory_mb: 2048,
-            cpus: 2,
-            boot: BootMedium::Cdrom("/x/minikube.iso".into()),
-            firmware: None,
-            kernel: Some(k),
-            disks: vec![],
-            fw_cfg: vec![],
-            cluster_nic: None,
-            hostfwd: vec![],
-            serial_log: "/x/console.log".into(),
-            qmp_socket: "/x/qmp.sock".into(),
-            pidfile: "/x/qemu.pid".into(),
-            daemonize: false,
-        };
+        let cfg = VmConfig { kernel: Some(k), ..sample(Arch::X86_64, "/x/minikube.iso") };
         let args: Vec<String> = cfg.command().get_args().map(|a| a.to_string_lossy().to_string()).collect();
         let at = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
         assert_eq!(at("-kernel").as_deref(), Some("/c/k.pvh.elf"));
