@@ -138,6 +138,12 @@ pub struct MachineState {
     /// The NIC a multi-node cluster's VMs share (qemu).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_nic: Option<ClusterNic>,
+    /// The VM's ISO brings its NIC to the host up statically (the node document's `uplink`): an
+    /// ISO that records its kernel in `/version.json` does, an older one's agent would refuse
+    /// the section (and with it the whole document), so its NIC keeps DHCP. Read from the ISO
+    /// at each start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub static_uplink: bool,
 }
 
 /// A VM's NIC on its cluster's segment: a qemu multicast socket (no root, no bridge), its MAC
@@ -187,6 +193,7 @@ pub(crate) fn example_state(name: &str) -> MachineState {
         cluster: None,
         network: None,
         cluster_nic: None,
+        static_uplink: true,
     }
 }
 

@@ -145,6 +145,7 @@ pub(crate) fn new_state(opts: &StartOptions, driver: Driver) -> MachineState {
         cluster: opts.cluster.clone(),
         network: None,
         cluster_nic: None,
+        static_uplink: false,
     }
 }
 

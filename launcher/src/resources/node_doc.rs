@@ -100,7 +100,7 @@ pub fn build(state: &MachineState, pc: &ProfileCerts, authorized_key: &str, kube
     });
     Sections {
         serial: serial(),
-        uplink: (state.driver == Driver::Qemu).then(|| UplinkRequest {
+        uplink: (state.driver == Driver::Qemu && state.static_uplink).then(|| UplinkRequest {
             mac: model::USER_NIC_MAC.into(),
             address: format!("{}/{}", model::GUEST_IP, model::USER_NET_PREFIX),
             gateway: model::USER_NET_GATEWAY.into(),
@@ -180,6 +180,8 @@ mod tests {
         let up = uplink(Driver::Qemu).expect("a VM's NIC to the host is static");
         assert_eq!((up.address.as_str(), up.gateway.as_str(), up.mac.as_str()), ("10.0.2.15/24", "10.0.2.2", model::USER_NIC_MAC));
         assert_eq!(uplink(Driver::Podman), None, "a container's network is the engine's");
+        let old_iso = build(&MachineState { static_uplink: false, ..state.clone() }, &pc, "k", None, vec![]).document();
+        assert_eq!(old_iso.uplink, None, "an ISO whose agent predates the section: DHCP");
         let trust = d.path().join("trust");
         std::fs::create_dir_all(trust.join("blobs")).unwrap();
         std::fs::write(trust.join("blobs/stale"), b"old").unwrap();

@@ -65,7 +65,9 @@ impl NodeDriver for QemuNode {
         })?;
         // The ISO path may change between starts; the machine runs the ISO's architecture.
         if !running {
-            state.arch = machine::iso_arch(&iso)?;
+            let v = machine::iso_version(&iso)?;
+            state.arch = v.arch;
+            state.static_uplink = v.boot.is_some();
         }
         state.iso = iso;
         if !running && existed && machine::refresh_ports(&mut state.ports, &taken)? {
