@@ -215,15 +215,16 @@ fn boot_binary_in_a_container_skips_disk_and_modules() {
 fn systemd_units_order_boot_before_the_runtimes() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../overlay/usr/lib/systemd/system");
     let boot_unit = std::fs::read_to_string(dir.join("minikube-agent-boot.service")).unwrap();
-    for line in ["Type=oneshot", "RemainAfterExit=yes", "ExecStart=/usr/bin/minikube-agent boot", "After=local-fs.target"] {
+    for line in ["Type=oneshot", "RemainAfterExit=yes", "ExecStart=/usr/bin/minikube-agent boot", "DefaultDependencies=no"] {
         assert!(boot_unit.lines().any(|l| l == line), "boot unit lacks {line}");
     }
-    // Neither the boot step nor the agent waits for udev's coldplug or the network (seconds under
-    // emulation): the disks are there from /init on, and the agent listens on every address.
+    // Neither the boot step nor the agent waits for udev's coldplug, local-fs.target or the
+    // network (seconds under emulation): the disks are there and mounted from /init on, and the
+    // agent listens on every address.
     let serve_unit = std::fs::read_to_string(dir.join("minikube-agent.service")).unwrap();
     for (name, unit) in [("boot", &boot_unit), ("serve", &serve_unit)] {
         let after: Vec<&str> = unit.lines().filter_map(|l| l.strip_prefix("After=")).flat_map(|l| l.split(' ')).collect();
-        for slow in ["systemd-udevd.service", "systemd-udev-settle.service", "network.target", "network-online.target"] {
+        for slow in ["systemd-udevd.service", "systemd-udev-settle.service", "local-fs.target", "network.target", "network-online.target"] {
             assert!(!after.contains(&slow), "{name} unit is After={slow}");
         }
     }
