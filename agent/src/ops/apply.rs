@@ -56,15 +56,20 @@ pub struct Applied {
     pub changed: Vec<&'static str>,
     /// Sections left for the API, with the reason (a kubelet whose binary is not on the node).
     pub skipped: Vec<String>,
+    /// How long each section present took, in order.
+    pub took: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// Apply a checked document; the service starts are left in `deferred`.
 pub fn apply(node: &Node, doc: &NodeDocument, deferred: &mut Deferred) -> Result<Applied, OpError> {
     let mut out = Applied::default();
+    let mut t = std::time::Instant::now();
     let mut note = |section: &'static str, changed: bool| {
         if changed {
             out.changed.push(section);
         }
+        out.took.push((section, t.elapsed()));
+        t = std::time::Instant::now();
     };
     if let Some(u) = &doc.uplink {
         crate::hooks::crash_before("uplink");
@@ -209,13 +214,15 @@ fn choose_and_apply(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf
     }
     let failed = |source: &str, message: String| BootApply { outcome: BootOutcome::Failed, source: source.to_string(), message };
     let mut deferred = Deferred::default();
-    let applied = match apply(node, &doc, &mut deferred) {
+    let mut applied = match apply(node, &doc, &mut deferred) {
         Ok(a) => a,
         Err(e) => return failed(&source, e.message),
     };
+    let t = std::time::Instant::now();
     if let Err(e) = deferred.run(node.host.as_ref()) {
         return failed(&source, format!("queueing the services: {e}"));
     }
+    applied.took.push(("services", t.elapsed()));
     if let Err(e) = save_stored(node, &next) {
         return failed(&source, e.message);
     }
@@ -230,6 +237,8 @@ fn choose_and_apply(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf
     for s in &applied.skipped {
         message.push_str(&format!("; {s}"));
     }
+    let took: Vec<String> = applied.took.iter().map(|(what, d)| format!("{what} {:.1} s", d.as_secs_f64())).collect();
+    message.push_str(&format!("; took {}", took.join(", ")));
     BootApply { outcome: BootOutcome::Applied, source, message }
 }
 
