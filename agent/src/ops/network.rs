@@ -80,12 +80,11 @@ pub fn apply_uplink_in(node: &Node, req: &UplinkRequest, deferred: Option<&mut D
     validate_uplink(req)?;
     let changed = write_networkd(node, UPLINK_FILE, &uplink_text(req), deferred)?;
     let host = node.host.as_ref();
-    let run = |args: &[&str]| crate::host::run_ok(host, args, None, Duration::from_secs(30));
     let nic = match nic_with_mac(&node.root, &req.mac) {
         Some(n) => n,
         None => {
             if let Some(driver) = &req.driver {
-                run(&["modprobe", driver])?;
+                crate::host::run_ok(host, &["modprobe", driver], None, Duration::from_secs(30))?;
             }
             let start = Instant::now();
             loop {
@@ -99,10 +98,19 @@ pub fn apply_uplink_in(node: &Node, req: &UplinkRequest, deferred: Option<&mut D
             }
         }
     };
-    run(&["ip", "address", "replace", &req.address, "dev", &nic])?;
-    run(&["ip", "link", "set", "dev", &nic, "up"])?;
-    run(&["ip", "route", "replace", "default", "via", &req.gateway, "dev", &nic, "proto", "static"])?;
+    // One `ip` for the three (a process costs tenths of a second under emulation).
+    let batch = uplink_commands(req, &nic).join("\n") + "\n";
+    crate::host::run_ok(host, &["ip", "-batch", "-"], Some(batch.as_bytes()), Duration::from_secs(30))?;
     Ok(changed)
+}
+
+/// The `ip` commands that bring the uplink up on `nic`, each idempotent.
+pub fn uplink_commands(req: &UplinkRequest, nic: &str) -> Vec<String> {
+    vec![
+        format!("address replace {} dev {nic}", req.address),
+        format!("link set dev {nic} up"),
+        format!("route replace default via {} dev {nic} proto static", req.gateway),
+    ]
 }
 
 /// The interface whose MAC address is `mac` (case-insensitive), from `/sys/class/net`.
