@@ -93,16 +93,26 @@ impl Deferred {
         }
     }
 
-    /// Reload if needed, then queue the stops and starts (`--no-block`).
+    /// Reload if needed, then queue the stops and starts (`--no-block`). The stops (other
+    /// runtimes' units) are queued on their own thread meanwhile: a `systemctl` is tenths of a
+    /// second under emulation, and the two touch different units.
     pub fn run(&self, host: &dyn Host) -> Result<(), HostError> {
+        std::thread::scope(|s| {
+            if !self.stop.is_empty() {
+                s.spawn(|| {
+                    // Other runtimes' units may not be installed: not an error.
+                    let mut argv = vec!["systemctl", "stop", "--no-block"];
+                    argv.extend(&self.stop);
+                    let _ = host.run(&argv, None, std::time::Duration::from_secs(60));
+                });
+            }
+            self.reload_and_start(host)
+        })
+    }
+
+    fn reload_and_start(&self, host: &dyn Host) -> Result<(), HostError> {
         if self.needs_reload(host) {
             crate::host::systemctl(host, &["daemon-reload"])?;
-        }
-        if !self.stop.is_empty() {
-            // Other runtimes' units may not be installed: not an error.
-            let mut argv = vec!["systemctl", "stop", "--no-block"];
-            argv.extend(&self.stop);
-            let _ = host.run(&argv, None, std::time::Duration::from_secs(60));
         }
         // Only a running networkd is told: the boot step runs before it starts (it reads the
         // files then), and `networkctl reload` would ask D-Bus to start it, a start queued
