@@ -234,7 +234,9 @@ fn systemd_units_order_boot_before_the_runtimes() {
     for unit in ["systemd-networkd.service", "docker.service", "containerd.service", "crio.service", "kubelet.service", "minikube-agent.service"] {
         assert!(before.split(' ').any(|u| u == unit), "boot unit not Before={unit}");
     }
-    for line in ["ExecStart=/usr/bin/minikube-agent serve", "Restart=always", "StandardOutput=journal+console", "DefaultDependencies=no", "Conflicts=shutdown.target"] {
+    for line in
+        ["ExecStart=/usr/bin/minikube-agent serve", "Restart=always", "StandardOutput=journal+console", "DefaultDependencies=no", "Conflicts=shutdown.target"]
+    {
         assert!(serve_unit.lines().any(|l| l == line), "serve unit lacks {line}");
     }
 }
