@@ -92,9 +92,17 @@ fn assert_direct_boot_and_static_uplink(home: &Home, m: &launcher::resources::st
     assert!(route.contains(&format!("via {}", launcher::model::USER_NET_GATEWAY)), "{route}");
     let nic = exec(c, &["sh", "-c", &format!("grep -l -i {} /sys/class/net/*/address", launcher::model::USER_NIC_MAC)]);
     let nic = nic.trim().trim_start_matches("/sys/class/net/").trim_end_matches("/address").to_string();
-    let status = exec(c, &["networkctl", "status", "--no-pager", &nic]);
+    // networkd takes the NIC over once udev has seen it (the boot step did not wait for that).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        let status = exec(c, &["networkctl", "status", "--no-pager", &nic]);
+        if (status.contains("05-minikube-uplink.network") && status.contains("configured")) || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
     assert!(
-        status.contains("05-minikube-uplink.network") && status.contains(launcher::model::GUEST_IP),
+        status.contains("05-minikube-uplink.network") && status.contains("configured") && status.contains(launcher::model::GUEST_IP),
         "networkd does not manage {nic} from the uplink file:\n{status}"
     );
 }
