@@ -24,6 +24,8 @@ pub struct DirectKernel {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
+    #[error("ISO {iso}: not an ISO 9660 image: {reason}")]
+    NotIso { iso: PathBuf, reason: String },
     #[error("ISO {iso}: {path}: {reason}")]
     Iso { iso: PathBuf, path: String, reason: String },
     #[error("{path}: {source}")]
@@ -34,7 +36,7 @@ pub enum KernelError {
 pub fn read_iso_file(iso: &Path, path: &str) -> Result<Vec<u8>, KernelError> {
     let bad = |reason: String| KernelError::Iso { iso: iso.to_path_buf(), path: path.to_string(), reason };
     let file = std::fs::File::open(iso).map_err(|source| KernelError::Io { path: iso.to_path_buf(), source })?;
-    let fs = iso9660::ISO9660::new(file).map_err(|e| bad(format!("not an ISO 9660 image: {e}")))?;
+    let fs = iso9660::ISO9660::new(file).map_err(|e| KernelError::NotIso { iso: iso.to_path_buf(), reason: e.to_string() })?;
     let f = match fs.open(path.trim_start_matches('/')).map_err(|e| bad(e.to_string()))? {
         Some(iso9660::DirectoryEntry::File(f)) => f,
         Some(_) => return Err(bad("a directory, not a file".into())),

@@ -160,6 +160,7 @@ pub fn iso_version(iso: &Path) -> Result<platform::ImageVersion, MachineError> {
     let bytes = kernel::read_iso_file(iso, name).map_err(|e| match e {
         kernel::KernelError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => MachineError::NoIso(iso.to_path_buf()),
         kernel::KernelError::Io { path, source } => MachineError::Io { path, source },
+        kernel::KernelError::NotIso { reason, .. } => MachineError::IsoIdentity { path: iso.to_path_buf(), reason: format!("not an ISO 9660 image: {reason}") },
         kernel::KernelError::Iso { reason, path, .. } => MachineError::IsoIdentity { path: iso.to_path_buf(), reason: format!("{path}: {reason}") },
     })?;
     serde_json::from_slice(&bytes).map_err(|e| MachineError::IsoIdentity { path: iso.to_path_buf(), reason: format!("{name}: {e}") })
