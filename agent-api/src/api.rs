@@ -37,6 +37,10 @@ pub struct InfoResponse {
     /// boot step has not run, or from an older agent).
     #[serde(default)]
     pub boot_apply: Option<BootApply>,
+    /// The boot step is still running: the agent answers beside it, and each change waits for
+    /// its end (`boot_apply` is then absent until it has applied the node document).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub boot_running: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -237,8 +237,7 @@ pub fn mount_data(root: &GuestRoot, host: &dyn Host, partition: &str) -> Result<
     let mnt = root.host(&mnt_guest);
     ensure::dir(&mnt).map_err(io_err(&mnt))?;
     if !is_mounted(root, &mnt_guest) {
-        let dev = root.host(&format!("/dev/{partition}")).to_string_lossy().into_owned();
-        run_ok(host, &["mount", "-t", "ext4", &dev, &mnt.to_string_lossy()], None, Duration::from_secs(60))?;
+        host.mount_fs(&root.host(&format!("/dev/{partition}")), &mnt, "ext4")?;
     }
     for dir in PERSISTENT_DIRS {
         let persistent = root.host(&format!("{mnt_guest}{dir}"));
@@ -402,6 +401,9 @@ pub struct BootOptions {
     pub skip_disk: bool,
     /// Skip kernel modules (containers cannot load them).
     pub skip_modules: bool,
+    /// Leave the SSH host keys to the caller ([`ssh_host_keys`] after the node document: only
+    /// sshd, which starts after the whole boot step, needs them).
+    pub keys_later: bool,
 }
 
 /// A summary for the console.
@@ -495,7 +497,10 @@ fn run_disk_userdata_keys(root: &GuestRoot, host: &dyn Host, opts: BootOptions) 
         Err(e) => return Err(io_err(&tar_path)(e)),
     };
     lap("userdata");
-    let ssh_keys_generated = ssh_host_keys(root, host)?;
-    lap("ssh keys");
+    let mut ssh_keys_generated = false;
+    if !opts.keys_later {
+        ssh_keys_generated = ssh_host_keys(root, host)?;
+        lap("ssh keys");
+    }
     Ok(BootReport { plan: plan_text, userdata_files_changed, modules_failed: Vec::new(), ssh_keys_generated, took })
 }

@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod boot;
+pub mod boot_lock;
 pub mod console;
 pub mod entrypoint;
 pub mod error;

@@ -91,7 +91,7 @@ fn magic_disk_is_formatted_and_its_userdata_installed() {
     for (kind, file) in boot::HOST_KEYS {
         host.creates(&format!("ssh-keygen -q -t {kind}"), &d.path().join("etc/ssh").join(file));
     }
-    let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: false }).unwrap();
+    let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: false, keys_later: false }).unwrap();
     let cmds = host.commands();
     let mnt = d.path().join("mnt/vdb1").display().to_string();
     // The modules load on their own thread meanwhile: the disk's first command is sfdisk.
@@ -136,7 +136,7 @@ fn magic_disk_is_formatted_and_its_userdata_installed() {
     for (_, f) in boot::HOST_KEYS {
         std::fs::remove_file(d.path().join("etc/ssh").join(f)).unwrap();
     }
-    let report = boot::run(&root, &host, BootOptions { skip_disk: true, skip_modules: true }).unwrap();
+    let report = boot::run(&root, &host, BootOptions { skip_disk: true, skip_modules: true, keys_later: false }).unwrap();
     assert_eq!(report.userdata_files_changed, 0);
     assert!(!report.ssh_keys_generated, "the kept keys are used");
     assert!(!host.commands().iter().any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs") || c.starts_with("ssh-keygen")), "{:?}", host.commands());
@@ -164,7 +164,7 @@ fn a_host_made_data_disk_is_mounted_and_its_userdata_taken_once() {
     for (kind, file) in boot::HOST_KEYS {
         host.creates(&format!("ssh-keygen -q -t {kind}"), &d.path().join("etc/ssh").join(file));
     }
-    let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: true }).unwrap();
+    let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: true, keys_later: false }).unwrap();
     let cmds = host.commands();
     assert!(!cmds.iter().any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs")), "a host-made disk is not formatted: {cmds:?}");
     assert!(cmds.contains(&format!("mount -t ext4 {} {}", d.path().join("dev/vda").display(), d.path().join("mnt/vda").display())), "{cmds:?}");
@@ -175,7 +175,7 @@ fn a_host_made_data_disk_is_mounted_and_its_userdata_taken_once() {
     assert_eq!(trust.ca_pem, ca.cert_pem());
     // The next boot finds nothing new.
     host.clear();
-    let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: true }).unwrap();
+    let report = boot::run(&root, &host, BootOptions { skip_disk: false, skip_modules: true, keys_later: false }).unwrap();
     assert_eq!(report.userdata_files_changed, 0);
     assert!(!host.commands().iter().any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs")));
 }
@@ -192,7 +192,7 @@ fn no_disk_runs_from_memory() {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(d.path().join("sys/block")).unwrap();
     let host = RecordingHost::node("minikube");
-    let report = boot::run(&GuestRoot::new(d.path()), &host, BootOptions { skip_disk: false, skip_modules: true }).unwrap();
+    let report = boot::run(&GuestRoot::new(d.path()), &host, BootOptions { skip_disk: false, skip_modules: true, keys_later: false }).unwrap();
     assert_eq!(report.plan, "no data disk");
     assert!(host.commands().is_empty(), "{:?}", host.commands());
 }
@@ -231,12 +231,20 @@ fn systemd_units_order_boot_before_the_runtimes() {
         }
     }
     let before = boot_unit.lines().find_map(|l| l.strip_prefix("Before=")).unwrap();
-    for unit in ["systemd-networkd.service", "docker.service", "containerd.service", "crio.service", "kubelet.service", "minikube-agent.service"] {
+    for unit in ["systemd-networkd.service", "docker.service", "containerd.service", "crio.service", "kubelet.service"] {
         assert!(before.split(' ').any(|u| u == unit), "boot unit not Before={unit}");
     }
-    for line in
-        ["ExecStart=/usr/bin/minikube-agent serve", "Restart=always", "StandardOutput=journal+console", "DefaultDependencies=no", "Conflicts=shutdown.target"]
-    {
+    // The agent starts beside the boot step and waits for it itself (agent::boot_lock).
+    assert!(!before.split(' ').any(|u| u == "minikube-agent.service"), "boot unit is Before=minikube-agent.service");
+    assert!(!serve_unit.lines().any(|l| l.starts_with("After=") && l.contains("minikube-agent-boot.service")), "serve unit waits for the boot unit");
+    for line in [
+        "ExecStart=/usr/bin/minikube-agent serve --after-boot",
+        "Type=notify",
+        "Restart=always",
+        "StandardOutput=journal+console",
+        "DefaultDependencies=no",
+        "Conflicts=shutdown.target",
+    ] {
         assert!(serve_unit.lines().any(|l| l == line), "serve unit lacks {line}");
     }
 }
@@ -284,4 +292,43 @@ fn userdata_and_the_document_agree_on_authorized_keys() {
     let c = agent::ops::files::upload(&node, &up, &mut &content[..], content.len() as u64).unwrap();
     assert!(!c.changed, "the document's file section rewrote what the userdata placed");
     assert_eq!(boot::apply_userdata(&root, &tar).unwrap(), 0);
+}
+
+/// The agent serves beside the boot step: it listens only once the boot step marks the node
+/// reachable, `info` says the boot step runs, and a change waits until the boot step ends.
+#[test]
+fn the_servers_changes_wait_for_the_boot_step() {
+    use agent::boot_lock::{self, BootLock};
+    use std::time::{Duration, Instant};
+    let d = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(d.path());
+    assert!(!boot_lock::running(&root), "no lock file: no boot step");
+    let lock = BootLock::acquire(&root).unwrap();
+    assert!(boot_lock::running(&root));
+    assert!(!boot_lock::wait_reachable(&root, Duration::from_millis(100)), "reachable before the boot step said so");
+    lock.mark_reachable();
+    assert!(boot_lock::wait_reachable(&root, Duration::from_secs(1)));
+
+    let node = std::sync::Arc::new(agent::ops::Node::new(root.clone(), std::sync::Arc::new(RecordingHost::node("m"))).after_boot());
+    assert!(agent::ops::info::info(&node).unwrap().boot_running);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = {
+        let node = node.clone();
+        std::thread::spawn(move || {
+            let _w = node.lock_writes();
+            tx.send(Instant::now()).unwrap();
+        })
+    };
+    assert!(rx.recv_timeout(Duration::from_millis(400)).is_err(), "a change ran while the boot step held the node");
+    let released = Instant::now();
+    drop(lock);
+    let wrote = rx.recv_timeout(Duration::from_secs(5)).expect("the change ran once the boot step ended");
+    assert!(wrote >= released);
+    writer.join().unwrap();
+    assert!(!boot_lock::running(&root));
+    assert!(!agent::ops::info::info(&node).unwrap().boot_running);
+    // A node that does not wait (the boot step's own, tests') takes only its own lock.
+    let _held = BootLock::acquire(&root).unwrap();
+    let own = agent::ops::Node::new(root.clone(), std::sync::Arc::new(RecordingHost::node("m")));
+    drop(own.lock_writes());
 }

@@ -60,7 +60,7 @@ fn docker_driver_runs_ready_kubernetes_nodes_and_leaves_nothing() {
     assert!(step(&first, "image").changed && step(&first, "image").detail.contains("loaded"), "{:?}", step(&first, "image"));
     let tags = String::from_utf8_lossy(&dockerd.docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]).stdout).to_string();
     assert_eq!(tags.lines().filter(|l| l.starts_with("kicbase:")).count(), 1, "one image, the plain tag: {tags}");
-    assert!(step(&first, "agent").detail.contains("node document applied at boot"), "{:?}", step(&first, "agent"));
+    assert!(step(&first, "document").detail.contains("node document applied at boot"), "{:?}", step(&first, "document"));
     eprintln!("docker node created with: {}", step(&first, "boot").detail);
     assert!(step(&first, "kubeadm").detail.contains("kubeadm init"));
     wait_ready(&k, 1);

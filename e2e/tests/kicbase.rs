@@ -225,7 +225,7 @@ fn launcher_podman_driver_start_stop_delete() {
     for s in ["machine", "boot", "agent", "kubeconfig"] {
         assert!(step(&rep.events, s).changed, "first start: {s} changed");
     }
-    assert!(step(&rep.events, "agent").detail.contains("node document applied at boot"), "{:?}", step(&rep.events, "agent"));
+    assert!(step(&rep.events, "document").detail.contains("node document applied at boot"), "{:?}", step(&rep.events, "document"));
     eprintln!(
         "FIGURE launcher podman: image {:.1} s, container start -> agent ready {:.1} s, start -> provisioned {:.1} s",
         step(&rep.events, "image").seconds,
@@ -298,7 +298,7 @@ fn launcher_podman_driver_start_stop_delete() {
     // runtime started: containerd (not enabled in the image) was started by the boot step, so the
     // runtime step only checks. (Certificates and the kubelet name the container's address,
     // which the engine may change at a restart: those steps converge either way.)
-    assert!(step(&rep.events, "agent").detail.contains("node document applied at boot"), "{:?}", step(&rep.events, "agent"));
+    assert!(step(&rep.events, "document").detail.contains("node document applied at boot"), "{:?}", step(&rep.events, "document"));
     for s in ["hostname", "runtime"] {
         assert!(!step(&rep.events, s).changed, "restart: {s} changed, yet the boot step applied the document: {:?}", rep.events);
     }

@@ -55,11 +55,11 @@ impl std::io::Write for KillQemuAfter {
 
 /// After a boot, the API steps found the node as the boot step left it.
 fn assert_boot_applied(events: &[StepEvent]) {
-    for step in ["machine", "boot", "agent", "hostname", "certs", "runtime", "kubelet"] {
+    for step in ["machine", "boot", "agent", "document", "hostname", "certs", "runtime", "kubelet"] {
         assert!(events.iter().any(|e| e.step == step), "no {step} step: {events:?}");
     }
-    let agent = events.iter().find(|e| e.step == "agent").unwrap();
-    assert!(agent.detail.contains("node document applied at boot"), "{agent:?}");
+    let document = events.iter().find(|e| e.step == "document").unwrap();
+    assert!(document.detail.contains("node document applied at boot"), "{document:?}");
     let changed: Vec<_> = events.iter().filter(|e| e.changed && ["hostname", "certs", "runtime", "kubelet"].contains(&e.step)).collect();
     assert!(changed.is_empty(), "the boot step applied the document, yet the API changed {changed:?}");
     let total: f64 = events.iter().map(|e| e.seconds).sum();
@@ -86,6 +86,9 @@ fn assert_root_on_data_disk(c: &mut Client) {
 fn assert_direct_boot_and_static_uplink(home: &Home, m: &launcher::resources::state::MachineDir, c: &mut Client) {
     let console = std::fs::read_to_string(m.console_log()).unwrap();
     assert!(!console.contains("ISOLINUX"), "isolinux ran: the kernel was not started by qemu");
+    // The ISO is a virtio disk then: /init found the layers without its CD and ATA drivers.
+    assert!(console.contains("minikube-init: medium /dev/vd"), "the medium was not a virtio disk:\n{console}");
+    assert!(!console.contains("more modules loaded"), "/init needed its fallback modules:\n{console}");
     let kernels: Vec<String> = std::fs::read_dir(home.kernels()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(kernels.iter().any(|k| k.ends_with(".pvh.elf")), "no unpacked kernel in the cache: {kernels:?}");
     let route = exec(c, &["ip", "route", "show", "default"]);

@@ -47,8 +47,8 @@ fn arm64_node_boots_provisions_containerd_runs_an_arm64_image_and_powers_off() {
     assert_eq!(state.arch, Arch::Aarch64, "state.json records the node's architecture");
     let boot = events.iter().find(|e| e.step == "boot").expect("a boot step");
     eprintln!("boot: {}", boot.detail);
-    let agent = events.iter().find(|e| e.step == "agent").expect("an agent step");
-    assert!(agent.detail.contains("node document applied at boot"), "{agent:?}");
+    let document = events.iter().find(|e| e.step == "document").expect("a document step");
+    assert!(document.detail.contains("node document applied at boot"), "{document:?}");
     let total: f64 = events.iter().map(|e| e.seconds).sum();
     eprintln!("FIGURE arm64 (TCG) start -> provisioned {total:.1} s");
 

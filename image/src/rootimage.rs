@@ -273,6 +273,22 @@ pub struct RootImages {
     _tmp: tempfile::TempDir,
 }
 
+/// The plan's module lists from the initramfs's modules (`names`, dependencies included): first
+/// the ones `boot.initrd_modules` asks for (its `patterns`) except `boot.initrd_fallback`, then
+/// the fallback ones; `/init` loads each list's dependencies itself, so a dependency only the
+/// fallback modules need (libata, scsi_mod) waits with them. Each fallback name must be asked for.
+pub fn split_fallback(names: &[String], patterns: &[String], fallback: &[String]) -> Result<(Vec<String>, Vec<String>), RootImageError> {
+    let norm = |m: &str| m.replace('-', "_");
+    let asked: Vec<String> = names.iter().filter(|n| patterns.iter().any(|p| crate::rootfs::glob_match(&norm(p), n))).cloned().collect();
+    if let Some(missing) = fallback.iter().find(|f| !asked.contains(&norm(f))) {
+        return Err(RootImageError::Other(format!(
+            "boot.initrd_fallback: {missing:?} is not among the modules boot.initrd_modules selects ({})",
+            asked.join(" ")
+        )));
+    }
+    Ok(asked.into_iter().partition(|m| !fallback.iter().any(|f| norm(f) == *m)))
+}
+
 /// Build (or reuse) the base, build the top, and the initramfs whose plan names both.
 /// `init` is the static `minikube-init` binary.
 pub fn build(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http: &Http, init: &[u8], scratch: &Path) -> Result<RootImages, RootImageError> {
@@ -282,14 +298,31 @@ pub fn build(spec: &Spec, opts: &Options, index: &Index, set: &[&Package], http:
     let sq = squashfs_options(spec, opts.epoch)?;
     let top_path = squashfs::write(&top, &sq, &tmp.path().join("top.sqfs"))?.path;
     let top_sealed = squashfs::seal(&top_path)?;
-    let plan = Plan {
-        kernel: base.meta.kernel_version.clone(),
-        modules: base.meta.initrd_modules.clone(),
-        layers: vec![base.meta.root.layer(BASE_IMAGE), top_sealed.layer(TOP_IMAGE)],
-    };
     let boot = boot_of(spec)?;
+    let (modules, fallback) = split_fallback(&base.meta.initrd_modules, &boot.initrd_modules, &boot.initrd_fallback)?;
+    let plan =
+        Plan { kernel: base.meta.kernel_version.clone(), modules, fallback, layers: vec![base.meta.root.layer(BASE_IMAGE), top_sealed.layer(TOP_IMAGE)] };
     let mut initrd = std::fs::read(base.initrd_part()).map_err(ioerr(&base.initrd_part()))?;
     initrd.extend(crate::compress::initrd(&initrd_local_tree(init, &plan, opts.epoch)?, boot.compression, boot.level, 0)?);
     let version_json = top.get("/version.json").and_then(|e| e.content()).unwrap_or(b"{}").to_vec();
     Ok(RootImages { base, top: top_sealed, top_path, initrd, version_json, _tmp: tmp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_fallback;
+
+    #[test]
+    fn fallback_modules_wait_with_what_only_they_need() {
+        let names: Vec<String> =
+            ["virtio_blk", "virtio_pci", "isofs", "sr_mod", "cdrom", "libata", "ata_piix", "scsi_mod"].iter().map(|s| s.to_string()).collect();
+        let patterns: Vec<String> = ["virtio_*", "isofs", "sr-mod", "cdrom", "ata_piix"].iter().map(|s| s.to_string()).collect();
+        let (first, fallback) = split_fallback(&names, &patterns, &["sr_mod".into(), "cdrom".into(), "ata-piix".into()]).unwrap();
+        // libata and scsi_mod are dependencies, asked for by no pattern: /init loads them with
+        // the fallback modules that need them.
+        assert_eq!(first, ["virtio_blk", "virtio_pci", "isofs"]);
+        assert_eq!(fallback, ["sr_mod", "cdrom", "ata_piix"]);
+        let e = split_fallback(&names, &patterns, &["ahci".into()]).unwrap_err().to_string();
+        assert!(e.contains("boot.initrd_fallback") && e.contains("\"ahci\""), "{e}");
+    }
 }

@@ -5,13 +5,16 @@
 //!
 //! ```text
 //! kernel 6.1.0-44-amd64
-//! module sr_mod
+//! module virtio_blk
 //! module isofs
+//! fallback sr_mod
 //! layer boot/root.sqfs 5f1c...e9 180355072 77ab...01 5f1c...e9
 //! layer boot/top.sqfs 0a9b...41 1048576 03cd...9f 0a9b...41
 //! ```
 //!
-//! `module` lines name the modules to load, in order (dependencies are read from `modules.dep`).
+//! `module` lines name the modules to load, in order (dependencies are read from `modules.dep`);
+//! `fallback` lines the ones loaded only when no device holds the medium once those are loaded
+//! (the CD and SATA drivers, which a VM whose medium is a virtio disk never needs).
 //! `layer` lines name the read-only root images on the medium, lowest first: the SHA-256 of the
 //! data, its length, and the root hash and salt of the dm-verity tree that follows the data in
 //! the same file ([`verity`]). `/init` checks the tree's top block against the root hash, then
@@ -59,6 +62,8 @@ pub struct Plan {
     pub kernel: String,
     /// Modules to load, in order.
     pub modules: Vec<String>,
+    /// Modules to load when no device holds the medium after [`Plan::modules`].
+    pub fallback: Vec<String>,
     /// Root images, lowest layer first.
     pub layers: Vec<Layer>,
 }
@@ -116,6 +121,12 @@ impl Plan {
             }
             s.push_str(&format!("module {m}\n"));
         }
+        for m in &self.fallback {
+            if !is_word(m) {
+                return bad(format!("module name {m:?} is not one word"));
+            }
+            s.push_str(&format!("fallback {m}\n"));
+        }
         if self.layers.is_empty() {
             return bad("no layer: the plan needs at least one root image".into());
         }
@@ -148,6 +159,7 @@ impl Plan {
             match f.as_slice() {
                 ["kernel", v] => p.kernel = v.to_string(),
                 ["module", m] => p.modules.push(m.to_string()),
+                ["fallback", m] => p.fallback.push(m.to_string()),
                 ["layer", path, sum, size, root, salt] => {
                     for (what, h) in [("SHA-256", sum), ("root hash", root)] {
                         if !is_hex64(h) {
@@ -164,7 +176,11 @@ impl Plan {
                         .ok_or_else(|| err(format!("layer {path}: data length {size:?} is not a positive multiple of {}", verity::BLOCK)))?;
                     p.layers.push(Layer { path: path.to_string(), sha256: sum.to_string(), data_bytes, root_hash: root.to_string(), salt: salt.to_string() });
                 }
-                _ => return Err(err(format!("cannot read {l:?} (want `kernel V`, `module NAME` or `layer PATH SHA256 DATA_BYTES ROOT_HASH SALT`)"))),
+                _ => {
+                    return Err(err(format!(
+                        "cannot read {l:?} (want `kernel V`, `module NAME`, `fallback NAME` or `layer PATH SHA256 DATA_BYTES ROOT_HASH SALT`)"
+                    )))
+                }
             }
         }
         if p.kernel.is_empty() {
@@ -261,7 +277,8 @@ mod tests {
     fn sample() -> Plan {
         Plan {
             kernel: "6.1.0-9-amd64".into(),
-            modules: vec!["sr_mod".into(), "isofs".into()],
+            modules: vec!["virtio_blk".into(), "isofs".into()],
+            fallback: vec!["sr_mod".into()],
             layers: vec![
                 Layer { path: "boot/root.sqfs".into(), sha256: "a".repeat(64), data_bytes: 8192, root_hash: "c".repeat(64), salt: "a".repeat(64) },
                 Layer { path: "boot/top.sqfs".into(), sha256: "b".repeat(64), data_bytes: 4096, root_hash: "e".repeat(64), salt: "b".repeat(64) },

@@ -1,10 +1,12 @@
 //! `/init` of the minikube ISO's small initramfs (PID 1 until systemd takes over).
 //!
 //! 1. mounts /proc, /sys and /dev (devtmpfs);
-//! 2. loads the plan's modules (CD-ROM, disk, iso9660, squashfs, overlay, loop) from the
-//!    initramfs, dependencies first, as `modules.dep` says;
+//! 2. loads the plan's modules (virtio disk, iso9660, squashfs, overlay, loop, dm-verity, ext4)
+//!    from the initramfs, dependencies first, as `modules.dep` says;
 //! 3. finds the medium: every block device is tried as iso9660 until one holds the plan's layers
-//!    (a CD with `-cdrom`, the hybrid ISO as a raw disk, or either under UEFI);
+//!    (a virtio disk when qemu starts the kernel itself, a CD with `-cdrom`, the hybrid ISO as a
+//!    raw disk, or either under UEFI); when none does at once, the plan's fallback modules (CD,
+//!    SATA, SCSI) are loaded and the devices tried again until one does;
 //! 4. checks the top block of each layer's dm-verity hash tree against the plan's root hash;
 //! 5. mounts each layer read-only through a loop device and a dm-verity device (every block is
 //!    checked against the tree when it is first read: a bad one is an I/O error, never data),
@@ -101,16 +103,16 @@ fn early_mounts() -> Result<(), String> {
 /// modules of a wave two at a time (each on its own thread: the kernel links, checks and
 /// initialises modules in parallel, and under emulation that halves this stage on two CPUs).
 /// Built-in modules need no file.
-fn load_modules(plan: &Plan) -> Result<usize, String> {
-    let dir = format!("{MODULES_DIR}/{}", plan.kernel);
+fn load_modules(kernel: &str, modules: &[String]) -> Result<usize, String> {
+    let dir = format!("{MODULES_DIR}/{kernel}");
     let dep_path = format!("{dir}/modules.dep");
     let dep_text = std::fs::read_to_string(&dep_path).map_err(|e| format!("module index {dep_path}: {e}"))?;
     let dep = parse_modules_dep(&dep_text);
-    let (waves, missing) = load_waves(&dep, &plan.modules);
+    let (waves, missing) = load_waves(&dep, modules);
     let builtin = std::fs::read_to_string(format!("{dir}/modules.builtin")).unwrap_or_default();
     for m in missing {
         if !builtin.lines().any(|l| minikube_init::module_name(l).as_deref() == Some(m.as_str())) {
-            return Err(format!("module {m}: not in {dep_path} nor built into kernel {}", plan.kernel));
+            return Err(format!("module {m}: not in {dep_path} nor built into kernel {kernel}"));
         }
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
@@ -159,8 +161,9 @@ fn block_devices() -> Vec<String> {
     devs
 }
 
-/// Mount the medium that holds every layer; returns the device. Tried until [`MEDIUM_WAIT`].
-fn find_medium(plan: &Plan) -> Result<String, String> {
+/// Mount the medium that holds every layer; returns the device. Tried until `wait` has passed
+/// (once with a zero wait).
+fn find_medium(plan: &Plan, wait: Duration) -> Result<String, String> {
     let start = Instant::now();
     let mut tried: Vec<String>;
     loop {
@@ -179,7 +182,7 @@ fn find_medium(plan: &Plan) -> Result<String, String> {
                 }
             }
         }
-        if start.elapsed() > MEDIUM_WAIT {
+        if start.elapsed() >= wait {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -188,7 +191,7 @@ fn find_medium(plan: &Plan) -> Result<String, String> {
     Err(format!(
         "no medium holds {} after {}s; tried: {}",
         want.join(", "),
-        MEDIUM_WAIT.as_secs(),
+        wait.as_secs(),
         if tried.is_empty() { "no block device appeared".to_string() } else { tried.join(", ") }
     ))
 }
@@ -367,9 +370,18 @@ fn run() -> Result<std::convert::Infallible, String> {
     let text = std::fs::read_to_string(PLAN_PATH).map_err(|e| format!("{PLAN_PATH}: {e}"))?;
     let plan = Plan::parse(&text).map_err(|e| e.to_string())?;
     say(&format!("kernel {}, {} layers", plan.kernel, plan.layers.len()));
-    let n = load_modules(&plan)?;
+    let n = load_modules(&plan.kernel, &plan.modules)?;
     say(&format!("{n} modules loaded"));
-    let dev = find_medium(&plan)?;
+    let dev = match find_medium(&plan, Duration::ZERO) {
+        Ok(dev) => dev,
+        Err(first) if !plan.fallback.is_empty() => {
+            // Not on a virtio disk: a CD, SATA or SCSI device, whose drivers probe it as they load.
+            let n = load_modules(&plan.kernel, &plan.fallback)?;
+            say(&format!("no device holds the layers yet ({}); {n} more modules loaded", first.rsplit("tried: ").next().unwrap_or(&first)));
+            find_medium(&plan, MEDIUM_WAIT)?
+        }
+        Err(_) => find_medium(&plan, MEDIUM_WAIT)?,
+    };
     say(&format!("medium {dev}"));
     verify_tops(&plan, &dev)?;
     say("hash trees match the plan");

@@ -77,11 +77,15 @@ pub(crate) fn boot_once(iso: &Path, memory_mb: u32, arch: image::arch::Arch) -> 
     };
     let ready = t.elapsed().as_secs_f64();
     vm.shutdown(Duration::from_secs(60))?;
-    let num = |key: &str| -> Option<f64> {
-        let i = line.find(key)? + key.len();
-        line[i..].trim_start().split(|c: char| !(c.is_ascii_digit() || c == '.')).next()?.parse().ok()
-    };
+    let num = |key: &str| ready_number(&line, key);
     Ok(Boot { root_ready, ready, uptime: num("uptime").unwrap_or(f64::NAN), used_mb: num("memory used").unwrap_or(f64::NAN) })
+}
+
+/// The number after `key` in the ISO's ready line (`minikube-iso: ready (system running, uptime
+/// 20.1s, memory used 288 MB)`).
+pub(crate) fn ready_number(line: &str, key: &str) -> Option<f64> {
+    let i = line.find(key)? + key.len();
+    line[i..].trim_start().split(|c: char| !(c.is_ascii_digit() || c == '.')).next()?.parse().ok()
 }
 
 pub(crate) fn report_boots(label: &str, b: &[Boot], base: Option<&[Boot]>) {

@@ -6,7 +6,9 @@
 //! systemd's monotonic timestamps (same clock) say when the boot step started and ended and when
 //! the agent's unit started. The host adds what precedes the kernel (firmware, bootloader) and
 //! the launcher's polling, as its qemu start → agent answering minus the guest's uptime when the
-//! agent started. Also counted: systemd reloads in this boot, starts of containerd, and the boot
+//! agent's unit turned active (it listens then: `Type=notify`; a baseline's `Type=simple` agent
+//! turns active as it starts). The agent starts beside the boot step, so the last row overlaps
+//! the one before it. Also counted: systemd reloads in this boot, starts of containerd, and the boot
 //! step's node-document line (what it changed).
 
 use std::path::{Path, PathBuf};
@@ -31,7 +33,7 @@ pub const STAGES: [&str; 9] = [
     "/init: mount the root",
     "systemd -> boot step",
     "boot step",
-    "boot step -> agent started",
+    "boot step start -> agent listening",
 ];
 
 /// One boot, measured.
@@ -47,6 +49,9 @@ pub struct Boot {
     pub reloads: usize,
     /// Starts of containerd.service in this boot.
     pub containerd_starts: usize,
+    /// The guest's memory in use (MemTotal - MemAvailable) when systemd finished the boot, from
+    /// the ISO's ready line.
+    pub memory_mb: f64,
     /// The boot step's console lines: what it did (with its parts' times), and the node
     /// document's line (what it changed).
     pub document: String,
@@ -82,7 +87,7 @@ pub fn stages(console: &str, boot_unit: &str, agent_unit: &str, to_agent: f64) -
     let root = at("root ready").context("no `root ready` line")?;
     let boot_start = usec(boot_unit, "ExecMainStartTimestampMonotonic").context("the boot step's start time")?;
     let boot_end = usec(boot_unit, "ExecMainExitTimestampMonotonic").context("the boot step's end time")?;
-    let agent = usec(agent_unit, "ExecMainStartTimestampMonotonic").context("the agent's start time")?;
+    let agent = usec(agent_unit, "ActiveEnterTimestampMonotonic").context("the agent's time of turning active")?;
     Ok(vec![
         to_agent - agent,
         first,
@@ -92,7 +97,7 @@ pub fn stages(console: &str, boot_unit: &str, agent_unit: &str, to_agent: f64) -
         root - checked,
         boot_start - root,
         boot_end - boot_start,
-        agent - boot_end,
+        agent - boot_start,
     ])
 }
 
@@ -106,10 +111,11 @@ fn measured_start(home: &Home, name: &str, iso: &Path) -> Result<Boot> {
     let to_agent = secs("boot") + secs("agent");
     let provisioned = rep.events.iter().map(|e| e.seconds).sum();
     let mut c = driver::agent::connect_existing(home, &m)?;
-    let show = |u: &str| format!("systemctl show -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic {u}");
+    let show = |u: &str| format!("systemctl show -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic -p ActiveEnterTimestampMonotonic {u}");
     let boot_unit = exec(&mut c, &show("minikube-agent-boot.service"))?;
     let agent_unit = exec(&mut c, &show("minikube-agent.service"))?;
     let journal = exec(&mut c, "journalctl -b -o cat _PID=1")?;
+    let memory_mb = ready_memory(&m.console_log(), Duration::from_secs(120))?;
     let console = std::fs::read_to_string(m.console_log()).with_context(|| format!("{}", m.console_log().display()))?;
     let line = |marker: &str, none: &str| console.lines().rfind(|l| l.contains(marker)).unwrap_or(none).trim().to_string();
     // What the boot step did and how long each part took, then what the document changed.
@@ -120,16 +126,36 @@ fn measured_start(home: &Home, name: &str, iso: &Path) -> Result<Boot> {
         provisioned,
         reloads: journal.lines().filter(|l| l.starts_with("Reloading")).count(),
         containerd_starts: journal.lines().filter(|l| l.starts_with("Starting containerd.service")).count(),
+        memory_mb,
         document,
     })
 }
 
 /// The table's rows after [`STAGES`].
-const TOTALS: [&str; 3] = ["qemu start -> agent answering", "start -> provisioned", "systemd reloads (count)"];
+const TOTALS: [&str; 4] = ["qemu start -> agent answering", "start -> provisioned", "systemd reloads (count)", "guest memory at ready (MB)"];
 
 /// A boot's figures in table order: [`STAGES`], then [`TOTALS`].
 fn figures(b: &Boot) -> Vec<f64> {
-    b.stages.iter().copied().chain([b.to_agent, b.provisioned, b.reloads as f64]).collect()
+    b.stages.iter().copied().chain([b.to_agent, b.provisioned, b.reloads as f64, b.memory_mb]).collect()
+}
+
+/// The memory figure of the ISO's ready line (`minikube-iso: ready (..., memory used N MB)`),
+/// `N` from the console's last such line, waited for up to `timeout` (systemd ends its boot
+/// after the agent has answered).
+pub fn ready_memory_in(console: &str) -> Option<f64> {
+    crate::bench_iso::ready_number(console.lines().rfind(|l| l.contains("minikube-iso: ready"))?, "memory used")
+}
+
+fn ready_memory(console: &Path, timeout: Duration) -> Result<f64> {
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(console).with_context(|| format!("{}", console.display()))?;
+        if let Some(mb) = ready_memory_in(&text) {
+            return Ok(mb);
+        }
+        ensure!(start.elapsed() < timeout, "{}: no `minikube-iso: ready ... memory used` line within {:?}", console.display(), timeout);
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// `runs` rounds; each round, for each ISO (alternating which goes first): a fresh machine, then
@@ -162,13 +188,14 @@ pub fn run(runs: usize, iso: PathBuf, baseline: Option<PathBuf>) -> Result<()> {
                     }
                     let b = measured_start(&home, &name, iso)?;
                     println!(
-                        "round {} {label:<9} {:<7} qemu start -> agent {:5.1} s, start -> provisioned {:5.1} s, reloads {}, containerd starts {}; {}",
+                        "round {} {label:<9} {:<7} qemu start -> agent {:5.1} s, start -> provisioned {:5.1} s, reloads {}, containerd starts {}, memory at ready {} MB; {}",
                         round + 1,
                         if restart { "restart" } else { "fresh" },
                         b.to_agent,
                         b.provisioned,
                         b.reloads,
                         b.containerd_starts,
+                        b.memory_mb,
                         b.document
                     );
                     boots.push((i, restart, b));
@@ -227,17 +254,20 @@ minikube-agent: node document applied from qemu fw_cfg: changed: hostname
         assert_eq!(marks.len(), 5);
         assert_eq!(marks[1], ("29 modules loaded".to_string(), 3.30));
         let boot = "ExecMainStartTimestampMonotonic=8000000\nExecMainExitTimestampMonotonic=10500000\n";
-        let agent = "ExecMainStartTimestampMonotonic=10600000\nExecMainExitTimestampMonotonic=0\n";
-        let s = stages(CONSOLE, boot, agent, 14.0).unwrap();
-        let want = [3.4, 2.1, 1.2, 0.2, 0.02, 0.08, 4.4, 2.5, 0.1];
+        // The agent listens (turns active) while the boot step still runs.
+        let agent = "ExecMainStartTimestampMonotonic=8100000\nExecMainExitTimestampMonotonic=0\nActiveEnterTimestampMonotonic=9000000\n";
+        let s = stages(CONSOLE, boot, agent, 12.4).unwrap();
+        let want = [3.4, 2.1, 1.2, 0.2, 0.02, 0.08, 4.4, 2.5, 1.0];
         assert_eq!(s.len(), STAGES.len());
         for (got, want) in s.iter().zip(want) {
             assert!((got - want).abs() < 1e-6, "{s:?}");
         }
         // A console without /init's lines (not our ISO) is an error naming what is missing.
-        let e = stages("nothing\n", boot, agent, 14.0).unwrap_err().to_string();
+        let e = stages("nothing\n", boot, agent, 12.4).unwrap_err().to_string();
         assert!(e.contains("minikube-init"), "{e}");
+        assert_eq!(ready_memory_in("x\nminikube-iso: ready (system running, uptime 20.1s, memory used 288 MB)\n"), Some(288.0));
+        assert_eq!(ready_memory_in("minikube-iso: ready (system running)\n"), None);
         // A unit that never ran has no time.
-        assert!(stages(CONSOLE, "ExecMainStartTimestampMonotonic=0\n", agent, 14.0).is_err());
+        assert!(stages(CONSOLE, "ExecMainStartTimestampMonotonic=0\n", agent, 12.4).is_err());
     }
 }

@@ -39,6 +39,9 @@ pub trait Host: Send + Sync {
     /// Bind-mount `from` on `to` (mount(2) itself: `mount --bind` is a process per call, a
     /// quarter of a second each under emulation, and the boot step makes over a dozen).
     fn bind_mount(&self, from: &std::path::Path, to: &std::path::Path) -> Result<(), HostError>;
+    /// Mount the filesystem `fstype` on `dev` at `to` (mount(2) itself, for the same reason: the
+    /// data disk is mounted on the way to the agent answering).
+    fn mount_fs(&self, dev: &std::path::Path, to: &std::path::Path, fstype: &str) -> Result<(), HostError>;
 }
 
 /// Run a tool and require exit status 0.
@@ -79,6 +82,15 @@ impl Host for SystemHost {
 
     fn set_hostname(&self, name: &str) -> Result<(), HostError> {
         nix::unistd::sethostname(name).map_err(|e| HostError::Hostname(e.into()))
+    }
+
+    fn mount_fs(&self, dev: &std::path::Path, to: &std::path::Path, fstype: &str) -> Result<(), HostError> {
+        tracing::debug!(dev = %dev.display(), to = %to.display(), fstype, "mount");
+        nix::mount::mount(Some(dev), to, Some(fstype), nix::mount::MsFlags::empty(), None::<&str>).map_err(|e| HostError::Mount {
+            from: dev.display().to_string(),
+            to: to.display().to_string(),
+            source: e.into(),
+        })
     }
 
     fn bind_mount(&self, from: &std::path::Path, to: &std::path::Path) -> Result<(), HostError> {

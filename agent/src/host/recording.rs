@@ -165,6 +165,11 @@ impl Host for RecordingHost {
         Ok(())
     }
 
+    /// Recorded (and answered by the rules) as the command line `mount -t FSTYPE DEV TO`.
+    fn mount_fs(&self, dev: &std::path::Path, to: &std::path::Path, fstype: &str) -> Result<(), HostError> {
+        crate::host::run_ok(self, &["mount", "-t", fstype, &dev.to_string_lossy(), &to.to_string_lossy()], None, Duration::from_secs(60)).map(drop)
+    }
+
     /// Recorded (and answered by the rules) as the command line `mount --bind FROM TO`.
     fn bind_mount(&self, from: &std::path::Path, to: &std::path::Path) -> Result<(), HostError> {
         crate::host::run_ok(self, &["mount", "--bind", &from.to_string_lossy(), &to.to_string_lossy()], None, Duration::from_secs(60)).map(drop)

@@ -60,8 +60,10 @@ pub struct Applied {
     pub took: Vec<(&'static str, std::time::Duration)>,
 }
 
-/// Apply a checked document; the service starts are left in `deferred`.
-pub fn apply(node: &Node, doc: &NodeDocument, deferred: &mut Deferred) -> Result<Applied, OpError> {
+/// Apply a checked document; the service starts are left in `deferred`. `reachable` is called
+/// once the NIC to the host is configured (after the uplink section, or first when there is none):
+/// from then on the server can answer ([`crate::boot_lock`]).
+pub fn apply(node: &Node, doc: &NodeDocument, deferred: &mut Deferred, reachable: &dyn Fn()) -> Result<Applied, OpError> {
     let mut out = Applied::default();
     let mut t = std::time::Instant::now();
     let mut note = |section: &'static str, changed: bool| {
@@ -75,6 +77,7 @@ pub fn apply(node: &Node, doc: &NodeDocument, deferred: &mut Deferred) -> Result
         crate::hooks::crash_before("uplink");
         note("uplink", network::apply_uplink_in(node, u, Some(deferred)).map_err(|e| prefixed(e, "uplink"))?);
     }
+    reachable();
     if let Some(n) = &doc.network {
         crate::hooks::crash_before("network");
         note("network", network::apply_in(node, n, Some(deferred)).map_err(|e| prefixed(e, "network"))?);
@@ -160,7 +163,13 @@ pub type Delivered = (String, Result<NodeDocument, DocumentError>);
 /// report to [`document::STATUS`]. Blobs the document names are imported from `blob_dirs`
 /// (a kic trust directory's `blobs/`) first.
 pub fn at_boot(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf]) -> BootApply {
-    let report = choose_and_apply(node, delivered, blob_dirs);
+    at_boot_reachable(node, delivered, blob_dirs, &|| {})
+}
+
+/// [`at_boot`], calling `reachable` as soon as the server could answer (see [`apply`]); the
+/// caller calls it again at the end whatever happened (a refused or absent document).
+pub fn at_boot_reachable(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf], reachable: &dyn Fn()) -> BootApply {
+    let report = choose_and_apply(node, delivered, blob_dirs, reachable);
     let status = node.root.host(document::STATUS);
     let bytes = serde_json::to_vec(&report).expect("serialisable");
     if let Err(e) = super::ensure::file(&status, &bytes, 0o644, None) {
@@ -169,7 +178,7 @@ pub fn at_boot(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf]) ->
     report
 }
 
-fn choose_and_apply(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf]) -> BootApply {
+fn choose_and_apply(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf], reachable: &dyn Fn()) -> BootApply {
     let refused = |source: &str, message: String| BootApply { outcome: BootOutcome::Refused, source: source.to_string(), message };
     let mut newest: Option<(String, NodeDocument)> = None;
     for (source, doc) in delivered {
@@ -214,7 +223,7 @@ fn choose_and_apply(node: &Node, delivered: Vec<Delivered>, blob_dirs: &[PathBuf
     }
     let failed = |source: &str, message: String| BootApply { outcome: BootOutcome::Failed, source: source.to_string(), message };
     let mut deferred = Deferred::default();
-    let mut applied = match apply(node, &doc, &mut deferred) {
+    let mut applied = match apply(node, &doc, &mut deferred, reachable) {
         Ok(a) => a,
         Err(e) => return failed(&source, e.message),
     };

@@ -15,5 +15,6 @@ pub fn info(node: &Node) -> Result<InfoResponse, OpError> {
         arch: uts.machine().to_string_lossy().into_owned(),
         os,
         boot_apply: std::fs::read(node.root.host(crate::document::STATUS)).ok().and_then(|b| serde_json::from_slice(&b).ok()),
+        boot_running: crate::boot_lock::running(&node.root),
     })
 }

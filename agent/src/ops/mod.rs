@@ -27,16 +27,37 @@ pub struct Node {
     pub root: GuestRoot,
     pub host: Arc<dyn Host>,
     writes: Mutex<()>,
+    /// Mutations also wait for the boot step ([`crate::boot_lock`]): the server's node.
+    after_boot: bool,
+}
+
+/// A mutation's hold on the node: the in-process lock, and the boot step's lock shared.
+pub struct WriteGuard<'a> {
+    _boot: Option<nix::fcntl::Flock<std::fs::File>>,
+    _writes: MutexGuard<'a, ()>,
 }
 
 impl Node {
     pub fn new(root: GuestRoot, host: Arc<dyn Host>) -> Node {
-        Node { root, host, writes: Mutex::new(()) }
+        Node { root, host, writes: Mutex::new(()), after_boot: false }
+    }
+
+    /// The server's node, started beside the boot step: every mutation waits until the boot
+    /// step has finished.
+    pub fn after_boot(mut self) -> Node {
+        self.after_boot = true;
+        self
     }
 
     /// Hold this while mutating the node.
-    pub fn lock_writes(&self) -> MutexGuard<'_, ()> {
-        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock_writes(&self) -> WriteGuard<'_> {
+        let writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let boot = self.after_boot.then(|| crate::boot_lock::shared(&self.root)).and_then(|r| {
+            // Without the lock file (a /run that cannot be written) there is no boot step to
+            // wait for either.
+            r.map_err(|e| tracing::warn!("{e}: not waiting for the boot step")).ok()
+        });
+        WriteGuard { _boot: boot, _writes: writes }
     }
 }
 

@@ -300,6 +300,12 @@ pub struct BootSection {
     /// (CD-ROM and disk drivers, iso9660, squashfs, overlay, loop); globs as in `[kernel]`.
     #[serde(default)]
     pub initrd_modules: Vec<String>,
+    /// `root = "squashfs"`: those of `initrd_modules` (names, after the globs) that `/init`
+    /// loads only when no device holds the medium once the others are loaded: the CD, SATA and
+    /// SCSI drivers, which a VM whose medium is a virtio disk (qemu starting the kernel itself)
+    /// never needs. Each must be among the initramfs's modules (checked when the image is built).
+    #[serde(default)]
+    pub initrd_fallback: Vec<String>,
     /// `root = "squashfs"`: packages whose `/usr/bin/busybox` is the initramfs's emergency shell.
     #[serde(default)]
     pub initrd_packages: Vec<String>,

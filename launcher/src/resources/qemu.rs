@@ -247,17 +247,18 @@ impl VmConfig {
                     c.arg("-bios").arg(fw);
                 }
                 match boot {
-                    BootMedium::Cdrom(iso) => {
-                        c.arg("-drive").arg(format!("file={},media=cdrom,readonly=on,if=ide,index=2", iso.display()));
-                        match self.kernel.as_ref().filter(|_| self.firmware.is_none()) {
-                            Some(k) => {
-                                c.arg("-kernel").arg(&k.kernel).arg("-initrd").arg(&k.initrd).arg("-append").arg(&k.cmdline);
-                            }
-                            None => {
-                                c.args(["-boot", "d"]);
-                            }
+                    BootMedium::Cdrom(iso) => match self.direct_kernel() {
+                        // The ISO (its root layers) is then a read-only virtio disk, after the
+                        // data disks ([`VmConfig::command`]): /init finds it with the virtio
+                        // driver it loads anyway, without the CD and ATA drivers and their probing.
+                        Some(k) => {
+                            c.arg("-kernel").arg(&k.kernel).arg("-initrd").arg(&k.initrd).arg("-append").arg(&k.cmdline);
                         }
-                    }
+                        None => {
+                            c.arg("-drive").arg(format!("file={},media=cdrom,readonly=on,if=ide,index=2", iso.display()));
+                            c.args(["-boot", "d"]);
+                        }
+                    },
                     BootMedium::RawDisk(iso) => {
                         // IDE disks cannot be read-only: snapshot=on keeps the ISO file unchanged instead.
                         c.arg("-drive").arg(format!("file={},format=raw,snapshot=on,if=ide,index=0", iso.display()));
@@ -265,6 +266,14 @@ impl VmConfig {
                     }
                 }
             }
+        }
+    }
+
+    /// The kernel qemu starts itself: x86 from the CD's ISO, without firmware of its own.
+    fn direct_kernel(&self) -> Option<&crate::resources::kernel::DirectKernel> {
+        match (self.arch, &self.boot) {
+            (Arch::X86_64, BootMedium::Cdrom(_)) => self.kernel.as_ref().filter(|_| self.firmware.is_none()),
+            _ => None,
         }
     }
 
@@ -278,6 +287,10 @@ impl VmConfig {
         for d in &self.disks {
             let fmt = if d.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
             c.arg("-drive").arg(format!("file={},format={fmt},if=virtio,cache=unsafe", d.display()));
+        }
+        if let (Some(_), BootMedium::Cdrom(iso)) = (self.direct_kernel(), &self.boot) {
+            // After the data disks, so that the first of them stays /dev/vda.
+            c.arg("-drive").arg(format!("file={},format=raw,if=virtio,readonly=on", iso.display()));
         }
         for (name, path) in &self.fw_cfg {
             c.arg("-fw_cfg").arg(format!("name={name},file={}", path.display()));
@@ -622,13 +635,17 @@ mod tests {
     #[test]
     fn a_direct_kernel_replaces_the_bootloader_but_not_the_medium_nor_uefi() {
         let k = crate::resources::kernel::DirectKernel { kernel: "/c/k.pvh.elf".into(), initrd: "/c/i.initrd".into(), cmdline: "console=ttyS0 quiet".into() };
-        let cfg = VmConfig { kernel: Some(k), ..sample(Arch::X86_64, "/x/minikube.iso") };
+        let cfg = VmConfig { kernel: Some(k), disks: vec!["/m/disk.qcow2".into()], ..sample(Arch::X86_64, "/x/minikube.iso") };
         let args: Vec<String> = cfg.command().get_args().map(|a| a.to_string_lossy().to_string()).collect();
         let at = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
         assert_eq!(at("-kernel").as_deref(), Some("/c/k.pvh.elf"));
         assert_eq!(at("-initrd").as_deref(), Some("/c/i.initrd"));
         assert_eq!(at("-append").as_deref(), Some("console=ttyS0 quiet"), "the command line is one argument");
-        assert!(args.iter().any(|a| a.contains("file=/x/minikube.iso,media=cdrom")), "/init finds its layers on the CD: {args:?}");
+        // The ISO is a read-only virtio disk after the data disk (which stays /dev/vda), not a CD.
+        let drives: Vec<&String> = args.iter().enumerate().filter(|(i, _)| *i > 0 && args[i - 1] == "-drive").map(|(_, a)| a).collect();
+        assert_eq!(drives.last().map(|d| d.as_str()), Some("file=/x/minikube.iso,format=raw,if=virtio,readonly=on"), "{args:?}");
+        assert!(drives.len() >= 2 && drives[0].contains("if=virtio,cache=unsafe"), "the data disk first: {drives:?}");
+        assert!(!args.iter().any(|a| a.contains("media=cdrom") || a.contains("if=ide")), "{args:?}");
         assert!(!args.contains(&"-boot".to_string()), "{args:?}");
         let uefi = VmConfig { firmware: Some("/x/OVMF.fd".into()), ..cfg };
         let args: Vec<String> = uefi.command().get_args().map(|a| a.to_string_lossy().to_string()).collect();

@@ -70,6 +70,12 @@ pub fn start(home: &Home, opts: &StartOptions, rep: &mut Reporter) -> Result<Mac
 fn provision(home: &Home, m: &MachineDir, up: Up, kubernetes_timeout: Duration, rep: &mut Reporter) -> Result<MachineState, StartError> {
     let Up { state, cas, pc, kubelet, kubernetes, sections, mut client } = up;
 
+    // document: the boot step, which the agent answers beside, and what it did with the node
+    // document (a change asked for before its end would wait for it anyway).
+    let t = Instant::now();
+    let detail = with_retry("document", 5, || driver::agent::wait_boot_step(&mut client, driver::agent::BOOT_STEP_TIMEOUT))?;
+    rep.step("document", t, false, detail);
+
     // network: a VM's cluster NIC (a boot that refused its document left it unconfigured).
     if let Some(req) = &sections.network {
         let t = Instant::now();
