@@ -308,6 +308,12 @@ fn kubelet_binary_and_unit_converge() {
     // A stopped kubelet is started (and that is a change).
     a.host.answer("systemctl is-active kubelet", "inactive\n", 3);
     assert!(c.kubelet(&req).unwrap().changed);
+    // A start already queued (the boot step's, waiting for network-online.target) is left to
+    // systemd: not started again here, not a change.
+    a.host.clear();
+    a.host.answer("systemctl list-jobs --no-legend --plain", "41 kubelet.service start waiting\n", 0);
+    assert!(!c.kubelet(&req).unwrap().changed);
+    assert!(!a.host.commands().iter().any(|c| c.starts_with("systemctl start")), "{:?}", a.host.commands());
     let mut bad = req.clone();
     bad.node_ip = "not-an-ip".into();
     assert_eq!(refusal(c.kubelet(&bad)), (400, Some("node_ip".into())));

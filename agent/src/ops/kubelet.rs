@@ -109,7 +109,9 @@ pub fn apply_in(node: &Node, req: &KubeletRequest, mut deferred: Option<&mut Def
         systemctl(h, &["daemon-reload"])?;
         systemctl(h, &["enable", "kubelet.service"])?;
         systemctl(h, &["restart", "kubelet.service"])?;
-    } else if !matches!(state(node)?.as_str(), "active" | "activating") {
+    } else if !matches!(state(node)?.as_str(), "active" | "activating") && !super::has_job(h, &["kubelet.service"]) {
+        // Neither running nor queued (a start the boot step queued waits for its units, such as
+        // network-online.target: it is coming, and starting it here would wait for them too).
         systemctl(h, &["start", "kubelet.service"])?;
         changed = true;
     }

@@ -518,8 +518,11 @@ impl Qmp {
     }
 }
 
-/// Ask the guest to power off (ACPI); after `timeout`, `quit` qemu. True when the guest went
-/// down by itself.
+/// How often [`powerdown`] presses the ACPI power button again while the guest runs.
+pub const POWER_BUTTON_REPEAT: Duration = Duration::from_secs(5);
+
+/// Ask the guest to power off (ACPI, the button pressed again every [`POWER_BUTTON_REPEAT`]);
+/// after `timeout`, `quit` qemu. True when the guest went down by itself.
 pub fn powerdown(socket: &Path, pid: u32, timeout: Duration) -> Result<bool, QemuError> {
     if !pid_alive(pid) {
         return Ok(true);
@@ -527,9 +530,16 @@ pub fn powerdown(socket: &Path, pid: u32, timeout: Duration) -> Result<bool, Qem
     let mut q = Qmp::connect(socket)?;
     q.execute("system_powerdown")?;
     let deadline = Instant::now() + timeout;
+    let mut pressed = Instant::now();
     while Instant::now() < deadline {
         if !pid_alive(pid) {
             return Ok(true);
+        }
+        // A press before logind watches the button (a node still booting) is lost: press
+        // again, as a person would. One during the shutdown changes nothing.
+        if pressed.elapsed() >= POWER_BUTTON_REPEAT {
+            let _ = q.execute("system_powerdown");
+            pressed = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(250));
     }
