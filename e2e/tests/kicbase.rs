@@ -218,7 +218,7 @@ fn launcher_podman_driver_start_stop_delete() {
     let mut rep = Reporter::new(Output::Text, Box::new(std::io::stderr()));
     let state = start::start(&home, &opts, &mut rep).unwrap();
     let steps: Vec<&str> = rep.events.iter().map(|e| e.step).collect();
-    assert_eq!(steps, ["machine", "image", "boot", "agent", "hostname", "certs", "runtime", "kubelet", "kubeconfig"]);
+    assert_eq!(steps, ["machine", "image", "boot", "agent", "document", "hostname", "certs", "runtime", "kubelet", "kubeconfig"]);
     // The API steps may find nothing to do: the boot step applied the node document from the
     // trust directory (rewritten with the container's address as soon as the engine gave it,
     // which the boot step may or may not have read yet; the API steps converge either way).

@@ -55,7 +55,7 @@ pub fn run(runs: usize) -> Result<()> {
         }
     }
     println!("\nkic drivers, {} runs each (medians):", runs.max(1));
-    let steps = ["machine", "image", "boot", "agent", "hostname", "certs", "runtime", "kubelet", "kubeconfig"];
+    let steps = ["machine", "image", "boot", "agent", "document", "hostname", "certs", "runtime", "kubelet", "kubeconfig"];
     print!("{:<8}", "driver");
     for s in steps {
         print!("{s:>11}");

@@ -79,7 +79,7 @@ pub fn run(boots: usize, rounds: usize, kubelet_mb: usize) -> Result<()> {
         let after_boot = median(runs.iter().map(|r| steps_after_boot.iter().map(|s| secs(r, s)).sum::<f64>()).collect());
         println!();
         println!("{:<12} {:>10}   (median of {} boots; the first formats the data disk)", "step", "seconds", runs.len());
-        for step in ["machine", "boot", "agent", "hostname", "certs", "runtime", "kubelet", "kubeconfig"] {
+        for step in ["machine", "boot", "agent", "document", "hostname", "certs", "runtime", "kubelet", "kubeconfig"] {
             println!("{step:<12} {:>10.2}", median(runs.iter().map(|r| secs(r, step)).collect()));
         }
         let ready = median(runs.iter().map(|r| secs(r, "boot") + secs(r, "agent")).collect());
