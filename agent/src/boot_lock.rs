@@ -45,20 +45,23 @@ fn locked(file: File, arg: FlockArg, path: &Path) -> io::Result<Flock<File>> {
 pub struct BootLock {
     _lock: Flock<File>,
     reachable: std::path::PathBuf,
+    marked: std::sync::Once,
 }
 
 impl BootLock {
     /// Take the lock (waits for a mutation of the server in flight, after a restarted boot step).
     pub fn acquire(root: &GuestRoot) -> io::Result<BootLock> {
         let lock = locked(open(root)?, FlockArg::LockExclusive, &root.host(LOCK))?;
-        Ok(BootLock { _lock: lock, reachable: root.host(REACHABLE) })
+        Ok(BootLock { _lock: lock, reachable: root.host(REACHABLE), marked: std::sync::Once::new() })
     }
 
-    /// Let the server listen (idempotent).
+    /// Let the server listen (the file is written once; later calls do nothing).
     pub fn mark_reachable(&self) {
-        if let Err(e) = std::fs::write(&self.reachable, b"") {
-            tracing::warn!("{}: {e}", self.reachable.display());
-        }
+        self.marked.call_once(|| {
+            if let Err(e) = std::fs::write(&self.reachable, b"") {
+                tracing::warn!("{}: {e}", self.reachable.display());
+            }
+        });
     }
 }
 
